@@ -1,0 +1,1 @@
+"""Browser agent: a small HTTP service around one Playwright Chromium."""

@@ -1,0 +1,1 @@
+"""The sandbox runner: turns one job into a bubblewrap sandbox and reports its result."""
