@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Builds the project's images without a registry or a Docker engine, and loads them
+# into the cluster's containerd (namespace k8s.io, so kubelet sees them).
+#
+#   images.sh base                  Debian base (mmdebstrap, cached tarball) imported
+#                                   into buildah as debian:<suite>-slim
+#   images.sh pause                 the pod sandbox image (static pause binary)
+#   images.sh build DOCKERFILE TAG  `buildah build` of an ordinary Dockerfile, context =
+#                                   repository root, as `docker build -f DOCKERFILE .`
+#   images.sh load TAG...           export from buildah and import into containerd
+#   images.sh all                   base, pause, the runner image; then load them if
+#                                   the cluster's containerd is running
+#
+# Pods use these with imagePullPolicy: Never. The same Dockerfiles build with Docker.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+need_root
+
+PAUSE_IMAGE="localhost/sandbox-controller/pause:1"
+RUNNER_IMAGE="${RUNNER_IMAGE:-localhost/sandbox-runner:e2e}"
+# buildah keeps its layers in the cache, so a warm rebuild reuses unchanged steps.
+BUILDAH=(buildah --root "$CACHE_ROOT/buildah/root" --runroot "$CACHE_ROOT/buildah/run"
+         --storage-driver overlay)
+CTR=("$CONTAINERD_BIN/ctr" --address "$STATE_DIR/containerd/containerd.sock" -n k8s.io)
+
+image_exists() { "${BUILDAH[@]}" inspect --type image "$1" >/dev/null 2>&1; }
+
+base() {
+    local tar="$BASE_DIR/rootfs.tar" name="docker.io/library/debian:$DEBIAN_SUITE-slim"
+    if [ ! -f "$BASE_DIR/.complete" ]; then
+        log "mmdebstrap $DEBIAN_SUITE (minbase, slim path excludes)"
+        rm -rf "$BASE_DIR"; mkdir -p "$BASE_DIR"
+        # minbase plus the documentation excludes that make debian:*-slim slim; with no
+        # mirror argument mmdebstrap uses Debian's default mirror plus updates/security.
+        mmdebstrap --variant=minbase --mode=root --quiet \
+            --dpkgopt='path-exclude=/usr/share/man/*' \
+            --dpkgopt='path-exclude=/usr/share/doc/*' \
+            --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+            --dpkgopt='path-exclude=/usr/share/locale/*' \
+            --dpkgopt='path-exclude=/usr/share/info/*' \
+            --customize-hook='rm -rf "$1"/var/lib/apt/lists/*' \
+            "$DEBIAN_SUITE" "$BASE_DIR/rootfs.tmp.tar"
+        mv "$BASE_DIR/rootfs.tmp.tar" "$tar"
+        date -u +%FT%TZ > "$BASE_DIR/.complete"
+    fi
+    if image_exists "$name" && [ "$("${BUILDAH[@]}" inspect --type image \
+            --format '{{index .ImageAnnotations "org.sandbox-controller.base"}}' "$name")" \
+            = "$(cat "$BASE_DIR/.complete")" ]; then
+        log "cached: $name"; return
+    fi
+    log "importing the base tarball into buildah as $name"
+    local c; c=$("${BUILDAH[@]}" from scratch)
+    "${BUILDAH[@]}" add "$c" "$tar" / >/dev/null
+    "${BUILDAH[@]}" config --cmd /bin/bash \
+        --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        --annotation "org.sandbox-controller.base=$(cat "$BASE_DIR/.complete")" "$c"
+    "${BUILDAH[@]}" commit --quiet --rm "$c" "$name" >/dev/null
+}
+
+pause() {
+    local c
+    [ -f "$PAUSE_BIN/.complete" ] || "$CLUSTER_DIR/build.sh" pause
+    if image_exists "$PAUSE_IMAGE"; then log "cached: $PAUSE_IMAGE"; return; fi
+    c=$("${BUILDAH[@]}" from scratch)
+    "${BUILDAH[@]}" copy "$c" "$PAUSE_BIN/pause" /pause >/dev/null
+    "${BUILDAH[@]}" config --entrypoint '["/pause"]' --user 65535:65535 "$c"
+    "${BUILDAH[@]}" commit --quiet --rm "$c" "$PAUSE_IMAGE" >/dev/null
+}
+
+build() {
+    local dockerfile="$1" tag="$2"
+    log "buildah build -f $dockerfile -t $tag (context: $REPO_ROOT)"
+    # chroot isolation: RUN steps need no OCI runtime and no user namespace of their own.
+    "${BUILDAH[@]}" build --quiet --pull=never --layers --isolation chroot \
+        -f "$REPO_ROOT/$dockerfile" -t "$tag" "$REPO_ROOT" >/dev/null
+}
+
+load() {
+    local tag archive
+    [ -S "$STATE_DIR/containerd/containerd.sock" ] || die "containerd is not running (make cluster-up)"
+    mkdir -p "$STATE_DIR/images"
+    for tag in "$@"; do
+        archive="$STATE_DIR/images/$(echo "$tag" | tr '/:' '__').tar"
+        log "loading $tag into containerd"
+        rm -f "$archive"
+        "${BUILDAH[@]}" push --quiet "$tag" "docker-archive:$archive:$tag" >/dev/null
+        "${CTR[@]}" images import --no-unpack=false "$archive" >/dev/null
+        rm -f "$archive"
+    done
+}
+
+all() {
+    base
+    pause
+    build runner-image/Dockerfile "$RUNNER_IMAGE"
+    if [ -S "$STATE_DIR/containerd/containerd.sock" ]; then
+        load "$PAUSE_IMAGE" "$RUNNER_IMAGE"
+    fi
+}
+
+case "${1:-all}" in
+    base) base ;;
+    pause) pause ;;
+    build) [ $# -eq 3 ] || die "usage: images.sh build DOCKERFILE TAG"; base; build "$2" "$3" ;;
+    load) shift; load "$@" ;;
+    all) all ;;
+    *) die "unknown command: $1" ;;
+esac

@@ -1,0 +1,39 @@
+# Shared settings and helpers for the e2e cluster scripts; sourced, never run.
+# shellcheck shell=bash
+
+CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$CLUSTER_DIR/../.." && pwd)"
+# shellcheck source=versions.env
+. "$CLUSTER_DIR/versions.env"
+
+# Built binaries and the Debian base tarball: outside the clone, kept across runs.
+CACHE_ROOT="${CLUSTER_CACHE:-/var/cache/sandbox-controller/cluster}"
+# Everything the running cluster owns; cluster-down deletes it whole.
+STATE_DIR="${STATE_DIR:-/var/lib/sandbox-controller-cluster}"
+
+export PATH="/usr/local/go/bin:$PATH"
+export GOFLAGS="-trimpath -buildvcs=false"
+
+K8S_BIN="$CACHE_ROOT/kubernetes-$KUBERNETES_VERSION"
+CONTAINERD_BIN="$CACHE_ROOT/containerd-$CONTAINERD_VERSION"
+RUNC_BIN="$CACHE_ROOT/runc-$RUNC_VERSION"
+KUBE_ROUTER_BIN="$CACHE_ROOT/kube-router-$KUBE_ROUTER_VERSION"
+HELM_BIN="$CACHE_ROOT/helm-$HELM_VERSION"
+CRICTL_BIN="$CACHE_ROOT/crictl-$CRICTL_VERSION"
+PAUSE_BIN="$CACHE_ROOT/pause-1"
+BASE_DIR="$CACHE_ROOT/debian-$DEBIAN_SUITE"
+
+log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+need_root() { [ "$(id -u)" = 0 ] || die "must run as root (it starts containerd and kubelet)"; }
+
+# Waits until a command succeeds, up to $1 seconds.
+wait_for() {
+    local timeout="$1" what="$2"; shift 2
+    local deadline=$((SECONDS + timeout))
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || die "timed out after ${timeout}s waiting for $what"
+        sleep 0.5
+    done
+}
