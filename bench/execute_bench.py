@@ -1,0 +1,167 @@
+"""Benchmark: POST /execute against a bare `python3 -c` start, measured in the same run.
+
+Prints latency percentiles of both, their ratio (execute p50 / bare p50), and the
+throughput of /execute with concurrent clients.  Figures, not assertions: the machines
+are shared and noisy, so only the ratio against the same-run baseline is meaningful.
+
+    .venv/bin/python bench/execute_bench.py [--requests 300] [--clients 8] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE = "print(2+2)"
+BARE = ["/usr/bin/python3", "-c", CODE]
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50": statistics.median(ordered), "p90": pick(0.90), "p99": pick(0.99)}
+
+
+def bare_python(n: int) -> list[float]:
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        subprocess.run(BARE, stdout=subprocess.DEVNULL, check=True)
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Service:
+    def __init__(self, extra_env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.token = secrets.token_urlsafe(24)
+        self.state = tempfile.mkdtemp(prefix="sandbox-bench-")
+        os.chmod(self.state, 0o755)
+        env = {
+            **os.environ,
+            "AUTH_TOKEN": self.token,
+            "PORT": str(self.port),
+            "STATE_DIR": self.state,
+            "ACCESS_LOG": "false",
+            **extra_env,
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "controller"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("service did not become healthy: " + self.proc.stderr.read().decode())
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+    def execute(self, conn: http.client.HTTPConnection) -> float:
+        body = json.dumps({"code": CODE}).encode()
+        start = time.perf_counter()
+        conn.request(
+            "POST",
+            "/execute",
+            body,
+            {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        response = conn.getresponse()
+        payload = response.read()
+        elapsed = (time.perf_counter() - start) * 1000
+        if response.status != 200 or json.loads(payload)["stdout"] != "4\n":
+            raise SystemExit(f"unexpected answer {response.status}: {payload[:300]!r}")
+        return elapsed
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def throughput(service: Service, clients: int, seconds: float) -> tuple[int, float, int]:
+    done = [0] * clients
+    errors = [0] * clients
+    stop_at = time.monotonic() + seconds
+
+    def worker(i: int) -> None:
+        conn = service.connection()
+        while time.monotonic() < stop_at:
+            try:
+                service.execute(conn)
+                done[i] += 1
+            except (SystemExit, OSError):
+                errors[i] += 1
+                conn = service.connection()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return sum(done), elapsed, sum(errors)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+
+    service = Service({})
+    try:
+        conn = service.connection()
+        for _ in range(20):  # warm-up: connection, code paths, pool
+            service.execute(conn)
+        bare = bare_python(args.requests)
+        sequential = [service.execute(conn) for _ in range(args.requests)]
+        done, elapsed, errors = throughput(service, args.clients, args.seconds)
+    finally:
+        service.stop()
+    b, e = percentiles(bare), percentiles(sequential)
+    print(
+        f"bare python3 -c  ({args.requests} runs)  p50 {b['p50']:.2f} ms  p90 {b['p90']:.2f}  "
+        f"p99 {b['p99']:.2f}"
+    )
+    print(
+        f"POST /execute    ({args.requests} sequential)  p50 {e['p50']:.2f} ms  p90 "
+        f"{e['p90']:.2f}  p99 {e['p99']:.2f}"
+    )
+    print(f"ratio execute-p50 / bare-p50: {e['p50'] / b['p50']:.2f}  (target <= 0.80)")
+    print(
+        f"throughput, {args.clients} clients for {elapsed:.1f} s: {done / elapsed:.1f} "
+        f"requests/s ({done} ok, {errors} errors; target >= 100)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""HTTP layer: middleware, dependencies, error handlers and routes."""

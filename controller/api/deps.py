@@ -1,0 +1,24 @@
+"""Dependencies the routes declare: the settings and services that the lifespan owns."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from controller.execution.service import ExecutionService
+from controller.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_execution_service(request: Request) -> ExecutionService:
+    service: ExecutionService = request.app.state.execution
+    return service
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ExecutionServiceDep = Annotated[ExecutionService, Depends(get_execution_service)]

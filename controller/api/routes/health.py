@@ -1,0 +1,23 @@
+"""GET /health: liveness, the backend in use, and whether the sandbox proved to work."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from controller.api.deps import ExecutionServiceDep
+
+router = APIRouter()
+
+
+@router.get("/health", summary="Service health (no authentication)")
+async def health(service: ExecutionServiceDep) -> JSONResponse:
+    check = service.backend.check
+    body = {
+        "status": "ok" if check.ok else "degraded",
+        "backend": service.backend.name,
+        "sandbox": {"ok": check.ok, "detail": check.detail},
+        "executions": {"admitted": service.admission.admitted},
+    }
+    # 503 while the sandbox is not proven: load balancers stop sending executions here.
+    return JSONResponse(body, status_code=200 if check.ok else 503)

@@ -1,0 +1,79 @@
+"""The product's error tree; every error maps to one HTTP status and one JSON shape.
+
+    ControllerError              500  a failure of the platform, never of the user's code
+    +-- InvalidRequest           422  a request field breaks a rule (names field and rule)
+    +-- RequestTooLarge          413  the body exceeds MAX_REQUEST_BYTES
+    +-- Unauthorized             401  missing or wrong bearer token
+    +-- NotFound                 404  no such resource
+    +-- Overloaded               429  admission queue full (with Retry-After)
+    +-- SandboxUnavailable       503  the sandbox cannot run here; the message says why
+
+The user's code failing (non-zero exit, timeout, a denied operation) is not an error:
+it is a normal result with exit code, flags and violations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ControllerError(Exception):
+    """Base of every error the service reports on purpose."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message}
+
+
+class InvalidRequest(ControllerError):
+    status_code = 422
+    code = "invalid_request"
+
+    def __init__(self, field: str, rule: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.details = [{"field": field, "rule": rule, "message": message}]
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "details": self.details}
+
+
+class RequestTooLarge(ControllerError):
+    status_code = 413
+    code = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds {limit} bytes (setting MAX_REQUEST_BYTES)")
+        self.details = [{"field": "body", "rule": "max_bytes", "message": f"at most {limit} bytes"}]
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "details": self.details}
+
+
+class Unauthorized(ControllerError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotFound(ControllerError):
+    status_code = 404
+    code = "not_found"
+
+
+class Overloaded(ControllerError):
+    status_code = 429
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class SandboxUnavailable(ControllerError):
+    status_code = 503
+    code = "sandbox_unavailable"

@@ -1,0 +1,1 @@
+"""Executions: the backend protocol, the local backend, admission control and results."""

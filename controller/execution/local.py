@@ -1,0 +1,170 @@
+"""Local placement: bubblewrap sandboxes on this host, started ahead of requests.
+
+Each sandbox is started before a request needs it (the interpreter is already warm),
+serves exactly one execution, and is then killed; a background task keeps the pool full.
+The pool is what makes an execution cheaper than a cold ``python3 -c``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+from runner.bwrap import bwrap_argv, launcher_argv, probe_host
+from runner.policy import HIDDEN_PATHS, Layout, Limits
+from runner.supervisor import Outcome, Sandbox, SandboxError
+from runner.support import prepare_support_dir
+
+from controller.errors import SandboxUnavailable
+from controller.execution.backend import Job, SandboxCheck
+from controller.settings import MIB, Settings
+
+log = logging.getLogger(__name__)
+
+STATUS_FD = "@STATUS_FD@"
+READY_TIMEOUT_S = 10.0
+SELF_TEST_CODE = "import os, socket; print(os.getuid(), len(socket.if_nameindex()))"
+SELF_TEST_EXPECTED = b"1000 1\n"  # the sandbox uid, and only the loopback interface
+
+
+def sandbox_limits(settings: Settings, timeout_ms: int) -> Limits:
+    """The limits of one execution: the settings, with the request's timeout."""
+    return Limits(
+        timeout_ms=timeout_ms,
+        memory_bytes=settings.memory_limit_mb * MIB,
+        max_processes=settings.max_processes,
+        max_file_bytes=settings.max_file_size_mb * MIB,
+        max_open_files=settings.max_open_files,
+        workspace_bytes=settings.workspace_size_mb * MIB,
+        tmp_bytes=settings.tmp_size_mb * MIB,
+        output_bytes=settings.output_limit_bytes,
+    )
+
+
+class LocalBackend:
+    """Sandboxes as bubblewrap processes of this service, from a warm pool."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._pool_size = settings.warm_pool_size
+        self._ready: asyncio.Queue[Sandbox] = asyncio.Queue()
+        self._starting = 0
+        self._live: set[Sandbox] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._refill = asyncio.Event()
+        self._filler: asyncio.Task[None] | None = None
+        self._argv: list[str] = []
+        self.check = SandboxCheck(ok=False, detail="not started")
+
+    async def start(self) -> SandboxCheck:
+        settings = self._settings
+        support = prepare_support_dir(Path(settings.state_dir) / "sandbox-support")
+        layout = Layout(
+            support_dir=support,
+            python=settings.sandbox_python,
+            extra_ro_paths=settings.sandbox_extra_ro_paths,
+        )
+        # The argv depends only on settings; per-request limits travel in the job itself.
+        base_limits = sandbox_limits(settings, settings.default_timeout_ms)
+        argv = bwrap_argv(layout, base_limits, probe_host(layout), status_fd=STATUS_FD)
+        root = os.geteuid() == 0
+        self._argv = launcher_argv(
+            argv,
+            uid=settings.sandbox_uid if root else None,
+            gid=settings.sandbox_gid if root else None,
+        )
+        self.check = await self._self_test()
+        if self.check.ok:
+            self._filler = asyncio.create_task(self._keep_pool_full(), name="sandbox-pool")
+        return self.check
+
+    async def _self_test(self) -> SandboxCheck:
+        """Fail closed: unless a real sandbox proves its isolation, no code runs."""
+        job = Job(
+            "self-test", SELF_TEST_CODE, None, sandbox_limits(self._settings, timeout_ms=10_000)
+        )
+        try:
+            outcome = await self._run_in(await self._new_sandbox(), job)
+        except SandboxError as exc:
+            return SandboxCheck(ok=False, detail=str(exc))
+        if outcome.exit_code != 0 or outcome.stdout != SELF_TEST_EXPECTED:
+            detail = (outcome.stderr or outcome.stdout).decode("utf-8", "replace")[-500:]
+            return SandboxCheck(ok=False, detail=f"sandbox self-test failed: {detail.strip()}")
+        return SandboxCheck(ok=True, detail="bubblewrap sandbox verified")
+
+    async def _new_sandbox(self) -> Sandbox:
+        sandbox = Sandbox(self._argv, status_fd_placeholder=STATUS_FD)
+        self._live.add(sandbox)
+        try:
+            await sandbox.wait_ready(READY_TIMEOUT_S)
+        except SandboxError:
+            self._retire(sandbox)
+            raise
+        return sandbox
+
+    async def _keep_pool_full(self) -> None:
+        while True:
+            deficit = self._pool_size - self._ready.qsize() - self._starting
+            if deficit <= 0:
+                self._refill.clear()
+                await self._refill.wait()
+                continue
+            self._starting += deficit
+            results = await asyncio.gather(
+                *(self._new_sandbox() for _ in range(deficit)), return_exceptions=True
+            )
+            self._starting -= deficit
+            for result in results:
+                if isinstance(result, Sandbox):
+                    self._ready.put_nowait(result)
+                else:
+                    log.warning("warm sandbox failed to start: %s", result)
+                    await asyncio.sleep(1)  # back off; the next loop tries again
+
+    async def run(self, job: Job) -> Outcome:
+        if not self.check.ok:
+            raise SandboxUnavailable(f"sandbox unavailable: {self.check.detail}")
+        sandbox = None
+        while not self._ready.empty():
+            candidate = self._ready.get_nowait()
+            if candidate.alive:
+                sandbox = candidate
+                break
+            self._retire(candidate)
+        self._refill.set()
+        try:
+            if sandbox is None:  # the pool is drained: pay for a start on the request path
+                sandbox = await self._new_sandbox()
+            return await self._run_in(sandbox, job)
+        except SandboxError as exc:
+            raise SandboxUnavailable(f"sandbox failed: {exc}") from exc
+
+    async def _run_in(self, sandbox: Sandbox, job: Job) -> Outcome:
+        payload = {"code": job.code, "stdin": job.stdin, "hiddenPaths": list(HIDDEN_PATHS)}
+        try:
+            return await sandbox.run(payload, job.limits)
+        finally:
+            self._retire(sandbox)
+
+    def _retire(self, sandbox: Sandbox) -> None:
+        """Kill now, reap in the background: the response does not wait for the teardown."""
+        sandbox.kill()
+        task = asyncio.create_task(sandbox.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        task.add_done_callback(lambda _: self._live.discard(sandbox))
+
+    async def stop(self) -> None:
+        if self._filler is not None:
+            self._filler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._filler
+        for sandbox in list(self._live):
+            self._retire(sandbox)
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=5)

@@ -1,0 +1,119 @@
+"""The service's settings: one typed object read from the environment, injected, never global."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIB = 1024 * 1024
+WEAK_TOKENS = frozenset({"changeme", "change-me", "secret", "token", "password", "test"})
+MIN_TOKEN_LENGTH = 16
+
+
+class Settings(BaseSettings):
+    """Every knob of the service.  Environment variable names are the field names, upper-cased."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # --- serving -------------------------------------------------------------------------
+    auth_token: SecretStr = Field(
+        description="Bearer token every caller must present (except on /health). Required: "
+        f"the service refuses to start without one, or with one shorter than {MIN_TOKEN_LENGTH} "
+        "characters or a well-known placeholder."
+    )
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port to listen on.")
+    backend: Literal["local"] = Field("local", description="Where executions run.")
+    access_log: bool = Field(True, description="Log one line per request (no query strings).")
+    state_dir: Path = Field(
+        Path("/var/lib/sandbox-controller") if os.geteuid() == 0 else Path(".state"),
+        description="Directory for the service's own files (the sandbox support files).",
+    )
+
+    # --- admission -----------------------------------------------------------------------
+    max_concurrent_executions: int = Field(
+        4, ge=1, le=256, description="Executions running at once; more wait in the queue."
+    )
+    max_queued_executions: int = Field(
+        32, ge=0, le=10_000, description="Executions waiting for a slot; beyond it, 429."
+    )
+    warm_sandboxes: int | None = Field(
+        None,
+        ge=0,
+        le=256,
+        description="Sandboxes started ahead of requests (each used once). "
+        "Default: the number of concurrent executions.",
+    )
+
+    # --- request limits ------------------------------------------------------------------
+    max_request_bytes: int = Field(
+        16 * MIB, ge=1024, description="Largest accepted request body (413 beyond)."
+    )
+    max_code_bytes: int = Field(
+        1 * MIB, ge=1, description="Largest accepted `code` (422 beyond), in UTF-8 bytes."
+    )
+    max_stdin_bytes: int = Field(
+        1 * MIB, ge=0, description="Largest accepted `stdin` (422 beyond), in UTF-8 bytes."
+    )
+    default_timeout_ms: int = Field(
+        10_000, ge=1, le=120_000, description="`timeoutMs` when a request gives none."
+    )
+
+    # --- sandbox limits (per execution) --------------------------------------------------
+    memory_limit_mb: int = Field(1024, ge=32, description="Address-space limit (RLIMIT_AS).")
+    max_processes: int = Field(64, ge=1, description="Processes and threads (RLIMIT_NPROC).")
+    max_file_size_mb: int = Field(64, ge=1, description="Largest file written (RLIMIT_FSIZE).")
+    max_open_files: int = Field(256, ge=16, description="Open descriptors (RLIMIT_NOFILE).")
+    workspace_size_mb: int = Field(128, ge=1, description="Size of the workspace tmpfs.")
+    tmp_size_mb: int = Field(64, ge=1, description="Size of the private /tmp tmpfs.")
+    output_limit_bytes: int = Field(
+        1 * MIB,
+        ge=1024,
+        description="Captured bytes per stream; the rest is discarded and "
+        "the stream is flagged in `truncated`.",
+    )
+
+    # --- sandbox placement ---------------------------------------------------------------
+    sandbox_python: str = Field(
+        "/usr/bin/python3", description="Interpreter the sandboxed code runs with."
+    )
+    sandbox_extra_ro_paths: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated host paths mounted read-only at the same place "
+        "(e.g. a Python environment for the sandbox).",
+    )
+    sandbox_uid: int = Field(
+        64000,
+        ge=1,
+        description="Host uid the sandboxes run as when the service runs as "
+        "root (never root itself).  Ignored otherwise: sandboxes run as the service's uid.",
+    )
+    sandbox_gid: int = Field(64000, ge=1, description="Host gid, as sandbox_uid.")
+
+    @field_validator("auth_token")
+    @classmethod
+    def _refuse_weak_token(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value()
+        if len(token) < MIN_TOKEN_LENGTH or token.lower() in WEAK_TOKENS:
+            raise ValueError(
+                f"AUTH_TOKEN must be at least {MIN_TOKEN_LENGTH} characters and not a "
+                "placeholder; generate one with: openssl rand -hex 32"
+            )
+        return value
+
+    @field_validator("sandbox_extra_ro_paths", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @property
+    def warm_pool_size(self) -> int:
+        if self.warm_sandboxes is None:
+            return self.max_concurrent_executions
+        return self.warm_sandboxes

@@ -1,0 +1,154 @@
+"""Pure construction of the bubblewrap command line from a policy (and host facts found once)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from runner.policy import (
+    SANDBOX_ENV,
+    SANDBOX_GID,
+    SANDBOX_UID,
+    SUPPORT_MOUNT,
+    WORKSPACE,
+    Layout,
+    Limits,
+)
+
+BWRAP = "/usr/bin/bwrap"
+SETPRIV = "/usr/bin/setpriv"
+TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+STUB_NAME = "stub.py"
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the host looks like, read once at start so the argv builder stays pure."""
+
+    symlinks: dict[str, str]
+    """Top-level links such as /bin -> usr/bin (merged /usr)."""
+    directories: frozenset[str]
+    """Paths of the layout that exist on the host as directories or files."""
+
+
+def probe_host(layout: Layout) -> HostFacts:
+    """Look at the host once: which top-level links exist and which layout paths exist."""
+    symlinks = {p: os.readlink(p) for p in TOP_LEVEL_LINKS if os.path.islink(p)}
+    candidates = (
+        *layout.ro_paths,
+        *layout.etc_files,
+        *layout.extra_ro_paths,
+        *(p for p in TOP_LEVEL_LINKS if p not in symlinks),
+    )
+    existing = frozenset(p for p in candidates if os.path.lexists(p))
+    return HostFacts(symlinks=symlinks, directories=existing)
+
+
+def bwrap_argv(layout: Layout, limits: Limits, host: HostFacts, status_fd: str) -> list[str]:
+    """The full argv that starts the stub inside a fresh sandbox.
+
+    Order matters to bubblewrap: mounts are made in argument order, and the root is made
+    read-only last so that nothing outside the workspace, /tmp and /dev/shm is writable.
+    ``status_fd`` is the stub's status descriptor as text (a number, or a placeholder that
+    the caller replaces once the pipe exists).
+    """
+    argv = [
+        BWRAP,
+        # Every namespace, including the network: only a private loopback exists inside.
+        "--unshare-user",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        # No nested user namespaces: they are the kernel's widest attack surface.
+        "--disable-userns",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_GID),
+        "--hostname",
+        "sandbox",
+        # Killed with its supervisor; in its own session so it cannot reach our terminal.
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+    ]
+    for name, value in SANDBOX_ENV.items():
+        argv += ["--setenv", name, value]
+    for path in layout.ro_paths:
+        if path in host.directories:
+            argv += ["--ro-bind", path, path]
+    for link in TOP_LEVEL_LINKS:
+        if link in host.symlinks:
+            argv += ["--symlink", host.symlinks[link], link]
+        elif link in host.directories:
+            argv += ["--ro-bind", link, link]
+    for path in (*layout.etc_files, *layout.extra_ro_paths):
+        if path in host.directories:
+            argv += ["--ro-bind", path, path]
+    support = layout.support_dir
+    argv += [
+        "--ro-bind",
+        f"{support}/passwd",
+        "/etc/passwd",
+        "--ro-bind",
+        f"{support}/group",
+        "/etc/group",
+        "--ro-bind",
+        f"{support}/hosts",
+        "/etc/hosts",
+        "--ro-bind",
+        f"{support}/{STUB_NAME}",
+        f"{SUPPORT_MOUNT}/{STUB_NAME}",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(limits.tmp_bytes),
+        "--tmpfs",
+        "/dev/shm",
+        "--size",
+        str(limits.tmp_bytes),
+        "--tmpfs",
+        "/tmp",
+        # The workspace is a size-limited tmpfs of this sandbox alone: fresh and empty for
+        # every execution, gone with the mount namespace when the sandbox ends.
+        "--size",
+        str(limits.workspace_bytes),
+        "--tmpfs",
+        WORKSPACE,
+        # .env and secrets/ are read-only placeholders: they cannot be created or written.
+        "--ro-bind",
+        f"{support}/empty-file",
+        f"{WORKSPACE}/.env",
+        "--ro-bind",
+        f"{support}/empty-dir",
+        f"{WORKSPACE}/secrets",
+        "--remount-ro",
+        "/",
+        "--chdir",
+        WORKSPACE,
+        "--",
+        layout.python,
+        "-I",
+        f"{SUPPORT_MOUNT}/{STUB_NAME}",
+        status_fd,
+    ]
+    return argv
+
+
+def launcher_argv(sandbox_argv: list[str], uid: int | None, gid: int | None) -> list[str]:
+    """Prefix the bwrap argv with setpriv: killed with its parent, never privileged.
+
+    setpriv (util-linux) sets the parent-death signal, so the sandbox dies with the
+    service even on SIGKILL, and ``no_new_privs``.  When the service runs as root it also
+    drops to ``uid``/``gid`` with no supplementary groups, so the sandbox is never host
+    root, not even inside its own user namespace.  Doing this in a tiny exec'd program
+    keeps the spawn a cheap vfork of the service instead of a full fork.
+    """
+    prefix = [SETPRIV, "--pdeathsig", "KILL", "--no-new-privs"]
+    if uid is not None and gid is not None:
+        prefix += ["--reuid", str(uid), "--regid", str(gid), "--clear-groups"]
+    return [*prefix, *sandbox_argv]

@@ -1,0 +1,258 @@
+"""Runs inside the sandbox: waits for one job, runs it in a child process, reports how it ended.
+
+This file is started by bubblewrap before any request arrives (``python3 -I stub.py FD``),
+so the interpreter start-up is paid ahead of time.  Protocol with the supervisor:
+
+- the job arrives on stdin as one JSON document, terminated by EOF;
+- fd ``FD`` (the status pipe) carries ``ready\\n`` once the interpreter is warm, then
+  one JSON line describing how the child ended (exit status, resource usage, violations).
+
+The user's code runs in a forked child so that the parent can report its exact exit
+status and resource usage.  Everything this process reports is untrusted by the
+supervisor: the user's code runs as the same uid in the same sandbox and could tamper
+with it, which would only let it lie about its own result.
+
+Standard library only, and as few imports as possible: this runs once per execution.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import sys
+
+WORKSPACE = "/workspace"
+MAX_VIOLATIONS = 32
+MAX_VIOLATION_BYTES = 256
+
+# Writes are allowed only below these; everything else is read-only or absent.
+WRITABLE_PREFIXES = ("/workspace/", "/tmp/", "/dev/shm/")
+WRITABLE_DEVICES = frozenset(
+    {
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/tty",
+        "/dev/stdout",
+        "/dev/stderr",
+        "/proc/self/fd/1",
+        "/proc/self/fd/2",
+    }
+)
+PROTECTED = frozenset({"/workspace/.env", "/workspace/secrets"})
+PROTECTED_DIR_PREFIX = "/workspace/secrets/"
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _read_job() -> dict[str, object]:
+    chunks = []
+    while True:
+        chunk = os.read(0, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    if not chunks:
+        # The supervisor went away before sending a job (it was shut down): nothing to do.
+        os._exit(0)
+    job = json.loads(b"".join(chunks))
+    if not isinstance(job, dict):
+        raise ValueError("job must be a JSON object")
+    return job
+
+
+def _install_stdin(data: str | None) -> None:
+    if data is None:
+        fd = os.open("/dev/null", os.O_RDONLY)
+    else:
+        # A memfd holds stdin whatever its size, with no writer thread and no file on disk.
+        fd = os.memfd_create("stdin", 0)
+        os.write(fd, data.encode("utf-8", "surrogateescape"))
+        os.lseek(fd, 0, os.SEEK_SET)
+    os.dup2(fd, 0)
+    os.close(fd)
+
+
+def _apply_limits(limits: dict[str, int]) -> None:
+    pairs = {
+        "memoryBytes": resource.RLIMIT_AS,
+        "maxProcesses": resource.RLIMIT_NPROC,
+        "maxFileBytes": resource.RLIMIT_FSIZE,
+        "maxOpenFiles": resource.RLIMIT_NOFILE,
+        "cpuSeconds": resource.RLIMIT_CPU,
+    }
+    for key, which in pairs.items():
+        value = limits.get(key)
+        if value is not None:
+            resource.setrlimit(which, (int(value), int(value)))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _violation_hook(fd: int, hidden: tuple[str, ...]) -> object:
+    """Build an audit hook that reports denied operations on ``fd`` (one JSON line each)."""
+    seen: set[tuple[str, str]] = set()
+    abspath = os.path.abspath
+    fspath = os.fsdecode
+
+    def report(kind: str, target: str, detail: str) -> None:
+        key = (kind, target)
+        if key in seen or len(seen) >= MAX_VIOLATIONS:
+            return
+        seen.add(key)
+        line = json.dumps({"kind": kind, "target": target[:MAX_VIOLATION_BYTES], "detail": detail})
+        try:
+            os.write(fd, line.encode() + b"\n")
+        except OSError:
+            pass
+
+    def is_hidden(path: str) -> bool:
+        return any(path == h or path.startswith(h + "/") for h in hidden)
+
+    def check_path(raw: object, writing: bool) -> None:
+        if isinstance(raw, int) or raw is None:
+            return
+        try:
+            path = abspath(fspath(raw))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return
+        if is_hidden(path):
+            report("filesystem", path, "denied: path is not visible in the sandbox")
+        elif not writing:
+            return
+        elif path in PROTECTED or path.startswith(PROTECTED_DIR_PREFIX):
+            report("filesystem", path, "write denied: .env and secrets/ are protected")
+        elif path not in WRITABLE_DEVICES and not (path + "/").startswith(WRITABLE_PREFIXES):
+            report("filesystem", path, "write denied: only /workspace and /tmp are writable")
+
+    def hook(event: str, args: tuple[object, ...]) -> None:
+        if event == "open":
+            path, mode, flags = args
+            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                isinstance(flags, int) and bool(flags & WRITE_FLAGS)
+            )
+            check_path(path, writing)
+        elif event in ("os.listdir", "os.scandir"):
+            check_path(args[0], False)
+        elif event in (
+            "os.mkdir",
+            "os.remove",
+            "os.rmdir",
+            "os.rename",
+            "os.symlink",
+            "os.link",
+            "os.truncate",
+            "os.chmod",
+            "os.utime",
+        ):
+            check_path(args[0], True)
+        elif event == "socket.connect" or event == "socket.sendto":
+            address = args[1]
+            if (
+                isinstance(address, tuple)
+                and address
+                and isinstance(address[0], str)
+                and not _is_loopback(address[0])
+            ):
+                report(
+                    "network",
+                    f"{address[0]}:{address[1]}",
+                    "network denied: the sandbox has no network access",
+                )
+        elif event == "socket.getaddrinfo":
+            name = args[0]
+            host = name.decode("ascii", "replace") if isinstance(name, bytes) else name
+            if isinstance(host, str) and host and not _is_loopback(host):
+                report(
+                    "network",
+                    f"{host}:{args[1]}",
+                    "network denied: name resolution is not available in the sandbox",
+                )
+
+    return hook
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1", "") or host.startswith("127.")
+
+
+def _run_child(job: dict[str, object], violations_fd: int, status_fd: int) -> None:
+    """The user's code: becomes ``python -c CODE`` as closely as possible.  Never returns."""
+    os.close(status_fd)
+    stdin = job.get("stdin")
+    _install_stdin(stdin if isinstance(stdin, str) else None)
+    limits = job.get("limits")
+    _apply_limits(limits if isinstance(limits, dict) else {})
+    hidden = tuple(str(p) for p in job.get("hiddenPaths", ()))  # type: ignore[attr-defined]
+    sys.addaudithook(_violation_hook(violations_fd, hidden))  # type: ignore[arg-type]
+
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = __builtins__
+    sys.modules["__main__"] = main
+    sys.argv = ["-c"]
+    sys.path.insert(0, "")  # as `python -c` does: modules in the workspace are importable
+    code = compile(str(job["code"]), "<string>", "exec")
+    try:
+        exec(code, main.__dict__)
+    except SystemExit:
+        raise  # the interpreter reports it exactly as `python -c` would
+    except BaseException as exc:
+        # Hide this file's frame: the traceback starts at the user's code, as with `python -c`.
+        tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+        sys.exit(1)
+    sys.exit(0)
+
+
+def _report(status_fd: int, status: int, usage: resource.struct_rusage, violations_fd: int) -> None:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(violations_fd, 1 << 16)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    violations = []
+    for line in b"".join(chunks).splitlines()[:MAX_VIOLATIONS]:
+        try:
+            violations.append(json.loads(line))
+        except ValueError:
+            continue
+    message = {
+        "exitCode": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        "cpuUserMs": round(usage.ru_utime * 1000, 3),
+        "cpuSystemMs": round(usage.ru_stime * 1000, 3),
+        "maxRssKb": usage.ru_maxrss,
+        "violations": violations,
+    }
+    os.write(status_fd, json.dumps(message).encode() + b"\n")
+
+
+def main() -> None:
+    status_fd = int(sys.argv[1])
+    os.set_inheritable(status_fd, False)
+    os.chdir(WORKSPACE)
+    os.write(status_fd, b"ready\n")
+    job = _read_job()
+    violations_r, violations_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    # Keep the warm heap out of the collector's reach, so the child does not copy
+    # every page just by running a collection (copy-on-write after fork).
+    gc.disable()
+    gc.freeze()
+    pid = os.fork()
+    if pid == 0:
+        gc.enable()
+        os.close(violations_r)
+        _run_child(job, violations_w, status_fd)
+    os.close(violations_w)
+    _, status, usage = os.wait4(pid, 0)
+    _report(status_fd, status, usage, violations_r)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+"""One sandbox process seen from outside: start it early, hand it one job, collect the outcome.
+
+Everything that comes out of the sandbox (output, the stub's status line) is untrusted:
+it is read with caps and parsed defensively.  The wall-clock timeout, the output caps
+and the final kill are enforced here, outside the sandbox, where the code cannot reach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.policy import SANDBOX_ENV, Limits
+
+MAX_STATUS_BYTES = 64 * 1024
+READ_CHUNK = 1 << 16
+
+
+class SandboxError(Exception):
+    """The sandbox itself failed (not the user's code): it could not start or broke down."""
+
+
+@dataclass
+class Outcome:
+    """How one execution ended, as seen from outside the sandbox."""
+
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    duration_ms: float
+    cpu_user_ms: float | None = None
+    cpu_system_ms: float | None = None
+    max_rss_kb: int | None = None
+    violations: list[dict[str, str]] = field(default_factory=list)
+    status_missing: bool = False
+    """The stub never reported: the user's code killed or broke its own supervisor process."""
+
+
+class _CappedReader:
+    """Reads a non-blocking fd, keeping at most ``cap`` bytes and counting the rest."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, cap: int) -> None:
+        self._loop, self._fd, self._cap = loop, fd, cap
+        self._chunks: list[bytes] = []
+        self.kept = 0
+        self.truncated = False
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._read_once)
+
+    def _read_once(self) -> bool:
+        """Read one chunk; False when nothing more is available right now (or at EOF)."""
+        try:
+            data = os.read(self._fd, READ_CHUNK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return False
+        room = self._cap - self.kept
+        if len(data) > room:
+            self.truncated = True
+            data = data[:room]
+        if data:
+            self._chunks.append(data)
+            self.kept += len(data)
+        return True
+
+    def drain(self) -> None:
+        """Read what is already in the pipe, without waiting for the writers to finish.
+
+        Once the main process has exited, all it wrote is in the pipe; anything still
+        running in the sandbox is about to be killed, so its later output is not awaited.
+        """
+        while self._fd >= 0 and self._read_once():
+            pass
+
+    def data(self) -> bytes:
+        return b"".join(self._chunks)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _StatusReader:
+    """Reads the stub's status pipe: a ``ready`` line, then one JSON line."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self._loop, self._fd = loop, fd
+        self._buffer = b""
+        self.ready: asyncio.Future[bool] = loop.create_future()
+        self.status: asyncio.Future[dict[str, Any] | None] = loop.create_future()
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._finish(None)
+            return
+        self._buffer += data
+        if len(self._buffer) > MAX_STATUS_BYTES:
+            self._finish(None)
+            return
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            if not self.ready.done():
+                self.ready.set_result(line == b"ready")
+            elif not self.status.done():
+                self._finish(_parse_status(line))
+
+    def _finish(self, status: dict[str, Any] | None) -> None:
+        if not self.ready.done():
+            self.ready.set_result(False)
+        if not self.status.done():
+            self.status.set_result(status)
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _parse_status(line: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float_or_none(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _violations(value: object) -> list[dict[str, str]]:
+    if not isinstance(value, list):
+        return []
+    found = []
+    for item in value[:32]:
+        if isinstance(item, dict):
+            found.append({k: str(item.get(k, ""))[:300] for k in ("kind", "target", "detail")})
+    return found
+
+
+class Sandbox:
+    """A started bubblewrap sandbox waiting for exactly one job."""
+
+    def __init__(self, argv: Sequence[str], *, status_fd_placeholder: str) -> None:
+        """Start the sandbox now (``argv`` from bwrap.launcher_argv).
+
+        Must be called from the event loop's thread and that thread must outlive the
+        sandbox: the parent-death signal follows the thread that spawned the process.
+        """
+        loop = asyncio.get_running_loop()
+        # Raw pipes that this object owns: (parent end, child end) for each stream.
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+        stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
+        stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+        argv = [str(status_w) if a == status_fd_placeholder else a for a in argv]
+        try:
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=stdin_r,
+                stdout=stdout_w,
+                stderr=stderr_w,
+                pass_fds=(status_w,),
+                env=dict(SANDBOX_ENV),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            for fd in (status_r, stdin_w, stdout_r, stderr_r):
+                os.close(fd)
+            raise SandboxError(f"cannot start bubblewrap: {exc}") from exc
+        finally:
+            for fd in (status_w, stdin_r, stdout_w, stderr_w):
+                os.close(fd)
+        self._loop = loop
+        self._stdin_fd, self._stdout_fd, self._stderr_fd = stdin_w, stdout_r, stderr_r
+        self._status = _StatusReader(loop, status_r)
+        self._pidfd = os.pidfd_open(self._proc.pid)
+        self._exited: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(self._pidfd, self._on_exit)
+        self.started_at = time.monotonic()
+        self.used = False
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return not self._exited.done()
+
+    def _on_exit(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._proc.wait()
+        if not self._exited.done():
+            self._exited.set_result(None)
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Wait until the interpreter inside is warm; raise SandboxError if it never is."""
+        try:
+            ready = await asyncio.wait_for(asyncio.shield(self._status.ready), timeout_s)
+        except TimeoutError as exc:
+            raise SandboxError(f"sandbox not ready after {timeout_s:.1f}s") from exc
+        if not ready:
+            await self.close()
+            raise SandboxError(f"sandbox failed to start: {self._startup_error()}")
+
+    def is_ready(self) -> bool:
+        return self._status.ready.done() and self._status.ready.result()
+
+    def _startup_error(self) -> str:
+        try:
+            os.set_blocking(self._stderr_fd, False)
+            text = os.read(self._stderr_fd, 4096)
+        except OSError:
+            text = b""
+        return text.decode("utf-8", "replace").strip() or "bubblewrap exited"
+
+    async def run(self, job: dict[str, Any], limits: Limits) -> Outcome:
+        """Hand the job to the sandbox and collect how it ended.  Single use."""
+        if self.used:
+            raise SandboxError("a sandbox runs exactly one job")
+        self.used = True
+        stdout = _CappedReader(self._loop, self._take("_stdout_fd"), limits.output_bytes)
+        stderr = _CappedReader(self._loop, self._take("_stderr_fd"), limits.output_bytes)
+        payload = json.dumps({**job, "limits": limits.rlimits()}).encode()
+        started = time.monotonic()
+        try:
+            await self._send(payload)
+            status = await asyncio.wait_for(
+                asyncio.shield(self._status.status), limits.timeout_ms / 1000
+            )
+            timed_out = False
+        except TimeoutError:
+            status, timed_out = None, True
+        except BrokenPipeError:
+            status, timed_out = None, False
+        duration_ms = (time.monotonic() - started) * 1000
+        # The main process has ended (or ran out of time): whatever it left running dies now.
+        self.kill()
+        for reader in (stdout, stderr):
+            reader.drain()
+            reader.close()
+        status = status or {}
+        return Outcome(
+            exit_code=None if timed_out else _int_or_none(status.get("exitCode")),
+            signal=None if timed_out else _int_or_none(status.get("signal")),
+            timed_out=timed_out,
+            stdout=stdout.data(),
+            stderr=stderr.data(),
+            stdout_truncated=stdout.truncated,
+            stderr_truncated=stderr.truncated,
+            duration_ms=round(duration_ms, 3),
+            cpu_user_ms=_float_or_none(status.get("cpuUserMs")),
+            cpu_system_ms=_float_or_none(status.get("cpuSystemMs")),
+            max_rss_kb=_int_or_none(status.get("maxRssKb")),
+            violations=_violations(status.get("violations")),
+            status_missing=not timed_out and not status,
+        )
+
+    def _take(self, name: str) -> int:
+        """Hand over ownership of one of our raw fds (it is then closed by its new owner)."""
+        fd: int = getattr(self, name)
+        setattr(self, name, -1)
+        return fd
+
+    async def _send(self, payload: bytes) -> None:
+        fd = self._take("_stdin_fd")
+        os.set_blocking(fd, False)
+        view = memoryview(payload)
+        try:
+            while view:
+                try:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                except BlockingIOError:
+                    writable = self._loop.create_future()
+                    self._loop.add_writer(fd, writable.set_result, None)
+                    try:
+                        await writable
+                    finally:
+                        self._loop.remove_writer(fd)
+        finally:
+            os.close(fd)
+
+    def kill(self) -> None:
+        """Kill the sandbox and everything in it (its pid namespace dies with bubblewrap)."""
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+
+    async def close(self) -> None:
+        """Kill and reap; release every fd.  Safe to call more than once."""
+        self.kill()
+        self._status.close()
+        for name in ("_stdin_fd", "_stdout_fd", "_stderr_fd"):
+            fd = self._take(name)
+            if fd >= 0:
+                os.close(fd)
+        await asyncio.shield(self._exited)

@@ -1,0 +1,36 @@
+"""The support directory: the few synthetic files every sandbox mounts read-only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from runner.bwrap import STUB_NAME
+from runner.policy import SANDBOX_GID, SANDBOX_UID
+
+PASSWD = (
+    "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+    f"sandbox:x:{SANDBOX_UID}:{SANDBOX_GID}:sandbox:/tmp:/usr/sbin/nologin\n"
+    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+)
+GROUP = f"root:x:0:\nsandbox:x:{SANDBOX_GID}:\nnogroup:x:65534:\n"
+HOSTS = "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost ip6-loopback\n"
+
+
+def prepare_support_dir(path: str | os.PathLike[str]) -> str:
+    """Create (or refresh) the support directory and return its absolute path.
+
+    Everything in it is world-readable and nothing is writable by the sandbox: the
+    sandbox runs as an unprivileged uid and mounts these files read-only.
+    """
+    root = Path(path).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)
+    shutil.copyfile(Path(__file__).with_name(STUB_NAME), root / STUB_NAME)
+    for name, text in (("passwd", PASSWD), ("group", GROUP), ("hosts", HOSTS), ("empty-file", "")):
+        (root / name).write_text(text)
+    (root / "empty-dir").mkdir(exist_ok=True)
+    for entry in root.iterdir():
+        entry.chmod(0o755 if entry.is_dir() else 0o644)
+    return str(root)

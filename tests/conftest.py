@@ -1,0 +1,29 @@
+"""Shared fixtures; each tier's marker is applied by directory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import ServiceProcess
+
+TIERS = {"unit", "integration", "e2e"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def service() -> Iterator[ServiceProcess]:
+    """The service with default settings, shared by the tests that do not change them."""
+    svc = ServiceProcess()
+    try:
+        yield svc
+    finally:
+        svc.stop()

@@ -1,0 +1,98 @@
+"""Test helpers: the real service started as a subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def traversable_tempdir(prefix: str) -> str:
+    """A temporary directory the unprivileged sandbox uid can traverse (pytest's are 0700)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(path, 0o755)
+    return path
+
+
+class ServiceProcess:
+    """``python -m controller`` with the given settings, serving on loopback."""
+
+    def __init__(self, **settings: str) -> None:
+        self.port = free_port()
+        self.token = secrets.token_urlsafe(24)
+        self.state_dir = traversable_tempdir("sandbox-test-state-")
+        env = {
+            **os.environ,
+            "AUTH_TOKEN": self.token,
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "STATE_DIR": self.state_dir,
+            "ACCESS_LOG": "false",
+        }
+        env.update({k.upper(): v for k, v in settings.items()})
+        self.env = env
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "controller"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.client = httpx.Client(
+            base_url=self.base_url, timeout=30, headers={"Authorization": f"Bearer {self.token}"}
+        )
+        self._wait_healthy()
+
+    def _wait_healthy(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("service exited: " + self.output())
+            try:
+                if httpx.get(self.base_url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("service not healthy in time: " + self.output())
+
+    def execute(self, code: str, **fields: Any) -> dict[str, Any]:
+        response = self.client.post("/execute", json={"code": code, **fields})
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def output(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        assert self.proc.stdout is not None
+        return self.proc.stdout.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()

@@ -1,0 +1,105 @@
+"""The bwrap argv is a pure function of the policy: check it as data."""
+
+from __future__ import annotations
+
+import pytest
+from runner.bwrap import BWRAP, SETPRIV, HostFacts, bwrap_argv, launcher_argv
+from runner.policy import SANDBOX_ENV, Layout, Limits
+
+HOST = HostFacts(
+    symlinks={"/bin": "usr/bin", "/lib": "usr/lib", "/lib64": "usr/lib64"},
+    directories=frozenset({"/usr", "/etc/ld.so.cache", "/etc/ssl/certs", "/opt/env"}),
+)
+LAYOUT = Layout(support_dir="/srv/support", extra_ro_paths=("/opt/env", "/missing/env"))
+LIMITS = Limits(workspace_bytes=1000, tmp_bytes=2000)
+
+
+@pytest.fixture
+def argv() -> list[str]:
+    return bwrap_argv(LAYOUT, LIMITS, HOST, status_fd="7")
+
+
+def pairs(argv: list[str], flag: str) -> list[tuple[str, str]]:
+    return [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == flag]
+
+
+def test_every_namespace_is_unshared_including_the_network(argv: list[str]) -> None:
+    for flag in (
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--disable-userns",
+    ):
+        assert flag in argv
+    assert "--share-net" not in argv
+
+
+def test_sandbox_dies_with_its_parent_in_its_own_session(argv: list[str]) -> None:
+    assert "--die-with-parent" in argv and "--new-session" in argv
+
+
+def test_environment_is_cleared_then_only_the_documented_set(argv: list[str]) -> None:
+    assert argv.index("--clearenv") < argv.index("--setenv")
+    assert dict(pairs(argv, "--setenv")) == SANDBOX_ENV
+
+
+def test_only_existing_layout_paths_are_mounted_read_only(argv: list[str]) -> None:
+    ro = pairs(argv, "--ro-bind")
+    assert ("/usr", "/usr") in ro and ("/opt/env", "/opt/env") in ro
+    assert ("/etc/ssl/certs", "/etc/ssl/certs") in ro
+    assert all(src != "/missing/env" for src, _ in ro)
+    assert ("usr/bin", "/bin") in pairs(argv, "--symlink")
+    # No plain --bind: nothing of the host is writable from inside.
+    assert "--bind" not in argv and "--dev-bind" not in argv
+
+
+def test_host_secrets_are_never_mounted(argv: list[str]) -> None:
+    sources = [src for src, _ in pairs(argv, "--ro-bind")]
+    for secret in ("/root", "/home", "/etc/shadow", "/etc/ssl/private", "/var", "/proc"):
+        assert not any(s == secret or s.startswith(secret + "/") for s in sources)
+
+
+def test_workspace_and_tmp_are_sized_tmpfs_and_root_is_read_only_last(argv: list[str]) -> None:
+    tmpfs = {argv[i + 1]: argv[i - 1] for i, a in enumerate(argv) if a == "--tmpfs"}
+    assert tmpfs == {"/workspace": "1000", "/tmp": "2000", "/dev/shm": "2000"}
+    protected = pairs(argv, "--ro-bind")
+    assert ("/srv/support/empty-file", "/workspace/.env") in protected
+    assert ("/srv/support/empty-dir", "/workspace/secrets") in protected
+    remount = argv.index("--remount-ro")
+    assert argv[remount + 1] == "/"
+    assert remount > max(i for i, a in enumerate(argv) if a in ("--tmpfs", "--ro-bind"))
+    assert argv[argv.index("--chdir") + 1] == "/workspace"
+
+
+def test_the_stub_runs_isolated_with_the_status_fd(argv: list[str]) -> None:
+    assert argv[0] == BWRAP
+    command = argv[argv.index("--") + 1 :]
+    assert command == [LAYOUT.python, "-I", "/.sandbox/stub.py", "7"]
+
+
+def test_launcher_drops_root_and_sets_parent_death_signal() -> None:
+    as_root = launcher_argv(["bwrap", "x"], uid=64000, gid=64001)
+    assert as_root[0] == SETPRIV
+    assert as_root[-2:] == ["bwrap", "x"]
+    assert as_root[as_root.index("--reuid") + 1] == "64000"
+    assert as_root[as_root.index("--regid") + 1] == "64001"
+    assert "--clear-groups" in as_root and "--no-new-privs" in as_root
+    assert as_root[as_root.index("--pdeathsig") + 1] == "KILL"
+    unprivileged = launcher_argv(["bwrap"], uid=None, gid=None)
+    assert "--reuid" not in unprivileged and "--pdeathsig" in unprivileged
+
+
+def test_limits_become_rlimits_with_a_cpu_backstop() -> None:
+    limits = Limits(
+        timeout_ms=2500, memory_bytes=10, max_processes=3, max_file_bytes=4, max_open_files=5
+    )
+    assert limits.rlimits() == {
+        "memoryBytes": 10,
+        "maxProcesses": 3,
+        "maxFileBytes": 4,
+        "maxOpenFiles": 5,
+        "cpuSeconds": 4,
+    }

@@ -1,0 +1,59 @@
+"""Settings refuse to start without a real token and parse their documented forms."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from controller.settings import Settings
+
+
+def make(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_missing_token_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUTH_TOKEN", raising=False)
+    with pytest.raises(ValidationError, match="auth_token"):
+        make()
+
+
+@pytest.mark.parametrize("token", ["short", "changeme", "CHANGEME", "x" * 15])
+def test_weak_tokens_are_refused(token: str) -> None:
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        make(auth_token=token)
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PORT", "HOST", "MAX_CONCURRENT_EXECUTIONS", "WARM_SANDBOXES"):
+        monkeypatch.delenv(name, raising=False)
+    settings = make(auth_token="a" * 32)
+    assert settings.port == 8080
+    assert settings.host == "127.0.0.1"
+    assert settings.default_timeout_ms == 10_000
+    assert settings.warm_pool_size == settings.max_concurrent_executions
+
+
+def test_environment_is_read_when_constructed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_TOKEN", "b" * 20)
+    monkeypatch.setenv("PORT", "9123")
+    monkeypatch.setenv("SANDBOX_EXTRA_RO_PATHS", "/opt/a, /opt/b")
+    settings = make()
+    assert settings.port == 9123
+    assert settings.auth_token.get_secret_value() == "b" * 20
+    assert settings.sandbox_extra_ro_paths == ("/opt/a", "/opt/b")
+    assert "b" * 20 not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("port", 0),
+        ("port", 70000),
+        ("default_timeout_ms", 120_001),
+        ("max_concurrent_executions", 0),
+    ],
+)
+def test_out_of_range_settings_are_refused(name: str, value: int) -> None:
+    with pytest.raises(ValidationError, match=name):
+        make(auth_token="a" * 32, **{name: value})
