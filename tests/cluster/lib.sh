@@ -5,6 +5,8 @@ CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$CLUSTER_DIR/../.." && pwd)"
 # shellcheck source=versions.env
 . "$CLUSTER_DIR/versions.env"
+# shellcheck source=net.env
+. "$CLUSTER_DIR/net.env"
 
 # Built binaries and the Debian base tarball: outside the clone, kept across runs.
 CACHE_ROOT="${CLUSTER_CACHE:-/var/cache/sandbox-controller/cluster}"
@@ -37,3 +39,6 @@ wait_for() {
         sleep 0.5
     done
 }
+
+KUBECTL=("$K8S_BIN/kubectl" --kubeconfig "$STATE_DIR/kubeconfig/admin.kubeconfig")
+CRICTL=("$CRICTL_BIN/crictl" --runtime-endpoint "unix://$STATE_DIR/containerd/containerd.sock")

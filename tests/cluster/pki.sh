@@ -3,7 +3,7 @@
 # openssl, under $STATE_DIR/pki and $STATE_DIR/kubeconfig. Idempotent: existing files
 # are kept. Sourced by up.sh (uses its variables), or run alone.
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PKI="$STATE_DIR/pki"
 KCFG="$STATE_DIR/kubeconfig"
@@ -79,3 +79,7 @@ make_pki() {
     for c in admin controller-manager scheduler kube-proxy kube-router; do kubeconfig "$c" "$c"; done
     kubeconfig kubelet kubelet-client
 }
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    make_pki
+fi

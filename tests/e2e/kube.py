@@ -1,0 +1,147 @@
+"""Small helpers for the e2e tier: pod manifests as plain dicts, and waits with deadlines.
+
+The manifests here are the platform's own proofs (tests/cluster/README.md), not the
+product's pod builders; they show which pod settings the cluster accepts and enforces.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+RUNNER_IMAGE = "localhost/sandbox-runner:e2e"
+SECCOMP_PROFILE = "sandbox-controller/runner-seccomp.json"
+"""The Localhost profile, relative to kubelet's seccomp directory (up.sh installs it)."""
+
+T = TypeVar("T")
+
+
+def wait_until(
+    what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5
+) -> T:
+    """Polls ``probe`` until it returns something other than None, or fails at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def sandbox_security_context() -> dict[str, Any]:
+    """The least-privileged container securityContext under which bwrap works.
+
+    Goes with ``hostUsers: False`` on the pod (procMount Unmasked requires it).
+    """
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "procMount": "Unmasked",
+        "seccompProfile": {"type": "Localhost", "localhostProfile": SECCOMP_PROFILE},
+    }
+
+
+def pod(
+    name: str,
+    command: list[str],
+    *,
+    labels: dict[str, str] | None = None,
+    host_users: bool | None = False,
+    security_context: dict[str, Any] | None = None,
+    restart_policy: str = "Never",
+    ports: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    """A one-container pod from the runner image, with its command overridden."""
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": RUNNER_IMAGE,
+        "imagePullPolicy": "Never",
+        "command": command,
+        "securityContext": security_context
+        or {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}},
+    }
+    if ports:
+        container["ports"] = [{"containerPort": p} for p in ports]
+    spec: dict[str, Any] = {
+        "restartPolicy": restart_policy,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 0,
+        "containers": [container],
+    }
+    if host_users is not None:
+        spec["hostUsers"] = host_users
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": spec,
+    }
+
+
+def create_pod(core: client.CoreV1Api, namespace: str, manifest: dict[str, Any]) -> str:
+    core.create_namespaced_pod(namespace, manifest)
+    return str(manifest["metadata"]["name"])
+
+
+def wait_for_phase(
+    core: client.CoreV1Api, namespace: str, name: str, phases: set[str], timeout: float
+) -> client.V1Pod:
+    """Waits until the pod is in one of ``phases``; fails early if it can never get there."""
+
+    def probe() -> client.V1Pod | None:
+        pod = core.read_namespaced_pod(name, namespace)
+        phase = pod.status.phase
+        if phase in phases:
+            return pod
+        if phase in {"Succeeded", "Failed"}:
+            raise AssertionError(f"pod {name} ended {phase}, expected {sorted(phases)}")
+        for status in pod.status.container_statuses or []:
+            waiting = status.state.waiting
+            if waiting and waiting.reason in {
+                "ErrImageNeverPull",
+                "CreateContainerError",
+                "CreateContainerConfigError",
+                "InvalidImageName",
+                "CrashLoopBackOff",
+            }:
+                raise AssertionError(f"pod {name}: {waiting.reason}: {waiting.message}")
+        return None
+
+    return wait_until(f"pod {namespace}/{name} to be {sorted(phases)}", probe, timeout)
+
+
+def logs(core: client.CoreV1Api, namespace: str, name: str) -> str:
+    return str(core.read_namespaced_pod_log(name, namespace, container="main"))
+
+
+def terminated_exit_code(pod: client.V1Pod) -> int | None:
+    for status in pod.status.container_statuses or []:
+        if status.state.terminated is not None:
+            return int(status.state.terminated.exit_code)
+    return None
+
+
+def delete_ignoring_absent(delete: Callable[[], object]) -> None:
+    """Deletes, treating 404 as done."""
+    try:
+        delete()
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
