@@ -1,0 +1,121 @@
+"""``python -m browser_agent``: start the proxy and Chromium, then serve the agent's API.
+
+Once ready it prints one JSON line on stdout, ``{"ready": true, "port": N}``, and
+nothing else there.  The session token comes from ``--token-file`` (``-``: the first line
+of stdin).  With ``--exit-on-stdin-eof`` the agent also exits when its stdin closes: the
+controller holds the other end, so the agent ends with the controller whatever kills it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from browser_agent.browser import BrowserOptions, SessionBrowser
+from browser_agent.netpolicy import DestinationPolicy
+from browser_agent.proxy import FilteringProxy
+from browser_agent.server import build_app
+
+MIN_TOKEN_CHARS = 16
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="browser_agent", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address of the API")
+    parser.add_argument("--port", type=int, default=0, help="port of the API (0: any free)")
+    parser.add_argument("--token-file", default="-", help="file with the session token; - is stdin")
+    parser.add_argument("--data-dir", type=Path, required=True, help="the session's own directory")
+    parser.add_argument("--executable", default="/usr/bin/chromium")
+    parser.add_argument("--no-chromium-sandbox", action="store_true")
+    parser.add_argument("--allow-private-networks", action="store_true")
+    parser.add_argument(
+        "--reserved-port",
+        type=int,
+        action="append",
+        default=[],
+        help="a port never reachable on this host's addresses (repeatable)",
+    )
+    parser.add_argument("--exit-on-stdin-eof", action="store_true")
+    return parser.parse_args(argv)
+
+
+def read_token(path: str) -> str:
+    text = sys.stdin.readline() if path == "-" else Path(path).read_text()
+    token = text.strip()
+    if len(token) < MIN_TOKEN_CHARS:
+        raise SystemExit(f"browser_agent: the session token must be >= {MIN_TOKEN_CHARS} chars")
+    return token
+
+
+async def watch_stdin(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while await reader.read(4096):
+        pass
+    stop.set()
+
+
+async def serve(args: argparse.Namespace, token: str) -> None:
+    api = socket.create_server((args.host, args.port), reuse_port=False)
+    api_port = api.getsockname()[1]
+    proxy = FilteringProxy(DestinationPolicy())
+    proxy_port = await proxy.start()
+    # The agent's own ports are reserved like the controller's: a page cannot call them.
+    proxy.policy = DestinationPolicy(
+        allow_private=args.allow_private_networks,
+        local_ports=frozenset({*args.reserved_port, api_port, proxy_port}),
+    )
+    downloads = args.data_dir / "downloads"
+    downloads.mkdir(mode=0o700, parents=True, exist_ok=True)
+    browser = SessionBrowser(
+        BrowserOptions(
+            executable=args.executable,
+            downloads_dir=downloads,
+            proxy_port=proxy_port,
+            chromium_sandbox=not args.no_chromium_sandbox,
+        )
+    )
+    await browser.start()
+    config = uvicorn.Config(
+        build_app(browser, proxy, token), log_level="warning", access_log=False, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    stop = asyncio.Event()
+    watchers = [asyncio.create_task(_stop_server(server, stop))]
+    if args.exit_on_stdin_eof:
+        watchers.append(asyncio.create_task(watch_stdin(stop)))
+    print(json.dumps({"ready": True, "port": api_port, "pid": os.getpid()}), flush=True)
+    try:
+        await server.serve(sockets=[api])
+    finally:
+        for task in watchers:
+            task.cancel()
+        await browser.close()
+        await proxy.stop()
+
+
+async def _stop_server(server: uvicorn.Server, stop: asyncio.Event) -> None:
+    await stop.wait()
+    server.should_exit = True
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="browser_agent %(levelname)s %(message)s")
+    token = read_token(args.token_file)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args, token))
+
+
+if __name__ == "__main__":
+    main()

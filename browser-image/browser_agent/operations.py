@@ -1,0 +1,191 @@
+"""What a session does with a tab: navigate, read, screenshot, and the page actions.
+
+Playwright's errors are turned into the agent's errors here: a selector that matches
+nothing in time is a 409, a refused destination a 403, an unloadable page a 502.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Locator, Page
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+from browser_agent.browser import SessionBrowser
+from browser_agent.errors import (
+    AgentError,
+    BadInput,
+    ElementTimeout,
+    Forbidden,
+    NavigationFailed,
+    NavigationTimeout,
+    TabNotFound,
+)
+from browser_agent.protocol import (
+    Action,
+    ActionResponse,
+    CheckAction,
+    ClickAction,
+    FillAction,
+    HoverAction,
+    NavigateRequest,
+    NavigateResponse,
+    PressAction,
+    ScrollAction,
+    SelectAction,
+    TypeAction,
+    WaitForAction,
+)
+from browser_agent.proxy import REFUSED_HEADER, FilteringProxy
+from browser_agent.urlpolicy import UrlRefused, check_navigation_url
+
+DEFAULT_NAVIGATION_TIMEOUT_MS = 30_000
+DEFAULT_ACTION_TIMEOUT_MS = 5_000
+CLOSED_MARKERS = ("has been closed", "Target closed", "Target page, context or browser")
+
+
+def first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:500] if text else type(error).__name__
+
+
+def _closed(error: Exception) -> bool:
+    return any(marker in str(error) for marker in CLOSED_MARKERS)
+
+
+async def navigate(
+    browser: SessionBrowser, proxy: FilteringProxy, request: NavigateRequest
+) -> NavigateResponse:
+    try:
+        url = check_navigation_url(request.url)
+    except UrlRefused as exc:
+        raise BadInput("url", exc.rule, exc.message) from None
+    tab_id, page = browser.tab(request.tabId)
+    timeout = request.timeoutMs or DEFAULT_NAVIGATION_TIMEOUT_MS
+    refused_before = proxy.refused_total
+    started = time.monotonic()
+    try:
+        response = await page.goto(url, wait_until=request.waitUntil, timeout=timeout)
+    except PlaywrightTimeout:
+        raise NavigationTimeout(
+            f"{url} did not reach {request.waitUntil!r} within {timeout} ms (timeoutMs)"
+        ) from None
+    except PlaywrightError as exc:
+        if _closed(exc):
+            raise TabNotFound(f"tab {tab_id!r} was closed") from None
+        _raise_if_refused(proxy, refused_before, started)
+        raise NavigationFailed(f"cannot load {url}: {first_line(exc)}") from None
+    if response is not None:
+        refused = await response.header_value(REFUSED_HEADER)
+        if refused:
+            raise Forbidden(f"navigation refused by the network policy: {refused}")
+    return NavigateResponse(
+        tabId=tab_id,
+        url=page.url,
+        status=response.status if response is not None else None,
+        title=await page.title(),
+    )
+
+
+def _raise_if_refused(proxy: FilteringProxy, refused_before: int, started: float) -> None:
+    """A failed navigation during which the proxy refused a destination: say so (403)."""
+    if proxy.refused_total > refused_before and proxy.refusals:
+        latest = proxy.refusals[-1]
+        if latest.at >= started:
+            raise Forbidden(
+                f"navigation refused by the network policy: {latest.host}:{latest.port}: "
+                f"{latest.reason}"
+            )
+
+
+async def content(browser: SessionBrowser, tab_id: str | None) -> str:
+    tab_id, page = browser.tab(tab_id)
+    try:
+        return await page.content()
+    except PlaywrightError as exc:
+        raise _page_error(exc, tab_id) from None
+
+
+async def screenshot(browser: SessionBrowser, tab_id: str | None, full_page: bool) -> bytes:
+    tab_id, page = browser.tab(tab_id)
+    try:
+        return await page.screenshot(type="png", full_page=full_page, timeout=30_000)
+    except PlaywrightError as exc:
+        raise _page_error(exc, tab_id) from None
+
+
+def _page_error(exc: PlaywrightError, tab_id: str) -> AgentError:
+    if _closed(exc):
+        return TabNotFound(f"tab {tab_id!r} was closed")
+    return AgentError(first_line(exc))
+
+
+async def act(browser: SessionBrowser, action: Action) -> ActionResponse:
+    tab_id, page = browser.tab(action.tabId)
+    timeout = action.timeoutMs or DEFAULT_ACTION_TIMEOUT_MS
+    selector = getattr(action, "selector", None)
+    try:
+        result = await _perform(page, action, wait_ms=timeout)
+    except PlaywrightTimeout:
+        what = f"no element matching {selector!r} was ready" if selector else "the page was not"
+        raise ElementTimeout(
+            f"{action.action}: {what} within {timeout} ms (timeoutMs)",
+            [{"field": "selector" if selector else "state", "rule": "timeout", "message": what}],
+        ) from None
+    except PlaywrightError as exc:
+        raise _action_error(exc, action, tab_id) from None
+    return ActionResponse(tabId=tab_id, action=action.action, url=page.url, result=result)
+
+
+def _action_error(exc: PlaywrightError, action: Action, tab_id: str) -> AgentError:
+    message = first_line(exc)
+    if _closed(exc):
+        return TabNotFound(f"tab {tab_id!r} was closed")
+    if "Unknown key" in message:
+        return BadInput("key", "unknown_key", message)
+    if "selector" in message.lower() and ("valid" in message or "parse" in message.lower()):
+        return BadInput("selector", "invalid_selector", message)
+    return ActionFailed(f"{action.action}: {message}")
+
+
+class ActionFailed(AgentError):
+    """The element was found but the action could not be done (e.g. fill on a <div>)."""
+
+    status = 409
+    code = "action_failed"
+
+
+async def _perform(page: Page, action: Action, wait_ms: int) -> dict[str, Any] | None:
+    if isinstance(action, ScrollAction) and action.selector is None:
+        position = await page.evaluate(
+            "([x, y]) => { window.scrollBy(x, y); return [window.scrollX, window.scrollY]; }",
+            [action.deltaX, action.deltaY],
+        )
+        return {"scrollX": position[0], "scrollY": position[1]}
+    if isinstance(action, WaitForAction) and action.selector is None:
+        state = action.state if action.state in ("load", "domcontentloaded") else "networkidle"
+        await page.wait_for_load_state(state, timeout=wait_ms)
+        return None
+    target: Locator = page.locator(str(getattr(action, "selector", ""))).first
+    if isinstance(action, ClickAction):
+        await target.click(button=action.button, click_count=action.clickCount, timeout=wait_ms)
+    elif isinstance(action, FillAction):
+        await target.fill(action.value, timeout=wait_ms)
+    elif isinstance(action, TypeAction):
+        await target.press_sequentially(action.text, delay=action.delayMs, timeout=wait_ms)
+    elif isinstance(action, PressAction):
+        await target.press(action.key, timeout=wait_ms)
+    elif isinstance(action, HoverAction):
+        await target.hover(timeout=wait_ms)
+    elif isinstance(action, SelectAction):
+        return {"selected": await target.select_option(action.values, timeout=wait_ms)}
+    elif isinstance(action, CheckAction):
+        await target.set_checked(action.checked, timeout=wait_ms)
+        return {"checked": await target.is_checked(timeout=wait_ms)}
+    elif isinstance(action, ScrollAction):
+        await target.scroll_into_view_if_needed(timeout=wait_ms)
+    elif isinstance(action, WaitForAction):
+        await target.wait_for(state=action.state or "visible", timeout=wait_ms)  # type: ignore[arg-type]
+    return None

@@ -1,0 +1,233 @@
+"""The wire contract between the controller and a browser agent (camelCase, strict JSON).
+
+The controller validates callers' requests with these same models and forwards them
+unchanged, so the agent (local process or pod) and the public API cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+MAX_TIMEOUT_MS = 120_000
+MAX_SELECTOR_CHARS = 4096
+MAX_TEXT_CHARS = 100_000
+
+TabId = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^t[0-9]+$")]
+Selector = Annotated[str, Field(min_length=1, max_length=MAX_SELECTOR_CHARS)]
+TimeoutMs = Annotated[int, Field(ge=1, le=MAX_TIMEOUT_MS)]
+WaitUntil = Literal["load", "domcontentloaded", "networkidle", "commit"]
+
+
+class Strict(BaseModel):
+    """Unknown fields and wrong types are refused (422), as on every endpoint."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class ConfigureRequest(Strict):
+    """POST /session on the agent: bind the pre-started browser to one session's device."""
+
+    device: str = Field("desktop", min_length=1, max_length=64)
+
+
+class Viewport(BaseModel):
+    width: int
+    height: int
+
+
+class ConfigureResponse(BaseModel):
+    device: str
+    viewport: Viewport | None
+    userAgent: str
+    isMobile: bool
+    tabId: str
+
+
+class NavigateRequest(Strict):
+    url: str = Field(min_length=1, max_length=8192)
+    waitUntil: WaitUntil = "load"
+    tabId: TabId | None = None
+    timeoutMs: TimeoutMs | None = None
+
+
+class NavigateResponse(BaseModel):
+    tabId: str
+    url: str
+    status: int | None = Field(description="HTTP status of the main resource; null if none.")
+    title: str
+
+
+class Tab(BaseModel):
+    tabId: str
+    url: str
+    title: str
+
+
+class TabList(BaseModel):
+    tabs: list[Tab]
+    current: str | None = Field(description="The tab used when a call names none.")
+
+
+class _Action(Strict):
+    tabId: TabId | None = None
+    timeoutMs: TimeoutMs | None = None
+
+
+class ClickAction(_Action):
+    action: Literal["click"]
+    selector: Selector
+    button: Literal["left", "right", "middle"] = "left"
+    clickCount: int = Field(1, ge=1, le=3)
+
+
+class FillAction(_Action):
+    action: Literal["fill"]
+    selector: Selector
+    value: str = Field(max_length=MAX_TEXT_CHARS)
+
+
+class TypeAction(_Action):
+    action: Literal["type"]
+    selector: Selector
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    delayMs: int = Field(0, ge=0, le=1000)
+
+
+class PressAction(_Action):
+    action: Literal["press"]
+    selector: Selector
+    key: str = Field(min_length=1, max_length=64)
+
+
+class HoverAction(_Action):
+    action: Literal["hover"]
+    selector: Selector
+
+
+class SelectAction(_Action):
+    action: Literal["select"]
+    selector: Selector
+    values: list[Annotated[str, Field(max_length=MAX_SELECTOR_CHARS)]] = Field(
+        min_length=1, max_length=256
+    )
+
+
+class CheckAction(_Action):
+    action: Literal["check"]
+    selector: Selector
+    checked: bool = True
+
+
+class ScrollAction(_Action):
+    """Scroll an element into view (``selector``), or the page by a delta in CSS pixels."""
+
+    action: Literal["scroll"]
+    selector: Selector | None = None
+    deltaX: int = Field(0, ge=-1_000_000, le=1_000_000)
+    deltaY: int = Field(0, ge=-1_000_000, le=1_000_000)
+
+
+class WaitForAction(_Action):
+    """Wait for an element's state (``selector``), or for the page's load ``state``."""
+
+    action: Literal["wait_for"]
+    selector: Selector | None = None
+    state: (
+        Literal[
+            "attached", "detached", "visible", "hidden", "load", "domcontentloaded", "networkidle"
+        ]
+        | None
+    ) = None
+
+
+Action = Annotated[
+    ClickAction
+    | FillAction
+    | TypeAction
+    | PressAction
+    | HoverAction
+    | SelectAction
+    | CheckAction
+    | ScrollAction
+    | WaitForAction,
+    Field(discriminator="action"),
+]
+
+ACTION_NAMES = (
+    "click",
+    "fill",
+    "type",
+    "press",
+    "hover",
+    "select",
+    "check",
+    "scroll",
+    "wait_for",
+)
+
+
+ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
+
+
+def action_error_locs(exc: ValidationError) -> list[dict[str, Any]]:
+    """Pydantic's errors for an action, with the tag dropped from each location.
+
+    A discriminated union reports ``("click", "selector")``; callers want ``selector``.
+    An unknown or missing ``action`` is reported on the field ``action`` itself.
+    """
+    errors: list[dict[str, Any]] = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        kind = error["type"]
+        if kind in ("union_tag_invalid", "union_tag_not_found"):
+            got = error.get("ctx", {}).get("tag")
+            rule = "unknown_action" if kind == "union_tag_invalid" else "missing"
+            msg = (
+                (f"unknown action {got!r}" if kind == "union_tag_invalid" else "field required")
+                + "; one of: "
+                + ", ".join(ACTION_NAMES)
+            )
+            errors.append({**error, "loc": ("action",), "type": rule, "msg": msg})
+            continue
+        if loc and loc[0] in ACTION_NAMES:
+            loc = loc[1:]
+        errors.append({**error, "loc": loc})
+    return errors
+
+
+class ActionResponse(BaseModel):
+    tabId: str
+    action: str
+    url: str
+    result: dict[str, object] | None = None
+
+
+ELEMENT_STATES = frozenset({"attached", "detached", "visible", "hidden"})
+LOAD_STATES = frozenset({"load", "domcontentloaded", "networkidle"})
+
+
+def action_rule_violation(action: Action) -> tuple[str, str, str] | None:
+    """The rules that span fields, as ``(field, rule, message)``; None when the action is fine."""
+    if isinstance(action, ScrollAction):
+        if action.selector is None and action.deltaX == 0 and action.deltaY == 0:
+            return ("selector", "missing", "scroll needs a selector, or a non-zero deltaX/deltaY")
+        if action.selector is not None and (action.deltaX or action.deltaY):
+            return ("deltaY", "exclusive", "give either a selector or deltaX/deltaY, not both")
+    if isinstance(action, WaitForAction):
+        if action.selector is None and action.state is None:
+            return ("selector", "missing", "wait_for needs a selector, or a load state")
+        if action.selector is not None and action.state in LOAD_STATES:
+            return (
+                "state",
+                "element_state",
+                "with a selector, state is one of: attached, detached, visible, hidden",
+            )
+        if action.selector is None and action.state in ELEMENT_STATES:
+            return (
+                "state",
+                "load_state",
+                "without a selector, state is one of: load, domcontentloaded, networkidle",
+            )
+    return None
