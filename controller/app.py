@@ -10,7 +10,9 @@ from fastapi import FastAPI
 
 from controller.api.errors import install_error_handlers
 from controller.api.middleware import BearerAuth, BodyLimit
-from controller.api.routes import execute, health
+from controller.api.routes import browser, execute, health
+from controller.browser.local import LocalSessionBackend
+from controller.browser.sessions import SessionService
 from controller.execution.backend import ExecutionBackend
 from controller.execution.local import LocalBackend
 from controller.execution.service import ExecutionService
@@ -32,9 +34,12 @@ def create_app(settings: Settings, backend: ExecutionBackend | None = None) -> F
             # Fail closed: the service answers, /health says why, /execute refuses (503).
             log.error("sandbox self-test FAILED, executions are refused: %s", check.detail)
         app.state.execution = ExecutionService(settings, chosen)
+        app.state.browser = SessionService(settings, LocalSessionBackend(settings))
+        await app.state.browser.start()
         try:
             yield
         finally:
+            await app.state.browser.stop()
             await chosen.stop()
 
     app = FastAPI(
@@ -47,6 +52,7 @@ def create_app(settings: Settings, backend: ExecutionBackend | None = None) -> F
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(execute.router)
+    app.include_router(browser.router)
     # Outermost first: authentication, then the body cap, then the application.
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_middleware(BearerAuth, token=settings.auth_token.get_secret_value())

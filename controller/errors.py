@@ -7,6 +7,10 @@
     +-- NotFound                 404  no such resource
     +-- Overloaded               429  admission queue full (with Retry-After)
     +-- SandboxUnavailable       503  the sandbox cannot run here; the message says why
+    +-- BrowserUnavailable       503  no browser agent could be started; the message says why
+    +-- BadGateway               502  a browser agent failed or could not be reached
+    +-- GatewayTimeout           504  a browser agent did not answer in time
+    +-- AgentRefused          4xx/5xx an agent's own error (e.g. 409 element_timeout), passed on
 
 The user's code failing (non-zero exit, timeout, a denied operation) is not an error:
 it is a normal result with exit code, flags and violations.
@@ -77,3 +81,36 @@ class Overloaded(ControllerError):
 class SandboxUnavailable(ControllerError):
     status_code = 503
     code = "sandbox_unavailable"
+
+
+class BrowserUnavailable(ControllerError):
+    status_code = 503
+    code = "browser_unavailable"
+
+
+class BadGateway(ControllerError):
+    status_code = 502
+    code = "bad_gateway"
+
+
+class GatewayTimeout(ControllerError):
+    status_code = 504
+    code = "gateway_timeout"
+
+
+class AgentRefused(ControllerError):
+    """An error a browser agent reported in the product's JSON shape, passed on as it came."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: list[dict[str, str]] | None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status
+        self.code = code
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        if self.details is not None:
+            body["details"] = self.details
+        return body

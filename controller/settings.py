@@ -94,6 +94,54 @@ class Settings(BaseSettings):
     )
     sandbox_gid: int = Field(64000, ge=1, description="Host gid, as sandbox_uid.")
 
+    # --- browser sessions ----------------------------------------------------------------
+    browser_executable: str = Field(
+        "/usr/bin/chromium", description="Chromium binary the browser agents launch."
+    )
+    max_browser_sessions: int = Field(
+        4, ge=0, le=256, description="Browser sessions open at once; beyond it, 429."
+    )
+    browser_warm_agents: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Browser agents (Chromium already running) kept ready for new sessions.",
+    )
+    browser_idle_timeout_s: int = Field(
+        300, ge=1, le=86_400, description="A session unused this long is closed (default)."
+    )
+    browser_max_idle_timeout_s: int = Field(
+        3600, ge=1, le=86_400, description="Largest `idleTimeoutS` a request may ask for."
+    )
+    browser_session_lifetime_s: int = Field(
+        1800, ge=1, le=86_400, description="A session is closed this long after its creation."
+    )
+    browser_max_session_lifetime_s: int = Field(
+        7200, ge=1, le=86_400, description="Largest `maxLifetimeS` a request may ask for."
+    )
+    browser_navigation_timeout_ms: int = Field(
+        30_000, ge=1, le=120_000, description="`timeoutMs` of a navigation that gives none."
+    )
+    browser_action_timeout_ms: int = Field(
+        5_000, ge=1, le=120_000, description="`timeoutMs` of an action that gives none."
+    )
+    browser_allow_private_networks: bool = Field(
+        False,
+        description="Let browsers reach loopback, private and link-local addresses. "
+        "The controller's own port stays unreachable even then.",
+    )
+    browser_uid: int = Field(
+        64001,
+        ge=1,
+        description="Host uid the browser agents run as when the service runs as root.",
+    )
+    browser_gid: int = Field(64001, ge=1, description="Host gid, as browser_uid.")
+    browser_chromium_sandbox: bool = Field(
+        True,
+        description="Keep Chromium's own sandbox (needs unprivileged user namespaces). "
+        "Forced off only if the agents would run as root.",
+    )
+
     @field_validator("auth_token")
     @classmethod
     def _refuse_weak_token(cls, value: SecretStr) -> SecretStr:

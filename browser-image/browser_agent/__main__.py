@@ -1,9 +1,10 @@
 """``python -m browser_agent``: start the proxy and Chromium, then serve the agent's API.
 
-Once ready it prints one JSON line on stdout, ``{"ready": true, "port": N}``, and
-nothing else there.  The session token comes from ``--token-file`` (``-``: the first line
-of stdin).  With ``--exit-on-stdin-eof`` the agent also exits when its stdin closes: the
-controller holds the other end, so the agent ends with the controller whatever kills it.
+Once ready it prints one JSON line on stdout, ``{"ready": true, "port": N, "devices":
+[names]}``, and nothing else there.  The session token comes from ``--token-file``
+(``-``: the first line of stdin).  With ``--exit-on-stdin-eof`` the agent also exits
+when its stdin closes: the controller holds the other end, so the agent ends with the
+controller whatever kills it.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ async def serve(args: argparse.Namespace, token: str) -> None:
     watchers = [asyncio.create_task(_stop_server(server, stop))]
     if args.exit_on_stdin_eof:
         watchers.append(asyncio.create_task(watch_stdin(stop)))
-    print(json.dumps({"ready": True, "port": api_port, "pid": os.getpid()}), flush=True)
+    ready = {"ready": True, "port": api_port, "pid": os.getpid(), "devices": browser.device_names()}
+    print(json.dumps(ready), flush=True)
     try:
         await server.serve(sockets=[api])
     finally:

@@ -17,7 +17,7 @@ from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 
-from browser_agent.devices import DESKTOP, UnknownDevice, resolve_device
+from browser_agent.devices import DESKTOP, UnknownDevice, accepted_names, resolve_device
 from browser_agent.errors import AgentError, BadInput, TabNotFound
 from browser_agent.protocol import ConfigureResponse, Tab, TabList, Viewport
 
@@ -91,6 +91,10 @@ class SessionBrowser:
     async def _new_context(self, options: dict[str, Any]) -> BrowserContext:
         assert self._browser is not None
         return await self._browser.new_context(**options, accept_downloads=True)
+
+    def device_names(self) -> list[str]:
+        assert self._playwright is not None
+        return accepted_names(self._playwright.devices)
 
     @property
     def configured(self) -> bool:

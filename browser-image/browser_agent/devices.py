@@ -47,5 +47,11 @@ def resolve_device(
     raise UnknownDevice(name, accepted_names(descriptors))
 
 
+def known_device(name: str, names: list[str]) -> bool:
+    """Whether ``name`` is one of ``names`` (case-blind), as ``resolve_device`` would match it."""
+    wanted = name.strip().casefold()
+    return any(known.casefold() == wanted for known in names)
+
+
 def context_options(descriptor: Mapping[str, Any]) -> dict[str, Any]:
     return {key: descriptor[key] for key in CONTEXT_KEYS if key in descriptor}

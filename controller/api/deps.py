@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from controller.browser.sessions import SessionService
 from controller.execution.service import ExecutionService
 from controller.settings import Settings
 
@@ -20,5 +21,11 @@ def get_execution_service(request: Request) -> ExecutionService:
     return service
 
 
+def get_browser_service(request: Request) -> SessionService:
+    service: SessionService = request.app.state.browser
+    return service
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ExecutionServiceDep = Annotated[ExecutionService, Depends(get_execution_service)]
+BrowserServiceDep = Annotated[SessionService, Depends(get_browser_service)]

@@ -1,0 +1,174 @@
+"""The /browser API: sessions, navigation, content, tabs, actions and screenshots.
+
+Bodies are validated here with the agent's own models (so a bad request never reaches
+a browser) and forwarded; what the agent answers is passed on.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from browser_agent.protocol import (
+    ACTION_ADAPTER,
+    Action,
+    NavigateRequest,
+    NavigateResponse,
+    TabList,
+    action_error_locs,
+    action_rule_violation,
+)
+from browser_agent.urlpolicy import UrlRefused, check_navigation_url
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from controller.api.body import body_schema, parse_body
+from controller.api.deps import BrowserServiceDep
+from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, SessionList
+from controller.errors import InvalidRequest
+
+router = APIRouter(prefix="/browser/sessions", tags=["browser"])
+
+TAB_ID = re.compile(r"^t[0-9]{1,30}$")
+REQUEST_MARGIN_S = 5.0
+
+
+def tab_param(value: str | None) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not TAB_ID.match(value):
+        raise InvalidRequest("tabId", "pattern", "a tab id such as 't1'")
+    return {"tabId": value}
+
+
+def bool_param(name: str, value: str | None) -> bool:
+    if value is None:
+        return False
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise InvalidRequest(name, "bool_parsing", "true or false")
+    return value.lower() in ("true", "1")
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Open a browser session",
+    openapi_extra=body_schema(CreateSessionRequest),
+)
+async def create_session(request: Request, service: BrowserServiceDep) -> CreatedSession:
+    if not (await request.body()).strip():
+        return await service.create(CreateSessionRequest.model_validate({}))
+    return await service.create(await parse_body(request, CreateSessionRequest))
+
+
+@router.get("", summary="List the open browser sessions")
+async def list_sessions(service: BrowserServiceDep) -> SessionList:
+    return SessionList(sessions=service.list())
+
+
+@router.get("/{session_id}", summary="One browser session")
+async def get_session(session_id: str, service: BrowserServiceDep) -> SessionInfo:
+    return service.get(session_id).info()
+
+
+@router.delete("/{session_id}", status_code=204, summary="Close a session and kill its browser")
+async def delete_session(session_id: str, service: BrowserServiceDep) -> Response:
+    await service.delete(session_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{session_id}/navigate",
+    summary="Load a URL in a tab",
+    openapi_extra=body_schema(NavigateRequest),
+)
+async def navigate(
+    session_id: str, request: Request, service: BrowserServiceDep
+) -> NavigateResponse:
+    body = await parse_body(request, NavigateRequest)
+    try:
+        check_navigation_url(body.url)
+    except UrlRefused as exc:
+        raise InvalidRequest("url", exc.rule, exc.message) from None
+    timeout_ms = body.timeoutMs or service.settings.browser_navigation_timeout_ms
+    forwarded = body.model_copy(update={"timeoutMs": timeout_ms}).model_dump(exclude_none=True)
+    response = await service.call(
+        session_id,
+        "POST",
+        "/navigate",
+        json=forwarded,
+        timeout_s=timeout_ms / 1000 + REQUEST_MARGIN_S,
+    )
+    return NavigateResponse.model_validate_json(response.content)
+
+
+@router.get("/{session_id}/content", summary="The page's HTML (text/html)")
+async def content(
+    session_id: str, service: BrowserServiceDep, tabId: str | None = None
+) -> Response:
+    response = await service.call(session_id, "GET", "/content", params=tab_param(tabId))
+    return Response(response.content, media_type="text/html; charset=utf-8")
+
+
+@router.get("/{session_id}/tabs", summary="The session's open tabs")
+async def list_tabs(session_id: str, service: BrowserServiceDep) -> TabList:
+    response = await service.call(session_id, "GET", "/tabs")
+    return TabList.model_validate_json(response.content)
+
+
+@router.post("/{session_id}/tabs", status_code=201, summary="Open a new tab")
+async def open_tab(session_id: str, service: BrowserServiceDep) -> dict[str, Any]:
+    response = await service.call(session_id, "POST", "/tabs")
+    tab: dict[str, Any] = response.json()
+    return tab
+
+
+@router.delete("/{session_id}/tabs/{tab_id}", status_code=204, summary="Close a tab")
+async def close_tab(session_id: str, tab_id: str, service: BrowserServiceDep) -> Response:
+    tab_param(tab_id)
+    await service.call(session_id, "DELETE", f"/tabs/{tab_id}")
+    return Response(status_code=204)
+
+
+async def parse_action(request: Request) -> Action:
+    try:
+        action = ACTION_ADAPTER.validate_json(await request.body() or b"")
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in action_error_locs(exc)]
+        raise RequestValidationError(errors) from None
+    violation = action_rule_violation(action)
+    if violation is not None:
+        raise InvalidRequest(*violation)
+    return action
+
+
+@router.post("/{session_id}/action", summary="Click, fill, type, press, ... in a tab")
+async def action(session_id: str, request: Request, service: BrowserServiceDep) -> dict[str, Any]:
+    parsed = await parse_action(request)
+    timeout_ms = parsed.timeoutMs or service.settings.browser_action_timeout_ms
+    forwarded = parsed.model_copy(update={"timeoutMs": timeout_ms}).model_dump(exclude_none=True)
+    response = await service.call(
+        session_id,
+        "POST",
+        "/action",
+        json=forwarded,
+        timeout_s=timeout_ms / 1000 + REQUEST_MARGIN_S,
+    )
+    result: dict[str, Any] = response.json()
+    return result
+
+
+@router.get("/{session_id}/screenshot", summary="A PNG of the tab (image/png)")
+async def screenshot(
+    session_id: str,
+    service: BrowserServiceDep,
+    tabId: str | None = None,
+    fullPage: str | None = None,
+) -> Response:
+    params = tab_param(tabId)
+    params["fullPage"] = "true" if bool_param("fullPage", fullPage) else "false"
+    response = await service.call(
+        session_id, "GET", "/screenshot", params=params, timeout_s=30 + REQUEST_MARGIN_S
+    )
+    return Response(response.content, media_type="image/png")

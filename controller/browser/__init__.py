@@ -1,0 +1,1 @@
+"""Browser sessions: the registry, local agent placement and the agent client."""

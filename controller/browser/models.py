@@ -1,0 +1,66 @@
+"""The /browser contract: session records (camelCase on the wire).
+
+Navigation and action bodies are the agent's own models (browser_agent.protocol): the
+controller validates with them and forwards them unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+LabelKey = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][\w.-]*$")]
+LabelValue = Annotated[str, Field(max_length=256)]
+
+
+class CreateSessionRequest(BaseModel):
+    """What a caller asks for.  Unknown fields and wrong types are refused (422)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    device: str = Field(
+        "desktop",
+        min_length=1,
+        max_length=64,
+        description="`desktop`, `mobile`, or a Playwright device name such as `iPhone 13`.",
+    )
+    idleTimeoutS: int | None = Field(
+        None, ge=1, description="Close the session after this long unused (seconds)."
+    )
+    maxLifetimeS: int | None = Field(
+        None, ge=1, description="Close the session this long after its creation (seconds)."
+    )
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="The caller's own tags (e.g. who asked); never part of the session id.",
+    )
+
+
+class Viewport(BaseModel):
+    width: int
+    height: int
+
+
+class SessionInfo(BaseModel):
+    sessionId: str
+    device: str
+    viewport: Viewport | None
+    userAgent: str
+    isMobile: bool
+    labels: dict[str, str]
+    createdAt: datetime
+    lastUsedAt: datetime
+    expiresAt: datetime = Field(description="When the session closes unless it is used.")
+    idleTimeoutS: int
+    maxLifetimeS: int
+
+
+class CreatedSession(SessionInfo):
+    tabId: str = Field(description="The session's first tab.")
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionInfo]

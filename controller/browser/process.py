@@ -1,0 +1,216 @@
+"""One browser agent as a process of this host: its command line, start, readiness and kill.
+
+Each agent is ``python -m browser_agent`` with Chromium already launched, serving one
+session and then killed with its whole process group.  When the service runs as root
+the agents run as ``BROWSER_UID`` (never root, never the sandbox uid), so Chromium keeps
+its own sandbox.  They die with the service even on SIGKILL: a parent-death signal on
+the agent, and the agent exits when its stdin (held by the service) closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from controller.browser.backend import AgentHandle
+from controller.errors import BrowserUnavailable
+from controller.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SETPRIV = "/usr/bin/setpriv"
+READY_TIMEOUT_S = 30.0
+READY_LINE_LIMIT = 256 * 1024
+
+
+def agent_argv(settings: Settings, data_dir: Path, as_root: bool) -> list[str]:
+    """The command line of one agent: setpriv (parent-death signal, drop to the browser uid)."""
+    argv = [SETPRIV, "--pdeathsig", "KILL", "--no-new-privs"]
+    if as_root:
+        argv += [
+            "--reuid",
+            str(settings.browser_uid),
+            "--regid",
+            str(settings.browser_gid),
+            "--clear-groups",
+        ]
+    argv += [
+        sys.executable,
+        "-m",
+        "browser_agent",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--token-file",
+        "-",
+        "--exit-on-stdin-eof",
+        "--data-dir",
+        str(data_dir),
+        "--executable",
+        settings.browser_executable,
+        "--reserved-port",
+        str(settings.port),
+    ]
+    if settings.browser_allow_private_networks:
+        argv.append("--allow-private-networks")
+    if not settings.browser_chromium_sandbox:
+        argv.append("--no-chromium-sandbox")
+    return argv
+
+
+def agent_env(data_dir: Path) -> dict[str, str]:
+    """Nothing of the service's environment (AUTH_TOKEN included) reaches an agent."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(data_dir),
+        "TMPDIR": str(data_dir),
+        "XDG_CONFIG_HOME": str(data_dir / ".config"),
+        "XDG_CACHE_HOME": str(data_dir / ".cache"),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+class AgentProcess:
+    """One agent process of this host and its private directory."""
+
+    def __init__(self, settings: Settings, root_dir: Path) -> None:
+        """Start the agent now; call from the event loop's thread (it owns the pdeathsig)."""
+        self.agent_id = "ag-" + secrets.token_hex(8)
+        self.token = secrets.token_urlsafe(32)
+        self.data_dir = root_dir / self.agent_id
+        as_root = os.geteuid() == 0
+        self.data_dir.mkdir(mode=0o700)
+        if as_root:
+            os.chown(self.data_dir, settings.browser_uid, settings.browser_gid)
+        self._loop = asyncio.get_running_loop()
+        log_fd = os.open(
+            self.data_dir / "agent.log", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        stdin_r, self._stdin_w = os.pipe2(os.O_CLOEXEC)
+        self._stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            self._proc = subprocess.Popen(
+                agent_argv(settings, self.data_dir, as_root),
+                stdin=stdin_r,
+                stdout=stdout_w,
+                stderr=log_fd,
+                cwd=self.data_dir,
+                env=agent_env(self.data_dir),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(self._stdin_w)
+            os.close(self._stdout_r)
+            raise BrowserUnavailable(f"cannot start a browser agent: {exc}") from exc
+        finally:
+            for fd in (stdin_r, stdout_w, log_fd):
+                os.close(fd)
+        # The token goes through the pipe, never argv or environment; the pipe then stays
+        # open as the agent's lifeline.
+        os.write(self._stdin_w, self.token.encode() + b"\n")
+        self._exited: asyncio.Future[None] = self._loop.create_future()
+        self._pidfd = os.pidfd_open(self._proc.pid)
+        self._loop.add_reader(self._pidfd, self._on_exit)
+        self.endpoint = ""
+        self.device_names: list[str] = []
+        self.started = time.monotonic()
+
+    @property
+    def alive(self) -> bool:
+        return not self._exited.done()
+
+    def handle(self) -> AgentHandle:
+        return AgentHandle(agent_id=self.agent_id, endpoint=self.endpoint, token=self.token)
+
+    def _on_exit(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._proc.wait()
+        if not self._exited.done():
+            self._exited.set_result(None)
+
+    async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Wait for the agent's ready line (its port); raise BrowserUnavailable otherwise."""
+        line: asyncio.Future[bytes] = self._loop.create_future()
+        buffer = bytearray()
+
+        def on_readable() -> None:
+            try:
+                data = os.read(self._stdout_r, READY_LINE_LIMIT)
+            except BlockingIOError:
+                return
+            buffer.extend(data)
+            if (not data or b"\n" in buffer or len(buffer) > READY_LINE_LIMIT) and not line.done():
+                line.set_result(bytes(buffer).split(b"\n", 1)[0])
+
+        os.set_blocking(self._stdout_r, False)
+        self._loop.add_reader(self._stdout_r, on_readable)
+        try:
+            ready = await asyncio.wait_for(line, timeout_s)
+        except TimeoutError:
+            raise BrowserUnavailable(self._failure(f"not ready after {timeout_s:.0f}s")) from None
+        finally:
+            self._loop.remove_reader(self._stdout_r)
+            os.close(self._stdout_r)
+        port, self.device_names = _parse_ready(ready)
+        if port is None:
+            await self._wait_exit(2)
+            raise BrowserUnavailable(self._failure("exited before it was ready"))
+        self.endpoint = f"http://127.0.0.1:{port}"
+
+    def _failure(self, what: str) -> str:
+        try:
+            text = (self.data_dir / "agent.log").read_bytes()[-600:].decode("utf-8", "replace")
+        except OSError:
+            text = ""
+        last = text.strip().splitlines()[-1] if text.strip() else "no output"
+        return f"browser agent {what}: {last} (see setting BROWSER_EXECUTABLE)"
+
+    async def _wait_exit(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._exited), timeout_s)
+
+    def kill(self) -> None:
+        """Kill the agent's process group: the agent, its Playwright driver and Chromium.
+
+        Chromium runs in a group of its own (Playwright starts it detached), and exits as
+        soon as the driver's pipe to it closes, which the kill of the driver does.
+        """
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+        if self._stdin_w >= 0:
+            os.close(self._stdin_w)
+            self._stdin_w = -1
+
+    async def close(self) -> None:
+        """Kill, reap, remove the private directory (profile, downloads).  Idempotent."""
+        self.kill()
+        await self._wait_exit(10)
+        await asyncio.to_thread(shutil.rmtree, self.data_dir, True)
+
+
+def _parse_ready(line: bytes) -> tuple[int | None, list[str]]:
+    """The agent's port and device names from its ready line (parsed defensively)."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None, []
+    if not isinstance(value, dict):
+        return None, []
+    port = value.get("port")
+    names = value.get("devices")
+    devices = [n for n in names[:2000] if isinstance(n, str)] if isinstance(names, list) else []
+    return (port if isinstance(port, int) and 0 < port < 65536 else None), devices

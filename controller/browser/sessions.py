@@ -1,0 +1,257 @@
+"""The session registry: create, find, use and close sessions; idle and lifetime expiry.
+
+Every session has an owner (this registry) and a deadline: it is closed, and its agent
+killed, when it has been idle for ``idleTimeoutS`` or has lived for ``maxLifetimeS``,
+when it is deleted, or when the service stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from browser_agent.devices import known_device
+
+from controller.browser.backend import AgentHandle, SessionBackend
+from controller.browser.client import AgentClient
+from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, Viewport
+from controller.errors import (
+    AgentRefused,
+    BadGateway,
+    ControllerError,
+    GatewayTimeout,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+)
+from controller.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REAPER_TICK_S = 1.0
+
+
+def new_session_id() -> str:
+    """Generated, never derived from the caller's input."""
+    return "bs-" + secrets.token_hex(10)
+
+
+@dataclass
+class Session:
+    session_id: str
+    agent: AgentHandle
+    device: str
+    viewport: Viewport | None
+    user_agent: str
+    is_mobile: bool
+    labels: dict[str, str]
+    idle_timeout_s: int
+    max_lifetime_s: int
+    created_wall: datetime
+    created: float = field(default_factory=time.monotonic)
+    last_used: float = field(default_factory=time.monotonic)
+    in_flight: int = 0
+    closed: bool = False
+
+    def deadline(self) -> float:
+        """When the session ends: idle deadline (not while a call runs) or end of lifetime."""
+        end = self.created + self.max_lifetime_s
+        if self.in_flight:
+            return end
+        return min(end, self.last_used + self.idle_timeout_s)
+
+    def _wall(self, monotonic: float) -> datetime:
+        return self.created_wall + timedelta(seconds=monotonic - self.created)
+
+    def info(self) -> SessionInfo:
+        return SessionInfo(
+            sessionId=self.session_id,
+            device=self.device,
+            viewport=self.viewport,
+            userAgent=self.user_agent,
+            isMobile=self.is_mobile,
+            labels=self.labels,
+            createdAt=self.created_wall,
+            lastUsedAt=self._wall(self.last_used),
+            expiresAt=self._wall(self.deadline()),
+            idleTimeoutS=self.idle_timeout_s,
+            maxLifetimeS=self.max_lifetime_s,
+        )
+
+
+class SessionService:
+    """Owns the sessions and their agents; the only way routes reach a browser."""
+
+    def __init__(self, settings: Settings, backend: SessionBackend) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.client = AgentClient()
+        self._sessions: dict[str, Session] = {}
+        self._creating = 0
+        self._wake = asyncio.Event()
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.backend.start()
+        self._reaper = asyncio.create_task(self._reap(), name="browser-session-reaper")
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        for session in sessions:
+            session.closed = True
+        await self.backend.stop()
+        await self.client.close()
+
+    def _bounded(self, value: int | None, default: int, bound: int, name: str, env: str) -> int:
+        if value is None:
+            return min(default, bound)
+        if value > bound:
+            raise InvalidRequest(name, "less_than_equal", f"at most {bound} (setting {env})")
+        return value
+
+    async def create(self, request: CreateSessionRequest) -> CreatedSession:
+        s = self.settings
+        idle = self._bounded(
+            request.idleTimeoutS,
+            s.browser_idle_timeout_s,
+            s.browser_max_idle_timeout_s,
+            "idleTimeoutS",
+            "BROWSER_MAX_IDLE_TIMEOUT_S",
+        )
+        lifetime = self._bounded(
+            request.maxLifetimeS,
+            s.browser_session_lifetime_s,
+            s.browser_max_session_lifetime_s,
+            "maxLifetimeS",
+            "BROWSER_MAX_SESSION_LIFETIME_S",
+        )
+        names = self.backend.device_names
+        if names and not known_device(request.device, names):
+            raise InvalidRequest(
+                "device",
+                "unknown_device",
+                f"unknown device {request.device!r}; accepted: " + ", ".join(names),
+            )
+        if len(self._sessions) + self._creating >= s.max_browser_sessions:
+            raise Overloaded(
+                f"{s.max_browser_sessions} browser sessions are open; close one or retry later "
+                "(setting MAX_BROWSER_SESSIONS)",
+                retry_after_s=5,
+            )
+        self._creating += 1
+        try:
+            agent = await self.backend.acquire()
+            try:
+                response = await self.client.request(
+                    agent, "POST", "/session", json={"device": request.device}
+                )
+            except AgentRefused:
+                self.backend.give_back(agent)  # untouched: a bad device name changes nothing
+                raise
+            except ControllerError:
+                await self.backend.release(agent)
+                raise
+        finally:
+            self._creating -= 1
+        body = response.json()
+        session = Session(
+            session_id=new_session_id(),
+            agent=agent,
+            device=str(body["device"]),
+            viewport=Viewport(**body["viewport"]) if body.get("viewport") else None,
+            user_agent=str(body["userAgent"]),
+            is_mobile=bool(body["isMobile"]),
+            labels=dict(request.labels),
+            idle_timeout_s=idle,
+            max_lifetime_s=lifetime,
+            created_wall=datetime.now(UTC),
+        )
+        self._sessions[session.session_id] = session
+        self._wake.set()
+        log.info("browser session %s opened (%s)", session.session_id, session.device)
+        return CreatedSession(**session.info().model_dump(), tabId=str(body["tabId"]))
+
+    def get(self, session_id: str) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None or session.closed:
+            raise NotFound(f"no browser session {session_id!r} (closed, expired or never opened)")
+        return session
+
+    def list(self) -> list[SessionInfo]:
+        return [s.info() for s in self._sessions.values() if not s.closed]
+
+    async def delete(self, session_id: str) -> None:
+        await self._close(self.get(session_id), "deleted")
+
+    async def _close(self, session: Session, why: str) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        self._sessions.pop(session.session_id, None)
+        log.info("browser session %s closed (%s)", session.session_id, why)
+        await self.backend.release(session.agent)
+
+    @contextlib.asynccontextmanager
+    async def _using(self, session: Session) -> AsyncIterator[None]:
+        session.in_flight += 1
+        try:
+            yield
+        finally:
+            session.in_flight -= 1
+            session.last_used = time.monotonic()
+
+    async def call(
+        self,
+        session_id: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        timeout_s: float = 30.0,
+    ) -> httpx.Response:
+        """One call to the session's agent; a dead agent closes its session (502)."""
+        session = self.get(session_id)
+        async with self._using(session):
+            try:
+                return await self.client.request(
+                    session.agent, method, path, json=json, params=params, timeout_s=timeout_s
+                )
+            except (BadGateway, GatewayTimeout):
+                if session.closed:
+                    raise NotFound(f"browser session {session_id!r} was closed") from None
+                if not self.backend.alive(session.agent):
+                    await self._close(session, "agent died")
+                    raise BadGateway(
+                        f"the browser of session {session_id!r} died; the session is closed"
+                    ) from None
+                raise
+
+    async def _reap(self) -> None:
+        while True:
+            now = time.monotonic()
+            expired = [s for s in self._sessions.values() if now >= s.deadline()]
+            results = await asyncio.gather(
+                *(self._close(s, "expired") for s in expired), return_exceptions=True
+            )
+            for session, result in zip(expired, results, strict=True):
+                if isinstance(result, Exception):
+                    log.error("closing expired session %s: %s", session.session_id, result)
+            upcoming = [s.deadline() for s in self._sessions.values()]
+            pause = min([REAPER_TICK_S, *(d - time.monotonic() for d in upcoming)])
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(pause, 0.01))
