@@ -105,6 +105,18 @@ class Service:
         self.proc.wait(10)
 
 
+def process_cpu_ms(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_ms() -> float:
+    """CPU time spent by the whole machine (all cores), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(service: Service, clients: int, seconds: float) -> tuple[int, float, int]:
     done = [0] * clients
     errors = [0] * clients
@@ -144,7 +156,10 @@ def main() -> None:
             service.execute(conn)
         bare = bare_python(args.requests)
         sequential = [service.execute(conn) for _ in range(args.requests)]
+        controller_before, machine_before = process_cpu_ms(service.proc.pid), machine_busy_ms()
         done, elapsed, errors = throughput(service, args.clients, args.seconds)
+        controller_cpu = process_cpu_ms(service.proc.pid) - controller_before
+        machine_cpu = machine_busy_ms() - machine_before
     finally:
         service.stop()
     b, e = percentiles(bare), percentiles(sequential)
@@ -160,6 +175,11 @@ def main() -> None:
     print(
         f"throughput, {args.clients} clients for {elapsed:.1f} s: {done / elapsed:.1f} "
         f"requests/s ({done} ok, {errors} errors; target >= 100)"
+    )
+    print(
+        f"CPU per request during the throughput run: controller process "
+        f"{controller_cpu / max(done, 1):.2f} ms, whole machine "
+        f"{machine_cpu / max(done, 1):.2f} ms (includes the clients and anything else running)"
     )
 
 

@@ -8,7 +8,6 @@ The pool is what makes an execution cheaper than a cold ``python3 -c``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -56,14 +55,20 @@ class LocalBackend:
         self._starting = 0
         self._live: set[Sandbox] = set()
         self._closing: set[asyncio.Task[None]] = set()
-        self._refill = asyncio.Event()
-        self._filler: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self._argv: list[str] = []
         self.check = SandboxCheck(ok=False, detail="not started")
 
     async def start(self) -> SandboxCheck:
         settings = self._settings
-        support = prepare_support_dir(Path(settings.state_dir) / "sandbox-support")
+        try:
+            support = prepare_support_dir(
+                Path(settings.state_dir) / "sandbox-support", settings.sandbox_python
+            )
+        except (OSError, RuntimeError) as exc:
+            self.check = SandboxCheck(ok=False, detail=f"cannot prepare the sandbox: {exc}")
+            return self.check
         layout = Layout(
             support_dir=support,
             python=settings.sandbox_python,
@@ -80,7 +85,7 @@ class LocalBackend:
         )
         self.check = await self._self_test()
         if self.check.ok:
-            self._filler = asyncio.create_task(self._keep_pool_full(), name="sandbox-pool")
+            self._top_up()
         return self.check
 
     async def _self_test(self) -> SandboxCheck:
@@ -107,42 +112,55 @@ class LocalBackend:
             raise
         return sandbox
 
-    async def _keep_pool_full(self) -> None:
+    def _top_up(self) -> None:
+        """Start as many sandboxes as the pool lacks; each joins the pool when it is warm."""
+        if self._stopping:
+            return
+        for _ in range(self._pool_size - self._ready.qsize() - self._starting):
+            self._starting += 1
+            task = asyncio.create_task(self._warm_one())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _warm_one(self) -> None:
+        try:
+            sandbox = await self._new_sandbox()
+        except SandboxError as exc:
+            log.warning("warm sandbox failed to start: %s", exc)
+            await asyncio.sleep(1)  # back off before the pool tries again
+            self._starting -= 1
+            self._top_up()
+            return
+        self._starting -= 1
+        self._ready.put_nowait(sandbox)
+
+    async def _take_sandbox(self) -> Sandbox:
+        """A warm sandbox from the pool; when it is empty, the next one to become warm."""
         while True:
-            deficit = self._pool_size - self._ready.qsize() - self._starting
-            if deficit <= 0:
-                self._refill.clear()
-                await self._refill.wait()
-                continue
-            self._starting += deficit
-            results = await asyncio.gather(
-                *(self._new_sandbox() for _ in range(deficit)), return_exceptions=True
-            )
-            self._starting -= deficit
-            for result in results:
-                if isinstance(result, Sandbox):
-                    self._ready.put_nowait(result)
-                else:
-                    log.warning("warm sandbox failed to start: %s", result)
-                    await asyncio.sleep(1)  # back off; the next loop tries again
+            if self._ready.empty() and self._starting == 0:
+                return await self._new_sandbox()  # no pool (WARM_SANDBOXES=0)
+            candidate = await asyncio.wait_for(self._ready.get(), READY_TIMEOUT_S)
+            if candidate.alive:
+                return candidate
+            self._retire(candidate)
 
     async def run(self, job: Job) -> Outcome:
         if not self.check.ok:
             raise SandboxUnavailable(f"sandbox unavailable: {self.check.detail}")
-        sandbox = None
-        while not self._ready.empty():
-            candidate = self._ready.get_nowait()
-            if candidate.alive:
-                sandbox = candidate
-                break
-            self._retire(candidate)
-        self._refill.set()
         try:
-            if sandbox is None:  # the pool is drained: pay for a start on the request path
-                sandbox = await self._new_sandbox()
-            return await self._run_in(sandbox, job)
+            sandbox = await self._take_sandbox()
+        except TimeoutError as exc:
+            raise SandboxUnavailable(
+                f"no sandbox became ready within {READY_TIMEOUT_S:.0f}s"
+            ) from exc
         except SandboxError as exc:
             raise SandboxUnavailable(f"sandbox failed: {exc}") from exc
+        try:
+            return await self._run_in(sandbox, job)
+        finally:
+            # Replace it once this response is on its way: starting a sandbox costs CPU
+            # that the execution in flight should not have to share.
+            asyncio.get_running_loop().call_soon(self._top_up)
 
     async def _run_in(self, sandbox: Sandbox, job: Job) -> Outcome:
         payload = {"code": job.code, "stdin": job.stdin, "hiddenPaths": list(HIDDEN_PATHS)}
@@ -160,10 +178,11 @@ class LocalBackend:
         task.add_done_callback(lambda _: self._live.discard(sandbox))
 
     async def stop(self) -> None:
-        if self._filler is not None:
-            self._filler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._filler
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
         for sandbox in list(self._live):
             self._retire(sandbox)
         if self._closing:

@@ -18,7 +18,10 @@ from runner.policy import (
 BWRAP = "/usr/bin/bwrap"
 SETPRIV = "/usr/bin/setpriv"
 TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-STUB_NAME = "stub.py"
+STUB_SOURCE = "stub.py"
+# The stub runs from bytecode compiled once by the sandbox's own interpreter: a script
+# given as source would be compiled again at every sandbox start.
+STUB_NAME = "stub.pyc"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import marshal
 import os
 import signal
 import subprocess
@@ -163,10 +164,15 @@ def _float_or_none(value: object) -> float | None:
 
 
 def _violations(value: object) -> list[dict[str, str]]:
+    """The child's violation records: JSON strings written from inside, so parsed warily."""
     if not isinstance(value, list):
         return []
     found = []
-    for item in value[:32]:
+    for line in value[:32]:
+        try:
+            item = json.loads(line) if isinstance(line, str) and len(line) < 4096 else None
+        except ValueError:
+            continue
         if isinstance(item, dict):
             found.append({k: str(item.get(k, ""))[:300] for k in ("kind", "target", "detail")})
     return found
@@ -257,7 +263,7 @@ class Sandbox:
         self.used = True
         stdout = _CappedReader(self._loop, self._take("_stdout_fd"), limits.output_bytes)
         stderr = _CappedReader(self._loop, self._take("_stderr_fd"), limits.output_bytes)
-        payload = json.dumps({**job, "limits": limits.rlimits()}).encode()
+        payload = marshal.dumps({**job, "limits": limits.rlimits()})
         started = time.monotonic()
         try:
             await self._send(payload)

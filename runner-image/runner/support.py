@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
-from runner.bwrap import STUB_NAME
+from runner.bwrap import STUB_NAME, STUB_SOURCE
 from runner.policy import SANDBOX_GID, SANDBOX_UID
 
 PASSWD = (
@@ -18,16 +19,29 @@ GROUP = f"root:x:0:\nsandbox:x:{SANDBOX_GID}:\nnogroup:x:65534:\n"
 HOSTS = "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost ip6-loopback\n"
 
 
-def prepare_support_dir(path: str | os.PathLike[str]) -> str:
+COMPILE = "import py_compile, sys; py_compile.compile(sys.argv[1], sys.argv[2], doraise=True)"
+
+
+def prepare_support_dir(path: str | os.PathLike[str], python: str) -> str:
     """Create (or refresh) the support directory and return its absolute path.
 
     Everything in it is world-readable and nothing is writable by the sandbox: the
-    sandbox runs as an unprivileged uid and mounts these files read-only.
+    sandbox runs as an unprivileged uid and mounts these files read-only.  The stub is
+    compiled by ``python``, the sandbox's interpreter, so its bytecode always matches.
     """
     root = Path(path).resolve()
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
-    shutil.copyfile(Path(__file__).with_name(STUB_NAME), root / STUB_NAME)
+    source = root / STUB_SOURCE
+    shutil.copyfile(Path(__file__).with_name(STUB_SOURCE), source)
+    done = subprocess.run(
+        [python, "-I", "-c", COMPILE, str(source), str(root / STUB_NAME)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"cannot compile the sandbox stub with {python}: {done.stderr}")
     for name, text in (("passwd", PASSWD), ("group", GROUP), ("hosts", HOSTS), ("empty-file", "")):
         (root / name).write_text(text)
     (root / "empty-dir").mkdir(exist_ok=True)

@@ -102,6 +102,41 @@ def test_code_runs_like_python_dash_c(service: ServiceProcess) -> None:
     assert result["stdout"] == "__main__ ['-c'] True\nbye\n"
 
 
+def test_exit_behaves_like_the_interpreter(service: ServiceProcess) -> None:
+    threads = service.execute(
+        "import threading, time\n"
+        "def later():\n    time.sleep(0.2); print('thread done', flush=True)\n"
+        "threading.Thread(target=later).start()\nprint('main done')"
+    )
+    assert threads["stdout"] == "main done\nthread done\n"
+    unflushed = service.execute(
+        "f = open('out.txt', 'w'); f.write('kept')\n"
+        "import atexit; atexit.register(lambda: print(open('out.txt').read()))"
+    )
+    # Exit handlers run before the namespace is released, as at a normal exit.
+    assert unflushed["exitCode"] == 0
+    flushed = service.execute(
+        "import atexit, os\n"
+        "atexit.register(lambda: None)\n"
+        "f = open('out.txt', 'w'); f.write('kept')\n"
+        "class Check:\n"
+        "    def __del__(self):\n"
+        "        print('finalized', flush=True)\n"
+        "c = Check()"
+    )
+    assert flushed["stdout"] == "finalized\n"
+    # As in CPython, an exit handler's SystemExit is reported and ignored.
+    in_handler = service.execute("import atexit, sys; atexit.register(sys.exit, 4)")
+    assert in_handler["exitCode"] == 0
+    assert "Exception ignored in atexit callback" in in_handler["stderr"]
+    big = service.execute("raise SystemExit(256 + 3)")
+    assert big["exitCode"] == 3
+    syntax = service.execute("def broken(:\n  pass")
+    assert syntax["exitCode"] == 1
+    assert syntax["stderr"].startswith('  File "<string>", line 1\n')
+    assert "SyntaxError" in syntax["stderr"] and "stub" not in syntax["stderr"]
+
+
 @pytest.mark.parametrize(
     ("body", "field", "rule"),
     [

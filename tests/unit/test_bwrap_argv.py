@@ -77,7 +77,7 @@ def test_workspace_and_tmp_are_sized_tmpfs_and_root_is_read_only_last(argv: list
 def test_the_stub_runs_isolated_with_the_status_fd(argv: list[str]) -> None:
     assert argv[0] == BWRAP
     command = argv[argv.index("--") + 1 :]
-    assert command == [LAYOUT.python, "-I", "/.sandbox/stub.py", "7"]
+    assert command == [LAYOUT.python, "-I", "/.sandbox/stub.pyc", "7"]
 
 
 def test_launcher_drops_root_and_sets_parent_death_signal() -> None:

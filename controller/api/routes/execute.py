@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from controller.api.body import body_schema, parse_body
 from controller.api.deps import ExecutionServiceDep
@@ -12,7 +12,13 @@ router = APIRouter()
 
 
 @router.post(
-    "/execute", summary="Run Python code in a sandbox", openapi_extra=body_schema(ExecuteRequest)
+    "/execute",
+    summary="Run Python code in a sandbox",
+    response_model=ExecuteResponse,
+    openapi_extra=body_schema(ExecuteRequest),
 )
-async def execute(request: Request, service: ExecutionServiceDep) -> ExecuteResponse:
-    return await service.execute(await parse_body(request, ExecuteRequest))
+async def execute(request: Request, service: ExecutionServiceDep) -> Response:
+    result = await service.execute(await parse_body(request, ExecuteRequest))
+    # Serialized once, here: the model is built from our own values, so the second
+    # validation pass FastAPI would make over a returned model is skipped.
+    return Response(result.model_dump_json(), media_type="application/json")
