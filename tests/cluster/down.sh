@@ -11,18 +11,27 @@ need_root
 PIDS="$STATE_DIR/pids"
 SOCK="$STATE_DIR/containerd/containerd.sock"
 
-# stop NAME: SIGTERM, up to 15 s, then SIGKILL; by pid file, never by process name.
+# stop NAME...: SIGTERM to all of them at once, up to 10 s, then SIGKILL; by pid file,
+# never by process name. Their state is deleted afterwards, so nothing needs more grace.
 stop() {
-    local pidfile="$PIDS/$1.pid" pid i
-    [ -f "$pidfile" ] || return 0
-    pid="$(cat "$pidfile")"
-    if kill -0 "$pid" 2>/dev/null; then
-        log "stopping $1 ($pid)"
-        kill -TERM "$pid" 2>/dev/null
-        for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.3; done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    fi
-    rm -f "$pidfile"
+    local name pid pids=() i
+    for name in "$@"; do
+        [ -f "$PIDS/$name.pid" ] || continue
+        pid="$(cat "$PIDS/$name.pid")"
+        if kill -0 "$pid" 2>/dev/null; then
+            log "stopping $name ($pid)"
+            kill -TERM "$pid" 2>/dev/null
+            pids+=("$pid")
+        fi
+        rm -f "$PIDS/$name.pid"
+    done
+    for i in $(seq 1 40); do
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && break; pid=""; done
+        [ -z "${pid:-}" ] && return 0
+        sleep 0.25
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+    return 0
 }
 
 # Processes whose command line names this cluster's containerd (its shims
@@ -69,13 +78,33 @@ remove_cgroups() {
     done
 }
 
+# Deletes every chain named KUBE-* or CNI-* (kubelet's, kube-proxy's, kube-router's,
+# the CNI plugins') and every rule that jumps to one; no other Kubernetes runs here.
+remove_chains() {
+    local cmd="$1" table line chain chains
+    for table in filter nat mangle raw; do
+        "$cmd-save" -t "$table" >/dev/null 2>&1 || continue
+        "$cmd-save" -t "$table" | grep -E -- '^-A .* -j (KUBE|CNI)-' | grep -vE '^-A (KUBE|CNI)-' |
+            while read -r line; do
+                eval "$cmd -t $table -D ${line#-A }" 2>/dev/null || true
+            done
+        chains="$("$cmd-save" -t "$table" | sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\) .*/\1/p')"
+        for chain in $chains; do "$cmd" -t "$table" -F "$chain" 2>/dev/null; done
+        for chain in $chains; do "$cmd" -t "$table" -X "$chain" 2>/dev/null; done
+    done
+}
+
 cleanup_network() {
     if [ -x "$K8S_BIN/kube-proxy" ]; then
         "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
     fi
-    if [ -x "$KUBE_ROUTER_BIN/kube-router" ]; then
-        "$KUBE_ROUTER_BIN/kube-router" --cleanup-config >/dev/null 2>&1 || true
-    fi
+    # kube-router 2.1's --cleanup-config panics without a cluster: remove its rules here.
+    remove_chains iptables
+    remove_chains ip6tables
+    local set
+    for set in $(ipset list -n 2>/dev/null | grep -E '^(inet6:)?KUBE-'); do
+        ipset destroy "$set" 2>/dev/null || log "warning: ipset $set still in use"
+    done
     while iptables -t mangle -D FORWARD -j SANDBOX-E2E-EGRESS 2>/dev/null; do :; done
     iptables -t mangle -F SANDBOX-E2E-EGRESS 2>/dev/null
     iptables -t mangle -X SANDBOX-E2E-EGRESS 2>/dev/null
@@ -86,25 +115,28 @@ cleanup_network() {
     fi
 }
 
+# A few paths are fixed in kubelet, containerd and libcni whatever their root/state
+# directories: remove what they left there, and the directories only when empty.
+remove_fixed_paths() {
+    find /var/log/containers -maxdepth 1 -lname "$STATE_DIR/*" -delete 2>/dev/null
+    rm -f /var/lib/kubelet/device-plugins/kubelet.sock
+    rmdir /var/log/containers /var/lib/kubelet/device-plugins /var/lib/kubelet \
+        /run/containerd/s /run/containerd /var/lib/cni/results /var/lib/cni 2>/dev/null
+    return 0
+}
+
 main() {
     [ -d "$STATE_DIR" ] || { log "nothing to tear down ($STATE_DIR does not exist)"; return 0; }
     local start=$SECONDS
     stop kubelet
     remove_pods
-    stop kube-router
-    stop kube-proxy
-    stop kube-scheduler
-    stop kube-controller-manager
-    stop kube-apiserver
-    stop etcd
+    stop kube-router kube-proxy kube-scheduler kube-controller-manager kube-apiserver etcd
     stop containerd
     kill_pod_processes
     unmount_state
     remove_cgroups
     cleanup_network
-    find /var/log/containers -maxdepth 1 -lname "$STATE_DIR/*" -delete 2>/dev/null
-    # containerd's shims keep their sockets in /run/containerd/s whatever the state dir.
-    rmdir /run/containerd/s /run/containerd 2>/dev/null
+    remove_fixed_paths
     rm -rf "$STATE_DIR"
     local left; left="$(state_processes | tr '\n' ' ')"
     [ -z "$left" ] || log "warning: processes still running: $left"
