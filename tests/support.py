@@ -44,6 +44,8 @@ class ServiceProcess:
             "HOST": "127.0.0.1",
             "STATE_DIR": self.state_dir,
             "ACCESS_LOG": "false",
+            # No Chromium unless a test asks for browser sessions: it costs a launch.
+            "BROWSER_WARM_AGENTS": "0",
         }
         env.update({k.upper(): v for k, v in settings.items()})
         self.env = env

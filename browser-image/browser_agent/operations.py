@@ -145,7 +145,8 @@ def _action_error(exc: PlaywrightError, action: Action, tab_id: str) -> AgentErr
         return TabNotFound(f"tab {tab_id!r} was closed")
     if "Unknown key" in message:
         return BadInput("key", "unknown_key", message)
-    if "selector" in message.lower() and ("valid" in message or "parse" in message.lower()):
+    lowered = message.lower()
+    if "selector" in lowered and any(w in lowered for w in ("valid", "parsing", "unexpected")):
         return BadInput("selector", "invalid_selector", message)
     return ActionFailed(f"{action.action}: {message}")
 
