@@ -14,7 +14,7 @@ SOCK="$STATE_DIR/containerd/containerd.sock"
 # stop NAME...: SIGTERM to all of them at once, up to 10 s, then SIGKILL; by pid file,
 # never by process name. Their state is deleted afterwards, so nothing needs more grace.
 stop() {
-    local name pid pids=() i
+    local name pid pids=()
     for name in "$@"; do
         [ -f "$PIDS/$name.pid" ] || continue
         pid="$(cat "$PIDS/$name.pid")"
@@ -25,9 +25,11 @@ stop() {
         fi
         rm -f "$PIDS/$name.pid"
     done
-    for i in $(seq 1 40); do
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && break; pid=""; done
-        [ -z "${pid:-}" ] && return 0
+    local alive
+    for _ in $(seq 1 40); do
+        alive=""
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && { alive=1; break; }; done
+        [ -n "$alive" ] || return 0
         sleep 0.25
     done
     for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
