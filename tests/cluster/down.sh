@@ -12,7 +12,9 @@ PIDS="$STATE_DIR/pids"
 SOCK="$STATE_DIR/containerd/containerd.sock"
 
 # stop NAME...: SIGTERM to all of them at once, up to 10 s, then SIGKILL; by pid file,
-# never by process name. Their state is deleted afterwards, so nothing needs more grace.
+# never by process name. up.sh started each in a session of its own, so the signal goes
+# to its process group (socat's forked children too). Their state is deleted
+# afterwards, so nothing needs more grace.
 stop() {
     local name pid pids=()
     for name in "$@"; do
@@ -20,7 +22,7 @@ stop() {
         pid="$(cat "$PIDS/$name.pid")"
         if kill -0 "$pid" 2>/dev/null; then
             log "stopping $name ($pid)"
-            kill -TERM "$pid" 2>/dev/null
+            kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
             pids+=("$pid")
         fi
         rm -f "$PIDS/$name.pid"
@@ -32,7 +34,7 @@ stop() {
         [ -n "$alive" ] || return 0
         sleep 0.25
     done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+    for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null; done
     return 0
 }
 
@@ -132,7 +134,8 @@ main() {
     local start=$SECONDS
     stop kubelet
     remove_pods
-    stop kube-router kube-proxy kube-scheduler kube-controller-manager kube-apiserver etcd
+    stop kube-router kube-proxy kube-scheduler kube-controller-manager apiserver-relay \
+        kube-apiserver etcd
     stop containerd
     kill_pod_processes
     unmount_state

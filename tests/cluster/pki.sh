@@ -65,7 +65,7 @@ make_pki() {
         openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
     }
     cert apiserver "/CN=kube-apiserver" serverAuth \
-        "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$APISERVER_SERVICE_IP"
+        "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$APISERVER_SERVICE_IP,IP:$POD_BRIDGE_IP"
     cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
     cert kubelet "/CN=localhost" serverAuth "DNS:$NODE_NAME,IP:127.0.0.1"
     cert kubelet-client "/O=system:nodes/CN=system:node:$NODE_NAME" clientAuth

@@ -222,7 +222,6 @@ start_control_plane() {
         --etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
         --bind-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
         --advertise-address "$POD_BRIDGE_IP" \
-        --endpoint-reconciler-type none \
         --service-cluster-ip-range "$SERVICE_CIDR" \
         --client-ca-file "$PKI/ca.crt" \
         --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
@@ -237,6 +236,12 @@ start_control_plane() {
         --enable-admission-plugins NodeRestriction \
         --profiling=false
     wait_daemon kube-apiserver 90 apiserver_ready
+    # Pods reach the API through the `kubernetes` Service, whose endpoint is the
+    # advertised bridge address (endpoints may not be loopback); the apiserver itself
+    # stays on 127.0.0.1 and this relay listens on the bridge address only.
+    start apiserver-relay socat \
+        "TCP-LISTEN:$APISERVER_PORT,bind=$POD_BRIDGE_IP,reuseaddr,fork" \
+        "TCP:127.0.0.1:$APISERVER_PORT"
 
     start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
         --kubeconfig "$STATE_DIR/kubeconfig/controller-manager.kubeconfig" \
