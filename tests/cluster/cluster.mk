@@ -1,6 +1,7 @@
 # The e2e cluster (tests/cluster/README.md). Included by the top-level Makefile; also
 # usable alone: make -f tests/cluster/cluster.mk e2e
 #
+#   make cluster-build build (or find in the cache) every binary and image; no cluster
 #   make images        build the runner image (and base, pause); load it if the cluster runs
 #   make cluster-up    build or take from cache, start the cluster; prints KUBECONFIG
 #   make cluster-down  stop everything it started and delete its state directory
@@ -9,9 +10,13 @@
 
 VENV ?= .venv
 CLUSTER_SCRIPTS := tests/cluster
-E2E_KUBECONFIG ?= /var/lib/sandbox-controller-cluster/kubeconfig/admin.kubeconfig
 
-.PHONY: cluster-up cluster-down images e2e
+.PHONY: cluster-build cluster-up cluster-down images e2e
+
+cluster-build:
+	$(CLUSTER_SCRIPTS)/deps.sh
+	$(CLUSTER_SCRIPTS)/build.sh
+	$(CLUSTER_SCRIPTS)/images.sh all
 
 cluster-up:
 	$(CLUSTER_SCRIPTS)/up.sh
