@@ -11,7 +11,7 @@ REPO_ROOT="$(cd "$CLUSTER_DIR/../.." && pwd)"
 # Built binaries and the Debian base tarball: outside the clone, kept across runs.
 CACHE_ROOT="${CLUSTER_CACHE:-/var/cache/sandbox-controller/cluster}"
 # Everything the running cluster owns; cluster-down deletes it whole.
-STATE_DIR="${STATE_DIR:-/var/lib/sandbox-controller-cluster}"
+STATE_DIR="${CLUSTER_STATE_DIR:-/var/lib/sandbox-controller-cluster}"
 
 export PATH="/usr/local/go/bin:$PATH"
 export GOFLAGS="-trimpath -buildvcs=false"

@@ -24,7 +24,7 @@ from urllib3.exceptions import HTTPError
 from tests.e2e.kube import delete_ignoring_absent, wait_until
 
 CLUSTER_DIR = Path(__file__).resolve().parent.parent / "cluster"
-STATE_DIR = Path(os.environ.get("STATE_DIR", "/var/lib/sandbox-controller-cluster"))
+STATE_DIR = Path(os.environ.get("CLUSTER_STATE_DIR", "/var/lib/sandbox-controller-cluster"))
 CLUSTER_UP_TIMEOUT = 45 * 60
 """A cold machine builds every binary first (about 20 minutes here); a warm one ~1 min."""
 
