@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 SETPRIV = "/usr/bin/setpriv"
 READY_TIMEOUT_S = 30.0
 READY_LINE_LIMIT = 256 * 1024
+SWEEPS = 100
 
 
 def agent_argv(settings: Settings, data_dir: Path, as_root: bool) -> list[str]:
@@ -185,8 +186,8 @@ class AgentProcess:
     def kill(self) -> None:
         """Kill the agent's process group: the agent, its Playwright driver and Chromium.
 
-        Chromium runs in a group of its own (Playwright starts it detached), and exits as
-        soon as the driver's pipe to it closes, which the kill of the driver does.
+        Chromium runs in a group of its own (Playwright starts it detached) and exits as
+        soon as the driver's pipe to it closes; ``close`` also sweeps up what is left.
         """
         if self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -196,10 +197,42 @@ class AgentProcess:
             self._stdin_w = -1
 
     async def close(self) -> None:
-        """Kill, reap, remove the private directory (profile, downloads).  Idempotent."""
+        """Kill, reap, sweep, remove the private directory (profile, downloads).  Idempotent.
+
+        The sweep kills every process still carrying this agent's HOME, whatever its
+        process group or session: Chromium's own group and its crash handlers, which
+        re-parent themselves to init.  Only then is the directory removed, so nothing
+        writes into it afterwards.
+        """
         self.kill()
         await self._wait_exit(10)
-        await asyncio.to_thread(shutil.rmtree, self.data_dir, True)
+        for _ in range(SWEEPS):
+            if not await asyncio.to_thread(kill_by_home, self.data_dir):
+                break
+            await asyncio.sleep(0.05)  # killed ones vanish from /proc once reaped
+        for _ in range(5):
+            await asyncio.to_thread(shutil.rmtree, self.data_dir, True)
+            if not self.data_dir.exists():
+                break
+            await asyncio.sleep(0.1)
+
+
+def kill_by_home(directory: Path) -> int:
+    """SIGKILL every process whose environment has ``HOME=directory``; how many were found."""
+    marker = b"HOME=" + bytes(directory) + b"\0"
+    found = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                if marker not in b"\0" + environ.read():
+                    continue
+            os.kill(int(entry), signal.SIGKILL)
+            found += 1
+        except OSError:
+            continue
+    return found
 
 
 def _parse_ready(line: bytes) -> tuple[int | None, list[str]]:

@@ -1,0 +1,122 @@
+"""Sessions end: idle timeout, maximum lifetime, DELETE, the session bound, and shutdown.
+
+"Ended" is checked on the host, not only in the API: the agent's processes (found by
+the HOME they all inherit) are gone and its private directory is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browser_support import agent_dirs, agent_pids, wait_for
+from tests.support import ServiceProcess
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def svc() -> Iterator[ServiceProcess]:
+    service = ServiceProcess(
+        browser_warm_agents="1", max_browser_sessions="2", browser_max_idle_timeout_s="60"
+    )
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def pids_of(svc: ServiceProcess, directory: Path) -> set[int]:
+    """The processes of one agent: those whose HOME is its directory."""
+    marker = f"HOME={directory}\0".encode()
+    found = set()
+    for pid in agent_pids(svc.state_dir):
+        try:
+            if marker in Path(f"/proc/{pid}/environ").read_bytes():
+                found.add(pid)
+        except OSError:
+            pass
+    return found
+
+
+def open_session(svc: ServiceProcess, **fields: object) -> tuple[str, set[Path]]:
+    """Open a session; also return the agent directories alive then (its own among them)."""
+    response = svc.client.post("/browser/sessions", json=fields)
+    assert response.status_code == 201, response.text
+    return str(response.json()["sessionId"]), {d for d in agent_dirs(svc.state_dir)}
+
+
+def ended(svc: ServiceProcess, sid: str, dirs: set[Path]) -> bool:
+    """The session is unknown, and one agent that was alive is gone: processes and files.
+
+    Warm agents are not touched by a session's end, so the one that went was its agent.
+    """
+    if svc.client.get(f"/browser/sessions/{sid}").status_code != 404:
+        return False
+    return any(not d.exists() and not pids_of(svc, d) for d in dirs)
+
+
+def test_delete_kills_the_browser_and_removes_its_files(svc: ServiceProcess) -> None:
+    sid, dirs = open_session(svc)
+    assert all(pids_of(svc, d) for d in dirs if d.exists())
+    assert svc.client.delete(f"/browser/sessions/{sid}").status_code == 204
+    wait_for(lambda: ended(svc, sid, dirs), what="the agent's processes and files to go")
+    assert svc.client.delete(f"/browser/sessions/{sid}").status_code == 404
+
+
+def test_an_idle_session_expires(svc: ServiceProcess) -> None:
+    sid, dirs = open_session(svc, idleTimeoutS=1)
+    info = svc.client.get(f"/browser/sessions/{sid}").json()
+    assert info["idleTimeoutS"] == 1
+    wait_for(lambda: ended(svc, sid, dirs), timeout_s=10, what="idle expiry")
+
+
+def test_use_keeps_a_session_alive_until_its_lifetime_ends(svc: ServiceProcess) -> None:
+    sid, dirs = open_session(svc, idleTimeoutS=1, maxLifetimeS=3)
+    start = time.monotonic()
+    # Calls every 0.3 s keep it from going idle; the lifetime still ends it.
+    while svc.client.get(f"/browser/sessions/{sid}/tabs").status_code == 200:
+        assert time.monotonic() - start < 10, "the session outlived its maxLifetimeS"
+        time.sleep(0.3)
+    assert time.monotonic() - start > 1.5, "closed before its lifetime, though in use"
+    wait_for(lambda: ended(svc, sid, dirs), what="the agent to go")
+
+
+def test_the_session_bound_is_a_429_with_retry_after(svc: ServiceProcess) -> None:
+    opened = []
+    try:
+        for _ in range(2):
+            opened.append(open_session(svc)[0])
+        refused = svc.client.post("/browser/sessions")
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"].isdigit()
+        assert "MAX_BROWSER_SESSIONS" in refused.json()["message"]
+        svc.client.delete(f"/browser/sessions/{opened.pop()}")
+        opened.append(open_session(svc)[0])
+    finally:
+        for sid in opened:
+            svc.client.delete(f"/browser/sessions/{sid}")
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_nothing_survives_the_service(how: signal.Signals) -> None:
+    service = ServiceProcess(browser_warm_agents="1")
+    try:
+        response = service.client.post("/browser/sessions")
+        assert response.status_code == 201
+        wait_for(lambda: len(agent_dirs(service.state_dir)) >= 2, what="a warm agent too")
+        assert agent_pids(service.state_dir)
+        os.kill(service.proc.pid, how)
+        service.proc.wait(15)
+        wait_for(
+            lambda: not agent_pids(service.state_dir),
+            timeout_s=15,
+            what="every agent process to die with the service",
+        )
+    finally:
+        service.stop()
