@@ -11,9 +11,13 @@ APT_PACKAGES := bubblewrap python3-venv socat chromium
 PYTEST_ARGS ?=
 
 # Root runs apt-get directly; anyone else goes through sudo when it is there.
-SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+ROOT_USER := $(filter 0,$(shell id -u))
+SUDO := $(if $(ROOT_USER),,sudo)
+# The Python environment the sandboxed code runs with (numpy, pandas, matplotlib); the
+# service finds it here by default (see SANDBOX_PYTHON in the README).
+SANDBOX_ENV ?= $(if $(ROOT_USER),/var/lib/sandbox-controller/sandbox-env,$(CURDIR)/.state/sandbox-env)
 
-.PHONY: help run test check lint typecheck unit integration bench deps venv clean
+.PHONY: help run test check lint typecheck unit integration bench deps venv sandbox-env clean
 
 help:
 	@echo "make run    set up and serve local mode on :$${PORT:-8080} (AUTH_TOKEN from env or generated)"
@@ -37,7 +41,15 @@ $(VENV)/.stamp: pyproject.toml $(STATE_DIR)/.deps-stamp
 	$(VENV)/bin/pip install -q -e '.[dev,browser,kubernetes]'
 	@touch $@
 
-run: venv
+sandbox-env: $(SANDBOX_ENV)/.stamp
+$(SANDBOX_ENV)/.stamp: runner-image/sandbox-requirements.txt $(STATE_DIR)/.deps-stamp
+	@test -x $(SANDBOX_ENV)/bin/python3 || /usr/bin/python3 -m venv $(SANDBOX_ENV)
+	$(SANDBOX_ENV)/bin/pip install -q --upgrade pip
+	$(SANDBOX_ENV)/bin/pip install -q -r runner-image/sandbox-requirements.txt
+	@chmod -R a+rX $(SANDBOX_ENV)
+	@touch $@
+
+run: venv sandbox-env
 	@if [ -z "$$AUTH_TOKEN" ]; then \
 	  if [ ! -s $(STATE_DIR)/auth-token ]; then \
 	    umask 077; $(VENV)/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))' > $(STATE_DIR)/auth-token; \
@@ -45,6 +57,7 @@ run: venv
 	  else echo "Using AUTH_TOKEN from $(STATE_DIR)/auth-token"; fi; \
 	fi; \
 	AUTH_TOKEN="$${AUTH_TOKEN:-$$(cat $(STATE_DIR)/auth-token)}" \
+	SANDBOX_PYTHON="$${SANDBOX_PYTHON:-$(SANDBOX_ENV)/bin/python3}" \
 	  exec $(VENV)/bin/python -m controller
 
 lint: venv
@@ -57,11 +70,11 @@ typecheck: venv
 unit: venv
 	$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)
 
-integration: venv
-	$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
+integration: venv sandbox-env
+	SANDBOX_PYTHON=$(SANDBOX_ENV)/bin/python3 $(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
 
-check: lint typecheck
-	$(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
+check: lint typecheck sandbox-env
+	SANDBOX_PYTHON=$(SANDBOX_ENV)/bin/python3 $(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
 
 test: check
 

@@ -40,6 +40,7 @@ def create_app(settings: Settings, backend: ExecutionBackend | None = None) -> F
             yield
         finally:
             await app.state.browser.stop()
+            await app.state.execution.close()
             await chosen.stop()
 
     app = FastAPI(

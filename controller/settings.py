@@ -9,9 +9,18 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from controller.uploads.policy import parse_allowed_hosts
+
 MIB = 1024 * 1024
 WEAK_TOKENS = frozenset({"changeme", "change-me", "secret", "token", "password", "test"})
 MIN_TOKEN_LENGTH = 16
+
+
+def default_sandbox_env() -> Path:
+    """Where `make run` prepares the sandbox's Python environment (SANDBOX_ENV there)."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/sandbox-controller/sandbox-env")
+    return Path(".state/sandbox-env").resolve()
 
 
 class Settings(BaseSettings):
@@ -78,8 +87,11 @@ class Settings(BaseSettings):
     )
 
     # --- sandbox placement ---------------------------------------------------------------
-    sandbox_python: str = Field(
-        "/usr/bin/python3", description="Interpreter the sandboxed code runs with."
+    sandbox_python: str | None = Field(
+        None,
+        description="Interpreter the sandboxed code runs with. Default: the sandbox "
+        "environment that `make run` prepares (numpy, pandas, matplotlib) when it exists, "
+        "else /usr/bin/python3. A virtual environment's root is mounted read-only.",
     )
     sandbox_extra_ro_paths: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
@@ -93,6 +105,35 @@ class Settings(BaseSettings):
         "root (never root itself).  Ignored otherwise: sandboxes run as the service's uid.",
     )
     sandbox_gid: int = Field(64000, ge=1, description="Host gid, as sandbox_uid.")
+
+    # --- files in and out ---------------------------------------------------------------
+    max_input_files: int = Field(100, ge=0, description="Files accepted in `files`.")
+    max_input_bytes: int = Field(
+        10 * MIB, ge=0, description="Total decoded size of the files in `files`."
+    )
+    max_output_files: int = Field(
+        50, ge=0, description="Files collected from the workspace after a run."
+    )
+    max_output_file_bytes: int = Field(
+        10 * MIB, ge=0, description="Largest file collected; larger ones are skipped."
+    )
+    max_output_bytes: int = Field(
+        25 * MIB, ge=0, description="Total size of the files collected after a run."
+    )
+    max_inline_bytes: int = Field(
+        8 * MIB,
+        ge=0,
+        description="Total size of files returned inline (without "
+        "fileUploadUrl); the rest are listed in skippedFiles.",
+    )
+    upload_allowed_hosts: str = Field(
+        "",
+        description="Comma-separated host or host:port upload targets. Empty: any "
+        "public host. Loopback and private addresses only when listed; link-local and "
+        "metadata addresses never.",
+    )
+    upload_concurrency: int = Field(4, ge=1, le=64, description="Uploads in flight per run.")
+    upload_timeout_s: float = Field(30.0, gt=0, le=600, description="Timeout of each upload.")
 
     # --- browser sessions ----------------------------------------------------------------
     browser_executable: str = Field(
@@ -159,6 +200,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(p.strip() for p in value.split(",") if p.strip())
         return value
+
+    @field_validator("upload_allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: str) -> str:
+        parse_allowed_hosts(value)  # raises ValueError naming the bad entry
+        return value
+
+    @property
+    def sandbox_interpreter(self) -> str:
+        if self.sandbox_python:
+            return self.sandbox_python
+        prepared = default_sandbox_env() / "bin" / "python3"
+        return str(prepared) if prepared.exists() else "/usr/bin/python3"
 
     @property
     def warm_pool_size(self) -> int:

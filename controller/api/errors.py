@@ -15,14 +15,14 @@ from controller.errors import ControllerError
 log = logging.getLogger(__name__)
 
 
-def _field_name(loc: tuple[Any, ...]) -> str:
-    # ("body", "timeoutMs") -> "timeoutMs"; ("body",) or ("body", 12) (JSON error) -> "body"
-    parts = (
-        [str(p) for p in loc[1:] if not isinstance(p, int)]
-        if loc[:1] == ("body",)
-        else [str(p) for p in loc]
-    )
-    return ".".join(parts) or "body"
+def _field_name(loc: tuple[Any, ...], rule: str) -> str:
+    """("body", "files", 0, "path") -> "files[0].path"; a JSON syntax error -> "body"."""
+    if rule == "json_invalid":
+        return "body"
+    name = ""
+    for part in loc[1:] if loc[:1] == ("body",) else loc:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "body"
 
 
 def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -36,7 +36,7 @@ def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
             message = "not valid JSON: " + str(error.get("ctx", {}).get("error", ""))
         elif rule == "extra_forbidden":
             message = "unknown field"
-        details.append({"field": _field_name(loc), "rule": rule, "message": message})
+        details.append({"field": _field_name(loc, rule), "rule": rule, "message": message})
     return details
 
 

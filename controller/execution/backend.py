@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from runner.policy import Limits
-from runner.supervisor import Outcome
+from runner.supervisor import HarvestLimits, Outcome
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,10 @@ class Job:
     code: str
     stdin: str | None
     limits: Limits
+    files: tuple[tuple[str, bytes], ...] = ()
+    """Input files (relative path, content) written to the workspace before the run."""
+    harvest: HarvestLimits | None = None
+    """How much of what the code writes to collect; None collects nothing."""
 
 
 @dataclass(frozen=True)

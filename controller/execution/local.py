@@ -29,6 +29,12 @@ SELF_TEST_CODE = "import os, socket; print(os.getuid(), len(socket.if_nameindex(
 SELF_TEST_EXPECTED = b"1000 1\n"  # the sandbox uid, and only the loopback interface
 
 
+def python_env_root(python: str) -> str | None:
+    """The root of the virtual environment ``python`` belongs to, if it is in one."""
+    root = Path(python).parent.parent
+    return str(root) if (root / "pyvenv.cfg").is_file() else None
+
+
 def sandbox_limits(settings: Settings, timeout_ms: int) -> Limits:
     """The limits of one execution: the settings, with the request's timeout."""
     return Limits(
@@ -56,24 +62,22 @@ class LocalBackend:
         self._live: set[Sandbox] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._visible: tuple[str, ...] = ()
         self._stopping = False
         self._argv: list[str] = []
         self.check = SandboxCheck(ok=False, detail="not started")
 
     async def start(self) -> SandboxCheck:
         settings = self._settings
+        python = settings.sandbox_interpreter
+        env_root = python_env_root(python)
+        self._visible = (*settings.sandbox_extra_ro_paths, *([env_root] if env_root else []))
         try:
-            support = prepare_support_dir(
-                Path(settings.state_dir) / "sandbox-support", settings.sandbox_python
-            )
+            support = prepare_support_dir(Path(settings.state_dir) / "sandbox-support", python)
         except (OSError, RuntimeError) as exc:
             self.check = SandboxCheck(ok=False, detail=f"cannot prepare the sandbox: {exc}")
             return self.check
-        layout = Layout(
-            support_dir=support,
-            python=settings.sandbox_python,
-            extra_ro_paths=settings.sandbox_extra_ro_paths,
-        )
+        layout = Layout(support_dir=support, python=python, extra_ro_paths=self._visible)
         # The argv depends only on settings; per-request limits travel in the job itself.
         base_limits = sandbox_limits(settings, settings.default_timeout_ms)
         argv = bwrap_argv(layout, base_limits, probe_host(layout), status_fd=STATUS_FD)
@@ -163,9 +167,15 @@ class LocalBackend:
             asyncio.get_running_loop().call_soon(self._top_up)
 
     async def _run_in(self, sandbox: Sandbox, job: Job) -> Outcome:
-        payload = {"code": job.code, "stdin": job.stdin, "hiddenPaths": list(HIDDEN_PATHS)}
+        payload = {
+            "code": job.code,
+            "stdin": job.stdin,
+            "files": list(job.files),
+            "hiddenPaths": list(HIDDEN_PATHS),
+            "visiblePaths": list(self._visible),
+        }
         try:
-            return await sandbox.run(payload, job.limits)
+            return await sandbox.run(payload, job.limits, job.harvest)
         finally:
             self._retire(sandbox)
 

@@ -2,13 +2,79 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    UrlConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 MAX_TIMEOUT_MS = 120_000
 
 UploadUrl = Annotated[AnyHttpUrl, UrlConstraints(allowed_schemes=["http", "https"])]
+
+
+PROTECTED_NAMES = frozenset({".env", "secrets"})
+MAX_COMPONENT = 255
+
+
+class InputFile(BaseModel):
+    """A file written into the workspace before the code runs."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    path: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="Relative path inside the workspace, e.g. `data/in.csv`.",
+    )
+    content: str = Field(description="The file's bytes, base64-encoded.")
+    _data: bytes = PrivateAttr(default=b"")
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, value: str) -> str:
+        if "\x00" in value:
+            raise PydanticCustomError("path_nul", "path cannot contain NUL")
+        if value.startswith("/"):
+            raise PydanticCustomError("path_absolute", "path must be relative to the workspace")
+        parts = [p for p in value.split("/") if p != "."]
+        if not parts or "" in parts:
+            raise PydanticCustomError(
+                "path_empty_component", "path cannot be empty or have empty components"
+            )
+        if ".." in parts:
+            raise PydanticCustomError("path_traversal", "path cannot contain '..'")
+        if parts[0] in PROTECTED_NAMES:
+            raise PydanticCustomError(
+                "path_protected", ".env and secrets/ cannot be written in the workspace"
+            )
+        if any(len(p.encode()) > MAX_COMPONENT for p in parts):
+            raise PydanticCustomError(
+                "path_component_too_long", "each path component is at most 255 bytes"
+            )
+        return "/".join(parts)
+
+    @model_validator(mode="after")
+    def _decode(self) -> InputFile:
+        try:
+            self._data = base64.b64decode(self.content, validate=True)
+        except (binascii.Error, ValueError):
+            raise PydanticCustomError("base64", "content must be standard base64") from None
+        return self
+
+    @property
+    def data(self) -> bytes:
+        return self._data
 
 
 class ExecuteRequest(BaseModel):
@@ -31,6 +97,24 @@ class ExecuteRequest(BaseModel):
         None, max_length=4096, description="Bearer token sent to fileUploadUrl."
     )
     public: bool = Field(False, description="Passed to the file service with each upload.")
+    files: list[InputFile] = Field(
+        default_factory=list, description="Files written into the workspace before the run."
+    )
+
+    @field_validator("files")
+    @classmethod
+    def _distinct_paths(cls, files: list[InputFile]) -> list[InputFile]:
+        paths = {f.path for f in files}
+        if len(paths) != len(files):
+            raise PydanticCustomError("unique_paths", "two files have the same path")
+        for path in paths:
+            parts = path.split("/")
+            for depth in range(1, len(parts)):
+                if "/".join(parts[:depth]) in paths:
+                    raise PydanticCustomError(
+                        "path_conflict", "{path} is inside another file's path", {"path": path}
+                    )
+        return files
 
 
 class Violation(BaseModel):
@@ -60,6 +144,26 @@ class Upload(BaseModel):
     status: int | str
 
 
+class OutputFile(BaseModel):
+    """A file the code wrote, returned inline."""
+
+    name: str = Field(description="Path relative to the workspace.")
+    size: int
+    content: str = Field(description="The file's bytes, base64-encoded.")
+
+
+class SkippedFile(BaseModel):
+    """A file the code wrote that is not returned, and why."""
+
+    name: str
+    size: int | None
+    reason: str = Field(
+        description="symlink, not_regular, unreadable, too_large, "
+        "too_many_files, total_limit, inline_limit, too_deep, scan_limit, "
+        "changed_while_reading, or collection_failed"
+    )
+
+
 class ExecuteResponse(BaseModel):
     """How the execution ended.  A failing program is a result, not an HTTP error."""
 
@@ -74,3 +178,5 @@ class ExecuteResponse(BaseModel):
     violations: list[Violation]
     usage: Usage
     uploads: list[Upload]
+    files: list[OutputFile] = Field(description="Files returned inline (no fileUploadUrl).")
+    skippedFiles: list[SkippedFile]

@@ -6,9 +6,11 @@ import signal as signals
 import uuid
 from typing import Literal
 
-from runner.supervisor import Outcome
+import httpx
+from runner.supervisor import HarvestLimits, Outcome
 
 from controller.errors import InvalidRequest
+from controller.execution import delivery
 from controller.execution.admission import Admission
 from controller.execution.backend import ExecutionBackend, Job
 from controller.execution.local import sandbox_limits
@@ -20,6 +22,8 @@ from controller.execution.models import (
     Violation,
 )
 from controller.settings import Settings
+from controller.uploads.policy import UploadPolicy, parse_allowed_hosts
+from controller.uploads.transport import GuardedTransport, check_target
 
 # Signals that mean "a limit was hit", with the limit's name for the annotation.
 LIMIT_SIGNALS = {
@@ -100,11 +104,21 @@ class ExecutionService:
         self.admission = Admission(
             settings.max_concurrent_executions, settings.max_queued_executions
         )
+        self.upload_policy = UploadPolicy(parse_allowed_hosts(settings.upload_allowed_hosts))
+        self._uploads = httpx.AsyncClient(
+            transport=GuardedTransport(self.upload_policy, settings.upload_concurrency * 4),
+            timeout=settings.upload_timeout_s,
+            follow_redirects=False,
+        )
+
+    async def close(self) -> None:
+        await self._uploads.aclose()
 
     def _check_sizes(self, request: ExecuteRequest) -> None:
+        settings = self.settings
         for field, value, limit, setting in (
-            ("code", request.code, self.settings.max_code_bytes, "MAX_CODE_BYTES"),
-            ("stdin", request.stdin, self.settings.max_stdin_bytes, "MAX_STDIN_BYTES"),
+            ("code", request.code, settings.max_code_bytes, "MAX_CODE_BYTES"),
+            ("stdin", request.stdin, settings.max_stdin_bytes, "MAX_STDIN_BYTES"),
         ):
             if value is not None and len(value.encode("utf-8", "surrogatepass")) > limit:
                 raise InvalidRequest(
@@ -112,19 +126,61 @@ class ExecutionService:
                 )
         if "\x00" in request.code:
             raise InvalidRequest("code", "no_nul", "source code cannot contain NUL characters")
+        if len(request.files) > settings.max_input_files:
+            raise InvalidRequest(
+                "files",
+                "max_items",
+                f"at most {settings.max_input_files} files (setting MAX_INPUT_FILES)",
+            )
+        if sum(len(f.data) for f in request.files) > settings.max_input_bytes:
+            raise InvalidRequest(
+                "files",
+                "max_bytes",
+                f"at most {settings.max_input_bytes} bytes in all, decoded "
+                "(setting MAX_INPUT_BYTES)",
+            )
+
+    async def _check_upload_target(self, request: ExecuteRequest) -> None:
+        if request.fileUploadUrl is None:
+            return
+        refusal = await check_target(self.upload_policy, httpx.URL(str(request.fileUploadUrl)))
+        if refusal:
+            raise InvalidRequest("fileUploadUrl", "upload_target", refusal)
 
     async def execute(self, request: ExecuteRequest) -> ExecuteResponse:
         self._check_sizes(request)
-        timeout_ms = request.timeoutMs or self.settings.default_timeout_ms
+        await self._check_upload_target(request)  # refused before anything runs
+        settings = self.settings
+        timeout_ms = request.timeoutMs or settings.default_timeout_ms
         job = Job(
             execution_id=new_execution_id(),
             code=request.code,
             stdin=request.stdin,
-            limits=sandbox_limits(self.settings, timeout_ms),
+            limits=sandbox_limits(settings, timeout_ms),
+            files=tuple((f.path, f.data) for f in request.files),
+            harvest=HarvestLimits(
+                settings.max_output_files, settings.max_output_file_bytes, settings.max_output_bytes
+            ),
         )
         async with self.admission.slot():
             outcome = await self.backend.run(job)
-        return self._response(job, outcome)
+        if outcome.setup_error:
+            raise InvalidRequest("files", "writable", outcome.setup_error)
+        response = self._response(job, outcome)
+        if request.fileUploadUrl is not None:
+            response.uploads, response.skippedFiles = await delivery.upload(
+                outcome.harvested,
+                self._uploads,
+                str(request.fileUploadUrl),
+                request.uploadToken,
+                request.public,
+                settings.upload_concurrency,
+            )
+        else:
+            response.files, response.skippedFiles = delivery.inline(
+                outcome.harvested, settings.max_inline_bytes
+            )
+        return response
 
     def _response(self, job: Job, outcome: Outcome) -> ExecuteResponse:
         denied = [
@@ -150,4 +206,6 @@ class ExecutionService:
                 peakMemoryKb=outcome.max_rss_kb,
             ),
             uploads=[],
+            files=[],
+            skippedFiles=[],
         )

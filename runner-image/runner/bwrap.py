@@ -18,9 +18,10 @@ from runner.policy import (
 BWRAP = "/usr/bin/bwrap"
 SETPRIV = "/usr/bin/setpriv"
 TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-STUB_SOURCE = "stub.py"
-# The stub runs from bytecode compiled once by the sandbox's own interpreter: a script
-# given as source would be compiled again at every sandbox start.
+# The sandbox-side code runs from bytecode compiled once by the sandbox's own interpreter
+# (a script given as source would be compiled again at every start): source module in
+# this package -> compiled name in the support directory's "sandbox" folder.
+SANDBOX_CODE = {"stub.py": "stub.pyc", "sandbox_files.py": "_sandbox_files.pyc"}
 STUB_NAME = "stub.pyc"
 
 
@@ -102,8 +103,8 @@ def bwrap_argv(layout: Layout, limits: Limits, host: HostFacts, status_fd: str) 
         f"{support}/hosts",
         "/etc/hosts",
         "--ro-bind",
-        f"{support}/{STUB_NAME}",
-        f"{SUPPORT_MOUNT}/{STUB_NAME}",
+        f"{support}/sandbox",
+        SUPPORT_MOUNT,
         "--proc",
         "/proc",
         "--dev",

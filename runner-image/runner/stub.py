@@ -9,7 +9,13 @@ so the interpreter start-up is paid ahead of time.  Protocol with the supervisor
 - fd ``FD`` (the status pipe) carries ``ready\\n`` once the interpreter is warm, then
   one JSON line describing how the child ended (exit status, resource usage, violations).
   The child's violation records are passed on as strings, unparsed: the supervisor
-  parses them, with limits, as the untrusted data they are.
+  parses them, with limits, as the untrusted data they are;
+- then a JSON manifest line of the files the code wrote (see _sandbox_files, compiled
+  from runner/sandbox_files.py), followed by their bytes back to back.
+
+The job's input files are written before the code starts; the job's timeout is applied
+here too (then everything else in the sandbox is killed and the files collected), while
+the supervisor keeps its own, later, deadline as the backstop.
 
 The user's code runs in a forked child so that the parent can report its exact exit
 status and resource usage.  Everything this process reports is untrusted by the
@@ -119,7 +125,7 @@ def _apply_limits(limits: dict[str, int]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _violation_hook(fd: int, hidden: tuple[str, ...]) -> object:
+def _violation_hook(fd: int, hidden: tuple[str, ...], visible: tuple[str, ...]) -> object:
     """Build an audit hook that reports denied operations on ``fd`` (one JSON line each)."""
     seen: set[tuple[str, str]] = set()
     abspath = os.path.abspath
@@ -136,8 +142,12 @@ def _violation_hook(fd: int, hidden: tuple[str, ...]) -> object:
         except OSError:
             pass
 
+    def under(path: str, roots: tuple[str, ...]) -> bool:
+        return any(path == r or path.startswith(r + "/") for r in roots)
+
     def is_hidden(path: str) -> bool:
-        return any(path == h or path.startswith(h + "/") for h in hidden)
+        # A path mounted on purpose (a Python environment under /var, say) is not hidden.
+        return under(path, hidden) and not under(path, visible)
 
     def check_path(raw: object, writing: bool) -> None:
         if isinstance(raw, int) or raw is None:
@@ -168,14 +178,17 @@ def _violation_hook(fd: int, hidden: tuple[str, ...]) -> object:
             "os.mkdir",
             "os.remove",
             "os.rmdir",
-            "os.rename",
-            "os.symlink",
-            "os.link",
             "os.truncate",
             "os.chmod",
+            "os.chown",
             "os.utime",
         ):
             check_path(args[0], True)
+        elif event == "os.rename":  # (src, dst, ...): both places change
+            check_path(args[0], True)
+            check_path(args[1], True)
+        elif event in ("os.symlink", "os.link"):  # (src, dst, ...): only dst is written
+            check_path(args[1], True)
         elif event == "socket.connect" or event == "socket.sendto":
             address = args[1]
             if (
@@ -214,7 +227,8 @@ def _run_child(job: dict[str, object], violations_fd: int, status_fd: int) -> No
     limits = job.get("limits")
     _apply_limits(limits if isinstance(limits, dict) else {})
     hidden = tuple(str(p) for p in job.get("hiddenPaths", ()))  # type: ignore[attr-defined]
-    sys.addaudithook(_violation_hook(violations_fd, hidden))  # type: ignore[arg-type]
+    visible = tuple(str(p) for p in job.get("visiblePaths", ()))  # type: ignore[attr-defined]
+    sys.addaudithook(_violation_hook(violations_fd, hidden, visible))  # type: ignore[arg-type]
 
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = __builtins__
@@ -273,7 +287,9 @@ def _finish(main: types.ModuleType, exit_code: int) -> None:
     os._exit(exit_code)
 
 
-def _report(status_fd: int, status: int, usage: resource.struct_rusage, violations_fd: int) -> None:
+def _report(
+    status_fd: int, status: int, usage: resource.struct_rusage, violations_fd: int, timed_out: bool
+) -> None:
     chunks = []
     while True:
         try:
@@ -286,6 +302,7 @@ def _report(status_fd: int, status: int, usage: resource.struct_rusage, violatio
     lines = b"".join(chunks).splitlines()[:MAX_VIOLATIONS]
     violations = [line[: 4 * MAX_VIOLATION_BYTES].decode("utf-8", "replace") for line in lines]
     message = {
+        "timedOut": timed_out,
         "exitCode": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
         "cpuUserMs": round(usage.ru_utime * 1000, 3),
@@ -296,12 +313,62 @@ def _report(status_fd: int, status: int, usage: resource.struct_rusage, violatio
     os.write(status_fd, _json(message).encode() + b"\n")
 
 
+def _wait(pid: int, timeout_ms: int | None) -> bool:
+    """Wait for the child; True when the timeout came first (the child is still running)."""
+    if timeout_ms is None:
+        return False
+    import select
+
+    pidfd = os.pidfd_open(pid)
+    try:
+        ready, _, _ = select.select([pidfd], [], [], timeout_ms / 1000)
+    finally:
+        os.close(pidfd)
+    return not ready
+
+
+def _send_files(status_fd: int, harvest: object) -> None:
+    """The files the code wrote: a JSON manifest line, then their bytes back to back."""
+    manifest = {"files": harvest.files, "skipped": harvest.skipped}  # type: ignore[attr-defined]
+    os.write(status_fd, _json(manifest).encode() + b"\n")
+    for chunk in harvest.chunks:  # type: ignore[attr-defined]
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(status_fd, view) :]
+
+
+def _seed(source: str, target: str) -> None:
+    """Copy the prepared /tmp contents (caches such as matplotlib's font list) into /tmp."""
+    try:
+        entries = list(os.scandir(source))
+    except OSError:
+        return
+    for entry in entries:
+        destination = os.path.join(target, entry.name)
+        if entry.is_dir(follow_symlinks=False):
+            os.makedirs(destination, exist_ok=True)
+            _seed(entry.path, destination)
+        elif entry.is_file(follow_symlinks=False):
+            with open(entry.path, "rb") as src, open(destination, "wb") as dst:
+                dst.write(src.read())
+
+
 def main() -> None:
     status_fd = int(sys.argv[1])
     os.set_inheritable(status_fd, False)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))
+    import _sandbox_files as sandbox_files  # type: ignore[import-not-found]  # beside this file
+
+    del sys.path[0]
+    _seed(os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "tmp-seed"), "/tmp")
     os.chdir(WORKSPACE)
     os.write(status_fd, b"ready\n")
     job = _read_job()
+    try:
+        inputs = sandbox_files.write_inputs(WORKSPACE, job.get("files") or [])
+    except (OSError, ValueError) as exc:
+        os.write(status_fd, _json({"setupError": f"input files: {exc}"}).encode() + b"\n")
+        return
     violations_r, violations_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     # Keep the warm heap out of the collector's reach, so the child does not copy
     # every page just by running a collection (copy-on-write after fork).
@@ -313,8 +380,24 @@ def main() -> None:
         os.close(violations_r)
         _run_child(job, violations_w, status_fd)
     os.close(violations_w)
+    timeout_ms = job.get("timeoutMs")
+    timed_out = _wait(pid, timeout_ms if isinstance(timeout_ms, int) else None)
+    # Whatever is still running (the code on a timeout, daemons it left behind) is killed
+    # before the workspace is read: nothing can change the files while they are collected.
+    try:
+        os.kill(-1, 9)
+    except ProcessLookupError:
+        pass  # nothing else was running
     _, status, usage = os.wait4(pid, 0)
-    _report(status_fd, status, usage, violations_r)
+    _report(status_fd, status, usage, violations_r, timed_out)
+    limits = job.get("harvest")
+    harvest = sandbox_files.Harvest(0, 0, 0)
+    if isinstance(limits, dict):
+        harvest = sandbox_files.Harvest(
+            limits["maxFiles"], limits["maxFileBytes"], limits["maxTotalBytes"]
+        )
+        harvest.collect(WORKSPACE, inputs)
+    _send_files(status_fd, harvest)
 
 
 if __name__ == "__main__":

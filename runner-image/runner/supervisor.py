@@ -21,7 +21,9 @@ from typing import Any
 
 from runner.policy import SANDBOX_ENV, Limits
 
-MAX_STATUS_BYTES = 64 * 1024
+MAX_STATUS_BYTES = 512 * 1024
+STATUS_GRACE_S = 2.0
+HARVEST_TIMEOUT_S = 10.0
 READ_CHUNK = 1 << 16
 
 
@@ -47,6 +49,9 @@ class Outcome:
     violations: list[dict[str, str]] = field(default_factory=list)
     status_missing: bool = False
     """The stub never reported: the user's code killed or broke its own supervisor process."""
+    setup_error: str | None = None
+    """The job could not be set up (its input files could not be written)."""
+    harvested: Harvested = field(default_factory=lambda: Harvested())
 
 
 class _CappedReader:
@@ -99,14 +104,53 @@ class _CappedReader:
             self._fd = -1
 
 
+@dataclass(frozen=True)
+class HarvestLimits:
+    """How much of what the code wrote is collected after the run."""
+
+    max_files: int
+    max_file_bytes: int
+    max_total_bytes: int
+
+    def wire(self) -> dict[str, int]:
+        return {
+            "maxFiles": self.max_files,
+            "maxFileBytes": self.max_file_bytes,
+            "maxTotalBytes": self.max_total_bytes,
+        }
+
+
+@dataclass
+class HarvestedFile:
+    path: str
+    content: bytes
+
+
+@dataclass
+class Harvested:
+    files: list[HarvestedFile] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
 class _StatusReader:
-    """Reads the stub's status pipe: a ``ready`` line, then one JSON line."""
+    """Reads the stub's status pipe: ``ready``, a status line, a manifest line, file bytes.
+
+    Each part is checked against limits known here, never against what the sandbox
+    claims: a manifest over the limits is refused whole.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         self._loop, self._fd = loop, fd
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._manifest: list[tuple[str, int]] = []
+        self._skipped: list[dict[str, Any]] = []
+        self._expected = 0
+        self._manifest_ready = False
+        self.limits: HarvestLimits | None = None
         self.ready: asyncio.Future[bool] = loop.create_future()
         self.status: asyncio.Future[dict[str, Any] | None] = loop.create_future()
+        self.harvest: asyncio.Future[Harvested] = loop.create_future()
         os.set_blocking(fd, False)
         loop.add_reader(fd, self._on_readable)
 
@@ -118,24 +162,81 @@ class _StatusReader:
         except OSError:
             data = b""
         if not data:
-            self._finish(None)
+            self._finish(None, Harvested(error="the sandbox ended before sending its files"))
             return
         self._buffer += data
-        if len(self._buffer) > MAX_STATUS_BYTES:
-            self._finish(None)
-            return
-        while b"\n" in self._buffer:
-            line, self._buffer = self._buffer.split(b"\n", 1)
+        while not self.harvest.done():
+            if self._manifest_ready:
+                if len(self._buffer) < self._expected:
+                    return
+                self._finish_files()
+                return
+            if b"\n" not in self._buffer:
+                if len(self._buffer) > MAX_STATUS_BYTES:
+                    self._finish(None, Harvested(error="status line too long"))
+                return
+            line, _, rest = bytes(self._buffer).partition(b"\n")
+            self._buffer = bytearray(rest)
             if not self.ready.done():
                 self.ready.set_result(line == b"ready")
             elif not self.status.done():
-                self._finish(_parse_status(line))
+                status = _parse_status(line)
+                self.status.set_result(status)
+                if status is None or "setupError" in status:
+                    self._finish(status, Harvested())
+            else:
+                self._read_manifest(line)
 
-    def _finish(self, status: dict[str, Any] | None) -> None:
+    def _read_manifest(self, line: bytes) -> None:
+        manifest = _parse_status(line) or {}
+        files, skipped = manifest.get("files"), manifest.get("skipped")
+        limits = self.limits or HarvestLimits(0, 0, 0)
+        entries: list[tuple[str, int]] = []
+        if isinstance(files, list):
+            for item in files:
+                path = item.get("path") if isinstance(item, dict) else None
+                size = item.get("size") if isinstance(item, dict) else None
+                if isinstance(path, str) and isinstance(size, int) and size >= 0:
+                    entries.append((path[:1024], size))
+        total = sum(size for _, size in entries)
+        if (
+            not isinstance(files, list)
+            or len(entries) != len(files)
+            or len(entries) > limits.max_files
+            or total > limits.max_total_bytes
+            or any(size > limits.max_file_bytes for _, size in entries)
+        ):
+            self._finish(
+                self.status.result(),
+                Harvested(error="the sandbox sent a file list beyond its limits"),
+            )
+            return
+        self._manifest, self._expected, self._manifest_ready = entries, total, True
+        self._skipped = [
+            {
+                "path": str(s.get("path", ""))[:1024],
+                "reason": str(s.get("reason", ""))[:40],
+                "size": s.get("size") if isinstance(s.get("size"), int) else None,
+            }
+            for s in (skipped if isinstance(skipped, list) else [])[:1000]
+            if isinstance(s, dict)
+        ]
+
+    def _finish_files(self) -> None:
+        data = bytes(self._buffer[: self._expected])
+        files, offset = [], 0
+        for path, size in self._manifest:
+            files.append(HarvestedFile(path, data[offset : offset + size]))
+            offset += size
+        self._finish(self.status.result(), Harvested(files=files, skipped=self._skipped))
+
+    def _finish(self, status: dict[str, Any] | None, harvested: Harvested) -> None:
         if not self.ready.done():
             self.ready.set_result(False)
         if not self.status.done():
             self.status.set_result(status)
+        if not self.harvest.done():
+            self.harvest.set_result(harvested)
         self.close()
 
     def close(self) -> None:
@@ -256,32 +357,56 @@ class Sandbox:
             text = b""
         return text.decode("utf-8", "replace").strip() or "bubblewrap exited"
 
-    async def run(self, job: dict[str, Any], limits: Limits) -> Outcome:
-        """Hand the job to the sandbox and collect how it ended.  Single use."""
+    async def run(
+        self, job: dict[str, Any], limits: Limits, harvest: HarvestLimits | None = None
+    ) -> Outcome:
+        """Hand the job to the sandbox and collect how it ended.  Single use.
+
+        The stub applies the timeout itself (so that it can still collect the files);
+        this side waits a grace period longer and then kills everything regardless.
+        """
         if self.used:
             raise SandboxError("a sandbox runs exactly one job")
         self.used = True
         stdout = _CappedReader(self._loop, self._take("_stdout_fd"), limits.output_bytes)
         stderr = _CappedReader(self._loop, self._take("_stderr_fd"), limits.output_bytes)
-        payload = marshal.dumps({**job, "limits": limits.rlimits()})
+        self._status.limits = harvest
+        payload = marshal.dumps(
+            {
+                **job,
+                "limits": limits.rlimits(),
+                "timeoutMs": limits.timeout_ms,
+                "harvest": harvest.wire() if harvest else None,
+            }
+        )
         started = time.monotonic()
+        backstop = False
         try:
             await self._send(payload)
             status = await asyncio.wait_for(
-                asyncio.shield(self._status.status), limits.timeout_ms / 1000
+                asyncio.shield(self._status.status), limits.timeout_ms / 1000 + STATUS_GRACE_S
             )
-            timed_out = False
         except TimeoutError:
-            status, timed_out = None, True
+            status, backstop = None, True
         except BrokenPipeError:
-            status, timed_out = None, False
+            status = None
         duration_ms = (time.monotonic() - started) * 1000
-        # The main process has ended (or ran out of time): whatever it left running dies now.
+        harvested = Harvested()
+        if status is not None and harvest is not None:
+            try:
+                harvested = await asyncio.wait_for(
+                    asyncio.shield(self._status.harvest), HARVEST_TIMEOUT_S
+                )
+            except TimeoutError:
+                harvested = Harvested(error=f"files not collected within {HARVEST_TIMEOUT_S}s")
+        # The run is over: whatever is left in the sandbox dies now.
         self.kill()
         for reader in (stdout, stderr):
             reader.drain()
             reader.close()
         status = status or {}
+        timed_out = backstop or status.get("timedOut") is True
+        setup_error = status.get("setupError")
         return Outcome(
             exit_code=None if timed_out else _int_or_none(status.get("exitCode")),
             signal=None if timed_out else _int_or_none(status.get("signal")),
@@ -296,6 +421,8 @@ class Sandbox:
             max_rss_kb=_int_or_none(status.get("maxRssKb")),
             violations=_violations(status.get("violations")),
             status_missing=not timed_out and not status,
+            setup_error=str(setup_error)[:500] if setup_error is not None else None,
+            harvested=harvested,
         )
 
     def _take(self, name: str) -> int:

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from runner.bwrap import STUB_NAME, STUB_SOURCE
+from runner.bwrap import SANDBOX_CODE
 from runner.policy import SANDBOX_GID, SANDBOX_UID
 
 PASSWD = (
@@ -26,25 +26,49 @@ def prepare_support_dir(path: str | os.PathLike[str], python: str) -> str:
     """Create (or refresh) the support directory and return its absolute path.
 
     Everything in it is world-readable and nothing is writable by the sandbox: the
-    sandbox runs as an unprivileged uid and mounts these files read-only.  The stub is
-    compiled by ``python``, the sandbox's interpreter, so its bytecode always matches.
+    sandbox runs as an unprivileged uid and mounts these files read-only.  The sandbox-side
+    code is compiled by ``python``, the sandbox's interpreter, so its bytecode matches.
     """
     root = Path(path).resolve()
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
-    source = root / STUB_SOURCE
-    shutil.copyfile(Path(__file__).with_name(STUB_SOURCE), source)
-    done = subprocess.run(
-        [python, "-I", "-c", COMPILE, str(source), str(root / STUB_NAME)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"cannot compile the sandbox stub with {python}: {done.stderr}")
+    code_dir = root / "sandbox"
+    code_dir.mkdir(exist_ok=True)
+    for source_name, compiled_name in SANDBOX_CODE.items():
+        source = root / source_name
+        shutil.copyfile(Path(__file__).with_name(source_name), source)
+        done = subprocess.run(
+            [python, "-I", "-c", COMPILE, str(source), str(code_dir / compiled_name)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"cannot compile {source_name} with {python}: {done.stderr}")
+    _seed_tmp(code_dir / "tmp-seed", python)
     for name, text in (("passwd", PASSWD), ("group", GROUP), ("hosts", HOSTS), ("empty-file", "")):
         (root / name).write_text(text)
     (root / "empty-dir").mkdir(exist_ok=True)
-    for entry in root.iterdir():
+    for entry in (root, *root.rglob("*")):
         entry.chmod(0o755 if entry.is_dir() else 0o644)
     return str(root)
+
+
+# Run once by the sandbox's interpreter with HOME pointing at the seed: caches that
+# libraries build on first use (matplotlib's font list takes about a second) are made
+# here once, and every sandbox starts with a copy in its private /tmp (its HOME).
+WARM_CACHES = """
+try:
+    import matplotlib.font_manager
+except ImportError:
+    pass
+"""
+
+
+def _seed_tmp(seed: Path, python: str) -> None:
+    shutil.rmtree(seed, ignore_errors=True)
+    seed.mkdir()
+    env = {"HOME": str(seed), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg", "LANG": "C.UTF-8"}
+    subprocess.run(
+        [python, "-I", "-c", WARM_CACHES], env=env, capture_output=True, check=False, timeout=120
+    )

@@ -1,0 +1,53 @@
+"""What happens to the files a run wrote: returned inline, or uploaded to a file service."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+from runner.supervisor import Harvested
+
+from controller.execution.models import OutputFile, SkippedFile, Upload
+from controller.uploads.client import upload_files
+
+
+def skipped_from(harvested: Harvested) -> list[SkippedFile]:
+    """What the collection inside the sandbox passed over, reported rather than dropped."""
+    skipped = [
+        SkippedFile(name=str(s["path"]), size=s.get("size"), reason=str(s["reason"]))
+        for s in harvested.skipped
+    ]
+    if harvested.error:
+        skipped.append(SkippedFile(name="*", size=None, reason="collection_failed"))
+    return skipped
+
+
+def inline(
+    harvested: Harvested, max_inline_bytes: int
+) -> tuple[list[OutputFile], list[SkippedFile]]:
+    """Files in the response, in path order, until MAX_INLINE_BYTES; the rest are skipped."""
+    files, skipped, total = [], skipped_from(harvested), 0
+    for item in harvested.files:
+        size = len(item.content)
+        if total + size > max_inline_bytes:
+            skipped.append(SkippedFile(name=item.path, size=size, reason="inline_limit"))
+            continue
+        total += size
+        files.append(
+            OutputFile(
+                name=item.path, size=size, content=base64.b64encode(item.content).decode("ascii")
+            )
+        )
+    return files, skipped
+
+
+async def upload(
+    harvested: Harvested,
+    client: httpx.AsyncClient,
+    url: str,
+    token: str | None,
+    public: bool,
+    concurrency: int,
+) -> tuple[list[Upload], list[SkippedFile]]:
+    uploads = await upload_files(client, url, token, public, harvested.files, concurrency)
+    return uploads, skipped_from(harvested)

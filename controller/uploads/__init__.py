@@ -1,0 +1,1 @@
+"""Uploads of the files an execution wrote to the caller's file service."""
