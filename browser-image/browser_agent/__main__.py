@@ -66,8 +66,23 @@ async def watch_stdin(stop: asyncio.Event) -> None:
     stop.set()
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The API's socket, made here to learn its port before serving.
+
+    Made with an explicit IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets whose
+    ``proto`` says TCP, and without it every keep-alive response waits ~40 ms (Nagle
+    against the client's delayed ACK).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock
+
+
 async def serve(args: argparse.Namespace, token: str) -> None:
-    api = socket.create_server((args.host, args.port), reuse_port=False)
+    api = listening_socket(args.host, args.port)
     api_port = api.getsockname()[1]
     proxy = FilteringProxy(DestinationPolicy())
     proxy_port = await proxy.start()

@@ -20,6 +20,10 @@ class SessionBackend(Protocol):
     device_names: list[str]
     """Device names the agents accept, as the latest ready agent reported (empty: unknown)."""
 
+    @property
+    def warm_agents(self) -> int:
+        """Agents ready for a session now."""
+
     async def start(self) -> None:
         """Prepare the backend and start the warm agents (without waiting for them)."""
 

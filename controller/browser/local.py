@@ -98,6 +98,10 @@ class LocalSessionBackend:
         self._top_up()
         return agent.handle()
 
+    @property
+    def warm_agents(self) -> int:
+        return sum(1 for agent in self._ready if agent.alive)
+
     def give_back(self, handle: AgentHandle) -> None:
         agent = self._agents.get(handle.agent_id)
         if agent is None:

@@ -64,3 +64,7 @@ class CreatedSession(SessionInfo):
 
 class SessionList(BaseModel):
     sessions: list[SessionInfo]
+    maxSessions: int = Field(description="Sessions open at once at most (MAX_BROWSER_SESSIONS).")
+    warmAgents: int = Field(
+        description="Browsers started and waiting: creations that cost no launch."
+    )

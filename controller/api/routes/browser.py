@@ -64,7 +64,11 @@ async def create_session(request: Request, service: BrowserServiceDep) -> Create
 
 @router.get("", summary="List the open browser sessions")
 async def list_sessions(service: BrowserServiceDep) -> SessionList:
-    return SessionList(sessions=service.list())
+    return SessionList(
+        sessions=service.list(),
+        maxSessions=service.settings.max_browser_sessions,
+        warmAgents=service.backend.warm_agents,
+    )
 
 
 @router.get("/{session_id}", summary="One browser session")
