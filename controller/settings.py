@@ -179,8 +179,8 @@ class Settings(BaseSettings):
     browser_gid: int = Field(64001, ge=1, description="Host gid, as browser_uid.")
     browser_chromium_sandbox: bool = Field(
         True,
-        description="Keep Chromium's own sandbox (needs unprivileged user namespaces). "
-        "Forced off only if the agents would run as root.",
+        description="Keep Chromium's own sandbox (needs unprivileged user namespaces); "
+        "turn off only where they are unavailable.  Agents never run as root.",
     )
 
     @field_validator("auth_token")
