@@ -46,6 +46,8 @@ def chromium_args(proxy_port: int) -> list[str]:
         "--no-first-run",
         "--no-default-browser-check",
         "--metrics-recording-only",
+        # An error page would otherwise reload itself later and interrupt the next call.
+        "--disable-auto-reload",
         "--disable-dev-shm-usage",
         # Every request, loopback included (<-loopback> removes the implicit bypass), goes
         # through the filtering proxy; QUIC and non-proxied WebRTC UDP would go around it.
