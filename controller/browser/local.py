@@ -23,6 +23,14 @@ log = logging.getLogger(__name__)
 FAILURE_BACKOFF_S = 5.0
 
 
+def id_range_size(settings: Settings) -> int:
+    """How many uids (from BROWSER_UID) the agents may use: all that can be alive at once.
+
+    Sessions, warm agents, their replacements starting, and agents still being closed.
+    """
+    return 2 * (settings.max_browser_sessions + settings.browser_warm_agents) + 2
+
+
 class LocalSessionBackend:
     """Agents as processes of this service, ``BROWSER_WARM_AGENTS`` of them started ahead."""
 
@@ -37,6 +45,12 @@ class LocalSessionBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.device_names: list[str] = []
+        # As root, every agent gets a uid and gid of its own, so no session can see,
+        # signal or trace another's processes or read its files; the range is large
+        # enough for every agent that can be alive at once, closing ones included.
+        self._free_ids: list[int] | None = (
+            list(range(id_range_size(settings))) if os.geteuid() == 0 else None
+        )
 
     async def start(self) -> None:
         # Directories of agents of a previous run (killed with it) are removed first.
@@ -73,7 +87,17 @@ class LocalSessionBackend:
         self._ready.append(agent)
 
     async def _start_agent(self) -> AgentProcess:
-        agent = AgentProcess(self._settings, self._root)
+        ids = None
+        if self._free_ids is not None:
+            if not self._free_ids:
+                raise BrowserUnavailable("every browser uid is in use (setting BROWSER_UID)")
+            offset = self._free_ids.pop(0)
+            ids = (self._settings.browser_uid + offset, self._settings.browser_gid + offset)
+        try:
+            agent = AgentProcess(self._settings, self._root, ids)
+        except BaseException:
+            self._free_id(ids)
+            raise
         self._agents[agent.agent_id] = agent
         try:
             await agent.wait_ready()
@@ -124,7 +148,12 @@ class LocalSessionBackend:
         try:
             await agent.close()
         finally:
-            self._agents.pop(agent.agent_id, None)
+            if self._agents.pop(agent.agent_id, None) is not None:
+                self._free_id(agent.ids)
+
+    def _free_id(self, ids: tuple[int, int] | None) -> None:
+        if ids is not None and self._free_ids is not None:
+            self._free_ids.append(ids[0] - self._settings.browser_uid)
 
     async def stop(self) -> None:
         self._stopping = True

@@ -34,17 +34,11 @@ READY_LINE_LIMIT = 256 * 1024
 SWEEPS = 100
 
 
-def agent_argv(settings: Settings, data_dir: Path, as_root: bool) -> list[str]:
-    """The command line of one agent: setpriv (parent-death signal, drop to the browser uid)."""
+def agent_argv(settings: Settings, data_dir: Path, ids: tuple[int, int] | None) -> list[str]:
+    """The command line of one agent: setpriv (parent-death signal; drop to ``ids``)."""
     argv = [SETPRIV, "--pdeathsig", "KILL", "--no-new-privs"]
-    if as_root:
-        argv += [
-            "--reuid",
-            str(settings.browser_uid),
-            "--regid",
-            str(settings.browser_gid),
-            "--clear-groups",
-        ]
+    if ids is not None:
+        argv += ["--reuid", str(ids[0]), "--regid", str(ids[1]), "--clear-groups"]
     argv += [
         sys.executable,
         "-m",
@@ -86,15 +80,20 @@ def agent_env(data_dir: Path) -> dict[str, str]:
 class AgentProcess:
     """One agent process of this host and its private directory."""
 
-    def __init__(self, settings: Settings, root_dir: Path) -> None:
-        """Start the agent now; call from the event loop's thread (it owns the pdeathsig)."""
+    def __init__(
+        self, settings: Settings, root_dir: Path, ids: tuple[int, int] | None = None
+    ) -> None:
+        """Start the agent now, as uid/gid ``ids`` if given (the service is root).
+
+        Call from the event loop's thread: the parent-death signal follows that thread.
+        """
         self.agent_id = "ag-" + secrets.token_hex(8)
         self.token = secrets.token_urlsafe(32)
         self.data_dir = root_dir / self.agent_id
-        as_root = os.geteuid() == 0
+        self.ids = ids
         self.data_dir.mkdir(mode=0o700)
-        if as_root:
-            os.chown(self.data_dir, settings.browser_uid, settings.browser_gid)
+        if ids is not None:
+            os.chown(self.data_dir, *ids)
         self._loop = asyncio.get_running_loop()
         log_fd = os.open(
             self.data_dir / "agent.log", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
@@ -103,7 +102,7 @@ class AgentProcess:
         self._stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
         try:
             self._proc = subprocess.Popen(
-                agent_argv(settings, self.data_dir, as_root),
+                agent_argv(settings, self.data_dir, ids),
                 stdin=stdin_r,
                 stdout=stdout_w,
                 stderr=log_fd,
@@ -199,15 +198,16 @@ class AgentProcess:
     async def close(self) -> None:
         """Kill, reap, sweep, remove the private directory (profile, downloads).  Idempotent.
 
-        The sweep kills every process still carrying this agent's HOME, whatever its
-        process group or session: Chromium's own group and its crash handlers, which
-        re-parent themselves to init.  Only then is the directory removed, so nothing
-        writes into it afterwards.
+        The sweep kills every process still running as this agent's own uid, or carrying
+        its HOME, whatever its process group or session: Chromium's own group and its
+        crash handlers, which re-parent themselves to init.  Only then is the directory
+        removed (and the uid reused), so nothing writes into it afterwards.
         """
         self.kill()
         await self._wait_exit(10)
         for _ in range(SWEEPS):
-            if not await asyncio.to_thread(kill_by_home, self.data_dir):
+            uid = self.ids[0] if self.ids is not None else None
+            if not await asyncio.to_thread(sweep, self.data_dir, uid):
                 break
             await asyncio.sleep(0.05)  # killed ones vanish from /proc once reaped
         for _ in range(5):
@@ -217,17 +217,22 @@ class AgentProcess:
             await asyncio.sleep(0.1)
 
 
-def kill_by_home(directory: Path) -> int:
-    """SIGKILL every process whose environment has ``HOME=directory``; how many were found."""
+def sweep(directory: Path, uid: int | None) -> int:
+    """SIGKILL every process of ``uid`` or whose environment has ``HOME=directory``.
+
+    Returns how many were found.  The uid is exact when each agent has its own; HOME
+    covers the case without (the service is not root), for whatever kept its environment.
+    """
     marker = b"HOME=" + bytes(directory) + b"\0"
     found = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/environ", "rb") as environ:
-                if marker not in b"\0" + environ.read():
-                    continue
+            if uid is None or os.stat(f"/proc/{entry}").st_uid != uid:
+                with open(f"/proc/{entry}/environ", "rb") as environ:
+                    if marker not in b"\0" + environ.read():
+                        continue
             os.kill(int(entry), signal.SIGKILL)
             found += 1
         except OSError:

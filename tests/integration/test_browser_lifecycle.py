@@ -44,6 +44,13 @@ def pids_of(svc: ServiceProcess, directory: Path) -> set[int]:
     return found
 
 
+def owner(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:  # it ended meanwhile
+        return None
+
+
 def open_session(svc: ServiceProcess, **fields: object) -> tuple[str, set[Path]]:
     """Open a session; also return the agent directories alive then (its own among them)."""
     response = svc.client.post("/browser/sessions", json=fields)
@@ -101,6 +108,22 @@ def test_the_session_bound_is_a_429_with_retry_after(svc: ServiceProcess) -> Non
     finally:
         for sid in opened:
             svc.client.delete(f"/browser/sessions/{sid}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="agents get uids of their own only as root")
+def test_each_agent_runs_as_a_uid_of_its_own(svc: ServiceProcess) -> None:
+    sid, dirs = open_session(svc)
+    try:
+        # Directories of started agents (owned before their process starts).
+        started = {d: pids_of(svc, d) for d in dirs}
+        owners = [d.stat().st_uid for d, pids in started.items() if pids]
+        assert len(owners) >= 1
+        assert len(set(owners)) == len(owners) and 0 not in owners
+        for directory, pids in started.items():
+            uids = {owner(pid) for pid in pids} - {None}
+            assert uids <= {directory.stat().st_uid}
+    finally:
+        svc.client.delete(f"/browser/sessions/{sid}")
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])

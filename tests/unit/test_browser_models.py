@@ -17,7 +17,7 @@ from browser_agent.protocol import (
 )
 from pydantic import ValidationError
 
-from controller.browser.local import LocalSessionBackend
+from controller.browser.local import LocalSessionBackend, id_range_size
 from controller.browser.process import agent_argv, agent_env
 from controller.settings import Settings
 
@@ -133,9 +133,9 @@ def settings(**values: Any) -> Settings:
 
 
 def test_agent_argv_drops_to_the_browser_uid_and_reserves_the_controller_port() -> None:
-    argv = agent_argv(settings(port=9090), Path("/state/browser/ag-1"), as_root=True)
+    argv = agent_argv(settings(port=9090), Path("/state/browser/ag-1"), ids=(64003, 64003))
     assert argv[:4] == ["/usr/bin/setpriv", "--pdeathsig", "KILL", "--no-new-privs"]
-    assert argv[argv.index("--reuid") + 1] == "64001"
+    assert argv[argv.index("--reuid") + 1] == "64003"
     assert "--clear-groups" in argv
     assert argv[argv.index("--reserved-port") + 1] == "9090"
     assert "--allow-private-networks" not in argv
@@ -147,7 +147,7 @@ def test_agent_argv_follows_the_settings() -> None:
     argv = agent_argv(
         settings(browser_allow_private_networks=True, browser_chromium_sandbox=False),
         Path("/d"),
-        as_root=False,
+        ids=None,
     )
     assert "--reuid" not in argv
     assert "--allow-private-networks" in argv and "--no-chromium-sandbox" in argv
@@ -161,4 +161,8 @@ def test_agent_env_carries_nothing_of_the_service() -> None:
 
 def test_the_backend_starts_no_agent_when_none_is_warm(tmp_path: Path) -> None:
     backend = LocalSessionBackend(settings(state_dir=tmp_path, browser_warm_agents=0))
-    assert backend.device_names == []
+    assert backend.device_names == [] and backend.warm_agents == 0
+
+
+def test_the_uid_range_covers_every_agent_alive_at_once() -> None:
+    assert id_range_size(settings(max_browser_sessions=4, browser_warm_agents=1)) == 12
