@@ -40,7 +40,6 @@ def probe_host(layout: Layout) -> HostFacts:
     symlinks = {p: os.readlink(p) for p in TOP_LEVEL_LINKS if os.path.islink(p)}
     candidates = (
         *layout.ro_paths,
-        *layout.etc_files,
         *layout.extra_ro_paths,
         *(p for p in TOP_LEVEL_LINKS if p not in symlinks),
     )
@@ -88,20 +87,16 @@ def bwrap_argv(layout: Layout, limits: Limits, host: HostFacts, status_fd: str) 
             argv += ["--symlink", host.symlinks[link], link]
         elif link in host.directories:
             argv += ["--ro-bind", link, link]
-    for path in (*layout.etc_files, *layout.extra_ro_paths):
+    for path in layout.extra_ro_paths:
         if path in host.directories:
             argv += ["--ro-bind", path, path]
     support = layout.support_dir
     argv += [
+        # One prepared /etc (copies of the few host files Python needs, and a synthetic
+        # passwd, group and hosts): a single mount instead of one per file.
         "--ro-bind",
-        f"{support}/passwd",
-        "/etc/passwd",
-        "--ro-bind",
-        f"{support}/group",
-        "/etc/group",
-        "--ro-bind",
-        f"{support}/hosts",
-        "/etc/hosts",
+        f"{support}/etc",
+        "/etc",
         "--ro-bind",
         f"{support}/sandbox",
         SUPPORT_MOUNT,

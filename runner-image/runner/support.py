@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from runner.bwrap import SANDBOX_CODE
-from runner.policy import SANDBOX_GID, SANDBOX_UID
+from runner.policy import ETC_FILES, SANDBOX_GID, SANDBOX_UID
 
 PASSWD = (
     "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
@@ -22,7 +22,9 @@ HOSTS = "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost ip6-loopback\n
 COMPILE = "import py_compile, sys; py_compile.compile(sys.argv[1], sys.argv[2], doraise=True)"
 
 
-def prepare_support_dir(path: str | os.PathLike[str], python: str) -> str:
+def prepare_support_dir(
+    path: str | os.PathLike[str], python: str, etc_files: tuple[str, ...] = ETC_FILES
+) -> str:
     """Create (or refresh) the support directory and return its absolute path.
 
     Everything in it is world-readable and nothing is writable by the sandbox: the
@@ -46,11 +48,12 @@ def prepare_support_dir(path: str | os.PathLike[str], python: str) -> str:
         if done.returncode != 0:
             raise RuntimeError(f"cannot compile {source_name} with {python}: {done.stderr}")
     _seed_tmp(code_dir / "tmp-seed", python)
-    for name, text in (("passwd", PASSWD), ("group", GROUP), ("hosts", HOSTS), ("empty-file", "")):
-        (root / name).write_text(text)
+    _build_etc(root / "etc", etc_files)
+    (root / "empty-file").write_text("")
     (root / "empty-dir").mkdir(exist_ok=True)
     for entry in (root, *root.rglob("*")):
-        entry.chmod(0o755 if entry.is_dir() else 0o644)
+        if not entry.is_symlink():  # chmod would follow a link to the host's file
+            entry.chmod(0o755 if entry.is_dir() else 0o644)
     return str(root)
 
 
@@ -72,3 +75,20 @@ def _seed_tmp(seed: Path, python: str) -> None:
     subprocess.run(
         [python, "-I", "-c", WARM_CACHES], env=env, capture_output=True, check=False, timeout=120
     )
+
+
+def _build_etc(etc: Path, etc_files: tuple[str, ...]) -> None:
+    """The sandbox's /etc: copies of ``etc_files`` that exist here, links kept as links."""
+    shutil.rmtree(etc, ignore_errors=True)
+    etc.mkdir()
+    for source in map(Path, etc_files):
+        if not source.exists():
+            continue
+        target = etc / source.relative_to("/etc")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, symlinks=True)
+        else:
+            shutil.copy2(source, target)
+    for name, text in (("passwd", PASSWD), ("group", GROUP), ("hosts", HOSTS)):
+        (etc / name).write_text(text)

@@ -79,3 +79,22 @@ def test_placeholders_are_not_output(tmp_path: Path) -> None:
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "x").write_text("x")
     assert harvest(tmp_path).files == []
+
+
+def test_support_etc_holds_copies_and_synthetic_identity(tmp_path: Path) -> None:
+    from runner.support import prepare_support_dir
+
+    root = Path(
+        prepare_support_dir(
+            tmp_path / "support",
+            "/usr/bin/python3",
+            etc_files=("/etc/ssl/certs", "/etc/localtime", "/etc/nope"),
+        )
+    )
+    etc = root / "etc"
+    assert sorted(p.name for p in etc.iterdir()) == ["group", "hosts", "localtime", "passwd", "ssl"]
+    assert "sandbox:x:1000:1000" in (etc / "passwd").read_text()
+    assert "root:x:0:0" in (etc / "passwd").read_text()
+    assert not (etc / "shadow").exists()
+    assert (root / "sandbox" / "stub.pyc").is_file()
+    assert (root / "sandbox" / "_sandbox_files.pyc").is_file()
