@@ -117,6 +117,35 @@ def machine_busy_ms() -> float:
     return (sum(values[:8]) - idle) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
+class CpuAccount:
+    """CPU time of the service and every sandbox it starts, from a cgroup (v1 cpuacct).
+
+    Unlike wall-clock figures this does not depend on what else the machine is doing,
+    so it gives the service's capacity: about cores * 1000 / (ms per request) requests/s.
+    """
+
+    ROOT = Path("/sys/fs/cgroup/cpuacct")
+
+    def __init__(self) -> None:
+        self.path = self.ROOT / f"sandbox-bench-{os.getpid()}"
+        self.path.mkdir()
+
+    @classmethod
+    def available(cls) -> bool:
+        return os.geteuid() == 0 and (cls.ROOT / "cpuacct.usage").exists()
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def used_ms(self) -> float:
+        return int((self.path / "cpuacct.usage").read_text()) / 1e6
+
+    def close(self) -> None:
+        for pid in (self.path / "cgroup.procs").read_text().split():
+            (self.ROOT / "cgroup.procs").write_text(pid)
+        self.path.rmdir()
+
+
 def throughput(service: Service, clients: int, seconds: float) -> tuple[int, float, int]:
     done = [0] * clients
     errors = [0] * clients
@@ -149,7 +178,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
 
+    account = CpuAccount() if CpuAccount.available() else None
     service = Service({})
+    if account:
+        # Sandboxes are started by the service after it is healthy: all land in the group.
+        account.add(service.proc.pid)
     try:
         conn = service.connection()
         for _ in range(20):  # warm-up: connection, code paths, pool
@@ -157,11 +190,15 @@ def main() -> None:
         bare = bare_python(args.requests)
         sequential = [service.execute(conn) for _ in range(args.requests)]
         controller_before, machine_before = process_cpu_ms(service.proc.pid), machine_busy_ms()
+        service_before = account.used_ms() if account else 0.0
         done, elapsed, errors = throughput(service, args.clients, args.seconds)
+        service_cpu = (account.used_ms() - service_before) if account else None
         controller_cpu = process_cpu_ms(service.proc.pid) - controller_before
         machine_cpu = machine_busy_ms() - machine_before
     finally:
         service.stop()
+        if account:
+            account.close()
     b, e = percentiles(bare), percentiles(sequential)
     print(
         f"bare python3 -c  ({args.requests} runs)  p50 {b['p50']:.2f} ms  p90 {b['p90']:.2f}  "
@@ -181,6 +218,13 @@ def main() -> None:
         f"{controller_cpu / max(done, 1):.2f} ms, whole machine "
         f"{machine_cpu / max(done, 1):.2f} ms (includes the clients and anything else running)"
     )
+    if service_cpu is not None:
+        per_request = service_cpu / max(done, 1)
+        print(
+            f"CPU per request of the service and its sandboxes (cgroup): {per_request:.2f} ms "
+            f"-> capacity on {os.cpu_count()} idle cores ~{os.cpu_count() * 1000 / per_request:.0f}"
+            " requests/s (before the clients' own CPU)"
+        )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from runner.policy import (
 )
 
 BWRAP = "/usr/bin/bwrap"
-SETPRIV = "/usr/bin/setpriv"
+CHROOT = "/usr/sbin/chroot"
 TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # The sandbox-side code runs from bytecode compiled once by the sandbox's own interpreter
 # (a script given as source would be compiled again at every start): source module in
@@ -132,6 +132,10 @@ def bwrap_argv(layout: Layout, limits: Limits, host: HostFacts, status_fd: str) 
         "--",
         layout.python,
         "-I",
+        # No site module at start-up: the stub adds the same paths itself (see
+        # support.site_config), skipping the distribution's sitecustomize and the rest
+        # of site's start-up work, which cost more than the rest of the interpreter.
+        "-S",
         f"{SUPPORT_MOUNT}/{STUB_NAME}",
         status_fd,
     ]
@@ -139,15 +143,22 @@ def bwrap_argv(layout: Layout, limits: Limits, host: HostFacts, status_fd: str) 
 
 
 def launcher_argv(sandbox_argv: list[str], uid: int | None, gid: int | None) -> list[str]:
-    """Prefix the bwrap argv with setpriv: killed with its parent, never privileged.
+    """Prefix the bwrap argv so that a service running as root never sandboxes as root.
 
-    setpriv (util-linux) sets the parent-death signal, so the sandbox dies with the
-    service even on SIGKILL, and ``no_new_privs``.  When the service runs as root it also
-    drops to ``uid``/``gid`` with no supplementary groups, so the sandbox is never host
-    root, not even inside its own user namespace.  Doing this in a tiny exec'd program
-    keeps the spawn a cheap vfork of the service instead of a full fork.
+    ``chroot --userspec U:G --groups G --skip-chdir /`` (coreutils) changes nothing but the
+    ids: uid ``uid``, gid ``gid``, no other groups, then execs bwrap.  It is the cheapest
+    such program here (libc only; setpriv costs about 0.4 ms more per sandbox).  The
+    parent-death signal and no_new_privs come from bwrap itself (--die-with-parent kills
+    the sandbox when the service dies, even by SIGKILL; bwrap always sets no_new_privs).
+    Without ``uid`` (the service is not root) bwrap runs as the service's own user.
     """
-    prefix = [SETPRIV, "--pdeathsig", "KILL", "--no-new-privs"]
-    if uid is not None and gid is not None:
-        prefix += ["--reuid", str(uid), "--regid", str(gid), "--clear-groups"]
-    return [*prefix, *sandbox_argv]
+    if uid is None or gid is None:
+        return list(sandbox_argv)
+    return [
+        CHROOT,
+        f"--userspec={uid}:{gid}",
+        f"--groups={gid}",
+        "--skip-chdir",
+        "/",
+        *sandbox_argv,
+    ]

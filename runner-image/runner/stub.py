@@ -31,10 +31,12 @@ import gc
 import marshal
 import os
 import resource
+import select
 import sys
 import types
 
 WORKSPACE = "/workspace"
+SITE_CONFIG = "site.marshal"
 MAX_VIOLATIONS = 32
 MAX_VIOLATION_BYTES = 256
 
@@ -334,8 +336,6 @@ def _wait(pid: int, timeout_ms: int | None) -> bool:
     """Wait for the child; True when the timeout came first (the child is still running)."""
     if timeout_ms is None:
         return False
-    import select
-
     pidfd = os.pidfd_open(pid)
     try:
         ready, _, _ = select.select([pidfd], [], [], timeout_ms / 1000)
@@ -352,6 +352,27 @@ def _send_files(status_fd: int, harvest: object) -> None:
         view = memoryview(chunk)
         while view:
             view = view[os.write(status_fd, view) :]
+
+
+def _site(config_path: str) -> None:
+    """What the site module does at start-up, minus sitecustomize and path scanning.
+
+    The interpreter runs with -S; the paths site would add (and the prefixes of a
+    virtual environment) were recorded once by support.site_config, with site enabled.
+    """
+    try:
+        with open(config_path, "rb") as config_file:
+            config = marshal.load(config_file)  # noqa: S302 - written by our own service
+    except OSError:
+        return
+    import site
+
+    for path in config["paths"]:
+        site.addsitedir(path)  # also runs the .pth files there, as site would
+    sys.prefix, sys.exec_prefix = config["prefix"], config["exec_prefix"]
+    site.setquit()
+    site.setcopyright()
+    site.sethelper()
 
 
 def _seed(source: str, target: str) -> None:
@@ -383,11 +404,13 @@ def _send_job(fd: int, job: dict[str, object]) -> None:
 def main() -> None:
     status_fd = int(sys.argv[1])
     os.set_inheritable(status_fd, False)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))
+    here = os.path.dirname(os.path.abspath(sys.argv[0]))
+    sys.path.insert(0, here)
     import _sandbox_files as sandbox_files  # type: ignore[import-not-found]  # beside this file
 
     del sys.path[0]
-    _seed(os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "tmp-seed"), "/tmp")
+    _site(os.path.join(here, SITE_CONFIG))
+    _seed(os.path.join(here, "tmp-seed"), "/tmp")
     os.chdir(WORKSPACE)
     job_r, job_w = os.pipe2(os.O_CLOEXEC)
     violations_r, violations_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import marshal
 import os
 import shutil
 import subprocess
@@ -48,6 +50,7 @@ def prepare_support_dir(
         if done.returncode != 0:
             raise RuntimeError(f"cannot compile {source_name} with {python}: {done.stderr}")
     _seed_tmp(code_dir / "tmp-seed", python)
+    (code_dir / "site.marshal").write_bytes(marshal.dumps(site_config(python)))
     _build_etc(root / "etc", etc_files)
     (root / "empty-file").write_text("")
     (root / "empty-dir").mkdir(exist_ok=True)
@@ -92,3 +95,30 @@ def _build_etc(etc: Path, etc_files: tuple[str, ...]) -> None:
             shutil.copy2(source, target)
     for name, text in (("passwd", PASSWD), ("group", GROUP), ("hosts", HOSTS)):
         (etc / name).write_text(text)
+
+
+PATH_AND_PREFIXES = "import json, sys; print(json.dumps([sys.path, sys.prefix, sys.exec_prefix]))"
+
+
+def site_config(python: str) -> dict[str, object]:
+    """The paths and prefixes the site module gives ``python``, for the stub to set itself."""
+
+    def ask(*flags: str) -> tuple[list[str], str, str]:
+        done = subprocess.run(
+            [python, *flags, "-c", PATH_AND_PREFIXES],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PATH": "/usr/bin:/bin"},
+            timeout=60,
+        )
+        path, prefix, exec_prefix = json.loads(done.stdout)
+        return [str(p) for p in path], str(prefix), str(exec_prefix)
+
+    (with_site, prefix, exec_prefix), (without_site, _, _) = ask("-I"), ask("-I", "-S")
+    bare = set(without_site)
+    return {
+        "paths": [p for p in with_site if p not in bare],
+        "prefix": prefix,
+        "exec_prefix": exec_prefix,
+    }

@@ -276,3 +276,16 @@ def test_service_refuses_to_start_without_a_real_token(token: str) -> None:
     )
     assert done.returncode == 2
     assert "AUTH_TOKEN" in done.stderr
+
+
+def test_site_setup_matches_a_normal_interpreter(service: ServiceProcess) -> None:
+    # The sandbox starts Python with -S and sets up site itself: check what code sees.
+    result = service.execute(
+        "import sys, builtins\n"
+        "print(all(hasattr(builtins, n) for n in ('exit', 'quit', 'help', 'copyright')))\n"
+        "print(any(p.endswith(('site-packages', 'dist-packages')) for p in sys.path))\n"
+        "print(sys.prefix == sys.exec_prefix and sys.prefix != '')\n"
+        "exit(3)"
+    )
+    assert result["stdout"] == "True\nTrue\nTrue\n"
+    assert result["exitCode"] == 3

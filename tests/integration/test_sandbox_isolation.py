@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,3 +271,29 @@ def test_service_environment_variables_do_not_leak(service: ServiceProcess) -> N
 def test_hostname_is_the_sandboxes_own(service: ServiceProcess) -> None:
     assert run_ok(service, "import socket; print(socket.gethostname())") == "sandbox\n"
     assert os.uname().nodename != "sandbox"
+
+
+def test_no_new_privileges_and_dies_with_the_service() -> None:
+    # A service of its own, killed with SIGKILL: its warm sandboxes must not outlive it.
+    svc = ServiceProcess()
+    try:
+        assert "NoNewPrivs:\t1" in run_ok(svc, "print(open('/proc/self/status').read())")
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        sandboxes = [p for p in pids if _parent_is(p, svc.proc.pid)]
+        assert sandboxes, "the service has no warm sandboxes to check"
+        svc.proc.kill()
+        svc.proc.wait()
+        deadline = time.monotonic() + 5
+        while any(os.path.exists(f"/proc/{p}") for p in sandboxes):
+            assert time.monotonic() < deadline, "sandboxes outlived the service"
+            time.sleep(0.02)
+    finally:
+        svc.stop()
+
+
+def _parent_is(pid: str, parent: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return int(stat.rsplit(")", 1)[1].split()[1]) == parent

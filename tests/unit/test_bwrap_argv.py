@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from runner.bwrap import BWRAP, SETPRIV, HostFacts, bwrap_argv, launcher_argv
+from runner.bwrap import BWRAP, CHROOT, HostFacts, bwrap_argv, launcher_argv
 from runner.policy import SANDBOX_ENV, Layout, Limits
 
 HOST = HostFacts(
@@ -79,19 +79,21 @@ def test_workspace_and_tmp_are_sized_tmpfs_and_root_is_read_only_last(argv: list
 def test_the_stub_runs_isolated_with_the_status_fd(argv: list[str]) -> None:
     assert argv[0] == BWRAP
     command = argv[argv.index("--") + 1 :]
-    assert command == [LAYOUT.python, "-I", "/.sandbox/stub.pyc", "7"]
+    assert command == [LAYOUT.python, "-I", "-S", "/.sandbox/stub.pyc", "7"]
 
 
-def test_launcher_drops_root_and_sets_parent_death_signal() -> None:
+def test_launcher_drops_root_to_the_sandbox_ids() -> None:
     as_root = launcher_argv(["bwrap", "x"], uid=64000, gid=64001)
-    assert as_root[0] == SETPRIV
-    assert as_root[-2:] == ["bwrap", "x"]
-    assert as_root[as_root.index("--reuid") + 1] == "64000"
-    assert as_root[as_root.index("--regid") + 1] == "64001"
-    assert "--clear-groups" in as_root and "--no-new-privs" in as_root
-    assert as_root[as_root.index("--pdeathsig") + 1] == "KILL"
-    unprivileged = launcher_argv(["bwrap"], uid=None, gid=None)
-    assert "--reuid" not in unprivileged and "--pdeathsig" in unprivileged
+    assert as_root == [
+        CHROOT,
+        "--userspec=64000:64001",
+        "--groups=64001",
+        "--skip-chdir",
+        "/",
+        "bwrap",
+        "x",
+    ]
+    assert launcher_argv(["bwrap", "x"], uid=None, gid=None) == ["bwrap", "x"]
 
 
 def test_limits_become_rlimits_with_a_cpu_backstop() -> None:
