@@ -6,11 +6,13 @@ nothing in time is a 409, a refused destination a 403, an unloadable page a 502.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Locator, Page
+from playwright.async_api import Frame, Locator, Page, Response
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from browser_agent.browser import SessionBrowser
@@ -37,12 +39,15 @@ from browser_agent.protocol import (
     SelectAction,
     TypeAction,
     WaitForAction,
+    WaitUntil,
 )
 from browser_agent.proxy import REFUSED_HEADER, FilteringProxy
 from browser_agent.urlpolicy import UrlRefused, check_navigation_url
 
 DEFAULT_NAVIGATION_TIMEOUT_MS = 30_000
 DEFAULT_ACTION_TIMEOUT_MS = 5_000
+ERROR_PAGE_PREFIX = "chrome-error://"
+ERROR_PAGE_WAIT_S = 1.0
 CLOSED_MARKERS = ("has been closed", "Target closed", "Target page, context or browser")
 
 
@@ -66,8 +71,15 @@ async def navigate(
     timeout = request.timeoutMs or DEFAULT_NAVIGATION_TIMEOUT_MS
     refused_before = proxy.refused_total
     started = time.monotonic()
+    error_page = asyncio.Event()
+
+    def on_navigated(frame: Frame) -> None:
+        if frame == page.main_frame and frame.url.startswith(ERROR_PAGE_PREFIX):
+            error_page.set()
+
+    page.on("framenavigated", on_navigated)
     try:
-        response = await page.goto(url, wait_until=request.waitUntil, timeout=timeout)
+        response = await _goto(page, url, request.waitUntil, timeout)
     except PlaywrightTimeout:
         raise NavigationTimeout(
             f"{url} did not reach {request.waitUntil!r} within {timeout} ms (timeoutMs)"
@@ -75,8 +87,15 @@ async def navigate(
     except PlaywrightError as exc:
         if _closed(exc):
             raise TabNotFound(f"tab {tab_id!r} was closed") from None
+        if "net::ERR_" in str(exc) and "net::ERR_ABORTED" not in str(exc):
+            # Chromium commits its error page just after the navigation failed; answering
+            # before that would let the commit interrupt the caller's next navigation.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(error_page.wait(), ERROR_PAGE_WAIT_S)
         _raise_if_refused(proxy, refused_before, started)
         raise NavigationFailed(f"cannot load {url}: {first_line(exc)}") from None
+    finally:
+        page.remove_listener("framenavigated", on_navigated)
     if response is not None:
         refused = await response.header_value(REFUSED_HEADER)
         if refused:
@@ -87,6 +106,16 @@ async def navigate(
         status=response.status if response is not None else None,
         title=await page.title(),
     )
+
+
+async def _goto(page: Page, url: str, wait_until: WaitUntil, wait_ms: int) -> Response | None:
+    """``page.goto``, tried once more if a navigation left over from before interrupted it."""
+    try:
+        return await page.goto(url, wait_until=wait_until, timeout=wait_ms)
+    except PlaywrightError as exc:
+        if "interrupted by another navigation" not in str(exc):
+            raise
+    return await page.goto(url, wait_until=wait_until, timeout=wait_ms)
 
 
 def _raise_if_refused(proxy: FilteringProxy, refused_before: int, started: float) -> None:
