@@ -1,0 +1,79 @@
+"""``python -m runner``: run one job read as JSON on stdin, print the outcome as JSON.
+
+The runner image's entry point (one execution per pod) and a way to try the sandbox by
+hand.  The job: ``{"code": str, "stdin": str?, "timeoutMs": int?, "files": [{"path",
+"content"(base64)}]?}``; limits come from the defaults of runner.policy.Limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from runner.bwrap import bwrap_argv, launcher_argv, probe_host
+from runner.policy import HIDDEN_PATHS, Layout, Limits
+from runner.supervisor import HarvestLimits, Sandbox, SandboxError
+from runner.support import prepare_support_dir
+
+STATUS_FD = "@STATUS_FD@"
+SANDBOX_HOST_ID = 64000
+
+
+async def run_job(job: dict[str, Any], python: str) -> dict[str, Any]:
+    limits = Limits(timeout_ms=int(job.get("timeoutMs", Limits.timeout_ms)))
+    harvest = HarvestLimits(max_files=50, max_file_bytes=10 << 20, max_total_bytes=25 << 20)
+    support = prepare_support_dir(tempfile.mkdtemp(prefix="runner-support-"), python)
+    layout = Layout(support_dir=support, python=python)
+    argv = bwrap_argv(layout, limits, probe_host(layout), STATUS_FD)
+    if os.geteuid() == 0:  # never sandbox as root, as in the service
+        argv = launcher_argv(argv, uid=SANDBOX_HOST_ID, gid=SANDBOX_HOST_ID)
+    sandbox = Sandbox(argv, status_fd_placeholder=STATUS_FD)
+    try:
+        await sandbox.wait_ready(30)
+        files = [(f["path"], base64.b64decode(f["content"])) for f in job.get("files", [])]
+        payload = {
+            "code": job["code"],
+            "stdin": job.get("stdin"),
+            "files": files,
+            "hiddenPaths": list(HIDDEN_PATHS),
+            "visiblePaths": [],
+        }
+        outcome = await sandbox.run(payload, limits, harvest)
+    finally:
+        await sandbox.close()
+        shutil.rmtree(support, ignore_errors=True)
+    result = dataclasses.asdict(outcome)
+    result["stdout"] = outcome.stdout.decode("utf-8", "replace")
+    result["stderr"] = outcome.stderr.decode("utf-8", "replace")
+    result["harvested"]["files"] = [
+        {"path": f.path, "content": base64.b64encode(f.content).decode()}
+        for f in outcome.harvested.files
+    ]
+    return result
+
+
+def main() -> None:
+    try:
+        job = json.load(sys.stdin)
+        if not isinstance(job, dict) or not isinstance(job.get("code"), str):
+            raise ValueError("a JSON object with a string 'code' is required")
+        python = os.environ.get("SANDBOX_PYTHON", "/usr/bin/python3")
+        result = asyncio.run(run_job(job, python))
+    except (ValueError, KeyError, TypeError) as exc:
+        print(json.dumps({"error": f"bad job: {exc}"}))
+        sys.exit(2)
+    except SandboxError as exc:
+        print(json.dumps({"error": f"sandbox failed: {exc}"}))
+        sys.exit(3)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
