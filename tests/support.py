@@ -33,7 +33,7 @@ def traversable_tempdir(prefix: str) -> str:
 class ServiceProcess:
     """``python -m controller`` with the given settings, serving on loopback."""
 
-    def __init__(self, **settings: str) -> None:
+    def __init__(self, *, expect_healthy: bool = True, **settings: str) -> None:
         self.port = free_port()
         self.token = secrets.token_urlsafe(24)
         self.state_dir = traversable_tempdir("sandbox-test-state-")
@@ -60,15 +60,16 @@ class ServiceProcess:
         self.client = httpx.Client(
             base_url=self.base_url, timeout=30, headers={"Authorization": f"Bearer {self.token}"}
         )
-        self._wait_healthy()
+        self._wait_healthy(expect_healthy)
 
-    def _wait_healthy(self, timeout_s: float = 30) -> None:
+    def _wait_healthy(self, expect_healthy: bool, timeout_s: float = 30) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("service exited: " + self.output())
             try:
-                if httpx.get(self.base_url + "/health", timeout=2).status_code == 200:
+                status = httpx.get(self.base_url + "/health", timeout=2).status_code
+                if status == 200 or (status == 503 and not expect_healthy):
                     return
             except httpx.TransportError:
                 pass

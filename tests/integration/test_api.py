@@ -289,3 +289,18 @@ def test_site_setup_matches_a_normal_interpreter(service: ServiceProcess) -> Non
     )
     assert result["stdout"] == "True\nTrue\nTrue\n"
     assert result["exitCode"] == 3
+
+
+def test_without_a_working_sandbox_the_service_fails_closed() -> None:
+    broken = ServiceProcess(expect_healthy=False, sandbox_python="/nonexistent/python3")
+    try:
+        health = httpx.get(broken.base_url + "/health")
+        assert health.status_code == 503
+        assert health.json()["status"] == "degraded"
+        assert health.json()["sandbox"]["ok"] is False
+        assert "/nonexistent/python3" in health.json()["sandbox"]["detail"]
+        response = broken.client.post("/execute", json={"code": "print(1)"})
+        assert response.status_code == 503
+        assert response.json()["error"] == "sandbox_unavailable"
+    finally:
+        broken.stop()

@@ -48,7 +48,8 @@ def test_one_job_with_files_in_and_out() -> None:
 def test_timeout_and_isolation() -> None:
     result = run(
         {
-            "code": "import socket; print(len(socket.if_nameindex()), flush=True)\nimport time; time.sleep(10)",
+            "code": "import socket, time\n"
+            "print(len(socket.if_nameindex()), flush=True)\ntime.sleep(10)",
             "timeoutMs": 300,
         }
     )
