@@ -6,6 +6,7 @@ AgentError               500
 +-- TabNotFound          404  no open tab with that id
 +-- Forbidden            403  the destination is refused by the network policy
 +-- ElementTimeout       409  no element matched (or became actionable) in time
++-- ActionFailed         409  the element was found but the action cannot apply
 +-- NavigationFailed     502  the page could not be loaded (DNS, refused, reset, ...)
 +-- NavigationTimeout    504  the page did not reach ``waitUntil`` in time
 """
@@ -59,6 +60,13 @@ class Forbidden(AgentError):
 class ElementTimeout(AgentError):
     status = 409
     code = "element_timeout"
+
+
+class ActionFailed(AgentError):
+    """The element was found but the action could not be done (e.g. fill on a <div>)."""
+
+    status = 409
+    code = "action_failed"
 
 
 class NavigationFailed(AgentError):

@@ -17,6 +17,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from browser_agent.browser import SessionBrowser
 from browser_agent.errors import (
+    ActionFailed,
     AgentError,
     BadInput,
     ElementTimeout,
@@ -178,13 +179,6 @@ def _action_error(exc: PlaywrightError, action: Action, tab_id: str) -> AgentErr
     if "selector" in lowered and any(w in lowered for w in ("valid", "parsing", "unexpected")):
         return BadInput("selector", "invalid_selector", message)
     return ActionFailed(f"{action.action}: {message}")
-
-
-class ActionFailed(AgentError):
-    """The element was found but the action could not be done (e.g. fill on a <div>)."""
-
-    status = 409
-    code = "action_failed"
 
 
 async def _perform(page: Page, action: Action, wait_ms: int) -> dict[str, Any] | None:

@@ -67,6 +67,13 @@ def text_of(svc: ServiceProcess, session: str, selector: str) -> str:
     return html[html.index(">", start) + 1 : html.index("<", start)]
 
 
+def assert_invalid(response: httpx.Response, field: str, rule: str) -> None:
+    """A 422 whose first detail names ``field`` and ``rule``."""
+    assert response.status_code == 422, response.text
+    detail = response.json()["details"][0]
+    assert (detail["field"], detail["rule"]) == (field, rule), detail
+
+
 def png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
@@ -297,9 +304,7 @@ def test_agent_side_rules_name_field_and_rule(svc: ServiceProcess, form: str) ->
         ({"action": "click", "selector": "div >>> ["}, "selector", "invalid_selector"),
     ]:
         response = act(svc, form, **fields)
-        assert response.status_code == 422, response.text
-        detail = response.json()["details"][0]
-        assert (detail["field"], detail["rule"]) == (field, rule)
+        assert_invalid(response, field, rule)
 
 
 # --- screenshots ---------------------------------------------------------------------------
@@ -453,9 +458,7 @@ def test_bad_navigations(
     svc: ServiceProcess, session: str, body: Any, field: str, rule: str
 ) -> None:
     response = svc.client.post(f"/browser/sessions/{session}/navigate", json=body)
-    assert response.status_code == 422, response.text
-    detail = response.json()["details"][0]
-    assert (detail["field"], detail["rule"]) == (field, rule)
+    assert_invalid(response, field, rule)
 
 
 BAD_ACTIONS = [
@@ -484,17 +487,13 @@ BAD_ACTIONS = [
 @pytest.mark.parametrize(("body", "field", "rule"), BAD_ACTIONS)
 def test_bad_actions(svc: ServiceProcess, session: str, body: Any, field: str, rule: str) -> None:
     response = svc.client.post(f"/browser/sessions/{session}/action", json=body)
-    assert response.status_code == 422, response.text
-    detail = response.json()["details"][0]
-    assert (detail["field"], detail["rule"]) == (field, rule)
+    assert_invalid(response, field, rule)
 
 
 @pytest.mark.parametrize("path", ["/navigate", "/action"])
 def test_a_body_that_is_not_json(svc: ServiceProcess, session: str, path: str) -> None:
     response = svc.client.post(f"/browser/sessions/{session}{path}", content=b"{nope")
-    assert response.status_code == 422, response.text
-    detail = response.json()["details"][0]
-    assert (detail["field"], detail["rule"]) == ("body", "json_invalid")
+    assert_invalid(response, "body", "json_invalid")
 
 
 @pytest.mark.parametrize(
@@ -508,6 +507,4 @@ def test_bad_query_parameters(
     svc: ServiceProcess, session: str, query: str, field: str, rule: str
 ) -> None:
     response = svc.client.get(f"/browser/sessions/{session}{query}")
-    assert response.status_code == 422, response.text
-    detail = response.json()["details"][0]
-    assert (detail["field"], detail["rule"]) == (field, rule)
+    assert_invalid(response, field, rule)

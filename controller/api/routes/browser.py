@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 from browser_agent.protocol import (
     ACTION_ADAPTER,
     Action,
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 from controller.api.body import body_schema, parse_body
 from controller.api.deps import BrowserServiceDep
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, SessionList
+from controller.browser.sessions import SessionService
 from controller.errors import InvalidRequest
 
 router = APIRouter(prefix="/browser/sessions", tags=["browser"])
@@ -48,6 +50,21 @@ def bool_param(name: str, value: str | None) -> bool:
     if value.lower() not in ("true", "false", "1", "0"):
         raise InvalidRequest(name, "bool_parsing", "true or false")
     return value.lower() in ("true", "1")
+
+
+async def forward(
+    service: SessionService, session_id: str, path: str, body: Any, default_ms: int
+) -> httpx.Response:
+    """POST a validated body to the agent, with the settings' timeout if it gives none.
+
+    The controller waits a little longer than the agent, so that the agent's own, more
+    precise timeout error (e.g. 504 navigation_timeout) is the one the caller sees.
+    """
+    timeout_ms = body.timeoutMs or default_ms
+    payload = body.model_copy(update={"timeoutMs": timeout_ms}).model_dump(exclude_none=True)
+    return await service.call(
+        session_id, "POST", path, json=payload, timeout_s=timeout_ms / 1000 + REQUEST_MARGIN_S
+    )
 
 
 @router.post(
@@ -95,15 +112,8 @@ async def navigate(
         check_navigation_url(body.url)
     except UrlRefused as exc:
         raise InvalidRequest("url", exc.rule, exc.message) from None
-    timeout_ms = body.timeoutMs or service.settings.browser_navigation_timeout_ms
-    forwarded = body.model_copy(update={"timeoutMs": timeout_ms}).model_dump(exclude_none=True)
-    response = await service.call(
-        session_id,
-        "POST",
-        "/navigate",
-        json=forwarded,
-        timeout_s=timeout_ms / 1000 + REQUEST_MARGIN_S,
-    )
+    default_ms = service.settings.browser_navigation_timeout_ms
+    response = await forward(service, session_id, "/navigate", body, default_ms)
     return NavigateResponse.model_validate_json(response.content)
 
 
@@ -150,15 +160,8 @@ async def parse_action(request: Request) -> Action:
 @router.post("/{session_id}/action", summary="Click, fill, type, press, ... in a tab")
 async def action(session_id: str, request: Request, service: BrowserServiceDep) -> dict[str, Any]:
     parsed = await parse_action(request)
-    timeout_ms = parsed.timeoutMs or service.settings.browser_action_timeout_ms
-    forwarded = parsed.model_copy(update={"timeoutMs": timeout_ms}).model_dump(exclude_none=True)
-    response = await service.call(
-        session_id,
-        "POST",
-        "/action",
-        json=forwarded,
-        timeout_s=timeout_ms / 1000 + REQUEST_MARGIN_S,
-    )
+    default_ms = service.settings.browser_action_timeout_ms
+    response = await forward(service, session_id, "/action", parsed, default_ms)
     result: dict[str, Any] = response.json()
     return result
 
