@@ -108,9 +108,9 @@ class SessionBrowser:
         return self._context
 
     async def configure(self, device: str) -> ConfigureResponse:
-        assert self._playwright is not None and self._warm is not None
         if self._context is not None:
             raise BadInput("device", "already_configured", "this agent already has a session")
+        assert self._playwright is not None and self._warm is not None
         try:
             name, options = resolve_device(device, self._playwright.devices)
         except UnknownDevice as exc:
