@@ -67,12 +67,42 @@ pause() {
     "${BUILDAH[@]}" commit --quiet --rm "$c" "$PAUSE_IMAGE" >/dev/null
 }
 
+# This machine reaches package indexes through a TLS-intercepting egress proxy whose CA
+# only the host trusts. RUN steps get the host's CA bundle and a pip config naming it as
+# bind mounts, which exist only while a step runs, so the Dockerfile stays the ordinary
+# one. buildah 1.28 leaves their empty mount points behind: drop_mount_points removes
+# them in one last layer, so the image carries nothing of this machine.
+build_mounts() {
+    local bundle=/etc/ssl/certs/ca-certificates.crt conf="$CACHE_ROOT/buildah/pip.conf"
+    [ -f "$bundle" ] || return 0
+    mkdir -p "$(dirname "$conf")"
+    printf '[global]\ncert = /etc/build-host-ca.crt\n' > "$conf"
+    echo "--volume=$bundle:/etc/build-host-ca.crt:ro --volume=$conf:/etc/pip.conf:ro"
+}
+
 build() {
     local dockerfile="$1" tag="$2"
     log "buildah build -f $dockerfile -t $tag (context: $REPO_ROOT)"
     # chroot isolation: RUN steps need no OCI runtime and no user namespace of their own.
-    "${BUILDAH[@]}" build --quiet --pull=never --layers --isolation chroot \
+    # shellcheck disable=SC2046  # build_mounts prints separate options
+    "${BUILDAH[@]}" build --quiet --pull=never --layers --isolation chroot $(build_mounts) \
         -f "$REPO_ROOT/$dockerfile" -t "$tag" "$REPO_ROOT" >/dev/null
+    drop_mount_points "$tag"
+}
+
+drop_mount_points() {
+    local c m f found=""
+    c=$("${BUILDAH[@]}" from --pull-never --quiet "$1")
+    m=$("${BUILDAH[@]}" mount "$c")
+    for f in etc/build-host-ca.crt etc/pip.conf; do
+        if [ -f "$m/$f" ] && [ ! -s "$m/$f" ]; then rm -f "$m/$f"; found=1; fi
+    done
+    "${BUILDAH[@]}" umount "$c" >/dev/null
+    if [ -n "$found" ]; then
+        "${BUILDAH[@]}" commit --quiet --rm "$c" "$1" >/dev/null
+    else
+        "${BUILDAH[@]}" rm "$c" >/dev/null
+    fi
 }
 
 load() {
