@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import platform
 from pathlib import Path
 
 from runner.bwrap import bwrap_argv, launcher_argv, probe_host
 from runner.policy import HIDDEN_PATHS, Layout, Limits
+from runner.seccomp import filter_program
 from runner.supervisor import Outcome, Sandbox, SandboxError
 from runner.support import prepare_support_dir
 
@@ -24,6 +26,7 @@ from controller.settings import MIB, Settings
 log = logging.getLogger(__name__)
 
 STATUS_FD = "@STATUS_FD@"
+SECCOMP_FD = "@SECCOMP_FD@"
 READY_TIMEOUT_S = 10.0
 SELF_TEST_CODE = "import os, socket; print(os.getuid(), len(socket.if_nameindex()))"
 SELF_TEST_EXPECTED = b"1000 1\n"  # the sandbox uid, and only the loopback interface
@@ -63,6 +66,7 @@ class LocalBackend:
         self._closing: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._visible: tuple[str, ...] = ()
+        self._fd_data: dict[str, bytes] = {}
         self._stopping = False
         self._argv: list[str] = []
         self.check = SandboxCheck(ok=False, detail="not started")
@@ -80,7 +84,15 @@ class LocalBackend:
         layout = Layout(support_dir=support, python=python, extra_ro_paths=self._visible)
         # The argv depends only on settings; per-request limits travel in the job itself.
         base_limits = sandbox_limits(settings, settings.default_timeout_ms)
-        argv = bwrap_argv(layout, base_limits, probe_host(layout), status_fd=STATUS_FD)
+        program = filter_program()
+        self._fd_data = {SECCOMP_FD: program} if program else {}
+        argv = bwrap_argv(
+            layout,
+            base_limits,
+            probe_host(layout),
+            status_fd=STATUS_FD,
+            seccomp_fd=SECCOMP_FD if program else None,
+        )
         root = os.geteuid() == 0
         self._argv = launcher_argv(
             argv,
@@ -104,10 +116,13 @@ class LocalBackend:
         if outcome.exit_code != 0 or outcome.stdout != SELF_TEST_EXPECTED:
             detail = (outcome.stderr or outcome.stdout).decode("utf-8", "replace")[-500:]
             return SandboxCheck(ok=False, detail=f"sandbox self-test failed: {detail.strip()}")
-        return SandboxCheck(ok=True, detail="bubblewrap sandbox verified")
+        seccomp = "on" if self._fd_data else f"off (no syscall table for {platform.machine()})"
+        return SandboxCheck(
+            ok=True, detail=f"bubblewrap sandbox verified; seccomp filter {seccomp}"
+        )
 
     async def _new_sandbox(self) -> Sandbox:
-        sandbox = Sandbox(self._argv, status_fd_placeholder=STATUS_FD)
+        sandbox = Sandbox(self._argv, status_fd_placeholder=STATUS_FD, fd_data=self._fd_data)
         self._live.add(sandbox)
         try:
             await sandbox.wait_ready(READY_TIMEOUT_S)

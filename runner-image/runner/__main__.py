@@ -19,10 +19,12 @@ from typing import Any
 
 from runner.bwrap import bwrap_argv, launcher_argv, probe_host
 from runner.policy import HIDDEN_PATHS, Layout, Limits
+from runner.seccomp import filter_program
 from runner.supervisor import HarvestLimits, Sandbox, SandboxError
 from runner.support import prepare_support_dir
 
 STATUS_FD = "@STATUS_FD@"
+SECCOMP_FD = "@SECCOMP_FD@"
 SANDBOX_HOST_ID = 64000
 
 
@@ -31,10 +33,15 @@ async def run_job(job: dict[str, Any], python: str) -> dict[str, Any]:
     harvest = HarvestLimits(max_files=50, max_file_bytes=10 << 20, max_total_bytes=25 << 20)
     support = prepare_support_dir(tempfile.mkdtemp(prefix="runner-support-"), python)
     layout = Layout(support_dir=support, python=python)
-    argv = bwrap_argv(layout, limits, probe_host(layout), STATUS_FD)
+    program = filter_program()
+    argv = bwrap_argv(
+        layout, limits, probe_host(layout), STATUS_FD, seccomp_fd=SECCOMP_FD if program else None
+    )
     if os.geteuid() == 0:  # never sandbox as root, as in the service
         argv = launcher_argv(argv, uid=SANDBOX_HOST_ID, gid=SANDBOX_HOST_ID)
-    sandbox = Sandbox(argv, status_fd_placeholder=STATUS_FD)
+    sandbox = Sandbox(
+        argv, status_fd_placeholder=STATUS_FD, fd_data={SECCOMP_FD: program} if program else None
+    )
     try:
         await sandbox.wait_ready(30)
         files = [(f["path"], base64.b64decode(f["content"])) for f in job.get("files", [])]

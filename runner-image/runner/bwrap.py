@@ -47,13 +47,16 @@ def probe_host(layout: Layout) -> HostFacts:
     return HostFacts(symlinks=symlinks, directories=existing)
 
 
-def bwrap_argv(layout: Layout, limits: Limits, host: HostFacts, status_fd: str) -> list[str]:
+def bwrap_argv(
+    layout: Layout, limits: Limits, host: HostFacts, status_fd: str, seccomp_fd: str | None = None
+) -> list[str]:
     """The full argv that starts the stub inside a fresh sandbox.
 
     Order matters to bubblewrap: mounts are made in argument order, and the root is made
     read-only last so that nothing outside the workspace, /tmp and /dev/shm is writable.
     ``status_fd`` is the stub's status descriptor as text (a number, or a placeholder that
-    the caller replaces once the pipe exists).
+    the caller replaces once the pipe exists); ``seccomp_fd``, likewise, the descriptor
+    bubblewrap reads the seccomp program from (see runner.seccomp).
     """
     argv = [
         BWRAP,
@@ -125,6 +128,7 @@ def bwrap_argv(layout: Layout, limits: Limits, host: HostFacts, status_fd: str) 
         "--ro-bind",
         f"{support}/empty-dir",
         f"{WORKSPACE}/secrets",
+        *(["--seccomp", seccomp_fd] if seccomp_fd else []),
         "--remount-ro",
         "/",
         "--chdir",

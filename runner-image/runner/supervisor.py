@@ -279,14 +279,30 @@ def _violations(value: object) -> list[dict[str, str]]:
     return found
 
 
+def _pipe_with(data: bytes) -> int:
+    """A pipe's read end, holding ``data`` (which must fit in the pipe's buffer)."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        os.write(write_end, data)
+    finally:
+        os.close(write_end)
+    return read_end
+
+
 class Sandbox:
     """A started bubblewrap sandbox waiting for exactly one job."""
 
-    def __init__(self, argv: Sequence[str], *, status_fd_placeholder: str) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        status_fd_placeholder: str,
+        fd_data: dict[str, bytes] | None = None,
+    ) -> None:
         """Start the sandbox now (``argv`` from bwrap.launcher_argv).
 
-        Must be called from the event loop's thread and that thread must outlive the
-        sandbox: the parent-death signal follows the thread that spawned the process.
+        ``fd_data`` maps more placeholders in ``argv`` to bytes that bubblewrap reads
+        from a pipe (the seccomp program).
         """
         loop = asyncio.get_running_loop()
         # Raw pipes that this object owns: (parent end, child end) for each stream.
@@ -294,14 +310,17 @@ class Sandbox:
         stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
         stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
         stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
-        argv = [str(status_w) if a == status_fd_placeholder else a for a in argv]
+        inputs = {name: _pipe_with(data) for name, data in (fd_data or {}).items()}
+        argv = [
+            str(status_w) if a == status_fd_placeholder else str(inputs.get(a, a)) for a in argv
+        ]
         try:
             self._proc = subprocess.Popen(
                 argv,
                 stdin=stdin_r,
                 stdout=stdout_w,
                 stderr=stderr_w,
-                pass_fds=(status_w,),
+                pass_fds=(status_w, *inputs.values()),
                 env=dict(SANDBOX_ENV),
                 start_new_session=True,
             )
@@ -310,7 +329,7 @@ class Sandbox:
                 os.close(fd)
             raise SandboxError(f"cannot start bubblewrap: {exc}") from exc
         finally:
-            for fd in (status_w, stdin_r, stdout_w, stderr_w):
+            for fd in (status_w, stdin_r, stdout_w, stderr_w, *inputs.values()):
                 os.close(fd)
         self._loop = loop
         self._stdin_fd, self._stdout_fd, self._stderr_fd = stdin_w, stdout_r, stderr_r

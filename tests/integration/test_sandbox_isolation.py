@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import http.server
 import os
+import platform
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from runner.policy import SANDBOX_ENV
 
@@ -297,3 +299,37 @@ def _parent_is(pid: str, parent: int) -> bool:
     except OSError:
         return False
     return int(stat.rsplit(")", 1)[1].split()[1]) == parent
+
+
+def test_kernel_attack_surface_is_filtered(service: ServiceProcess) -> None:
+    if platform.machine() != "x86_64":
+        pytest.skip("the syscall numbers below are x86_64's")
+    code = (
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "def call(nr, *args):\n"
+        "    return libc.syscall(nr, *args), ctypes.get_errno()\n"
+        "for name, nr in [('ptrace', 101), ('keyctl', 250), ('io_uring_setup', 425),\n"
+        "                 ('bpf', 321), ('userfaultfd', 323), ('perf_event_open', 298),\n"
+        "                 ('unshare', 272), ('mount', 165)]:\n"
+        "    print(name, call(nr, 0, 0, 0, 0, 0))\n"
+        "import threading, subprocess\n"
+        "t = threading.Thread(target=print, args=('thread ok',)); t.start(); t.join()\n"
+        "print(subprocess.run(['echo', 'process ok'], capture_output=True, text=True).stdout)\n"
+    )
+    out = run_ok(service, code).splitlines()
+    assert out[:8] == [
+        f"{name} (-1, 1)"
+        for name in (
+            "ptrace",
+            "keyctl",
+            "io_uring_setup",
+            "bpf",
+            "userfaultfd",
+            "perf_event_open",
+            "unshare",
+            "mount",
+        )
+    ]
+    assert out[8:] == ["thread ok", "process ok", ""]
+    assert "seccomp filter on" in httpx.get(service.base_url + "/health").json()["sandbox"]["detail"]
