@@ -78,8 +78,9 @@ check: lint typecheck sandbox-env
 
 test: check
 
-bench: venv
-	$(VENV)/bin/python bench/execute_bench.py
+bench: venv sandbox-env
+	@command -v wrk >/dev/null || { $(SUDO) apt-get install -y -qq wrk || echo "no wrk: the throughput run uses Python clients"; }
+	SANDBOX_PYTHON=$(SANDBOX_ENV)/bin/python3 $(VENV)/bin/python bench/execute_bench.py
 
 clean:
 	rm -rf $(VENV) $(STATE_DIR) *.egg-info
