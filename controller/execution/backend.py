@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from runner.policy import Limits
-from runner.supervisor import HarvestLimits, Outcome
+from runner.protocol import HarvestLimits
+from runner.supervisor import Outcome
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 import httpx
-from runner.supervisor import Harvested
+from runner.protocol import Harvested
 
 from controller.execution.models import OutputFile, SkippedFile, Upload
 from controller.uploads.client import upload_files

@@ -7,7 +7,8 @@ import uuid
 from typing import Literal
 
 import httpx
-from runner.supervisor import HarvestLimits, Outcome
+from runner.protocol import HarvestLimits
+from runner.supervisor import Outcome
 
 from controller.errors import InvalidRequest
 from controller.execution import delivery

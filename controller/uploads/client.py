@@ -6,7 +6,7 @@ import asyncio
 import mimetypes
 
 import httpx
-from runner.supervisor import HarvestedFile
+from runner.protocol import HarvestedFile
 
 from controller.execution.models import Upload
 

@@ -19,8 +19,9 @@ from typing import Any
 
 from runner.bwrap import bwrap_argv, launcher_argv, probe_host
 from runner.policy import HIDDEN_PATHS, Layout, Limits
+from runner.protocol import HarvestLimits
 from runner.seccomp import filter_program
-from runner.supervisor import HarvestLimits, Sandbox, SandboxError
+from runner.supervisor import Sandbox, SandboxError
 from runner.support import prepare_support_dir
 
 STATUS_FD = "@STATUS_FD@"

@@ -332,4 +332,5 @@ def test_kernel_attack_surface_is_filtered(service: ServiceProcess) -> None:
         )
     ]
     assert out[8:] == ["thread ok", "process ok", ""]
-    assert "seccomp filter on" in httpx.get(service.base_url + "/health").json()["sandbox"]["detail"]
+    health = httpx.get(service.base_url + "/health").json()
+    assert "seccomp filter on" in health["sandbox"]["detail"]

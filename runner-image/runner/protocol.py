@@ -1,0 +1,192 @@
+"""The stub's status pipe, read from outside: ``ready``, a status line, a file manifest, bytes.
+
+Everything on it was written inside the sandbox, where the code could have tampered
+with it, so each part is bounded and checked against limits known here, never against
+what the sandbox claims: a manifest over the limits is refused whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_STATUS_BYTES = 512 * 1024
+READ_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class HarvestLimits:
+    """How much of what the code wrote is collected after the run."""
+
+    max_files: int
+    max_file_bytes: int
+    max_total_bytes: int
+
+    def wire(self) -> dict[str, int]:
+        return {
+            "maxFiles": self.max_files,
+            "maxFileBytes": self.max_file_bytes,
+            "maxTotalBytes": self.max_total_bytes,
+        }
+
+
+@dataclass
+class HarvestedFile:
+    path: str
+    content: bytes
+
+
+@dataclass
+class Harvested:
+    files: list[HarvestedFile] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+class StatusReader:
+    """Reads the stub's status pipe: ``ready``, a status line, a manifest line, file bytes.
+
+    Each part is checked against limits known here, never against what the sandbox
+    claims: a manifest over the limits is refused whole.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self._loop, self._fd = loop, fd
+        self._buffer = bytearray()
+        self._manifest: list[tuple[str, int]] = []
+        self._skipped: list[dict[str, Any]] = []
+        self._expected = 0
+        self._manifest_ready = False
+        self.limits: HarvestLimits | None = None
+        self.ready: asyncio.Future[bool] = loop.create_future()
+        self.status: asyncio.Future[dict[str, Any] | None] = loop.create_future()
+        self.harvest: asyncio.Future[Harvested] = loop.create_future()
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._finish(None, Harvested(error="the sandbox ended before sending its files"))
+            return
+        self._buffer += data
+        while not self.harvest.done():
+            if self._manifest_ready:
+                if len(self._buffer) < self._expected:
+                    return
+                self._finish_files()
+                return
+            if b"\n" not in self._buffer:
+                if len(self._buffer) > MAX_STATUS_BYTES:
+                    self._finish(None, Harvested(error="status line too long"))
+                return
+            line, _, rest = bytes(self._buffer).partition(b"\n")
+            self._buffer = bytearray(rest)
+            if not self.ready.done():
+                self.ready.set_result(line == b"ready")
+            elif not self.status.done():
+                status = parse_status(line)
+                self.status.set_result(status)
+                if status is None or "setupError" in status:
+                    self._finish(status, Harvested())
+            else:
+                self._read_manifest(line)
+
+    def _read_manifest(self, line: bytes) -> None:
+        manifest = parse_status(line) or {}
+        files, skipped = manifest.get("files"), manifest.get("skipped")
+        limits = self.limits or HarvestLimits(0, 0, 0)
+        entries: list[tuple[str, int]] = []
+        if isinstance(files, list):
+            for item in files:
+                path = item.get("path") if isinstance(item, dict) else None
+                size = item.get("size") if isinstance(item, dict) else None
+                if isinstance(path, str) and isinstance(size, int) and size >= 0:
+                    entries.append((path[:1024], size))
+        total = sum(size for _, size in entries)
+        if (
+            not isinstance(files, list)
+            or len(entries) != len(files)
+            or len(entries) > limits.max_files
+            or total > limits.max_total_bytes
+            or any(size > limits.max_file_bytes for _, size in entries)
+        ):
+            self._finish(
+                self.status.result(),
+                Harvested(error="the sandbox sent a file list beyond its limits"),
+            )
+            return
+        self._manifest, self._expected, self._manifest_ready = entries, total, True
+        self._skipped = [
+            {
+                "path": str(s.get("path", ""))[:1024],
+                "reason": str(s.get("reason", ""))[:40],
+                "size": s.get("size") if isinstance(s.get("size"), int) else None,
+            }
+            for s in (skipped if isinstance(skipped, list) else [])[:1000]
+            if isinstance(s, dict)
+        ]
+
+    def _finish_files(self) -> None:
+        data = bytes(self._buffer[: self._expected])
+        files, offset = [], 0
+        for path, size in self._manifest:
+            files.append(HarvestedFile(path, data[offset : offset + size]))
+            offset += size
+        self._finish(self.status.result(), Harvested(files=files, skipped=self._skipped))
+
+    def _finish(self, status: dict[str, Any] | None, harvested: Harvested) -> None:
+        if not self.ready.done():
+            self.ready.set_result(False)
+        if not self.status.done():
+            self.status.set_result(status)
+        if not self.harvest.done():
+            self.harvest.set_result(harvested)
+        self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+def parse_status(line: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def float_or_none(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def violations_from(value: object) -> list[dict[str, str]]:
+    """The child's violation records: JSON strings written from inside, so parsed warily."""
+    if not isinstance(value, list):
+        return []
+    found = []
+    for line in value[:32]:
+        try:
+            item = json.loads(line) if isinstance(line, str) and len(line) < 4096 else None
+        except ValueError:
+            continue
+        if isinstance(item, dict):
+            found.append({k: str(item.get(k, ""))[:300] for k in ("kind", "target", "detail")})
+    return found
