@@ -11,15 +11,24 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T | None], timeout_s: float = 15, what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout_s``."""
+def wait_for(
+    check: Callable[[], T | None],
+    timeout_s: float = 15,
+    what: str = "condition",
+    state: Callable[[], object] | None = None,
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout_s``.
+
+    ``state`` describes what was seen instead, for the failure message.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+            seen = f"; seen: {state()}" if state is not None else ""
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}{seen}")
         time.sleep(0.05)
 
 

@@ -68,11 +68,19 @@ def ended(svc: ServiceProcess, sid: str, dirs: set[Path]) -> bool:
     return any(not d.exists() and not pids_of(svc, d) for d in dirs)
 
 
+def seen(svc: ServiceProcess, dirs: set[Path]) -> dict[str, object]:
+    return {d.name: (d.exists(), sorted(pids_of(svc, d))) for d in dirs}
+
+
 def test_delete_kills_the_browser_and_removes_its_files(svc: ServiceProcess) -> None:
     sid, dirs = open_session(svc)
-    assert all(pids_of(svc, d) for d in dirs if d.exists())
+    assert all(pids_of(svc, d) for d in dirs if d.exists()), seen(svc, dirs)
     assert svc.client.delete(f"/browser/sessions/{sid}").status_code == 204
-    wait_for(lambda: ended(svc, sid, dirs), what="the agent's processes and files to go")
+    wait_for(
+        lambda: ended(svc, sid, dirs),
+        what="the agent's processes and files to go",
+        state=lambda: seen(svc, dirs),
+    )
     assert svc.client.delete(f"/browser/sessions/{sid}").status_code == 404
 
 
@@ -80,7 +88,12 @@ def test_an_idle_session_expires(svc: ServiceProcess) -> None:
     sid, dirs = open_session(svc, idleTimeoutS=1)
     info = svc.client.get(f"/browser/sessions/{sid}").json()
     assert info["idleTimeoutS"] == 1
-    wait_for(lambda: ended(svc, sid, dirs), timeout_s=10, what="idle expiry")
+    wait_for(
+        lambda: ended(svc, sid, dirs),
+        timeout_s=10,
+        what="idle expiry",
+        state=lambda: seen(svc, dirs),
+    )
 
 
 def test_use_keeps_a_session_alive_until_its_lifetime_ends(svc: ServiceProcess) -> None:
