@@ -11,12 +11,13 @@ need_root
 PIDS="$STATE_DIR/pids"
 SOCK="$STATE_DIR/containerd/containerd.sock"
 
-# stop NAME...: SIGTERM to all of them at once, up to 10 s, then SIGKILL; by pid file,
+# stop SECONDS NAME...: SIGTERM to all of them at once, then SIGKILL after SECONDS; by pid file,
 # never by process name. up.sh started each in a session of its own, so the signal goes
 # to its process group (socat's forked children too). Their state is deleted
 # afterwards, so nothing needs more grace.
 stop() {
-    local name pid pids=()
+    local grace="$1" name pid pids=()
+    shift
     for name in "$@"; do
         [ -f "$PIDS/$name.pid" ] || continue
         pid="$(cat "$PIDS/$name.pid")"
@@ -28,7 +29,7 @@ stop() {
         rm -f "$PIDS/$name.pid"
     done
     local alive
-    for _ in $(seq 1 40); do
+    for _ in $(seq 1 $((grace * 4))); do
         alive=""
         for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && { alive=1; break; }; done
         [ -n "$alive" ] || return 0
@@ -132,11 +133,12 @@ remove_fixed_paths() {
 main() {
     [ -d "$STATE_DIR" ] || { log "nothing to tear down ($STATE_DIR does not exist)"; return 0; }
     local start=$SECONDS
-    stop kubelet
+    stop 10 kubelet
     remove_pods
-    stop kube-router kube-proxy kube-scheduler kube-controller-manager apiserver-relay \
+    # The apiserver's graceful shutdown waits for clients that are going away too.
+    stop 3 kube-router kube-proxy kube-scheduler kube-controller-manager apiserver-relay \
         kube-apiserver etcd
-    stop containerd
+    stop 3 containerd
     kill_pod_processes
     unmount_state
     remove_cgroups

@@ -16,6 +16,16 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need_root
 
+# buildah (and mmdebstrap) mount layers and leave some mounted when they exit; in a
+# mount namespace of our own they all go away with it, and a tmpfs run root keeps
+# buildah's record of mounts in step with that.
+if [ -z "${IMAGES_PRIVATE_MOUNTS:-}" ]; then
+    export IMAGES_PRIVATE_MOUNTS=1
+    exec unshare --mount --propagation private "$0" "$@"
+fi
+mkdir -p "$CACHE_ROOT/buildah/run"
+mount -t tmpfs -o mode=0700,size=64m tmpfs "$CACHE_ROOT/buildah/run"
+
 PAUSE_IMAGE="localhost/sandbox-controller/pause:1"
 RUNNER_IMAGE="${RUNNER_IMAGE:-localhost/sandbox-runner:e2e}"
 # buildah keeps its layers in the cache, so a warm rebuild reuses unchanged steps.
