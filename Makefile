@@ -7,7 +7,8 @@ SHELL := /bin/bash
 PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 STATE_DIR ?= .state
-APT_PACKAGES := bubblewrap python3-venv socat chromium
+# libatomic1: the Node.js binary inside the Playwright package (browser agents) needs it.
+APT_PACKAGES := bubblewrap python3-venv socat chromium libatomic1
 PYTEST_ARGS ?=
 
 # Root runs apt-get directly; anyone else goes through sudo when it is there.
