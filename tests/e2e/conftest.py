@@ -1,9 +1,9 @@
 """The e2e tier's cluster: a real single-node Kubernetes cluster on this machine.
 
-The session fixture uses the cluster that ``KUBECONFIG`` points at when it answers;
-otherwise it runs tests/cluster/up.sh (build or take from cache, start everything) and
-tears that cluster down with tests/cluster/down.sh at the end of the session
-(``E2E_KEEP_CLUSTER=1`` keeps it for the next run). Each test gets a namespace of its
+The session fixture uses the cluster that ``KUBECONFIG`` points at when it answers, or
+the local one when it runs already; otherwise it runs tests/cluster/up.sh (build or take
+from cache, start everything) and tears that cluster down with tests/cluster/down.sh at
+the end of the session (``E2E_KEEP_CLUSTER=1`` keeps it). Each test gets a namespace of its
 own; when a test fails, node, pod, event and log state is printed before the namespace
 is deleted.
 """
@@ -68,9 +68,14 @@ def _answers(kubeconfig: str) -> bool:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    kubeconfig = os.environ.get("KUBECONFIG", "")
-    started = False
-    if not (kubeconfig and _answers(kubeconfig)):
+    admin = STATE_DIR / "kubeconfig" / "admin.kubeconfig"
+    # A cluster that is already running (KUBECONFIG's, or one `make cluster-up` left) is
+    # used and left running; only one started here is stopped at the end.
+    running = [k for k in (os.environ.get("KUBECONFIG", ""), str(admin)) if k and _answers(k)]
+    started = not running
+    if running:
+        kubeconfig = running[0]
+    else:
         result = subprocess.run(
             [str(CLUSTER_DIR / "up.sh")],
             stdout=subprocess.PIPE,
@@ -79,15 +84,12 @@ def cluster() -> Iterator[Cluster]:
             check=False,
         )
         if result.returncode != 0:
-            pytest.fail(f"tests/cluster/up.sh failed ({result.returncode}); see its output above")
+            # up.sh printed the failing daemon's log; leave nothing half-started behind.
+            subprocess.run([str(CLUSTER_DIR / "down.sh")], timeout=300, check=False)
+            pytest.fail(f"tests/cluster/up.sh failed ({result.returncode}); see its output")
         kubeconfig = result.stdout.strip().splitlines()[-1]
-        started = True
     api = config.new_client_from_config(config_file=kubeconfig)
-    local = (
-        started or STATE_DIR.joinpath("kubeconfig", "admin.kubeconfig").samefile(kubeconfig)
-        if STATE_DIR.joinpath("kubeconfig", "admin.kubeconfig").exists()
-        else started
-    )
+    local = started or (admin.exists() and admin.samefile(kubeconfig))
     try:
         yield Cluster(api=api, kubeconfig=kubeconfig, local=local)
     finally:
