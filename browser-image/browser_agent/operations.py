@@ -98,7 +98,8 @@ async def navigate(
     finally:
         page.remove_listener("framenavigated", on_navigated)
     if response is not None:
-        refused = await response.header_value(REFUSED_HEADER)
+        # The provisional headers are at hand (all_headers would cost a driver round trip).
+        refused = response.headers.get(REFUSED_HEADER.lower())
         if refused:
             raise Forbidden(f"navigation refused by the network policy: {refused}")
     return NavigateResponse(
