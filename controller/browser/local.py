@@ -21,6 +21,7 @@ from controller.settings import Settings
 log = logging.getLogger(__name__)
 
 FAILURE_BACKOFF_S = 5.0
+MAX_FAILURE_BACKOFF_S = 120.0
 
 
 def id_range_size(settings: Settings) -> int:
@@ -45,6 +46,7 @@ class LocalSessionBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.device_names: list[str] = []
+        self._failures = 0
         # As root, every agent gets a uid and gid of its own, so no session can see,
         # signal or trace another's processes or read its files; the range is large
         # enough for every agent that can be alive at once, closing ones included.
@@ -75,11 +77,16 @@ class LocalSessionBackend:
         try:
             agent = await self._start_agent()
         except BrowserUnavailable as exc:
-            log.warning("warm browser agent failed to start: %s", exc)
-            await asyncio.sleep(FAILURE_BACKOFF_S)  # back off; then the pool tries again
+            # Back off, longer after each failure in a row (e.g. no Chromium installed),
+            # so a broken host does not spend its CPU on launches; then try again.
+            self._failures += 1
+            pause = min(FAILURE_BACKOFF_S * 2 ** (self._failures - 1), MAX_FAILURE_BACKOFF_S)
+            log.warning("warm browser agent failed to start (retry in %.0fs): %s", pause, exc)
+            await asyncio.sleep(pause)
             self._starting -= 1
             self._top_up()
             return
+        self._failures = 0
         self._starting -= 1
         if self._stopping:
             await self._close(agent)

@@ -119,7 +119,8 @@ class AgentProcess:
                 os.close(fd)
         # The token goes through the pipe, never argv or environment; the pipe then stays
         # open as the agent's lifeline.
-        os.write(self._stdin_w, self.token.encode() + b"\n")
+        with contextlib.suppress(BrokenPipeError):  # it died at once: wait_ready says why
+            os.write(self._stdin_w, self.token.encode() + b"\n")
         self._exited: asyncio.Future[None] = self._loop.create_future()
         self._pidfd = os.pidfd_open(self._proc.pid)
         self._loop.add_reader(self._pidfd, self._on_exit)

@@ -156,3 +156,17 @@ def test_nothing_survives_the_service(how: signal.Signals) -> None:
         )
     finally:
         service.stop()
+
+
+def test_a_browser_that_cannot_start_is_a_503_naming_the_setting() -> None:
+    service = ServiceProcess(browser_warm_agents="0", browser_executable="/nonexistent/chromium")
+    try:
+        response = service.client.post("/browser/sessions")
+        assert response.status_code == 503, response.text
+        body = response.json()
+        assert body["error"] == "browser_unavailable"
+        assert "BROWSER_EXECUTABLE" in body["message"]
+        assert service.client.get("/health").status_code == 200  # executions are unaffected
+        wait_for(lambda: not agent_dirs(service.state_dir), what="the failed agent's files to go")
+    finally:
+        service.stop()
