@@ -1,8 +1,10 @@
 """Benchmark: POST /execute against a bare `python3 -c` start, measured in the same run.
 
-Prints latency percentiles of both, their ratio (execute p50 / bare p50), and the
-throughput of /execute with concurrent clients.  Figures, not assertions: the machines
-are shared and noisy, so only the ratio against the same-run baseline is meaningful.
+Prints latency percentiles of both (measured interleaved, one of each in turn), their
+ratio (execute p50 / bare p50), the throughput of /execute with concurrent clients (wrk
+when installed), and the CPU the service and its sandboxes spend per request.  Figures,
+not assertions: the machines are shared and noisy, so only ratios against the same-run
+baseline, and CPU time per request, are meaningful.
 
     .venv/bin/python bench/execute_bench.py [--requests 300] [--clients 8] [--seconds 10]
 """
@@ -235,8 +237,12 @@ def main() -> None:
         conn = service.connection()
         for _ in range(20):  # warm-up: connection, code paths, pool
             service.execute(conn)
-        bare = bare_python(args.requests)
-        sequential = [service.execute(conn) for _ in range(args.requests)]
+        # Interleaved, one of each in turn: on a shared, noisy machine both series then
+        # see the same conditions, which is what makes their ratio meaningful.
+        bare, sequential = [], []
+        for _ in range(args.requests):
+            bare += bare_python(1)
+            sequential.append(service.execute(conn))
         controller_before, machine_before = process_cpu_ms(service.proc.pid), machine_busy_ms()
         service_before = account.used_ms() if account else 0.0
         use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
