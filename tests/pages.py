@@ -6,10 +6,15 @@ reached (not merely that the browser reported an error).
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 FORM = """<!doctype html>
 <html><head><title>Form</title>
@@ -81,7 +86,9 @@ class PageServer:
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         url = urlsplit(request.path)
         query = parse_qs(url.query)
-        if url.path == "/slow":
+        if url.path == "/ws":
+            self.accept_websocket(request)
+        elif url.path == "/slow":
             time.sleep(float(query.get("s", ["2"])[0]))
             self.send(request, 200, "<title>slow</title>")
         elif url.path == "/redirect":
@@ -106,6 +113,22 @@ class PageServer:
                 self.send(request, 404, "<title>missing</title>")
             else:
                 self.send(request, 200, page)
+
+    @staticmethod
+    def accept_websocket(request: BaseHTTPRequestHandler) -> None:
+        """Complete a WebSocket handshake, then hold the connection until the client goes."""
+        key = request.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        request.send_response(101)
+        request.send_header("Upgrade", "websocket")
+        request.send_header("Connection", "Upgrade")
+        request.send_header("Sec-WebSocket-Accept", accept)
+        request.end_headers()
+        request.wfile.flush()
+        request.close_connection = True
+        with contextlib.suppress(OSError):
+            while request.rfile.read1(4096):
+                pass
 
     @staticmethod
     def send(request: BaseHTTPRequestHandler, status: int, html: str) -> None:

@@ -1,0 +1,95 @@
+"""The network policy enforced on everything a page does, not only on navigations.
+
+The agent's browser and proxy are driven in-process here, so that a page can run
+scripts of the test's choosing (the public API has no script evaluation): WebSockets,
+fetch, images and names that resolve to loopback all go through the proxy, and a
+refused destination never sees a connection.  Each case has its positive control: the
+same request succeeds when the policy allows it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from browser_agent.browser import BrowserOptions, SessionBrowser
+from browser_agent.netpolicy import DestinationPolicy
+from browser_agent.proxy import FilteringProxy
+from playwright.async_api import Page
+
+from tests.pages import PageServer
+
+pytestmark = pytest.mark.timeout(90)
+
+OPEN_WEBSOCKET = """url => new Promise(done => {
+  const ws = new WebSocket(url);
+  ws.onopen = () => { done('open'); ws.close(); };
+  ws.onerror = () => done('error');
+})"""
+# no-cors: the page is about:blank and the answer is not the point; whether the server
+# was reached is (a refused plain-HTTP request gets the proxy's own 403 instead).
+FETCH = "url => fetch(url, {mode: 'no-cors'}).then(() => 'answered', () => 'error')"
+IMAGE = """url => new Promise(done => {
+  const img = new Image(); img.onload = () => done('loaded'); img.onerror = () => done('error');
+  img.src = url;
+})"""
+
+
+@pytest.fixture(scope="module")
+def pages() -> Iterator[PageServer]:
+    server = PageServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[tuple[SessionBrowser, FilteringProxy, Page]]:
+    proxy = FilteringProxy(DestinationPolicy())
+    port = await proxy.start()
+    downloads = Path(tempfile.mkdtemp(prefix="browser-enforcement-"))
+    session = SessionBrowser(
+        # As root Chromium refuses its sandbox; the controller never runs agents as root.
+        BrowserOptions("/usr/bin/chromium", downloads, port, chromium_sandbox=os.geteuid() != 0)
+    )
+    await session.start()
+    await session.configure("desktop")
+    _, page = session.tab(None)
+    try:
+        yield session, proxy, page
+    finally:
+        await session.close()
+        await proxy.stop()
+
+
+async def test_websockets_fetch_and_images_to_loopback_are_refused(
+    browser: tuple[SessionBrowser, FilteringProxy, Page], pages: PageServer
+) -> None:
+    _, proxy, page = browser
+    await page.set_content("<title>scripted</title>")
+    ws = f"ws://127.0.0.1:{pages.port}/ws?case=refused"
+    assert await page.evaluate(OPEN_WEBSOCKET, ws) == "error"
+    await page.evaluate(FETCH, f"{pages.base}/form?case=refused")
+    assert await page.evaluate(IMAGE, f"{pages.base}/download?case=refused") == "error"
+    await page.evaluate(FETCH, f"http://localhost:{pages.port}/form?case=name")
+    assert pages.hits("/ws") == pages.hits("/form") == pages.hits("/download") == 0
+    assert {r.host for r in proxy.refusals} == {"127.0.0.1", "localhost"}
+
+    # The positive control: the same requests go through once private networks are allowed.
+    proxy.policy = DestinationPolicy(allow_private=True)
+    assert await page.evaluate(OPEN_WEBSOCKET, f"ws://127.0.0.1:{pages.port}/ws?ok") == "open"
+    assert await page.evaluate(FETCH, f"{pages.base}/form?ok") == "answered"
+    assert pages.hits("/ws?ok") == 1 and pages.hits("/form?ok") == 1
+
+
+async def test_reserved_ports_stay_refused_when_private_networks_are_allowed(
+    browser: tuple[SessionBrowser, FilteringProxy, Page], pages: PageServer
+) -> None:
+    _, proxy, page = browser
+    proxy.policy = DestinationPolicy(allow_private=True, local_ports=frozenset({pages.port}))
+    await page.set_content("<title>scripted</title>")
+    assert await page.evaluate(OPEN_WEBSOCKET, f"ws://[::1]:{pages.port}/ws?reserved") == "error"
+    await page.evaluate(FETCH, f"{pages.base}/form?reserved")
+    assert pages.hits("/ws?reserved") == pages.hits("/form?reserved") == 0
