@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,7 @@ def agent() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         proc.wait()
         proc.stdin.close()
         proc.stdout.close()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.mark.parametrize(
@@ -100,3 +102,4 @@ def test_the_agent_exits_when_its_stdin_closes() -> None:
     assert proc.wait(20) == 0
     proc.stdout.close()
     assert Path(data, "downloads").is_dir()
+    shutil.rmtree(data, ignore_errors=True)

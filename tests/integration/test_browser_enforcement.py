@@ -10,6 +10,7 @@ same request succeeds when the policy allows it.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -62,6 +63,7 @@ async def browser() -> AsyncIterator[tuple[SessionBrowser, FilteringProxy, Page]
     finally:
         await session.close()
         await proxy.stop()
+        shutil.rmtree(downloads, ignore_errors=True)
 
 
 async def test_websockets_fetch_and_images_to_loopback_are_refused(

@@ -139,7 +139,7 @@ def test_each_agent_runs_as_a_uid_of_its_own(svc: ServiceProcess) -> None:
         svc.client.delete(f"/browser/sessions/{sid}")
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_nothing_survives_the_service(how: signal.Signals) -> None:
     service = ServiceProcess(browser_warm_agents="1")
     try:
