@@ -174,9 +174,9 @@ class Settings(BaseSettings):
     browser_uid: int = Field(
         64001,
         ge=1,
-        description="First host uid of the browser agents when the service runs as root: "
-        "each agent gets its own, from a range of 2 x (MAX_BROWSER_SESSIONS + "
-        "BROWSER_WARM_AGENTS) + 2 uids.",
+        description="First host uid of the sessions' Chromium when the service runs as "
+        "root: each agent's browser gets its own, from a range of 2 x "
+        "(MAX_BROWSER_SESSIONS + BROWSER_WARM_AGENTS) + 2 uids.",
     )
     browser_gid: int = Field(64001, ge=1, description="First host gid, as browser_uid.")
     browser_chromium_sandbox: bool = Field(

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from controller.browser.backend import AgentHandle
-from controller.browser.process import AgentProcess
+from controller.browser.process import AgentProcess, write_launcher
 from controller.errors import BrowserUnavailable
 from controller.settings import Settings
 
@@ -47,9 +47,10 @@ class LocalSessionBackend:
         self._stopping = False
         self.device_names: list[str] = []
         self._failures = 0
-        # As root, every agent gets a uid and gid of its own, so no session can see,
-        # signal or trace another's processes or read its files; the range is large
-        # enough for every agent that can be alive at once, closing ones included.
+        self._launcher: Path | None = None
+        # As root, every agent's Chromium gets a uid and gid of its own, so no page can
+        # see, signal or trace another session's browser or read its files; the range is
+        # large enough for every agent that can be alive at once, closing ones included.
         self._free_ids: list[int] | None = (
             list(range(id_range_size(settings))) if os.geteuid() == 0 else None
         )
@@ -60,6 +61,8 @@ class LocalSessionBackend:
         self._root.mkdir(parents=True, exist_ok=True)
         # Traversable, not listable: each agent's uid reaches only its own 0700 directory.
         os.chmod(self._root, 0o711)  # noqa: S103
+        if self._free_ids is not None:
+            self._launcher = write_launcher(self._root / "bin")
         self._top_up()
 
     def _track(self, task: asyncio.Task[None]) -> None:
@@ -101,7 +104,7 @@ class LocalSessionBackend:
             offset = self._free_ids.pop(0)
             ids = (self._settings.browser_uid + offset, self._settings.browser_gid + offset)
         try:
-            agent = AgentProcess(self._settings, self._root, ids)
+            agent = AgentProcess(self._settings, self._root, ids, self._launcher)
         except BaseException:
             self._free_id(ids)
             raise

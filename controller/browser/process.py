@@ -1,10 +1,16 @@
 """One browser agent as a process of this host: its command line, start, readiness and kill.
 
 Each agent is ``python -m browser_agent`` with Chromium already launched, serving one
-session and then killed with its whole process group.  When the service runs as root
-the agents run as ``BROWSER_UID`` (never root, never the sandbox uid), so Chromium keeps
-its own sandbox.  They die with the service even on SIGKILL: a parent-death signal on
-the agent, and the agent exits when its stdin (held by the service) closes.
+session and then killed with its whole process group.  They die with the service even
+on SIGKILL: a parent-death signal on the agent, and the agent exits when its stdin
+(held by the service) closes.
+
+When the service runs as root, each agent's Chromium (the part that handles untrusted
+web content) runs as a uid and gid of its own, never root and never the sandbox's, and
+so keeps its own sandbox.  The agent itself (this project's code and the Playwright
+driver) runs as the service: the checkout and its virtualenv then need not be readable
+by another uid, so a service run from ``/root/...`` works too.  The switch happens in a
+small launcher that Playwright starts in place of Chromium.
 """
 
 from __future__ import annotations
@@ -32,13 +38,37 @@ SETPRIV = "/usr/bin/setpriv"
 READY_TIMEOUT_S = 30.0
 READY_LINE_LIMIT = 256 * 1024
 SWEEPS = 100
+LAUNCHER_NAME = "launch-chromium"
+# Started by the Playwright driver (as root) in place of Chromium: hands the profile that
+# the driver created to the agent's uid, then becomes Chromium as that uid.  It lives in
+# a root-owned directory, never in the agent's own (which that uid could write).
+LAUNCHER = """#!/bin/sh
+set -eu
+for arg in "$@"; do
+  case "$arg" in
+    --user-data-dir=*) chown -R -- "$BROWSER_AGENT_UID:$BROWSER_AGENT_GID" "${arg#*=}" ;;
+  esac
+done
+exec /usr/bin/setpriv --reuid "$BROWSER_AGENT_UID" --regid "$BROWSER_AGENT_GID" \
+  --clear-groups --no-new-privs -- "$BROWSER_AGENT_CHROMIUM" "$@"
+"""
 
 
-def agent_argv(settings: Settings, data_dir: Path, ids: tuple[int, int] | None) -> list[str]:
-    """The command line of one agent: setpriv (parent-death signal; drop to ``ids``)."""
+def write_launcher(directory: Path) -> Path:
+    """Install the Chromium launcher (root-owned, not writable by any agent uid)."""
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path = directory / LAUNCHER_NAME
+    path.write_text(LAUNCHER)
+    path.chmod(0o755)
+    return path
+
+
+def agent_argv(settings: Settings, data_dir: Path, launcher: Path | None) -> list[str]:
+    """The command line of one agent: setpriv sets its parent-death signal.
+
+    ``launcher``: start Chromium through it (as the agent's own uid), not directly.
+    """
     argv = [SETPRIV, "--pdeathsig", "KILL", "--no-new-privs"]
-    if ids is not None:
-        argv += ["--reuid", str(ids[0]), "--regid", str(ids[1]), "--clear-groups"]
     argv += [
         sys.executable,
         "-m",
@@ -53,7 +83,7 @@ def agent_argv(settings: Settings, data_dir: Path, ids: tuple[int, int] | None) 
         "--data-dir",
         str(data_dir),
         "--executable",
-        settings.browser_executable,
+        str(launcher) if launcher is not None else settings.browser_executable,
         "--reserved-port",
         str(settings.port),
     ]
@@ -64,9 +94,12 @@ def agent_argv(settings: Settings, data_dir: Path, ids: tuple[int, int] | None) 
     return argv
 
 
-def agent_env(data_dir: Path) -> dict[str, str]:
-    """Nothing of the service's environment (AUTH_TOKEN included) reaches an agent."""
-    return {
+def agent_env(settings: Settings, data_dir: Path, ids: tuple[int, int] | None) -> dict[str, str]:
+    """Nothing of the service's environment (AUTH_TOKEN included) reaches an agent.
+
+    With ``ids``, the launcher's parameters: the uid, gid and binary of Chromium.
+    """
+    env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": str(data_dir),
         "TMPDIR": str(data_dir),
@@ -75,15 +108,23 @@ def agent_env(data_dir: Path) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
+    if ids is not None:
+        env["BROWSER_AGENT_UID"], env["BROWSER_AGENT_GID"] = str(ids[0]), str(ids[1])
+        env["BROWSER_AGENT_CHROMIUM"] = settings.browser_executable
+    return env
 
 
 class AgentProcess:
     """One agent process of this host and its private directory."""
 
     def __init__(
-        self, settings: Settings, root_dir: Path, ids: tuple[int, int] | None = None
+        self,
+        settings: Settings,
+        root_dir: Path,
+        ids: tuple[int, int] | None = None,
+        launcher: Path | None = None,
     ) -> None:
-        """Start the agent now, as uid/gid ``ids`` if given (the service is root).
+        """Start the agent now; its Chromium as uid/gid ``ids`` through ``launcher``.
 
         Call from the event loop's thread: the parent-death signal follows that thread.
         """
@@ -92,8 +133,11 @@ class AgentProcess:
         self.data_dir = root_dir / self.agent_id
         self.ids = ids
         self.data_dir.mkdir(mode=0o700)
+        # Chromium writes here (its HOME, profile, downloads) as the agent's uid.
+        (self.data_dir / "downloads").mkdir(mode=0o700)
         if ids is not None:
             os.chown(self.data_dir, *ids)
+            os.chown(self.data_dir / "downloads", *ids)
         self._loop = asyncio.get_running_loop()
         log_fd = os.open(
             self.data_dir / "agent.log", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
@@ -102,12 +146,12 @@ class AgentProcess:
         self._stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
         try:
             self._proc = subprocess.Popen(
-                agent_argv(settings, self.data_dir, ids),
+                agent_argv(settings, self.data_dir, launcher if ids is not None else None),
                 stdin=stdin_r,
                 stdout=stdout_w,
                 stderr=log_fd,
                 cwd=self.data_dir,
-                env=agent_env(self.data_dir),
+                env=agent_env(settings, self.data_dir, ids),
                 start_new_session=True,
             )
         except OSError as exc:
