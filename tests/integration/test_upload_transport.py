@@ -1,0 +1,53 @@
+"""The upload client's own guard: every connection is checked, not only the URL up front."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from controller.uploads.policy import UploadPolicy, parse_allowed_hosts
+from controller.uploads.transport import GuardedTransport
+from tests.file_service import FileService
+
+
+@pytest.fixture(scope="module")
+def file_service() -> Iterator[FileService]:
+    files = FileService()
+    files.start()
+    try:
+        yield files
+    finally:
+        files.stop()
+
+
+async def post(policy: UploadPolicy, url: str) -> httpx.Response:
+    async with httpx.AsyncClient(transport=GuardedTransport(policy, 4), timeout=5) as client:
+        return await client.post(url, files={"file": ("a.txt", b"a")}, data={"public": "false"})
+
+
+async def test_a_name_resolving_to_loopback_is_refused_at_connection(
+    file_service: FileService,
+) -> None:
+    # "localhost" is what a rebinding name turns into: the check happens at connect time.
+    with pytest.raises(httpx.ConnectError, match="loopback or private"):
+        await post(UploadPolicy(), f"http://localhost:{file_service.port}/up")
+
+
+async def test_a_listed_host_connects(file_service: FileService) -> None:
+    policy = UploadPolicy(parse_allowed_hosts(f"localhost:{file_service.port}"))
+    response = await post(policy, f"http://localhost:{file_service.port}/up")
+    assert response.status_code == 201
+
+
+async def test_metadata_stays_refused_when_listed() -> None:
+    policy = UploadPolicy(parse_allowed_hosts("169.254.169.254"))
+    with pytest.raises(httpx.ConnectError, match="always refused"):
+        await post(policy, "http://169.254.169.254/latest/meta-data/")
+
+
+async def test_unlisted_hosts_are_refused_before_resolving(file_service: FileService) -> None:
+    policy = UploadPolicy(parse_allowed_hosts("files.example"))
+    with pytest.raises(httpx.ConnectError, match="not in UPLOAD_ALLOWED_HOSTS"):
+        await post(policy, f"http://127.0.0.1:{file_service.port}/up")
