@@ -181,6 +181,9 @@ podLogsDir: $STATE_DIR/pod-logs
 volumePluginDir: $STATE_DIR/kubelet-plugins
 resolvConf: $STATE_DIR/config/resolv.conf
 clusterDomain: cluster.local
+# No cluster DNS runs; pointing ClusterFirst pods at their own loopback keeps their
+# queries inside the pod (and kubelet from warning about every pod).
+clusterDNS: [127.0.0.1]
 maxPods: 50
 serializeImagePulls: false
 # Images are imported, never pulled: never garbage-collect them, never evict for disk.
