@@ -23,6 +23,7 @@ SANDBOX_ENV ?= $(if $(ROOT_USER),/var/lib/sandbox-controller/sandbox-env,$(CURDI
 help:
 	@echo "make run    set up and serve local mode on :$${PORT:-8080} (AUTH_TOKEN from env or generated)"
 	@echo "make test   set up and run lint, type checks and the unit + integration tests"
+	@echo "make e2e    build (or take from cache) a local Kubernetes, run the e2e tier (root)"
 	@echo "make bench  run the benchmarks in bench/"
 
 deps: $(STATE_DIR)/.deps-stamp
@@ -78,6 +79,10 @@ check: lint typecheck sandbox-env
 	SANDBOX_PYTHON=$(SANDBOX_ENV)/bin/python3 $(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
 
 test: check
+
+# The e2e tier on a real single-node Kubernetes built from upstream (tests/cluster).
+include tests/cluster/cluster.mk
+e2e: venv
 
 bench: venv sandbox-env
 	@command -v wrk >/dev/null || { $(SUDO) apt-get install -y -qq wrk || echo "no wrk: the throughput run uses Python clients"; }
