@@ -17,7 +17,7 @@ from runner.bwrap import bwrap_argv, launcher_argv, probe_host
 from runner.policy import HIDDEN_PATHS, Layout, Limits
 from runner.seccomp import filter_program
 from runner.supervisor import Outcome, Sandbox, SandboxError
-from runner.support import prepare_support_dir
+from runner.support import prepare_support_dir, python_env_root
 
 from controller.errors import SandboxUnavailable
 from controller.execution.backend import Job, SandboxCheck
@@ -30,12 +30,6 @@ SECCOMP_FD = "@SECCOMP_FD@"
 READY_TIMEOUT_S = 10.0
 SELF_TEST_CODE = "import os, socket; print(os.getuid(), len(socket.if_nameindex()))"
 SELF_TEST_EXPECTED = b"1000 1\n"  # the sandbox uid, and only the loopback interface
-
-
-def python_env_root(python: str) -> str | None:
-    """The root of the virtual environment ``python`` belongs to, if it is in one."""
-    root = Path(python).parent.parent
-    return str(root) if (root / "pyvenv.cfg").is_file() else None
 
 
 def sandbox_limits(settings: Settings, timeout_ms: int) -> Limits:

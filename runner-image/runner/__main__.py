@@ -22,7 +22,7 @@ from runner.policy import HIDDEN_PATHS, Layout, Limits
 from runner.protocol import HarvestLimits
 from runner.seccomp import filter_program
 from runner.supervisor import Sandbox, SandboxError
-from runner.support import prepare_support_dir
+from runner.support import prepare_support_dir, python_env_root
 
 STATUS_FD = "@STATUS_FD@"
 SECCOMP_FD = "@SECCOMP_FD@"
@@ -33,7 +33,9 @@ async def run_job(job: dict[str, Any], python: str) -> dict[str, Any]:
     limits = Limits(timeout_ms=int(job.get("timeoutMs", Limits.timeout_ms)))
     harvest = HarvestLimits(max_files=50, max_file_bytes=10 << 20, max_total_bytes=25 << 20)
     support = prepare_support_dir(tempfile.mkdtemp(prefix="runner-support-"), python)
-    layout = Layout(support_dir=support, python=python)
+    env_root = python_env_root(python)
+    visible = (env_root,) if env_root else ()
+    layout = Layout(support_dir=support, python=python, extra_ro_paths=visible)
     program = filter_program()
     argv = bwrap_argv(
         layout, limits, probe_host(layout), STATUS_FD, seccomp_fd=SECCOMP_FD if program else None
@@ -51,7 +53,7 @@ async def run_job(job: dict[str, Any], python: str) -> dict[str, Any]:
             "stdin": job.get("stdin"),
             "files": files,
             "hiddenPaths": list(HIDDEN_PATHS),
-            "visiblePaths": [],
+            "visiblePaths": list(visible),
         }
         outcome = await sandbox.run(payload, limits, harvest)
     finally:

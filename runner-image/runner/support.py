@@ -21,6 +21,16 @@ GROUP = f"root:x:0:\nsandbox:x:{SANDBOX_GID}:\nnogroup:x:65534:\n"
 HOSTS = "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost ip6-loopback\n"
 
 
+def python_env_root(python: str) -> str | None:
+    """The root of the virtual environment ``python`` belongs to, if it is in one.
+
+    The sandbox mounts it read-only at the same place, so the interpreter finds its
+    packages there.
+    """
+    root = Path(python).parent.parent
+    return str(root) if (root / "pyvenv.cfg").is_file() else None
+
+
 COMPILE = "import py_compile, sys; py_compile.compile(sys.argv[1], sys.argv[2], doraise=True)"
 
 
