@@ -29,6 +29,9 @@ def test_runner_image_pod_runs_and_its_logs_are_read_through_the_api(
     assert status.image.endswith(RUNNER_IMAGE.split("/", 1)[1])
     assert status.image_id, "containerd reports the image's digest"
     out = logs(core, namespace, name).splitlines()
-    assert out[0].startswith("runner-image-ok 3.11."), out  # bookworm's python3
-    assert out[0].endswith(" 10001"), "runs as the image's non-root user"
+    # stdout and stderr are merged in the log in no guaranteed order: find each line.
+    hello = [line for line in out if line.startswith("runner-image-ok ")]
+    assert len(hello) == 1, out
+    assert hello[0].startswith("runner-image-ok 3.11."), out  # bookworm's python3
+    assert hello[0].endswith(" 10001"), "runs as the image's non-root user"
     assert "bwrap present: True" in out
