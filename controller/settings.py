@@ -175,8 +175,7 @@ class Settings(BaseSettings):
         64001,
         ge=1,
         description="First host uid of the sessions' Chromium when the service runs as "
-        "root: each agent's browser gets its own, from a range of 2 x "
-        "(MAX_BROWSER_SESSIONS + BROWSER_WARM_AGENTS) + 2 uids.",
+        "root: each browser gets its own from the 1000 uids from here, leased host-wide.",
     )
     browser_gid: int = Field(64001, ge=1, description="First host gid, as browser_uid.")
     browser_chromium_sandbox: bool = Field(

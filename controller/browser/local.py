@@ -15,6 +15,7 @@ from pathlib import Path
 
 from controller.browser.backend import AgentHandle
 from controller.browser.process import AgentProcess, write_launcher
+from controller.browser.uids import Lease, UidLeases
 from controller.errors import BrowserUnavailable
 from controller.settings import Settings
 
@@ -22,14 +23,6 @@ log = logging.getLogger(__name__)
 
 FAILURE_BACKOFF_S = 5.0
 MAX_FAILURE_BACKOFF_S = 120.0
-
-
-def id_range_size(settings: Settings) -> int:
-    """How many uids (from BROWSER_UID) the agents may use: all that can be alive at once.
-
-    Sessions, warm agents, their replacements starting, and agents still being closed.
-    """
-    return 2 * (settings.max_browser_sessions + settings.browser_warm_agents) + 2
 
 
 class LocalSessionBackend:
@@ -48,12 +41,12 @@ class LocalSessionBackend:
         self.device_names: list[str] = []
         self._failures = 0
         self._launcher: Path | None = None
-        # As root, every agent's Chromium gets a uid and gid of its own, so no page can
-        # see, signal or trace another session's browser or read its files; the range is
-        # large enough for every agent that can be alive at once, closing ones included.
-        self._free_ids: list[int] | None = (
-            list(range(id_range_size(settings))) if os.geteuid() == 0 else None
+        # As root, every agent's Chromium gets a uid and gid of its own, leased host-wide,
+        # so no page can see, signal or trace another session's browser or read its files.
+        self._uids = (
+            UidLeases(settings.browser_uid, settings.browser_gid) if os.geteuid() == 0 else None
         )
+        self._leases: dict[str, Lease] = {}
 
     async def start(self) -> None:
         # Directories of agents of a previous run (killed with it) are removed first.
@@ -61,7 +54,7 @@ class LocalSessionBackend:
         self._root.mkdir(parents=True, exist_ok=True)
         # Traversable, not listable: each agent's uid reaches only its own 0700 directory.
         os.chmod(self._root, 0o711)  # noqa: S103
-        if self._free_ids is not None:
+        if self._uids is not None:
             self._launcher = write_launcher(self._root / "bin")
         self._top_up()
 
@@ -97,18 +90,24 @@ class LocalSessionBackend:
         self._ready.append(agent)
 
     async def _start_agent(self) -> AgentProcess:
-        ids = None
-        if self._free_ids is not None:
-            if not self._free_ids:
-                raise BrowserUnavailable("every browser uid is in use (setting BROWSER_UID)")
-            offset = self._free_ids.pop(0)
-            ids = (self._settings.browser_uid + offset, self._settings.browser_gid + offset)
+        lease = None
+        if self._uids is not None:
+            lease = self._uids.acquire()
+            if lease is None:
+                raise BrowserUnavailable(
+                    f"all {self._uids.count} browser uids from {self._uids.first_uid} are in "
+                    "use on this host (setting BROWSER_UID)"
+                )
+        ids = (lease.uid, lease.gid) if lease is not None else None
         try:
             agent = AgentProcess(self._settings, self._root, ids, self._launcher)
         except BaseException:
-            self._free_id(ids)
+            if lease is not None:
+                UidLeases.release(lease)
             raise
         self._agents[agent.agent_id] = agent
+        if lease is not None:
+            self._leases[agent.agent_id] = lease
         try:
             await agent.wait_ready()
         except BrowserUnavailable:
@@ -158,12 +157,10 @@ class LocalSessionBackend:
         try:
             await agent.close()
         finally:
-            if self._agents.pop(agent.agent_id, None) is not None:
-                self._free_id(agent.ids)
-
-    def _free_id(self, ids: tuple[int, int] | None) -> None:
-        if ids is not None and self._free_ids is not None:
-            self._free_ids.append(ids[0] - self._settings.browser_uid)
+            self._agents.pop(agent.agent_id, None)
+            lease = self._leases.pop(agent.agent_id, None)
+            if lease is not None:
+                UidLeases.release(lease)
 
     async def stop(self) -> None:
         self._stopping = True
