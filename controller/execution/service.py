@@ -81,7 +81,7 @@ def limit_violations(outcome: Outcome, timeout_ms: int) -> list[Violation]:
             Violation(
                 kind="other",
                 target="sandbox",
-                detail="the sandbox's supervisor process was killed by the code",
+                detail="the sandbox's supervisor process ended without reporting",
             )
         )
     return found

@@ -64,6 +64,9 @@ def bwrap_argv(
         "--unshare-user",
         "--unshare-ipc",
         "--unshare-pid",
+        # The stub is PID 1 of its namespace (no separate reaper process): a signal from
+        # the code cannot kill it, and when it exits the kernel kills everything left.
+        "--as-pid-1",
         "--unshare-net",
         "--unshare-uts",
         "--unshare-cgroup-try",

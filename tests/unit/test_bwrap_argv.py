@@ -39,6 +39,8 @@ def test_every_namespace_is_unshared_including_the_network(argv: list[str]) -> N
 
 def test_sandbox_dies_with_its_parent_in_its_own_session(argv: list[str]) -> None:
     assert "--die-with-parent" in argv and "--new-session" in argv
+    # The stub is the namespace's PID 1: unkillable from inside, and it takes all with it.
+    assert argv.index("--as-pid-1") > argv.index("--unshare-pid")
 
 
 def test_environment_is_cleared_then_only_the_documented_set(argv: list[str]) -> None:
