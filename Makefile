@@ -48,6 +48,8 @@ $(SANDBOX_ENV)/.stamp: runner-image/sandbox-requirements.txt $(STATE_DIR)/.deps-
 	@test -x $(SANDBOX_ENV)/bin/python3 || /usr/bin/python3 -m venv $(SANDBOX_ENV)
 	$(SANDBOX_ENV)/bin/pip install -q --upgrade pip
 	$(SANDBOX_ENV)/bin/pip install -q -r runner-image/sandbox-requirements.txt
+	@# setuptools' distutils shim would be imported at every sandbox start; not needed.
+	@rm -f $(SANDBOX_ENV)/lib/python3*/site-packages/distutils-precedence.pth
 	@chmod -R a+rX $(SANDBOX_ENV)
 	@touch $@
 
