@@ -113,6 +113,9 @@ class LocalSessionBackend:
         except BrowserUnavailable:
             await self._close(agent)
             raise
+        except asyncio.CancelledError:  # the caller went away: the agent must not linger
+            self._track(asyncio.create_task(self._close(agent)))
+            raise
         self.device_names = agent.device_names or self.device_names
         return agent
 

@@ -12,13 +12,15 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from browser_agent.devices import known_device
+from browser_agent.protocol import ConfigureResponse
+from pydantic import ValidationError
 
 from controller.browser.backend import AgentHandle, SessionBackend
 from controller.browser.client import AgentClient
@@ -26,7 +28,6 @@ from controller.browser.models import CreatedSession, CreateSessionRequest, Sess
 from controller.errors import (
     AgentRefused,
     BadGateway,
-    ControllerError,
     GatewayTimeout,
     InvalidRequest,
     NotFound,
@@ -98,6 +99,7 @@ class SessionService:
         self._creating = 0
         self._wake = asyncio.Event()
         self._reaper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.backend.start()
@@ -158,22 +160,26 @@ class SessionService:
                 response = await self.client.request(
                     agent, "POST", "/session", json={"device": request.device}
                 )
+                bound = ConfigureResponse.model_validate_json(response.content)
             except AgentRefused:
                 self.backend.give_back(agent)  # untouched: a bad device name changes nothing
                 raise
-            except ControllerError:
-                await self.backend.release(agent)
+            except BaseException as exc:
+                # Whatever went wrong (the agent failed, answered nonsense, or the caller
+                # went away), an agent that got no session must not linger.
+                self._in_background(self.backend.release(agent))
+                if isinstance(exc, ValidationError):
+                    raise BadGateway(f"browser agent answered nonsense: {exc}") from None
                 raise
         finally:
             self._creating -= 1
-        body = response.json()
         session = Session(
             session_id=new_session_id(),
             agent=agent,
-            device=str(body["device"]),
-            viewport=Viewport(**body["viewport"]) if body.get("viewport") else None,
-            user_agent=str(body["userAgent"]),
-            is_mobile=bool(body["isMobile"]),
+            device=bound.device,
+            viewport=Viewport(**bound.viewport.model_dump()) if bound.viewport else None,
+            user_agent=bound.userAgent,
+            is_mobile=bound.isMobile,
             labels=dict(request.labels),
             idle_timeout_s=idle,
             max_lifetime_s=lifetime,
@@ -182,7 +188,12 @@ class SessionService:
         self._sessions[session.session_id] = session
         self._wake.set()
         log.info("browser session %s opened (%s)", session.session_id, session.device)
-        return CreatedSession(**session.info().model_dump(), tabId=str(body["tabId"]))
+        return CreatedSession(**session.info().model_dump(), tabId=bound.tabId)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def get(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)
