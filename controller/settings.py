@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         description="Sandboxes started ahead of requests (each used once). "
         "Default: the number of concurrent executions.",
     )
+    warm_sandbox_max_age_s: int = Field(
+        600,
+        ge=1,
+        le=86_400,
+        description="A warm sandbox unused for this long is replaced "
+        "(it was started with the settings and environment of its time).",
+    )
 
     # --- request limits ------------------------------------------------------------------
     max_request_bytes: int = Field(

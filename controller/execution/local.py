@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import platform
+import time
 from pathlib import Path
 
 from runner.bwrap import bwrap_argv, launcher_argv, probe_host
@@ -96,6 +97,9 @@ class LocalBackend:
         self.check = await self._self_test()
         if self.check.ok:
             self._top_up()
+            renewal = asyncio.create_task(self._renew_old_sandboxes(), name="sandbox-renewal")
+            self._tasks.add(renewal)
+            renewal.add_done_callback(self._tasks.discard)
         return self.check
 
     async def _self_test(self) -> SandboxCheck:
@@ -153,9 +157,25 @@ class LocalBackend:
             if self._ready.empty() and self._starting == 0:
                 return await self._new_sandbox()  # no pool (WARM_SANDBOXES=0)
             candidate = await asyncio.wait_for(self._ready.get(), READY_TIMEOUT_S)
-            if candidate.alive:
+            if candidate.alive and not self._expired(candidate):
                 return candidate
             self._retire(candidate)
+
+    def _expired(self, sandbox: Sandbox) -> bool:
+        return time.monotonic() - sandbox.started_at > self._settings.warm_sandbox_max_age_s
+
+    async def _renew_old_sandboxes(self) -> None:
+        """Every warm sandbox has a deadline: the idle ones past it are replaced."""
+        period = self._settings.warm_sandbox_max_age_s / 4
+        while True:
+            await asyncio.sleep(period)
+            for _ in range(self._ready.qsize()):
+                sandbox = self._ready.get_nowait()
+                if sandbox.alive and not self._expired(sandbox):
+                    self._ready.put_nowait(sandbox)
+                else:
+                    self._retire(sandbox)
+            self._top_up()
 
     async def run(self, job: Job) -> Outcome:
         if not self.check.ok:

@@ -211,3 +211,23 @@ def test_the_code_cannot_kill_the_sandbox_supervisor(service: ServiceProcess) ->
     assert result["exitCode"] == 0
     assert result["stdout"] == "1\nstill reported\n"
     assert result["violations"] == []
+
+
+def _children(pid: int) -> set[str]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    with open(path) as listing:
+        return set(listing.read().split())
+
+
+def test_warm_sandboxes_have_a_deadline() -> None:
+    svc = ServiceProcess(warm_sandbox_max_age_s="1")
+    try:
+        first = _children(svc.proc.pid)
+        assert first, "no warm sandboxes"
+        deadline = time.monotonic() + 10
+        while _children(svc.proc.pid) & first:
+            assert time.monotonic() < deadline, "old warm sandboxes were never replaced"
+            time.sleep(0.05)
+        assert svc.execute("print('fresh')")["stdout"] == "fresh\n"
+    finally:
+        svc.stop()
