@@ -45,6 +45,11 @@ POPUP = """<!doctype html><html><head><title>Opener</title></head>
 <body><a id="open" href="/form" target="_blank">open</a></body></html>"""
 
 
+FLOOD = """<!doctype html><html><head><title>Flood</title></head>
+<body><button id="flood" onclick="for (let i = 0; i < 60; i++) window.open('about:blank')">
+flood</button></body></html>"""
+
+
 def fetch_page(target: str) -> str:
     """A page that fetches ``target`` and writes what happened into its title."""
     return f"""<!doctype html><html><head><title>pending</title></head><body><script>
@@ -107,7 +112,7 @@ class PageServer:
             request.end_headers()
             request.wfile.write(body)
         else:
-            pages = {"/form": FORM, "/device": DEVICE, "/popup": POPUP}
+            pages = {"/form": FORM, "/device": DEVICE, "/popup": POPUP, "/flood": FLOOD}
             page = pages.get(url.path)
             if page is None:
                 self.send(request, 404, "<title>missing</title>")

@@ -18,10 +18,12 @@ from typing import Any
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 
 from browser_agent.devices import DESKTOP, UnknownDevice, accepted_names, resolve_device
-from browser_agent.errors import AgentError, BadInput, TabNotFound
+from browser_agent.errors import AgentError, BadInput, TabLimit, TabNotFound
 from browser_agent.protocol import ConfigureResponse, Tab, TabList, Viewport
 
 log = logging.getLogger(__name__)
+
+MAX_TABS = 32
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class SessionBrowser:
         self._ids = itertools.count(1)
         self._current: str | None = None
         self.device: str | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._playwright = await async_playwright().start()
@@ -140,6 +143,14 @@ class SessionBrowser:
         )
 
     def _on_page(self, page: Page) -> None:
+        known = any(tab is page for tab in self._tabs.values())
+        if not known and len(self._tabs) >= MAX_TABS:
+            # A page that opens windows without end would exhaust the host's memory: past
+            # the cap, what it opens is closed at once.
+            closing = asyncio.get_running_loop().create_task(page.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            return
         self._register(page)
 
     def _register(self, page: Page) -> str:
@@ -173,6 +184,8 @@ class SessionBrowser:
         return chosen, page
 
     async def open_tab(self) -> Tab:
+        if len(self._tabs) >= MAX_TABS:
+            raise TabLimit(f"a session has at most {MAX_TABS} open tabs; close one first")
         page = await self.context().new_page()
         tab_id = self._register(page)
         return Tab(tabId=tab_id, url=page.url, title="")

@@ -7,6 +7,7 @@ AgentError               500
 +-- Forbidden            403  the destination is refused by the network policy
 +-- ElementTimeout       409  no element matched (or became actionable) in time
 +-- ActionFailed         409  the element was found but the action cannot apply
++-- TabLimit             409  the session has as many tabs open as it may
 +-- NavigationFailed     502  the page could not be loaded (DNS, refused, reset, ...)
 +-- NavigationTimeout    504  the page did not reach ``waitUntil`` in time
 """
@@ -67,6 +68,11 @@ class ActionFailed(AgentError):
 
     status = 409
     code = "action_failed"
+
+
+class TabLimit(AgentError):
+    status = 409
+    code = "tab_limit"
 
 
 class NavigationFailed(AgentError):

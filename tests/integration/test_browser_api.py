@@ -508,3 +508,23 @@ def test_bad_query_parameters(
 ) -> None:
     response = svc.client.get(f"/browser/sessions/{session}{query}")
     assert_invalid(response, field, rule)
+
+
+def test_a_page_cannot_open_tabs_without_end(svc: ServiceProcess, pages: PageServer) -> None:
+    created = svc.client.post("/browser/sessions")
+    assert created.status_code == 201, created.text
+    sid = created.json()["sessionId"]
+    try:
+        navigate(svc, sid, pages.base + "/flood")
+        ok(act(svc, sid, action="click", selector="#flood"))  # opens 60 windows
+
+        def open_tabs() -> int:
+            return len(svc.client.get(f"/browser/sessions/{sid}/tabs").json()["tabs"])
+
+        wait_for(lambda: open_tabs() == 32, what="the tab cap to be reached")
+        refused = svc.client.post(f"/browser/sessions/{sid}/tabs")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"] == "tab_limit"
+        assert open_tabs() == 32
+    finally:
+        svc.client.delete(f"/browser/sessions/{sid}")
