@@ -15,14 +15,15 @@ import time
 from pathlib import Path
 
 from runner.bwrap import bwrap_argv, launcher_argv, probe_host
-from runner.policy import HIDDEN_PATHS, Layout, Limits
+from runner.policy import HIDDEN_PATHS, Layout
 from runner.seccomp import filter_program
 from runner.supervisor import Outcome, Sandbox, SandboxError
 from runner.support import prepare_support_dir, python_env_root
 
 from controller.errors import SandboxUnavailable
 from controller.execution.backend import Job, SandboxCheck
-from controller.settings import MIB, Settings
+from controller.execution.limits import sandbox_limits
+from controller.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +32,6 @@ SECCOMP_FD = "@SECCOMP_FD@"
 READY_TIMEOUT_S = 10.0
 SELF_TEST_CODE = "import os, socket; print(os.getuid(), len(socket.if_nameindex()))"
 SELF_TEST_EXPECTED = b"1000 1\n"  # the sandbox uid, and only the loopback interface
-
-
-def sandbox_limits(settings: Settings, timeout_ms: int) -> Limits:
-    """The limits of one execution: the settings, with the request's timeout."""
-    return Limits(
-        timeout_ms=timeout_ms,
-        memory_bytes=settings.memory_limit_mb * MIB,
-        max_processes=settings.max_processes,
-        max_file_bytes=settings.max_file_size_mb * MIB,
-        max_open_files=settings.max_open_files,
-        workspace_bytes=settings.workspace_size_mb * MIB,
-        tmp_bytes=settings.tmp_size_mb * MIB,
-        output_bytes=settings.output_limit_bytes,
-    )
 
 
 class LocalBackend:

@@ -14,7 +14,7 @@ from controller.errors import InvalidRequest
 from controller.execution import delivery
 from controller.execution.admission import Admission
 from controller.execution.backend import ExecutionBackend, Job
-from controller.execution.local import sandbox_limits
+from controller.execution.limits import sandbox_limits
 from controller.execution.models import (
     ExecuteRequest,
     ExecuteResponse,
