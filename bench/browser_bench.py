@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -79,7 +80,7 @@ class Controller:
     def __init__(self) -> None:
         port = free_port()
         token = secrets.token_urlsafe(24)
-        state = tempfile.mkdtemp(prefix="browser-bench-")
+        state = self.state = tempfile.mkdtemp(prefix="browser-bench-")
         os.chmod(state, 0o755)
         env = {
             **os.environ,
@@ -129,6 +130,7 @@ class Controller:
         self.http.close()
         self.proc.terminate()
         self.proc.wait(15)
+        shutil.rmtree(self.state, ignore_errors=True)
 
 
 def controller_figures(url: str, creates: int, requests: int) -> dict[str, list[float]]:
