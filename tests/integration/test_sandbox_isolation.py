@@ -334,3 +334,26 @@ def test_kernel_attack_surface_is_filtered(service: ServiceProcess) -> None:
     assert out[8:] == ["thread ok", "process ok", ""]
     health = httpx.get(service.base_url + "/health").json()
     assert "seccomp filter on" in health["sandbox"]["detail"]
+
+
+def test_concurrent_runs_cannot_see_each_other(service: ServiceProcess) -> None:
+    # Each run leaves a marker in its workspace and /tmp and looks for everyone else's
+    # while the others are still running (each waits half a second before looking).
+    from concurrent.futures import ThreadPoolExecutor
+
+    code = (
+        "import os, time, glob\n"
+        "me = {me!r}\n"
+        "open('mine-' + me, 'w').write(me); open('/tmp/mine-' + me, 'w').write(me)\n"
+        "time.sleep(0.5)\n"
+        "seen = glob.glob('/workspace/mine-*') + glob.glob('/tmp/mine-*')\n"
+        "procs = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+        "print(sorted(os.path.basename(s) for s in seen), len(procs) < 6)\n"
+    )
+    names = [f"run{i}" for i in range(8)]
+    with ThreadPoolExecutor(len(names)) as pool:
+        results = list(pool.map(lambda n: service.execute(code.format(me=n)), names))
+    for name, result in zip(names, results, strict=True):
+        assert result["exitCode"] == 0, result
+        assert result["stdout"] == f"['mine-{name}', 'mine-{name}'] True\n"
+        assert [f["name"] for f in result["files"]] == [f"mine-{name}"]
