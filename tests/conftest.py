@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.file_service import FileService
 from tests.support import ServiceProcess
 
 TIERS = {"unit", "integration", "e2e"}
@@ -27,3 +28,14 @@ def service() -> Iterator[ServiceProcess]:
         yield svc
     finally:
         svc.stop()
+
+
+@pytest.fixture(scope="session")
+def file_service() -> Iterator[FileService]:
+    """A real multipart file service on loopback, storing what it receives."""
+    files = FileService()
+    files.start()
+    try:
+        yield files
+    finally:
+        files.stop()

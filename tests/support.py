@@ -88,6 +88,12 @@ class ServiceProcess:
         assert self.proc.stdout is not None
         return self.proc.stdout.read().decode(errors="replace")
 
+    def __enter__(self) -> ServiceProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         self.client.close()
         if self.proc.poll() is None:

@@ -190,17 +190,14 @@ def test_unknown_path_and_method_are_json_errors(service: ServiceProcess) -> Non
 
 @pytest.fixture(scope="module")
 def small_service() -> Iterator[ServiceProcess]:
-    svc = ServiceProcess(
+    with ServiceProcess(
         max_concurrent_executions="1",
         max_queued_executions="1",
         max_request_bytes="20000",
         max_code_bytes="1000",
         max_stdin_bytes="100",
-    )
-    try:
+    ) as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 def test_body_over_the_limit_is_413(small_service: ServiceProcess) -> None:

@@ -90,18 +90,15 @@ def test_bad_input_files_are_422(
 
 @pytest.fixture(scope="module")
 def small_files() -> Iterator[ServiceProcess]:
-    svc = ServiceProcess(
+    with ServiceProcess(
         max_input_files="3",
         max_input_bytes="100",
         max_output_files="3",
         max_output_file_bytes="1000",
         max_output_bytes="1500",
         max_inline_bytes="1200",
-    )
-    try:
+    ) as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 def test_input_limits_are_422(small_files: ServiceProcess) -> None:
@@ -206,16 +203,6 @@ def test_plotting_stack_is_available(service: ServiceProcess) -> None:
 
 
 # --- uploads -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def file_service() -> Iterator[FileService]:
-    files = FileService()
-    files.start()
-    try:
-        yield files
-    finally:
-        files.stop()
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ def wait_until_gone(marker: str, timeout_s: float = 5.0) -> list[str]:
 
 @pytest.fixture(scope="module")
 def limited() -> Iterator[ServiceProcess]:
-    svc = ServiceProcess(
+    with ServiceProcess(
         memory_limit_mb="256",
         max_processes="16",
         max_file_size_mb="2",
@@ -37,11 +37,8 @@ def limited() -> Iterator[ServiceProcess]:
         output_limit_bytes="4096",
         workspace_size_mb="8",
         tmp_size_mb="4",
-    )
-    try:
+    ) as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 def test_timeout_kills_and_reports(service: ServiceProcess) -> None:

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
 from controller.uploads.policy import UploadPolicy, parse_allowed_hosts
 from controller.uploads.transport import GuardedTransport
 from tests.file_service import FileService
-
-
-@pytest.fixture(scope="module")
-def file_service() -> Iterator[FileService]:
-    files = FileService()
-    files.start()
-    try:
-        yield files
-    finally:
-        files.stop()
 
 
 async def post(policy: UploadPolicy, url: str) -> httpx.Response:
