@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal as signals
 import uuid
 from typing import Literal
@@ -25,6 +26,8 @@ from controller.execution.models import (
 from controller.settings import Settings
 from controller.uploads.policy import UploadPolicy, parse_allowed_hosts
 from controller.uploads.transport import GuardedTransport, check_target
+
+log = logging.getLogger(__name__)
 
 # Signals that mean "a limit was hit", with the limit's name for the annotation.
 LIMIT_SIGNALS = {
@@ -168,6 +171,17 @@ class ExecutionService:
         if outcome.setup_error:
             raise InvalidRequest("files", "writable", outcome.setup_error)
         response = self._response(job, outcome)
+        # One line per execution for operators: outcome and sizes, never code or output.
+        log.info(
+            "execution %s exit=%s signal=%s timed_out=%s duration_ms=%.1f violations=%d files=%d",
+            job.execution_id,
+            outcome.exit_code,
+            outcome.signal,
+            outcome.timed_out,
+            outcome.duration_ms,
+            len(response.violations),
+            len(outcome.harvested.files),
+        )
         if request.fileUploadUrl is not None:
             response.uploads, response.skippedFiles = await delivery.upload(
                 outcome.harvested,
