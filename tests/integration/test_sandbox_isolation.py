@@ -357,3 +357,16 @@ def test_concurrent_runs_cannot_see_each_other(service: ServiceProcess) -> None:
         assert result["exitCode"] == 0, result
         assert result["stdout"] == f"['mine-{name}', 'mine-{name}'] True\n"
         assert [f["name"] for f in result["files"]] == [f"mine-{name}"]
+
+
+def test_as_root_sandboxes_run_as_the_unprivileged_host_uid(service: ServiceProcess) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the service drops to SANDBOX_UID only when it runs as root")
+    sandboxes = [p for p in os.listdir("/proc") if p.isdigit() and _parent_is(p, service.proc.pid)]
+    assert sandboxes, "the service has no warm sandboxes to check"
+    for pid in sandboxes:
+        status = Path(f"/proc/{pid}/status").read_text()
+        uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
+        groups = next(line for line in status.splitlines() if line.startswith("Groups:"))
+        assert uids == ["64000"] * 4, status
+        assert groups.split()[1:] == ["64000"]
