@@ -63,7 +63,12 @@ class LocalBackend:
         except (OSError, RuntimeError) as exc:
             self.check = SandboxCheck(ok=False, detail=f"cannot prepare the sandbox: {exc}")
             return self.check
-        layout = Layout(support_dir=support, python=python, extra_ro_paths=self._visible)
+        layout = Layout(
+            support_dir=support,
+            python=python,
+            extra_ro_paths=self._visible,
+            preload=settings.sandbox_preload,
+        )
         # The argv depends only on settings; per-request limits travel in the job itself.
         base_limits = sandbox_limits(settings, settings.default_timeout_ms)
         program = filter_program()

@@ -145,6 +145,7 @@ def bwrap_argv(
         "-S",
         f"{SUPPORT_MOUNT}/{STUB_NAME}",
         status_fd,
+        *layout.preload,
     ]
     return argv
 

@@ -108,3 +108,5 @@ class Layout:
     etc_files: tuple[str, ...] = ETC_FILES
     extra_ro_paths: tuple[str, ...] = field(default=())
     """More read-only paths, each mounted at the same place (e.g. a Python environment)."""
+    preload: tuple[str, ...] = field(default=())
+    """Modules imported while the sandbox warms up, so the code's imports of them are free."""

@@ -301,3 +301,11 @@ def test_without_a_working_sandbox_the_service_fails_closed() -> None:
         assert response.json()["error"] == "sandbox_unavailable"
     finally:
         broken.stop()
+
+
+def test_preloaded_modules_are_imported_before_the_code_runs() -> None:
+    code = "import sys; print('decimal' in sys.modules, 'fractions' in sys.modules)"
+    with ServiceProcess(sandbox_preload="decimal, no_such_module") as svc:
+        assert svc.execute(code)["stdout"] == "True False\n"
+    with ServiceProcess() as plain:
+        assert plain.execute(code)["stdout"] == "False False\n"

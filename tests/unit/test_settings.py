@@ -57,3 +57,10 @@ def test_environment_is_read_when_constructed(monkeypatch: pytest.MonkeyPatch) -
 def test_out_of_range_settings_are_refused(name: str, value: int) -> None:
     with pytest.raises(ValidationError, match=name):
         make(auth_token="a" * 32, **{name: value})
+
+
+def test_preload_takes_module_names_only() -> None:
+    settings = make(auth_token="a" * 32, sandbox_preload="numpy, matplotlib.pyplot")
+    assert settings.sandbox_preload == ("numpy", "matplotlib.pyplot")
+    with pytest.raises(ValidationError, match="not a module name"):
+        make(auth_token="a" * 32, sandbox_preload="os; import shutil")
