@@ -161,10 +161,12 @@ def test_writes_outside_workspace_and_tmp_fail_and_are_reported(
 
 
 def test_host_files_are_not_visible(service: ServiceProcess) -> None:
-    # /var may exist only as the path to the mounted Python environment; nothing else of it.
+    # Nothing of these host paths is there.  (/var, or a home directory when the service
+    # runs from one, may exist only as the path down to the mounted Python environment.)
     hidden = [
-        "/root",
-        "/home",
+        "/root/.ssh",
+        "/root/.bashrc",
+        "/home/tester/.bashrc",
         "/etc/shadow",
         "/etc/ssh",
         "/etc/ssl/private",
@@ -172,9 +174,9 @@ def test_host_files_are_not_visible(service: ServiceProcess) -> None:
         "/var/lib/dpkg",
         "/var/cache",
         "/var/lib/sandbox-controller/sandbox-support",
-        "/root/.ssh",
-        str(ROOT),
         str(ROOT / "pyproject.toml"),
+        str(ROOT / ".git"),
+        str(ROOT / "controller"),
         "/proc/1/root/root",
         "/sys",
         "/run",
@@ -184,6 +186,14 @@ def test_host_files_are_not_visible(service: ServiceProcess) -> None:
     ]
     out = run_ok(service, f"import os\nprint([p for p in {hidden!r} if os.path.exists(p)])")
     assert out == "[]\n"
+    # Directories above a mounted path hold nothing but the way down to it.
+    chains = run_ok(
+        service,
+        "import os\n"
+        f"print([p for p in {['/root', '/home', '/var', str(ROOT)]!r}\n"
+        "       if os.path.isdir(p) and len(os.listdir(p)) > 1])",
+    )
+    assert chains == "[]\n"
 
 
 def test_reading_a_hidden_path_is_reported(service: ServiceProcess) -> None:
