@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -60,7 +61,8 @@ class LocalBackend:
         self._visible = (*settings.sandbox_extra_ro_paths, *([env_root] if env_root else []))
         try:
             support = prepare_support_dir(Path(settings.state_dir) / "sandbox-support", python)
-        except (OSError, RuntimeError) as exc:
+        except (OSError, RuntimeError, subprocess.SubprocessError, ValueError) as exc:
+            # Fail closed with the reason in /health, rather than a crash at start.
             self.check = SandboxCheck(ok=False, detail=f"cannot prepare the sandbox: {exc}")
             return self.check
         layout = Layout(

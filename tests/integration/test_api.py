@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -309,3 +310,13 @@ def test_preloaded_modules_are_imported_before_the_code_runs() -> None:
         assert svc.execute(code)["stdout"] == "True False\n"
     with ServiceProcess() as plain:
         assert plain.execute(code)["stdout"] == "False False\n"
+
+
+def test_a_broken_interpreter_fails_closed_too(tmp_path: Path) -> None:
+    broken = tmp_path / "python3"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    with ServiceProcess(expect_healthy=False, sandbox_python=str(broken)) as svc:
+        health = httpx.get(svc.base_url + "/health")
+        assert health.status_code == 503
+        assert "cannot prepare the sandbox" in health.json()["sandbox"]["detail"]
