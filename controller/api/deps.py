@@ -1,4 +1,8 @@
-"""Dependencies the routes declare: the settings and services that the lifespan owns."""
+"""Dependencies the routes declare: the settings and services that the lifespan owns.
+
+They are ``async def`` although they never wait: FastAPI runs a plain ``def`` dependency
+in a worker thread, a thread hop on every request for a dictionary lookup.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,17 @@ from controller.execution.service import ExecutionService
 from controller.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_execution_service(request: Request) -> ExecutionService:
+async def get_execution_service(request: Request) -> ExecutionService:
     service: ExecutionService = request.app.state.execution
     return service
 
 
-def get_browser_service(request: Request) -> SessionService:
+async def get_browser_service(request: Request) -> SessionService:
     service: SessionService = request.app.state.browser
     return service
 
