@@ -66,12 +66,14 @@ class Service:
             "ACCESS_LOG": "false",
             **extra_env,
         }
+        # The log goes to a file: a pipe nobody reads would fill and block the service.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "controller"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -82,7 +84,11 @@ class Service:
                     return
             except OSError:
                 time.sleep(0.05)
-        raise SystemExit("service did not become healthy: " + self.proc.stderr.read().decode())
+        raise SystemExit("service did not become healthy: " + self._log_text())
+
+    def _log_text(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     def connection(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -106,6 +112,7 @@ class Service:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+        self.log.close()
 
 
 def process_cpu_ms(pid: int) -> float:

@@ -49,11 +49,14 @@ class ServiceProcess:
         }
         env.update({k.upper(): v for k, v in settings.items()})
         self.env = env
+        # The service's log goes to a file: a pipe nobody reads would fill up and block
+        # the service on its next log line.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "controller"],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
         )
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -83,10 +86,9 @@ class ServiceProcess:
         return result
 
     def output(self) -> str:
-        if self.proc.poll() is None:
-            return "(still running)"
-        assert self.proc.stdout is not None
-        return self.proc.stdout.read().decode(errors="replace")
+        """What the service has logged so far."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     def __enter__(self) -> ServiceProcess:
         return self
@@ -103,5 +105,4 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        self.log.close()
