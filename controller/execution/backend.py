@@ -37,6 +37,10 @@ class ExecutionBackend(Protocol):
     check: SandboxCheck
     """The latest self-test result; executions are refused unless it is ok."""
 
+    @property
+    def warm_sandboxes(self) -> int:
+        """Sandboxes started and waiting for a job."""
+
     async def start(self) -> SandboxCheck:
         """Prepare the backend and prove, with a real sandboxed run, that it isolates."""
 

@@ -54,6 +54,10 @@ class LocalBackend:
         self._argv: list[str] = []
         self.check = SandboxCheck(ok=False, detail="not started")
 
+    @property
+    def warm_sandboxes(self) -> int:
+        return self._ready.qsize()
+
     async def start(self) -> SandboxCheck:
         settings = self._settings
         python = settings.sandbox_interpreter

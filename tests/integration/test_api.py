@@ -23,6 +23,15 @@ def test_health_needs_no_token_and_reports_a_verified_sandbox(service: ServicePr
     assert body["status"] == "ok"
     assert body["backend"] == "local"
     assert body["sandbox"]["ok"] is True
+    assert body["executions"]["admitted"] == 0
+
+
+def test_health_shows_the_warm_pool_filling_to_its_size(service: ServiceProcess) -> None:
+    service.execute("print(1)")  # takes one warm sandbox; a replacement is started
+    deadline = time.monotonic() + 15
+    while httpx.get(service.base_url + "/health").json()["executions"]["warmSandboxes"] != 4:
+        assert time.monotonic() < deadline, "the pool never came back to WARM_SANDBOXES (4)"
+        time.sleep(0.02)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,10 @@ async def health(service: ExecutionServiceDep) -> JSONResponse:
         "status": "ok" if check.ok else "degraded",
         "backend": service.backend.name,
         "sandbox": {"ok": check.ok, "detail": check.detail},
-        "executions": {"admitted": service.admission.admitted},
+        "executions": {
+            "admitted": service.admission.admitted,
+            "warmSandboxes": service.backend.warm_sandboxes,
+        },
     }
     # 503 while the sandbox is not proven: load balancers stop sending executions here.
     return JSONResponse(body, status_code=200 if check.ok else 503)
