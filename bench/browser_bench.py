@@ -14,14 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import secrets
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +26,10 @@ import httpx
 from playwright.async_api import async_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the shared service launcher is in tests/
+
+from tests.support import ServiceProcess  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 PAGE = b"""<!doctype html><html><head><title>bench</title></head><body>
 <p id="out">0</p><button id="b" onclick="out.textContent = +out.textContent + 1">+</button>
@@ -70,41 +68,16 @@ class Page(BaseHTTPRequestHandler):
         self.wfile.write(PAGE)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Controller:
+    """The service with browser sessions on (tests.support.ServiceProcess) and a warm agent."""
+
     def __init__(self) -> None:
-        port = free_port()
-        token = secrets.token_urlsafe(24)
-        state = self.state = tempfile.mkdtemp(prefix="browser-bench-")
-        os.chmod(state, 0o755)
-        env = {
-            **os.environ,
-            "AUTH_TOKEN": token,
-            "PORT": str(port),
-            "STATE_DIR": state,
-            "ACCESS_LOG": "false",
-            "BROWSER_ALLOW_PRIVATE_NETWORKS": "true",
-            "BROWSER_WARM_AGENTS": "1",
-            "MAX_BROWSER_SESSIONS": "4",
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.service = ServiceProcess(
+            browser_allow_private_networks="true",
+            browser_warm_agents="1",
+            max_browser_sessions="4",
         )
-        self.http = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=60,
-        )
-        self.wait(lambda: self.http.get("/health").status_code == 200, "healthy")
+        self.http = self.service.client
 
     def wait(self, ready: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
@@ -127,10 +100,7 @@ class Controller:
         return response
 
     def stop(self) -> None:
-        self.http.close()
-        self.proc.terminate()
-        self.proc.wait(15)
-        shutil.rmtree(self.state, ignore_errors=True)
+        self.service.stop()
 
 
 def controller_figures(url: str, creates: int, requests: int) -> dict[str, list[float]]:

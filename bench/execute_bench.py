@@ -15,9 +15,7 @@ import argparse
 import http.client
 import json
 import os
-import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +25,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the shared service launcher is in tests/
+
+from tests.support import ServiceProcess  # noqa: E402
+
 CODE = "print(2+2)"
 BARE = ["/usr/bin/python3", "-c", CODE]
 
@@ -46,73 +48,26 @@ def bare_python(n: int) -> list[float]:
     return samples
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def connection(service: ServiceProcess) -> http.client.HTTPConnection:
+    """A plain keep-alive connection: the cheapest client, so its cost stays off the figures."""
+    return http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
 
 
-class Service:
-    def __init__(self, extra_env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.token = secrets.token_urlsafe(24)
-        self.state = tempfile.mkdtemp(prefix="sandbox-bench-")
-        os.chmod(self.state, 0o755)
-        env = {
-            **os.environ,
-            "AUTH_TOKEN": self.token,
-            "PORT": str(self.port),
-            "STATE_DIR": self.state,
-            "ACCESS_LOG": "false",
-            **extra_env,
-        }
-        # The log goes to a file: a pipe nobody reads would fill and block the service.
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("service did not become healthy: " + self._log_text())
-
-    def _log_text(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def connection(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-
-    def execute(self, conn: http.client.HTTPConnection) -> float:
-        body = json.dumps({"code": CODE}).encode()
-        start = time.perf_counter()
-        conn.request(
-            "POST",
-            "/execute",
-            body,
-            {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
-        response = conn.getresponse()
-        payload = response.read()
-        elapsed = (time.perf_counter() - start) * 1000
-        if response.status != 200 or json.loads(payload)["stdout"] != "4\n":
-            raise SystemExit(f"unexpected answer {response.status}: {payload[:300]!r}")
-        return elapsed
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.log.close()
+def execute(service: ServiceProcess, conn: http.client.HTTPConnection) -> float:
+    body = json.dumps({"code": CODE}).encode()
+    start = time.perf_counter()
+    conn.request(
+        "POST",
+        "/execute",
+        body,
+        {"Authorization": f"Bearer {service.token}", "Content-Type": "application/json"},
+    )
+    response = conn.getresponse()
+    payload = response.read()
+    elapsed = (time.perf_counter() - start) * 1000
+    if response.status != 200 or json.loads(payload)["stdout"] != "4\n":
+        raise SystemExit(f"unexpected answer {response.status}: {payload[:300]!r}")
+    return elapsed
 
 
 def process_cpu_ms(pid: int) -> float:
@@ -156,20 +111,20 @@ class CpuAccount:
         self.path.rmdir()
 
 
-def throughput(service: Service, clients: int, seconds: float) -> tuple[int, float, int]:
+def throughput(service: ServiceProcess, clients: int, seconds: float) -> tuple[int, float, int]:
     done = [0] * clients
     errors = [0] * clients
     stop_at = time.monotonic() + seconds
 
     def worker(i: int) -> None:
-        conn = service.connection()
+        conn = connection(service)
         while time.monotonic() < stop_at:
             try:
-                service.execute(conn)
+                execute(service, conn)
                 done[i] += 1
             except (SystemExit, OSError):
                 errors[i] += 1
-                conn = service.connection()
+                conn = connection(service)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     start = time.perf_counter()
@@ -194,7 +149,7 @@ end
 """
 
 
-def throughput_wrk(service: Service, clients: int, seconds: float) -> tuple[int, float, int]:
+def throughput_wrk(service: ServiceProcess, clients: int, seconds: float) -> tuple[int, float, int]:
     """The same load from wrk (C, one process): the clients' own CPU stays small."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(WRK_SCRIPT.replace("TOKEN", service.token))
@@ -236,23 +191,23 @@ def main() -> None:
     args = parser.parse_args()
 
     account = CpuAccount() if CpuAccount.available() else None
-    service = Service({})
+    service = ServiceProcess()
     if account:
         # Sandboxes are started by the service after it is healthy: all land in the group.
         account.add(service.proc.pid)
     try:
-        conn = service.connection()
+        conn = connection(service)
         for _ in range(20):  # warm-up: connection, code paths, pool
-            service.execute(conn)
+            execute(service, conn)
         # Interleaved, one of each in turn: on a shared, noisy machine both series then
         # see the same conditions, which is what makes their ratio meaningful.
         bare, sequential = [], []
         for _ in range(args.requests):
             bare += bare_python(1)
-            sequential.append(service.execute(conn))
+            sequential.append(execute(service, conn))
         # And with no pause at all: then every request's replacement sandbox competes
         # with the next request for the same cores (a throughput test at concurrency 1).
-        back_to_back = [service.execute(conn) for _ in range(args.requests)]
+        back_to_back = [execute(service, conn) for _ in range(args.requests)]
         controller_before, machine_before = process_cpu_ms(service.proc.pid), machine_busy_ms()
         service_before = account.used_ms() if account else 0.0
         use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
