@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.file_service import FileService
+from tests.pages import PageServer
 from tests.support import ServiceProcess
 
 TIERS = {"unit", "integration", "e2e"}
@@ -39,3 +40,11 @@ def file_service() -> Iterator[FileService]:
         yield files
     finally:
         files.stop()
+
+
+@pytest.fixture(scope="module")
+def pages() -> Iterator[PageServer]:
+    """Test pages served on loopback, one server per test module."""
+    server = PageServer()
+    yield server
+    server.close()

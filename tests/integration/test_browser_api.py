@@ -21,13 +21,6 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
-def pages() -> Iterator[PageServer]:
-    server = PageServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
 def svc() -> Iterator[ServiceProcess]:
     service = ServiceProcess(
         browser_allow_private_networks="true", browser_warm_agents="1", max_browser_sessions="4"

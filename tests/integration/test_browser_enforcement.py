@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -37,13 +37,6 @@ IMAGE = """url => new Promise(done => {
   const img = new Image(); img.onload = () => done('loaded'); img.onerror = () => done('error');
   img.src = url;
 })"""
-
-
-@pytest.fixture(scope="module")
-def pages() -> Iterator[PageServer]:
-    server = PageServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture

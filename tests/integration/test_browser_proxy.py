@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from browser_agent.netpolicy import DestinationPolicy
 from browser_agent.proxy import REFUSED_HEADER, FilteringProxy
 
 from tests.pages import PageServer
-
-
-@pytest.fixture(scope="module")
-def pages() -> Iterator[PageServer]:
-    server = PageServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture

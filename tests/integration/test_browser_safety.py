@@ -19,13 +19,6 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
-def pages() -> Iterator[PageServer]:
-    server = PageServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
 def svc() -> Iterator[ServiceProcess]:
     service = ServiceProcess(browser_warm_agents="1")
     try:
