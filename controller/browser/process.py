@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from runner.supervisor import exit_future
+
 from controller.browser.backend import AgentHandle
 from controller.errors import BrowserUnavailable
 from controller.settings import Settings
@@ -165,9 +167,7 @@ class AgentProcess:
         # open as the agent's lifeline.
         with contextlib.suppress(BrokenPipeError):  # it died at once: wait_ready says why
             os.write(self._stdin_w, self.token.encode() + b"\n")
-        self._exited: asyncio.Future[None] = self._loop.create_future()
-        self._pidfd = os.pidfd_open(self._proc.pid)
-        self._loop.add_reader(self._pidfd, self._on_exit)
+        self._exited = exit_future(self._loop, self._proc)
         self.endpoint = ""
         self.device_names: list[str] = []
         self.started = time.monotonic()
@@ -178,13 +178,6 @@ class AgentProcess:
 
     def handle(self) -> AgentHandle:
         return AgentHandle(agent_id=self.agent_id, endpoint=self.endpoint, token=self.token)
-
-    def _on_exit(self) -> None:
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        self._proc.wait()
-        if not self._exited.done():
-            self._exited.set_result(None)
 
     async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Wait for the agent's ready line (its port); raise BrowserUnavailable otherwise."""

@@ -111,6 +111,27 @@ class _CappedReader:
             self._fd = -1
 
 
+def exit_future(
+    loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes]
+) -> asyncio.Future[None]:
+    """A future that resolves once ``proc`` has exited, and reaps it then.
+
+    A pidfd watched by the event loop: no child watcher, no thread per process.
+    """
+    exited: asyncio.Future[None] = loop.create_future()
+    pidfd = os.pidfd_open(proc.pid)
+
+    def on_exit() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        proc.wait()
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, on_exit)
+    return exited
+
+
 def _pipe_with(data: bytes) -> int:
     """A pipe's read end, holding ``data`` (which must fit in the pipe's buffer)."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
@@ -166,9 +187,7 @@ class Sandbox:
         self._loop = loop
         self._stdin_fd, self._stdout_fd, self._stderr_fd = stdin_w, stdout_r, stderr_r
         self._status = StatusReader(loop, status_r)
-        self._pidfd = os.pidfd_open(self._proc.pid)
-        self._exited: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(self._pidfd, self._on_exit)
+        self._exited = exit_future(loop, self._proc)
         self.started_at = time.monotonic()
         self.used = False
 
@@ -179,13 +198,6 @@ class Sandbox:
     @property
     def alive(self) -> bool:
         return not self._exited.done()
-
-    def _on_exit(self) -> None:
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        self._proc.wait()
-        if not self._exited.done():
-            self._exited.set_result(None)
 
     async def wait_ready(self, timeout_s: float) -> None:
         """Wait until the interpreter inside is warm; raise SandboxError if it never is."""
