@@ -102,10 +102,9 @@ class Layout:
     """What the sandbox can see of the host, all read-only."""
 
     support_dir: str
-    """Host directory with stub.py, passwd, group, hosts and the empty placeholders."""
+    """Host directory from support.prepare_support_dir: sandbox code, /etc, placeholders."""
     python: str = "/usr/bin/python3"
     ro_paths: tuple[str, ...] = ("/usr",)
-    etc_files: tuple[str, ...] = ETC_FILES
     extra_ro_paths: tuple[str, ...] = field(default=())
     """More read-only paths, each mounted at the same place (e.g. a Python environment)."""
     preload: tuple[str, ...] = field(default=())

@@ -192,10 +192,6 @@ class Sandbox:
         self.used = False
 
     @property
-    def pid(self) -> int:
-        return self._proc.pid
-
-    @property
     def alive(self) -> bool:
         return not self._exited.done()
 
@@ -208,9 +204,6 @@ class Sandbox:
         if not ready:
             await self.close()
             raise SandboxError(f"sandbox failed to start: {self._startup_error()}")
-
-    def is_ready(self) -> bool:
-        return self._status.ready.done() and self._status.ready.result()
 
     def _startup_error(self) -> str:
         try:
