@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import platform
 import subprocess
 import time
 from pathlib import Path
 
-from runner.bwrap import bwrap_argv, launcher_argv, probe_host
-from runner.policy import HIDDEN_PATHS, Layout
-from runner.seccomp import filter_program
+from runner.launch import SandboxCommand, sandbox_command
+from runner.policy import HIDDEN_PATHS
 from runner.supervisor import Outcome, Sandbox, SandboxError
-from runner.support import prepare_support_dir, python_env_root
+from runner.support import prepare_support_dir
 
 from controller.errors import SandboxUnavailable
 from controller.execution.backend import Job, SandboxCheck
@@ -28,8 +26,6 @@ from controller.settings import Settings
 
 log = logging.getLogger(__name__)
 
-STATUS_FD = "@STATUS_FD@"
-SECCOMP_FD = "@SECCOMP_FD@"
 READY_TIMEOUT_S = 10.0
 SELF_TEST_CODE = "import os, socket; print(os.getuid(), len(socket.if_nameindex()))"
 SELF_TEST_EXPECTED = b"1000 1\n"  # the sandbox uid, and only the loopback interface
@@ -48,10 +44,8 @@ class LocalBackend:
         self._live: set[Sandbox] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._visible: tuple[str, ...] = ()
-        self._fd_data: dict[str, bytes] = {}
+        self._command: SandboxCommand | None = None
         self._stopping = False
-        self._argv: list[str] = []
         self.check = SandboxCheck(ok=False, detail="not started")
 
     @property
@@ -61,36 +55,20 @@ class LocalBackend:
     async def start(self) -> SandboxCheck:
         settings = self._settings
         python = settings.sandbox_interpreter
-        env_root = python_env_root(python)
-        self._visible = (*settings.sandbox_extra_ro_paths, *([env_root] if env_root else []))
         try:
             support = prepare_support_dir(Path(settings.state_dir) / "sandbox-support", python)
         except (OSError, RuntimeError, subprocess.SubprocessError, ValueError) as exc:
             # Fail closed with the reason in /health, rather than a crash at start.
             self.check = SandboxCheck(ok=False, detail=f"cannot prepare the sandbox: {exc}")
             return self.check
-        layout = Layout(
-            support_dir=support,
-            python=python,
-            extra_ro_paths=self._visible,
+        # The command depends only on settings; per-request limits travel in the job.
+        self._command = sandbox_command(
+            support,
+            python,
+            sandbox_limits(settings, settings.default_timeout_ms),
+            extra_ro_paths=settings.sandbox_extra_ro_paths,
             preload=settings.sandbox_preload,
-        )
-        # The argv depends only on settings; per-request limits travel in the job itself.
-        base_limits = sandbox_limits(settings, settings.default_timeout_ms)
-        program = filter_program()
-        self._fd_data = {SECCOMP_FD: program} if program else {}
-        argv = bwrap_argv(
-            layout,
-            base_limits,
-            probe_host(layout),
-            status_fd=STATUS_FD,
-            seccomp_fd=SECCOMP_FD if program else None,
-        )
-        root = os.geteuid() == 0
-        self._argv = launcher_argv(
-            argv,
-            uid=settings.sandbox_uid if root else None,
-            gid=settings.sandbox_gid if root else None,
+            host_ids=(settings.sandbox_uid, settings.sandbox_gid),
         )
         self.check = await self._self_test()
         if self.check.ok:
@@ -112,13 +90,19 @@ class LocalBackend:
         if outcome.exit_code != 0 or outcome.stdout != SELF_TEST_EXPECTED:
             detail = (outcome.stderr or outcome.stdout).decode("utf-8", "replace")[-500:]
             return SandboxCheck(ok=False, detail=f"sandbox self-test failed: {detail.strip()}")
-        seccomp = "on" if self._fd_data else f"off (no syscall table for {platform.machine()})"
+        seccomp = (
+            "on"
+            if self._command and self._command.seccomp
+            else f"off (no syscall table for {platform.machine()})"
+        )
         return SandboxCheck(
             ok=True, detail=f"bubblewrap sandbox verified; seccomp filter {seccomp}"
         )
 
     async def _new_sandbox(self) -> Sandbox:
-        sandbox = Sandbox(self._argv, status_fd_placeholder=STATUS_FD, fd_data=self._fd_data)
+        if self._command is None:
+            raise SandboxError("the backend was not started")
+        sandbox = self._command.start()
         self._live.add(sandbox)
         try:
             await sandbox.wait_ready(READY_TIMEOUT_S)
@@ -199,7 +183,7 @@ class LocalBackend:
             "stdin": job.stdin,
             "files": list(job.files),
             "hiddenPaths": list(HIDDEN_PATHS),
-            "visiblePaths": list(self._visible),
+            "visiblePaths": list(self._command.visible_paths if self._command else ()),
         }
         try:
             return await sandbox.run(payload, job.limits, job.harvest)

@@ -17,15 +17,12 @@ import sys
 import tempfile
 from typing import Any
 
-from runner.bwrap import bwrap_argv, launcher_argv, probe_host
-from runner.policy import HIDDEN_PATHS, Layout, Limits
+from runner.launch import sandbox_command
+from runner.policy import HIDDEN_PATHS, Limits
 from runner.protocol import HarvestLimits
-from runner.seccomp import filter_program
-from runner.supervisor import Sandbox, SandboxError
-from runner.support import prepare_support_dir, python_env_root
+from runner.supervisor import SandboxError
+from runner.support import prepare_support_dir
 
-STATUS_FD = "@STATUS_FD@"
-SECCOMP_FD = "@SECCOMP_FD@"
 SANDBOX_HOST_ID = 64000
 
 
@@ -33,18 +30,8 @@ async def run_job(job: dict[str, Any], python: str) -> dict[str, Any]:
     limits = Limits(timeout_ms=int(job.get("timeoutMs", Limits.timeout_ms)))
     harvest = HarvestLimits(max_files=50, max_file_bytes=10 << 20, max_total_bytes=25 << 20)
     support = prepare_support_dir(tempfile.mkdtemp(prefix="runner-support-"), python)
-    env_root = python_env_root(python)
-    visible = (env_root,) if env_root else ()
-    layout = Layout(support_dir=support, python=python, extra_ro_paths=visible)
-    program = filter_program()
-    argv = bwrap_argv(
-        layout, limits, probe_host(layout), STATUS_FD, seccomp_fd=SECCOMP_FD if program else None
-    )
-    if os.geteuid() == 0:  # never sandbox as root, as in the service
-        argv = launcher_argv(argv, uid=SANDBOX_HOST_ID, gid=SANDBOX_HOST_ID)
-    sandbox = Sandbox(
-        argv, status_fd_placeholder=STATUS_FD, fd_data={SECCOMP_FD: program} if program else None
-    )
+    command = sandbox_command(support, python, limits, host_ids=(SANDBOX_HOST_ID, SANDBOX_HOST_ID))
+    sandbox = command.start()
     try:
         await sandbox.wait_ready(30)
         files = [(f["path"], base64.b64decode(f["content"])) for f in job.get("files", [])]
@@ -53,7 +40,7 @@ async def run_job(job: dict[str, Any], python: str) -> dict[str, Any]:
             "stdin": job.get("stdin"),
             "files": files,
             "hiddenPaths": list(HIDDEN_PATHS),
-            "visiblePaths": list(visible),
+            "visiblePaths": list(command.visible_paths),
         }
         outcome = await sandbox.run(payload, limits, harvest)
     finally:
