@@ -99,6 +99,7 @@ class SessionService:
         self._creating = 0
         self._wake = asyncio.Event()
         self._reaper: asyncio.Task[None] | None = None
+        self._stopping = False
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -106,6 +107,8 @@ class SessionService:
         self._reaper = asyncio.create_task(self._reap(), name="browser-session-reaper")
 
     async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -252,7 +255,7 @@ class SessionService:
                 raise
 
     async def _reap(self) -> None:
-        while True:
+        while not self._stopping:
             now = time.monotonic()
             expired = [s for s in self._sessions.values() if now >= s.deadline()]
             results = await asyncio.gather(
@@ -264,5 +267,8 @@ class SessionService:
             upcoming = [s.deadline() for s in self._sessions.values()]
             pause = min([REAPER_TICK_S, *(d - time.monotonic() for d in upcoming)])
             self._wake.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the
+            # cancellation that stop() sends when the wake-up lands at the same moment.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(pause, 0.01))
+                async with asyncio.timeout(max(pause, 0.01)):
+                    await self._wake.wait()
