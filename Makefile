@@ -64,9 +64,12 @@ run: venv sandbox-env
 	SANDBOX_PYTHON="$${SANDBOX_PYTHON:-$(SANDBOX_ENV)/bin/python3}" \
 	  exec $(VENV)/bin/python -m controller
 
+SOURCES := controller runner-image browser-image sandbox_common tests bench
+
 lint: venv
-	$(VENV)/bin/ruff check controller runner-image browser-image tests bench
-	$(VENV)/bin/ruff format --check controller runner-image browser-image tests bench
+	$(VENV)/bin/ruff check $(SOURCES)
+	$(VENV)/bin/ruff format --check $(SOURCES)
+	$(VENV)/bin/lint-imports
 
 typecheck: venv
 	$(VENV)/bin/mypy

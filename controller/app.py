@@ -1,47 +1,57 @@
-"""The FastAPI application factory; the lifespan owns the backends."""
+"""The FastAPI application factory; the lifespan owns the services and their backends."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
+from controller import placement
 from controller.api.errors import install_error_handlers
 from controller.api.middleware import BearerAuth, BodyLimit
 from controller.api.routes import browser, execute, health
-from controller.browser.local import LocalSessionBackend
+from controller.browser.backend import SessionBackend
+from controller.browser.client import AgentClient
 from controller.browser.sessions import SessionService
 from controller.execution.backend import ExecutionBackend
-from controller.execution.local import LocalBackend
 from controller.execution.service import ExecutionService
 from controller.settings import Settings
 
-log = logging.getLogger(__name__)
 
+def create_app(
+    settings: Settings,
+    *,
+    execution: ExecutionBackend | None = None,
+    sessions: SessionBackend | None = None,
+    agent_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the service for ``settings``.
 
-def create_app(settings: Settings, backend: ExecutionBackend | None = None) -> FastAPI:
-    """Build the service for ``settings``; ``backend`` defaults to the one they name."""
+    The backends default to the ones ``settings.backend`` names; tests inject their own,
+    and ``agent_transport`` to answer for the browser agents.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        chosen = backend or LocalBackend(settings)
-        check = await chosen.start()
-        if check.ok:
-            log.info("sandbox self-test passed: %s", check.detail)
-        else:
-            # Fail closed: the service answers, /health says why, /execute refuses (503).
-            log.error("sandbox self-test FAILED, executions are refused: %s", check.detail)
-        app.state.execution = ExecutionService(settings, chosen)
-        app.state.browser = SessionService(settings, LocalSessionBackend(settings))
-        await app.state.browser.start()
+        app.state.execution = ExecutionService(
+            settings, execution or placement.execution_backend(settings)
+        )
+        app.state.browser = SessionService(
+            settings,
+            sessions or placement.session_backend(settings),
+            AgentClient(agent_transport),
+        )
+        await app.state.execution.start()
         try:
-            yield
+            await app.state.browser.start()
+            try:
+                yield
+            finally:
+                await app.state.browser.stop()
         finally:
-            await app.state.browser.stop()
-            await app.state.execution.close()
-            await chosen.stop()
+            await app.state.execution.stop()
 
     app = FastAPI(
         title="Sandbox controller",

@@ -6,14 +6,21 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
+from browser_agent import protocol as agent_protocol
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from runner.contract import MAX_TIMEOUT_MS, MIB, HarvestLimits, RunLimits, SandboxLimits
+from runner.policy import DEFAULT_HOST_ID
 
-from controller.uploads.policy import parse_allowed_hosts
+from sandbox_common.addresses import HostPort, parse_host_ports
+from sandbox_common.bearer import MIN_TOKEN_CHARS
 
-MIB = 1024 * 1024
+# The defaults of the limits are the runner contract's own (one source for both).
+RUN = RunLimits()
+MOUNT = SandboxLimits()
+HARVEST = HarvestLimits()
 WEAK_TOKENS = frozenset({"changeme", "change-me", "secret", "token", "password", "test"})
-MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_LENGTH = MIN_TOKEN_CHARS
 
 
 def default_sandbox_env() -> Path:
@@ -76,18 +83,33 @@ class Settings(BaseSettings):
         1 * MIB, ge=0, description="Largest accepted `stdin` (422 beyond), in UTF-8 bytes."
     )
     default_timeout_ms: int = Field(
-        10_000, ge=1, le=120_000, description="`timeoutMs` when a request gives none."
+        RUN.timeout_ms,
+        ge=1,
+        le=MAX_TIMEOUT_MS,
+        description="`timeoutMs` when a request gives none.",
     )
 
     # --- sandbox limits (per execution) --------------------------------------------------
-    memory_limit_mb: int = Field(1024, ge=32, description="Address-space limit (RLIMIT_AS).")
-    max_processes: int = Field(64, ge=1, description="Processes and threads (RLIMIT_NPROC).")
-    max_file_size_mb: int = Field(64, ge=1, description="Largest file written (RLIMIT_FSIZE).")
-    max_open_files: int = Field(256, ge=16, description="Open descriptors (RLIMIT_NOFILE).")
-    workspace_size_mb: int = Field(128, ge=1, description="Size of the workspace tmpfs.")
-    tmp_size_mb: int = Field(64, ge=1, description="Size of the private /tmp tmpfs.")
+    memory_limit_mb: int = Field(
+        RUN.memory_bytes // MIB, ge=32, description="Address-space limit (RLIMIT_AS)."
+    )
+    max_processes: int = Field(
+        RUN.max_processes, ge=1, description="Processes and threads (RLIMIT_NPROC)."
+    )
+    max_file_size_mb: int = Field(
+        RUN.max_file_bytes // MIB, ge=1, description="Largest file written (RLIMIT_FSIZE)."
+    )
+    max_open_files: int = Field(
+        RUN.max_open_files, ge=16, description="Open descriptors (RLIMIT_NOFILE)."
+    )
+    workspace_size_mb: int = Field(
+        MOUNT.workspace_bytes // MIB, ge=1, description="Size of the workspace tmpfs."
+    )
+    tmp_size_mb: int = Field(
+        MOUNT.tmp_bytes // MIB, ge=1, description="Size of the private /tmp tmpfs."
+    )
     output_limit_bytes: int = Field(
-        1 * MIB,
+        RUN.output_bytes,
         ge=1024,
         description="Captured bytes per stream; the rest is discarded and "
         "the stream is flagged in `truncated`.",
@@ -112,12 +134,12 @@ class Settings(BaseSettings):
         "warm sandbox then starts slower and holds them in memory.",
     )
     sandbox_uid: int = Field(
-        64000,
+        DEFAULT_HOST_ID,
         ge=1,
         description="Host uid the sandboxes run as when the service runs as "
         "root (never root itself).  Ignored otherwise: sandboxes run as the service's uid.",
     )
-    sandbox_gid: int = Field(64000, ge=1, description="Host gid, as sandbox_uid.")
+    sandbox_gid: int = Field(DEFAULT_HOST_ID, ge=1, description="Host gid, as sandbox_uid.")
 
     # --- files in and out ---------------------------------------------------------------
     max_input_files: int = Field(100, ge=0, description="Files accepted in `files`.")
@@ -125,13 +147,13 @@ class Settings(BaseSettings):
         10 * MIB, ge=0, description="Total decoded size of the files in `files`."
     )
     max_output_files: int = Field(
-        50, ge=0, description="Files collected from the workspace after a run."
+        HARVEST.max_files, ge=0, description="Files collected from the workspace after a run."
     )
     max_output_file_bytes: int = Field(
-        10 * MIB, ge=0, description="Largest file collected; larger ones are skipped."
+        HARVEST.max_file_bytes, ge=0, description="Largest file collected; larger ones are skipped."
     )
     max_output_bytes: int = Field(
-        25 * MIB, ge=0, description="Total size of the files collected after a run."
+        HARVEST.max_total_bytes, ge=0, description="Total size of the files collected after a run."
     )
     max_inline_bytes: int = Field(
         8 * MIB,
@@ -139,8 +161,8 @@ class Settings(BaseSettings):
         description="Total size of files returned inline (without "
         "fileUploadUrl); the rest are listed in skippedFiles.",
     )
-    upload_allowed_hosts: str = Field(
-        "",
+    upload_allowed_hosts: Annotated[frozenset[HostPort], NoDecode] = Field(
+        frozenset(),
         description="Comma-separated host or host:port upload targets. Empty: any "
         "public host. Loopback and private addresses only when listed; link-local and "
         "metadata addresses never.",
@@ -174,10 +196,16 @@ class Settings(BaseSettings):
         7200, ge=1, le=86_400, description="Largest `maxLifetimeS` a request may ask for."
     )
     browser_navigation_timeout_ms: int = Field(
-        30_000, ge=1, le=120_000, description="`timeoutMs` of a navigation that gives none."
+        agent_protocol.DEFAULT_NAVIGATION_TIMEOUT_MS,
+        ge=1,
+        le=agent_protocol.MAX_TIMEOUT_MS,
+        description="`timeoutMs` of a navigation that gives none.",
     )
     browser_action_timeout_ms: int = Field(
-        5_000, ge=1, le=120_000, description="`timeoutMs` of an action that gives none."
+        agent_protocol.DEFAULT_ACTION_TIMEOUT_MS,
+        ge=1,
+        le=agent_protocol.MAX_TIMEOUT_MS,
+        description="`timeoutMs` of an action that gives none.",
     )
     browser_allow_private_networks: bool = Field(
         False,
@@ -230,10 +258,11 @@ class Settings(BaseSettings):
             return tuple(p.strip() for p in value.split(",") if p.strip())
         return value
 
-    @field_validator("upload_allowed_hosts")
+    @field_validator("upload_allowed_hosts", mode="before")
     @classmethod
-    def _check_allowed_hosts(cls, value: str) -> str:
-        parse_allowed_hosts(value)  # raises ValueError naming the bad entry
+    def _parse_allowed_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_host_ports(value)  # raises ValueError naming the bad entry
         return value
 
     @property

@@ -1,35 +1,9 @@
-"""Helpers of the browser tests: polling with a deadline, and finding agent processes."""
+"""Helpers of the browser tests: finding an agent's processes and files."""
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
-
-T = TypeVar("T")
-
-
-def wait_for(
-    check: Callable[[], T | None],
-    timeout_s: float = 15,
-    what: str = "condition",
-    state: Callable[[], object] | None = None,
-) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout_s``.
-
-    ``state`` describes what was seen instead, for the failure message.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            seen = f"; seen: {state()}" if state is not None else ""
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}{seen}")
-        time.sleep(0.05)
 
 
 def agent_pids(state_dir: str) -> set[int]:

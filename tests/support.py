@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import secrets
 import shutil
@@ -10,12 +12,37 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_for(
+    check: Callable[[], T | None],
+    timeout_s: float = 15,
+    what: str = "condition",
+    state: Callable[[], object] | None = None,
+    interval_s: float = 0.05,
+) -> T:
+    """Poll ``check`` until it returns something truthy, and return that; fail at the deadline.
+
+    The one polling helper of every tier.  ``state`` describes what was seen instead, for
+    the failure message.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            seen = f"; seen: {state()}" if state is not None else ""
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}{seen}")
+        time.sleep(interval_s)
 
 
 def free_port() -> int:
@@ -29,6 +56,26 @@ def traversable_tempdir(prefix: str) -> str:
     path = tempfile.mkdtemp(prefix=prefix)
     os.chmod(path, 0o755)
     return path
+
+
+async def until(
+    check: Callable[[], Awaitable[T | None] | T | None],
+    timeout_s: float = 5,
+    what: str = "condition",
+    interval_s: float = 0.01,
+) -> T:
+    """``wait_for`` for a test on the event loop: ``check`` may be a coroutine function."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        # A poll, not an Event: what is awaited is the product's state, seen from outside.
+        await asyncio.sleep(interval_s)
 
 
 class ServiceProcess:

@@ -25,8 +25,7 @@ from browser_agent.browser import BrowserOptions, SessionBrowser
 from browser_agent.netpolicy import DestinationPolicy
 from browser_agent.proxy import FilteringProxy
 from browser_agent.server import build_app
-
-MIN_TOKEN_CHARS = 16
+from sandbox_common.bearer import MIN_TOKEN_CHARS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -27,6 +27,8 @@ from browser_agent.errors import (
     TabNotFound,
 )
 from browser_agent.protocol import (
+    DEFAULT_ACTION_TIMEOUT_MS,
+    DEFAULT_NAVIGATION_TIMEOUT_MS,
     Action,
     ActionResponse,
     CheckAction,
@@ -45,8 +47,6 @@ from browser_agent.protocol import (
 from browser_agent.proxy import REFUSED_HEADER, FilteringProxy
 from browser_agent.urlpolicy import UrlRefused, check_navigation_url
 
-DEFAULT_NAVIGATION_TIMEOUT_MS = 30_000
-DEFAULT_ACTION_TIMEOUT_MS = 5_000
 ERROR_PAGE_PREFIX = "chrome-error://"
 ERROR_PAGE_WAIT_S = 1.0
 CLOSED_MARKERS = ("has been closed", "Target closed", "Target page, context or browser")

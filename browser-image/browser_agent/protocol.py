@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 MAX_TIMEOUT_MS = 120_000
+DEFAULT_NAVIGATION_TIMEOUT_MS = 30_000
+DEFAULT_ACTION_TIMEOUT_MS = 5_000
 MAX_SELECTOR_CHARS = 4096
 MAX_TEXT_CHARS = 100_000
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from browser_agent.netpolicy import DestinationPolicy, refusal
+from sandbox_common import addresses
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,14 @@ class FilteringProxy:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise OSError(f"cannot resolve {host}: {exc}") from None
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        for address in addresses:
-            reason = refusal(ipaddress.ip_address(address.split("%")[0]), port, self.policy)
+        found = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        for address in found:
+            reason = refusal(addresses.parse(address), port, self.policy)
             if reason is not None:
                 self.refused_total += 1
                 self.refusals.append(Refusal(host, port, reason, time.monotonic()))
                 raise Refused(f"{host}:{port} refused: {reason}")
-        return addresses
+        return found
 
     async def _connect(
         self, host: str, port: int

@@ -14,7 +14,6 @@ Every call needs ``Authorization: Bearer <session token>``, compared in constant
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -37,6 +36,7 @@ from browser_agent.protocol import (
     action_rule_violation,
 )
 from browser_agent.proxy import FilteringProxy
+from sandbox_common import bearer
 
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -73,16 +73,16 @@ def tab_query(request: Request) -> str | None:
 
 
 class TokenAuth:
-    """Refuses every request without the session's bearer token (constant-time compare)."""
+    """Refuses every request without the session's bearer token (sandbox_common.bearer)."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self._expected = ("Bearer " + token).encode()
+        self._expected = bearer.digest(token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            presented = dict(scope["headers"]).get(b"authorization", b"")
-            if not secrets.compare_digest(presented, self._expected):
+            values = bearer.authorization_values(scope["headers"])
+            if bearer.check(values, self._expected) is not bearer.Verdict.OK:
                 await error_response(Unauthorized("missing or wrong session token"))(
                     scope, receive, send
                 )

@@ -7,13 +7,20 @@ before routing means an unauthenticated caller learns nothing, not even validati
 from __future__ import annotations
 
 import json
-import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller.errors import ControllerError, RequestTooLarge, Unauthorized
+from sandbox_common import bearer
 
 PUBLIC_PATHS = frozenset({"/health"})
+REFUSALS = {
+    bearer.Verdict.MISSING: (
+        "missing bearer token: send one 'Authorization: Bearer <token>' header",
+        "Bearer",
+    ),
+    bearer.Verdict.INVALID: ("invalid bearer token", 'Bearer error="invalid_token"'),
+}
 
 
 async def send_error(send: Send, error: ControllerError) -> None:
@@ -25,40 +32,20 @@ async def send_error(send: Send, error: ControllerError) -> None:
 
 
 class BearerAuth:
-    """Every path but /health needs ``Authorization: Bearer <token>`` (constant-time check)."""
+    """Every path but the public ones needs the bearer token (sandbox_common.bearer)."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self._expected = token.encode()
+        self._expected = bearer.digest(token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        presented = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, credentials = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    presented = credentials.strip()
-                break
-        if presented is None:
-            await send_error(
-                send,
-                Unauthorized(
-                    "missing bearer token: send 'Authorization: Bearer <token>'",
-                    headers={"WWW-Authenticate": "Bearer"},
-                ),
-            )
-            return
-        if not secrets.compare_digest(presented, self._expected):
-            await send_error(
-                send,
-                Unauthorized(
-                    "invalid bearer token",
-                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                ),
-            )
+        verdict = bearer.check(bearer.authorization_values(scope["headers"]), self._expected)
+        if verdict is not bearer.Verdict.OK:
+            message, challenge = REFUSALS[verdict]
+            await send_error(send, Unauthorized(message, headers={"WWW-Authenticate": challenge}))
             return
         await self.app(scope, receive, send)
 

@@ -25,14 +25,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-from runner.supervisor import exit_future
 
 from controller.browser.backend import AgentHandle
 from controller.errors import BrowserUnavailable
 from controller.settings import Settings
+from sandbox_common.processes import exit_future
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +168,6 @@ class AgentProcess:
         self._exited = exit_future(self._loop, self._proc)
         self.endpoint = ""
         self.device_names: list[str] = []
-        self.started = time.monotonic()
 
     @property
     def alive(self) -> bool:

@@ -91,10 +91,12 @@ class Session:
 class SessionService:
     """Owns the sessions and their agents; the only way routes reach a browser."""
 
-    def __init__(self, settings: Settings, backend: SessionBackend) -> None:
+    def __init__(
+        self, settings: Settings, backend: SessionBackend, client: AgentClient | None = None
+    ) -> None:
         self.settings = settings
-        self.backend = backend
-        self.client = AgentClient()
+        self._backend = backend
+        self.client = client or AgentClient()
         self._sessions: dict[str, Session] = {}
         self._creating = 0
         self._wake = asyncio.Event()
@@ -102,8 +104,13 @@ class SessionService:
         self._stopping = False
         self._background: set[asyncio.Task[None]] = set()
 
+    @property
+    def warm_agents(self) -> int:
+        """Browsers started and waiting: creations that cost no launch."""
+        return self._backend.warm_agents
+
     async def start(self) -> None:
-        await self.backend.start()
+        await self._backend.start()
         self._reaper = asyncio.create_task(self._reap(), name="browser-session-reaper")
 
     async def stop(self) -> None:
@@ -117,7 +124,7 @@ class SessionService:
         self._sessions.clear()
         for session in sessions:
             session.closed = True
-        await self.backend.stop()
+        await self._backend.stop()
         await self.client.close()
 
     def _bounded(self, value: int | None, default: int, bound: int, name: str, env: str) -> int:
@@ -143,7 +150,7 @@ class SessionService:
             "maxLifetimeS",
             "BROWSER_MAX_SESSION_LIFETIME_S",
         )
-        names = self.backend.device_names
+        names = self._backend.device_names
         if names and not known_device(request.device, names):
             raise InvalidRequest(
                 "device",
@@ -158,19 +165,19 @@ class SessionService:
             )
         self._creating += 1
         try:
-            agent = await self.backend.acquire()
+            agent = await self._backend.acquire()
             try:
                 response = await self.client.request(
                     agent, "POST", "/session", json={"device": request.device}
                 )
                 bound = ConfigureResponse.model_validate_json(response.content)
             except AgentRefused:
-                self.backend.give_back(agent)  # untouched: a bad device name changes nothing
+                self._backend.give_back(agent)  # untouched: a bad device name changes nothing
                 raise
             except BaseException as exc:
                 # Whatever went wrong (the agent failed, answered nonsense, or the caller
                 # went away), an agent that got no session must not linger.
-                self._in_background(self.backend.release(agent))
+                self._in_background(self._backend.release(agent))
                 if isinstance(exc, ValidationError):
                     raise BadGateway(f"browser agent answered nonsense: {exc}") from None
                 raise
@@ -216,7 +223,7 @@ class SessionService:
         session.closed = True
         self._sessions.pop(session.session_id, None)
         log.info("browser session %s closed (%s)", session.session_id, why)
-        await self.backend.release(session.agent)
+        await self._backend.release(session.agent)
 
     @contextlib.asynccontextmanager
     async def _using(self, session: Session) -> AsyncIterator[None]:
@@ -247,7 +254,7 @@ class SessionService:
             except (BadGateway, GatewayTimeout):
                 if session.closed:
                     raise NotFound(f"browser session {session_id!r} was closed") from None
-                if not self.backend.alive(session.agent):
+                if not self._backend.alive(session.agent):
                     await self._close(session, "agent died")
                     raise BadGateway(
                         f"the browser of session {session_id!r} died; the session is closed"

@@ -1,27 +1,16 @@
-"""The execution backend protocol: where sandboxes are placed (this host, or pods)."""
+"""The execution backend protocol: where sandboxes are placed (this host, or pods).
+
+A backend speaks the runner's contract (runner.contract): it takes a ``Job`` and
+returns the ``Outcome``, decoded as untrusted input wherever it crossed a boundary.
+The user's code failing is an outcome; the platform failing is SandboxUnavailable.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
 
-from runner.policy import Limits
-from runner.protocol import HarvestLimits
-from runner.supervisor import Outcome
-
-
-@dataclass(frozen=True)
-class Job:
-    """One execution as the backend sees it (already validated)."""
-
-    execution_id: str
-    code: str
-    stdin: str | None
-    limits: Limits
-    files: tuple[tuple[str, bytes], ...] = ()
-    """Input files (relative path, content) written to the workspace before the run."""
-    harvest: HarvestLimits | None = None
-    """How much of what the code writes to collect; None collects nothing."""
+from runner.contract import Job, Outcome
 
 
 @dataclass(frozen=True)
@@ -32,10 +21,15 @@ class SandboxCheck:
     detail: str
 
 
+NOT_STARTED = SandboxCheck(ok=False, detail="not started")
+
+
 class ExecutionBackend(Protocol):
     name: str
-    check: SandboxCheck
-    """The latest self-test result; executions are refused unless it is ok."""
+
+    @property
+    def check(self) -> SandboxCheck:
+        """The latest self-test result; executions are refused unless it is ok."""
 
     @property
     def warm_sandboxes(self) -> int:

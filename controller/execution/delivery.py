@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 import httpx
-from runner.protocol import Harvested
+from runner.contract import Harvested
 
 from controller.execution.models import OutputFile, SkippedFile, Upload
 from controller.uploads.client import upload_files
@@ -13,10 +13,7 @@ from controller.uploads.client import upload_files
 
 def skipped_from(harvested: Harvested) -> list[SkippedFile]:
     """What the collection inside the sandbox passed over, reported rather than dropped."""
-    skipped = [
-        SkippedFile(name=str(s["path"]), size=s.get("size"), reason=str(s["reason"]))
-        for s in harvested.skipped
-    ]
+    skipped = [SkippedFile(name=s.path, size=s.size, reason=s.reason) for s in harvested.skipped]
     if harvested.error:
         skipped.append(SkippedFile(name="*", size=None, reason="collection_failed"))
     return skipped
@@ -49,5 +46,6 @@ async def upload(
     public: bool,
     concurrency: int,
 ) -> tuple[list[Upload], list[SkippedFile]]:
-    uploads = await upload_files(client, url, token, public, harvested.files, concurrency)
+    sent = await upload_files(client, url, token, public, harvested.files, concurrency)
+    uploads = [Upload(filename=s.filename, url=s.url, status=s.status) for s in sent]
     return uploads, skipped_from(harvested)

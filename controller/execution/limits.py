@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
-from runner.policy import Limits
+from runner.contract import MIB, HarvestLimits, RunLimits, SandboxLimits
 
-from controller.settings import MIB, Settings
+from controller.settings import Settings
 
 
-def sandbox_limits(settings: Settings, timeout_ms: int) -> Limits:
-    """The limits of one execution: the settings, with the request's timeout."""
-    return Limits(
+def sandbox_limits(settings: Settings) -> SandboxLimits:
+    """What every sandbox is mounted with."""
+    return SandboxLimits(
+        workspace_bytes=settings.workspace_size_mb * MIB, tmp_bytes=settings.tmp_size_mb * MIB
+    )
+
+
+def run_limits(settings: Settings, timeout_ms: int) -> RunLimits:
+    """The limits of one run: the settings, with the request's timeout."""
+    return RunLimits(
         timeout_ms=timeout_ms,
         memory_bytes=settings.memory_limit_mb * MIB,
         max_processes=settings.max_processes,
         max_file_bytes=settings.max_file_size_mb * MIB,
         max_open_files=settings.max_open_files,
-        workspace_bytes=settings.workspace_size_mb * MIB,
-        tmp_bytes=settings.tmp_size_mb * MIB,
         output_bytes=settings.output_limit_bytes,
+    )
+
+
+def harvest_limits(settings: Settings) -> HarvestLimits:
+    return HarvestLimits(
+        max_files=settings.max_output_files,
+        max_file_bytes=settings.max_output_file_bytes,
+        max_total_bytes=settings.max_output_bytes,
     )

@@ -17,14 +17,10 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-
-MAX_TIMEOUT_MS = 120_000
+from runner.contract import MAX_PATH_CHARS, MAX_TIMEOUT_MS
+from runner.policy import PathRefused, input_path
 
 UploadUrl = Annotated[AnyHttpUrl, UrlConstraints(allowed_schemes=["http", "https"])]
-
-
-PROTECTED_NAMES = frozenset({".env", "secrets"})
-MAX_COMPONENT = 255
 
 
 class InputFile(BaseModel):
@@ -34,7 +30,7 @@ class InputFile(BaseModel):
 
     path: str = Field(
         min_length=1,
-        max_length=1024,
+        max_length=MAX_PATH_CHARS,
         description="Relative path inside the workspace, e.g. `data/in.csv`.",
     )
     content: str = Field(description="The file's bytes, base64-encoded.")
@@ -43,26 +39,10 @@ class InputFile(BaseModel):
     @field_validator("path")
     @classmethod
     def _relative_path(cls, value: str) -> str:
-        if "\x00" in value:
-            raise PydanticCustomError("path_nul", "path cannot contain NUL")
-        if value.startswith("/"):
-            raise PydanticCustomError("path_absolute", "path must be relative to the workspace")
-        parts = [p for p in value.split("/") if p != "."]
-        if not parts or "" in parts:
-            raise PydanticCustomError(
-                "path_empty_component", "path cannot be empty or have empty components"
-            )
-        if ".." in parts:
-            raise PydanticCustomError("path_traversal", "path cannot contain '..'")
-        if parts[0] in PROTECTED_NAMES:
-            raise PydanticCustomError(
-                "path_protected", ".env and secrets/ cannot be written in the workspace"
-            )
-        if any(len(p.encode()) > MAX_COMPONENT for p in parts):
-            raise PydanticCustomError(
-                "path_component_too_long", "each path component is at most 255 bytes"
-            )
-        return "/".join(parts)
+        try:
+            return input_path(value)
+        except PathRefused as exc:
+            raise PydanticCustomError(exc.rule, exc.message) from None
 
     @model_validator(mode="after")
     def _decode(self) -> InputFile:

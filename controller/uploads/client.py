@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import httpx
-from runner.protocol import HarvestedFile
+from runner.contract import HarvestedFile
 
-from controller.execution.models import Upload
+
+@dataclass(frozen=True)
+class Sent:
+    """How one file's upload ended: the HTTP status, or an error string."""
+
+    filename: str
+    url: str | None
+    status: int | str
 
 
 async def upload_files(
@@ -16,14 +25,14 @@ async def upload_files(
     url: str,
     token: str | None,
     public: bool,
-    files: list[HarvestedFile],
+    files: Sequence[HarvestedFile],
     concurrency: int,
-) -> list[Upload]:
+) -> list[Sent]:
     """Upload each file; a failed upload is reported in its entry and never stops the others."""
     slots = asyncio.Semaphore(concurrency)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
 
-    async def one(item: HarvestedFile) -> Upload:
+    async def one(item: HarvestedFile) -> Sent:
         content_type = mimetypes.guess_type(item.path)[0] or "application/octet-stream"
         async with slots:
             try:
@@ -34,10 +43,8 @@ async def upload_files(
                     files={"file": (item.path, item.content, content_type)},
                 )
             except httpx.HTTPError as exc:
-                return Upload(
-                    filename=item.path, url=None, status=f"error: {type(exc).__name__}: {exc}"[:300]
-                )
-        return Upload(filename=item.path, url=_url_from(response), status=response.status_code)
+                return Sent(item.path, None, f"error: {type(exc).__name__}: {exc}"[:300])
+        return Sent(item.path, _url_from(response), response.status_code)
 
     return list(await asyncio.gather(*(one(item) for item in files)))
 

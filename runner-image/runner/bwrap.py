@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from runner.contract import SandboxLimits
 from runner.policy import (
+    PROTECTED_DIRS,
+    PROTECTED_FILES,
     SANDBOX_ENV,
     SANDBOX_GID,
     SANDBOX_UID,
     SUPPORT_MOUNT,
     WORKSPACE,
     Layout,
-    Limits,
 )
 
 BWRAP = "/usr/bin/bwrap"
@@ -48,7 +50,11 @@ def probe_host(layout: Layout) -> HostFacts:
 
 
 def bwrap_argv(
-    layout: Layout, limits: Limits, host: HostFacts, status_fd: str, seccomp_fd: str | None = None
+    layout: Layout,
+    limits: SandboxLimits,
+    host: HostFacts,
+    status_fd: str,
+    seccomp_fd: str | None = None,
 ) -> list[str]:
     """The full argv that starts the stub inside a fresh sandbox.
 
@@ -124,13 +130,13 @@ def bwrap_argv(
         str(limits.workspace_bytes),
         "--tmpfs",
         WORKSPACE,
-        # .env and secrets/ are read-only placeholders: they cannot be created or written.
-        "--ro-bind",
-        f"{support}/empty-file",
-        f"{WORKSPACE}/.env",
-        "--ro-bind",
-        f"{support}/empty-dir",
-        f"{WORKSPACE}/secrets",
+    ]
+    # .env and secrets/ are read-only placeholders: they cannot be created or written.
+    for name in PROTECTED_FILES:
+        argv += ["--ro-bind", f"{support}/empty-file", f"{WORKSPACE}/{name}"]
+    for name in PROTECTED_DIRS:
+        argv += ["--ro-bind", f"{support}/empty-dir", f"{WORKSPACE}/{name}"]
+    argv += [
         *(["--seccomp", seccomp_fd] if seccomp_fd else []),
         "--remount-ro",
         "/",

@@ -7,14 +7,21 @@ same way, here.
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 from dataclasses import dataclass
 
 from runner.bwrap import bwrap_argv, launcher_argv, probe_host
-from runner.policy import Layout, Limits
+from runner.contract import SandboxLimits
+from runner.policy import Layout, sandbox_view
 from runner.seccomp import filter_program
 from runner.supervisor import Sandbox
-from runner.support import python_env_root
+from runner.support import prepare_support_dir, python_env_root
 
+READY_TIMEOUT_S = 30.0
+"""How long a runner process waits for its sandbox to warm up."""
+# What preparing a sandbox can fail with: a missing interpreter, an unwritable directory.
+SETUP_ERRORS = (OSError, RuntimeError, subprocess.SubprocessError, ValueError)
 STATUS_FD = "@STATUS_FD@"
 SECCOMP_FD = "@SECCOMP_FD@"
 
@@ -24,8 +31,9 @@ class SandboxCommand:
     argv: list[str]
     fd_data: dict[str, bytes]
     """What bubblewrap reads from descriptors (the seccomp program), by placeholder."""
-    visible_paths: tuple[str, ...]
-    """Host paths mounted on purpose: not reported as hidden when the code reads them."""
+    mounted: SandboxLimits
+    view: dict[str, object]
+    """What the stub is told of the policy (runner.policy.sandbox_view)."""
 
     @property
     def seccomp(self) -> bool:
@@ -33,13 +41,19 @@ class SandboxCommand:
 
     def start(self) -> Sandbox:
         """Start one sandbox now (from the event loop's thread)."""
-        return Sandbox(self.argv, status_fd_placeholder=STATUS_FD, fd_data=self.fd_data)
+        return Sandbox(
+            self.argv,
+            status_fd_placeholder=STATUS_FD,
+            mounted=self.mounted,
+            view=self.view,
+            fd_data=self.fd_data,
+        )
 
 
 def sandbox_command(
     support_dir: str,
     python: str,
-    limits: Limits,
+    mounted: SandboxLimits,
     *,
     extra_ro_paths: tuple[str, ...] = (),
     preload: tuple[str, ...] = (),
@@ -55,8 +69,33 @@ def sandbox_command(
     layout = Layout(support_dir=support_dir, python=python, extra_ro_paths=visible, preload=preload)
     program = filter_program()
     argv = bwrap_argv(
-        layout, limits, probe_host(layout), STATUS_FD, seccomp_fd=SECCOMP_FD if program else None
+        layout, mounted, probe_host(layout), STATUS_FD, seccomp_fd=SECCOMP_FD if program else None
     )
     if host_ids is not None and os.geteuid() == 0:
         argv = launcher_argv(argv, uid=host_ids[0], gid=host_ids[1])
-    return SandboxCommand(argv, {SECCOMP_FD: program} if program else {}, visible)
+    return SandboxCommand(
+        argv, {SECCOMP_FD: program} if program else {}, mounted, sandbox_view(visible)
+    )
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """How a runner process (``python -m runner``) builds its sandboxes."""
+
+    python: str
+    host_ids: tuple[int, int]
+    preload: tuple[str, ...] = ()
+    extra_ro_paths: tuple[str, ...] = ()
+
+    def prepare(self, mounted: SandboxLimits) -> tuple[str, SandboxCommand]:
+        """A fresh support directory (the caller removes it) and the command using it."""
+        support = prepare_support_dir(tempfile.mkdtemp(prefix="runner-support-"), self.python)
+        command = sandbox_command(
+            support,
+            self.python,
+            mounted,
+            extra_ro_paths=self.extra_ro_paths,
+            preload=self.preload,
+            host_ids=self.host_ids,
+        )
+        return support, command

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-MIB = 1024 * 1024
-
 # The only environment the sandboxed code ever sees.  Nothing of the service's
 # environment is passed through: bubblewrap itself is started with this set too.
 SANDBOX_ENV: dict[str, str] = {
@@ -69,32 +67,67 @@ WORKSPACE = "/workspace"
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000
 SUPPORT_MOUNT = "/.sandbox"
+DEFAULT_HOST_ID = 64000
+"""Host uid and gid a sandbox is launched as when its supervisor runs as root."""
+
+# Where the code may write: the workspace and the private /tmp and /dev/shm, each a
+# tmpfs of this sandbox alone (runner.bwrap mounts them).
+WRITABLE_DIRS = (WORKSPACE, "/tmp", "/dev/shm")
+# Workspace entries the code (and the caller's input files) can never write: `.env` is a
+# read-only empty file and `secrets/` a read-only empty directory (runner.bwrap mounts
+# them over the workspace), so no program can be fooled into reading planted ones.
+PROTECTED_FILES = (".env",)
+PROTECTED_DIRS = ("secrets",)
+PROTECTED_NAMES = frozenset(PROTECTED_FILES + PROTECTED_DIRS)
+MAX_COMPONENT_BYTES = 255
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits of one execution; every field is enforced by the kernel."""
+class PathRefused(ValueError):
+    """An input file path the policy refuses; ``rule`` names the rule it broke."""
 
-    timeout_ms: int = 10_000
-    memory_bytes: int = 1024 * MIB
-    max_processes: int = 64
-    max_file_bytes: int = 64 * MIB
-    max_open_files: int = 256
-    workspace_bytes: int = 128 * MIB
-    tmp_bytes: int = 64 * MIB
-    output_bytes: int = 1 * MIB
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
 
-    def rlimits(self) -> dict[str, int]:
-        """The rlimits the stub applies to the user's process, in the job's wire names."""
-        return {
-            "memoryBytes": self.memory_bytes,
-            "maxProcesses": self.max_processes,
-            "maxFileBytes": self.max_file_bytes,
-            "maxOpenFiles": self.max_open_files,
-            # A CPU-time backstop one second past the wall clock: a busy loop that somehow
-            # outlived the supervisor's kill would still be stopped by the kernel.
-            "cpuSeconds": self.timeout_ms // 1000 + 2,
-        }
+
+def input_path(path: str) -> str:
+    """The workspace-relative path an input file is written to (``./`` parts dropped).
+
+    Raises PathRefused for an absolute path, ``..``, empty components, a protected name
+    (``.env``, ``secrets/``), a component over 255 bytes, or a NUL.
+    """
+    if "\x00" in path:
+        raise PathRefused("path_nul", "path cannot contain NUL")
+    if path.startswith("/"):
+        raise PathRefused("path_absolute", "path must be relative to the workspace")
+    parts = [p for p in path.split("/") if p != "."]
+    if not parts or "" in parts:
+        raise PathRefused("path_empty_component", "path cannot be empty or have empty components")
+    if ".." in parts:
+        raise PathRefused("path_traversal", "path cannot contain '..'")
+    if parts[0] in PROTECTED_NAMES:
+        raise PathRefused("path_protected", ".env and secrets/ cannot be written in the workspace")
+    if any(len(p.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES for p in parts):
+        raise PathRefused(
+            "path_component_too_long", f"each path component is at most {MAX_COMPONENT_BYTES} bytes"
+        )
+    return "/".join(parts)
+
+
+def sandbox_view(visible_paths: tuple[str, ...]) -> dict[str, object]:
+    """What the stub inside needs to know of this policy, to report denials and protect files.
+
+    The stub and its file helper run inside the sandbox without this package, so the
+    supervisor hands them these with every job: the rule stays written once, here.
+    """
+    return {
+        "workspace": WORKSPACE,
+        "writableDirs": list(WRITABLE_DIRS),
+        "protected": [*PROTECTED_FILES, *(f"{d}/" for d in PROTECTED_DIRS)],
+        "hiddenPaths": list(HIDDEN_PATHS),
+        "visiblePaths": list(visible_paths),
+    }
 
 
 @dataclass(frozen=True)

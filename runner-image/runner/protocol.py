@@ -10,79 +10,83 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from dataclasses import dataclass, field
 from typing import Any
+
+from runner.contract import (
+    MAX_PATH_CHARS,
+    MAX_REASON_CHARS,
+    MAX_SKIPPED,
+    MAX_VIOLATION_CHARS,
+    MAX_VIOLATIONS,
+    Denial,
+    Harvested,
+    HarvestedFile,
+    HarvestLimits,
+    SkippedFile,
+)
 
 MAX_STATUS_BYTES = 512 * 1024
 READ_CHUNK = 1 << 16
+NOTHING = HarvestLimits(0, 0, 0)
 
 
-@dataclass(frozen=True)
-class HarvestLimits:
-    """How much of what the code wrote is collected after the run."""
-
-    max_files: int
-    max_file_bytes: int
-    max_total_bytes: int
-
-    def wire(self) -> dict[str, int]:
-        return {
-            "maxFiles": self.max_files,
-            "maxFileBytes": self.max_file_bytes,
-            "maxTotalBytes": self.max_total_bytes,
-        }
-
-
-@dataclass
-class HarvestedFile:
-    path: str
-    content: bytes
-
-
-@dataclass
-class Harvested:
-    files: list[HarvestedFile] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-
-
-class StatusReader:
-    """Reads the stub's status pipe: ``ready``, a status line, a manifest line, file bytes.
-
-    Each part is checked against limits known here, never against what the sandbox
-    claims: a manifest over the limits is refused whole.
-    """
+class PipeReader:
+    """A non-blocking pipe read from the event loop; ``on_data`` gets each chunk, b"" at EOF."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         self._loop, self._fd = loop, fd
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self.read_once)
+
+    def on_data(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read_once(self) -> bool:
+        """Read one chunk; False when nothing more is available right now (or at EOF)."""
+        if self._fd < 0:
+            return False
+        try:
+            data = os.read(self._fd, READ_CHUNK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+        self.on_data(data)
+        return bool(data)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+class StatusReader(PipeReader):
+    """Reads the stub's status pipe: ``ready``, a status line, a manifest line, file bytes."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         self._buffer = bytearray()
         self._manifest: list[tuple[str, int]] = []
-        self._skipped: list[dict[str, Any]] = []
+        self._skipped: tuple[SkippedFile, ...] = ()
         self._expected = 0
         self._manifest_ready = False
         self.limits: HarvestLimits | None = None
         self.ready: asyncio.Future[bool] = loop.create_future()
         self.status: asyncio.Future[dict[str, Any] | None] = loop.create_future()
         self.harvest: asyncio.Future[Harvested] = loop.create_future()
-        os.set_blocking(fd, False)
-        loop.add_reader(fd, self._on_readable)
+        super().__init__(loop, fd)
 
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self._fd, READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
+    def on_data(self, data: bytes) -> None:
         if not data:
             self._finish(None, Harvested(error="the sandbox ended before sending its files"))
             return
         self._buffer += data
         while not self.harvest.done():
             if self._manifest_ready:
-                if len(self._buffer) < self._expected:
-                    return
-                self._finish_files()
+                if len(self._buffer) >= self._expected:
+                    self._finish_files()
                 return
             if b"\n" not in self._buffer:
                 if len(self._buffer) > MAX_STATUS_BYTES:
@@ -103,14 +107,14 @@ class StatusReader:
     def _read_manifest(self, line: bytes) -> None:
         manifest = parse_status(line) or {}
         files, skipped = manifest.get("files"), manifest.get("skipped")
-        limits = self.limits or HarvestLimits(0, 0, 0)
+        limits = self.limits or NOTHING
         entries: list[tuple[str, int]] = []
         if isinstance(files, list):
             for item in files:
                 path = item.get("path") if isinstance(item, dict) else None
-                size = item.get("size") if isinstance(item, dict) else None
-                if isinstance(path, str) and isinstance(size, int) and size >= 0:
-                    entries.append((path[:1024], size))
+                size = int_or_none(item.get("size")) if isinstance(item, dict) else None
+                if isinstance(path, str) and size is not None and size >= 0:
+                    entries.append((path[:MAX_PATH_CHARS], size))
         total = sum(size for _, size in entries)
         if (
             not isinstance(files, list)
@@ -125,15 +129,15 @@ class StatusReader:
             )
             return
         self._manifest, self._expected, self._manifest_ready = entries, total, True
-        self._skipped = [
-            {
-                "path": str(s.get("path", ""))[:1024],
-                "reason": str(s.get("reason", ""))[:40],
-                "size": s.get("size") if isinstance(s.get("size"), int) else None,
-            }
-            for s in (skipped if isinstance(skipped, list) else [])[:1000]
+        self._skipped = tuple(
+            SkippedFile(
+                path=str(s.get("path", ""))[:MAX_PATH_CHARS],
+                reason=str(s.get("reason", ""))[:MAX_REASON_CHARS],
+                size=int_or_none(s.get("size")),
+            )
+            for s in (skipped if isinstance(skipped, list) else [])[:MAX_SKIPPED]
             if isinstance(s, dict)
-        ]
+        )
 
     def _finish_files(self) -> None:
         data = bytes(self._buffer[: self._expected])
@@ -141,7 +145,7 @@ class StatusReader:
         for path, size in self._manifest:
             files.append(HarvestedFile(path, data[offset : offset + size]))
             offset += size
-        self._finish(self.status.result(), Harvested(files=files, skipped=self._skipped))
+        self._finish(self.status.result(), Harvested(files=tuple(files), skipped=self._skipped))
 
     def _finish(self, status: dict[str, Any] | None, harvested: Harvested) -> None:
         if not self.ready.done():
@@ -151,12 +155,6 @@ class StatusReader:
         if not self.harvest.done():
             self.harvest.set_result(harvested)
         self.close()
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            self._loop.remove_reader(self._fd)
-            os.close(self._fd)
-            self._fd = -1
 
 
 def parse_status(line: bytes) -> dict[str, Any] | None:
@@ -177,16 +175,23 @@ def float_or_none(value: object) -> float | None:
     return None
 
 
-def violations_from(value: object) -> list[dict[str, str]]:
+def denials_from(value: object) -> tuple[Denial, ...]:
     """The child's violation records: JSON strings written from inside, so parsed warily."""
     if not isinstance(value, list):
-        return []
+        return ()
     found = []
-    for line in value[:32]:
+    for line in value[:MAX_VIOLATIONS]:
         try:
             item = json.loads(line) if isinstance(line, str) and len(line) < 4096 else None
         except ValueError:
             continue
         if isinstance(item, dict):
-            found.append({k: str(item.get(k, ""))[:300] for k in ("kind", "target", "detail")})
-    return found
+            found.append(
+                Denial(
+                    *(
+                        str(item.get(k, ""))[:MAX_VIOLATION_CHARS]
+                        for k in ("kind", "target", "detail")
+                    )
+                )
+            )
+    return tuple(found)

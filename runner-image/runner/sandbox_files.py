@@ -17,8 +17,6 @@ O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 MAX_ENTRIES = 10_000
 MAX_DEPTH = 16
-# The workspace's read-only placeholders are not the code's output.
-PLACEHOLDERS = frozenset({".env", "secrets"})
 
 Signature = tuple[int, int, int, int]
 Inputs = dict[str, tuple[Signature, bytes]]
@@ -29,12 +27,17 @@ def signature(st: os.stat_result) -> Signature:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def write_inputs(root: str, files: list[tuple[str, bytes]]) -> Inputs:
-    """Write the inputs (paths validated by the controller) and remember how they looked."""
+def write_inputs(root: str, files: list[tuple[str, bytes]], protected: frozenset[str]) -> Inputs:
+    """Write the inputs and remember how they looked.
+
+    The paths were checked against the policy outside (runner.policy.input_path); this
+    refuses, once more, any that would leave the workspace or write a ``protected`` name
+    (the workspace's read-only placeholders, ``.env`` and ``secrets``).
+    """
     written: Inputs = {}
     for rel, content in files:
         parts = rel.split("/")
-        if rel.startswith("/") or ".." in parts or "" in parts or parts[0] in PLACEHOLDERS:
+        if rel.startswith("/") or ".." in parts or "" in parts or parts[0] in protected:
             raise ValueError(f"refused input path {rel!r}")
         path = os.path.join(root, rel)
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
@@ -50,7 +53,15 @@ def write_inputs(root: str, files: list[tuple[str, bytes]]) -> Inputs:
 class Harvest:
     """Files found after the run: a manifest, their bytes, and what was skipped and why."""
 
-    def __init__(self, max_files: int, max_file_bytes: int, max_total_bytes: int) -> None:
+    def __init__(
+        self,
+        max_files: int,
+        max_file_bytes: int,
+        max_total_bytes: int,
+        placeholders: frozenset[str],
+    ) -> None:
+        """``placeholders``: the workspace's protected names, which are not the code's output."""
+        self.placeholders = placeholders
         self.max_files = max_files
         self.max_file_bytes = max_file_bytes
         self.max_total_bytes = max_total_bytes
@@ -88,7 +99,7 @@ class Harvest:
             if self.entries > MAX_ENTRIES:
                 self.skip(prefix or ".", "scan_limit")
                 return
-            if depth == 0 and name in PLACEHOLDERS:
+            if depth == 0 and name in self.placeholders:
                 continue
             if is_link:
                 self.skip(rel, "symlink")

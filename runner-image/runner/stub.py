@@ -35,13 +35,10 @@ import select
 import sys
 import types
 
-WORKSPACE = "/workspace"
 SITE_CONFIG = "site.marshal"
-MAX_VIOLATIONS = 32
 MAX_VIOLATION_BYTES = 256
 
-# Writes are allowed only below these; everything else is read-only or absent.
-WRITABLE_PREFIXES = ("/workspace/", "/tmp/", "/dev/shm/")
+# Devices the code may write to, besides the writable directories the job names.
 WRITABLE_DEVICES = frozenset(
     {
         "/dev/null",
@@ -54,8 +51,6 @@ WRITABLE_DEVICES = frozenset(
         "/proc/self/fd/2",
     }
 )
-PROTECTED = frozenset({"/workspace/.env", "/workspace/secrets"})
-PROTECTED_DIR_PREFIX = "/workspace/secrets/"
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
@@ -127,15 +122,27 @@ def _apply_limits(limits: dict[str, int]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _violation_hook(fd: int, hidden: tuple[str, ...], visible: tuple[str, ...]) -> object:
-    """Build an audit hook that reports denied operations on ``fd`` (one JSON line each)."""
+def _violation_hook(fd: int, job: dict[str, object]) -> object:
+    """Build an audit hook that reports denied operations on ``fd`` (one JSON line each).
+
+    What is hidden, writable and protected comes with the job (runner.policy.sandbox_view).
+    """
+    hidden = tuple(str(p) for p in job["hiddenPaths"])  # type: ignore[attr-defined]
+    visible = tuple(str(p) for p in job["visiblePaths"])  # type: ignore[attr-defined]
+    writable = tuple(str(p).rstrip("/") + "/" for p in job["writableDirs"])  # type: ignore[attr-defined]
+    shown = [str(p) for p in job["protected"]]  # type: ignore[attr-defined]
+    protected = tuple(f"{job['workspace']}/{p.rstrip('/')}" for p in shown)
+    protected_detail = "write denied: " + " and ".join(shown) + " are protected"
+    dirs = [p.rstrip("/") for p in writable]
+    writable_detail = f"write denied: only {', '.join(dirs[:-1])} and {dirs[-1]} are writable"
+    max_violations = int(job["maxViolations"])  # type: ignore[call-overload]
     seen: set[tuple[str, str]] = set()
     abspath = os.path.abspath
     fspath = os.fsdecode
 
     def report(kind: str, target: str, detail: str) -> None:
         key = (kind, target)
-        if key in seen or len(seen) >= MAX_VIOLATIONS:
+        if key in seen or len(seen) >= max_violations:
             return
         seen.add(key)
         line = _json({"kind": kind, "target": target[:MAX_VIOLATION_BYTES], "detail": detail})
@@ -162,10 +169,10 @@ def _violation_hook(fd: int, hidden: tuple[str, ...], visible: tuple[str, ...]) 
             report("filesystem", path, "denied: path is not visible in the sandbox")
         elif not writing:
             return
-        elif path in PROTECTED or path.startswith(PROTECTED_DIR_PREFIX):
-            report("filesystem", path, "write denied: .env and secrets/ are protected")
-        elif path not in WRITABLE_DEVICES and not (path + "/").startswith(WRITABLE_PREFIXES):
-            report("filesystem", path, "write denied: only /workspace and /tmp are writable")
+        elif under(path, protected):
+            report("filesystem", path, protected_detail)
+        elif path not in WRITABLE_DEVICES and not (path + "/").startswith(writable):
+            report("filesystem", path, writable_detail)
 
     def hook(event: str, args: tuple[object, ...]) -> None:
         if event == "open":
@@ -236,9 +243,8 @@ def _run_child(job_fd: int, violations_fd: int) -> None:
     _install_stdin(stdin if isinstance(stdin, str) else None)
     limits = job.get("limits")
     _apply_limits(limits if isinstance(limits, dict) else {})
-    hidden = tuple(str(p) for p in job.get("hiddenPaths", ()))  # type: ignore[attr-defined]
-    visible = tuple(str(p) for p in job.get("visiblePaths", ()))  # type: ignore[attr-defined]
-    sys.addaudithook(_violation_hook(violations_fd, hidden, visible))  # type: ignore[arg-type]
+    os.chdir(str(job["workspace"]))
+    sys.addaudithook(_violation_hook(violations_fd, job))  # type: ignore[arg-type]
 
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = __builtins__
@@ -298,7 +304,12 @@ def _finish(main: types.ModuleType, exit_code: int) -> None:
 
 
 def _report(
-    status_fd: int, status: int, usage: resource.struct_rusage, violations_fd: int, timed_out: bool
+    status_fd: int,
+    status: int,
+    usage: resource.struct_rusage,
+    violations_fd: int,
+    timed_out: bool,
+    max_violations: int,
 ) -> None:
     chunks = []
     while True:
@@ -318,7 +329,7 @@ def _report(
             pass
     violations = [
         line[: 4 * MAX_VIOLATION_BYTES].decode("utf-8", "replace")
-        for line in lines[:MAX_VIOLATIONS]
+        for line in lines[:max_violations]
     ]
     message = {
         "timedOut": timed_out,
@@ -427,7 +438,6 @@ def main() -> None:
     _site(os.path.join(here, SITE_CONFIG))
     _seed(os.path.join(here, "tmp-seed"), "/tmp")
     _preload(sys.argv[2:])
-    os.chdir(WORKSPACE)
     job_r, job_w = os.pipe2(os.O_CLOEXEC)
     violations_r, violations_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     # Keep the warm heap out of the collector's reach, so the child does not copy
@@ -445,8 +455,10 @@ def main() -> None:
     os.close(violations_w)
     os.write(status_fd, b"ready\n")
     job = _read_job()
+    workspace = str(job["workspace"])
+    protected = frozenset(str(p).rstrip("/") for p in job["protected"])  # type: ignore[attr-defined]
     try:
-        inputs = sandbox_files.write_inputs(WORKSPACE, job.pop("files", None) or [])
+        inputs = sandbox_files.write_inputs(workspace, job.pop("files", None) or [], protected)
     except (OSError, ValueError) as exc:
         os.write(status_fd, _json({"setupError": f"input files: {exc}"}).encode() + b"\n")
         return
@@ -460,14 +472,14 @@ def main() -> None:
     except ProcessLookupError:
         pass  # nothing else was running
     _, status, usage = os.wait4(pid, 0)
-    _report(status_fd, status, usage, violations_r, timed_out)
+    _report(status_fd, status, usage, violations_r, timed_out, int(job["maxViolations"]))  # type: ignore[call-overload]
     limits = job.get("harvest")
-    harvest = sandbox_files.Harvest(0, 0, 0)
+    harvest = sandbox_files.Harvest(0, 0, 0, protected)
     if isinstance(limits, dict):
         harvest = sandbox_files.Harvest(
-            limits["maxFiles"], limits["maxFileBytes"], limits["maxTotalBytes"]
+            limits["maxFiles"], limits["maxFileBytes"], limits["maxTotalBytes"], protected
         )
-        harvest.collect(WORKSPACE, inputs)
+        harvest.collect(workspace, inputs)
     _send_files(status_fd, harvest)
 
 

@@ -16,19 +16,18 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-from runner.policy import SANDBOX_ENV, Limits
+from runner.contract import MAX_ERROR_CHARS, MAX_VIOLATIONS, Harvested, Job, Outcome, SandboxLimits
+from runner.policy import SANDBOX_ENV
 from runner.protocol import (
-    READ_CHUNK,
-    Harvested,
-    HarvestLimits,
+    PipeReader,
     StatusReader,
+    denials_from,
     float_or_none,
     int_or_none,
-    violations_from,
 )
+from runner.wire import harvest_fields
+from sandbox_common.processes import exit_future
 
 STATUS_GRACE_S = 2.0
 HARVEST_TIMEOUT_S = 10.0
@@ -38,51 +37,17 @@ class SandboxError(Exception):
     """The sandbox itself failed (not the user's code): it could not start or broke down."""
 
 
-@dataclass
-class Outcome:
-    """How one execution ended, as seen from outside the sandbox."""
-
-    exit_code: int | None
-    signal: int | None
-    timed_out: bool
-    stdout: bytes
-    stderr: bytes
-    stdout_truncated: bool
-    stderr_truncated: bool
-    duration_ms: float
-    cpu_user_ms: float | None = None
-    cpu_system_ms: float | None = None
-    max_rss_kb: int | None = None
-    violations: list[dict[str, str]] = field(default_factory=list)
-    status_missing: bool = False
-    """The stub never reported: the user's code killed or broke its own supervisor process."""
-    setup_error: str | None = None
-    """The job could not be set up (its input files could not be written)."""
-    harvested: Harvested = field(default_factory=lambda: Harvested())
-
-
-class _CappedReader:
-    """Reads a non-blocking fd, keeping at most ``cap`` bytes and counting the rest."""
+class _CappedReader(PipeReader):
+    """Keeps at most ``cap`` bytes of a pipe and notes whether more came."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, cap: int) -> None:
-        self._loop, self._fd, self._cap = loop, fd, cap
+        self._cap = cap
         self._chunks: list[bytes] = []
         self.kept = 0
         self.truncated = False
-        os.set_blocking(fd, False)
-        loop.add_reader(fd, self._read_once)
+        super().__init__(loop, fd)
 
-    def _read_once(self) -> bool:
-        """Read one chunk; False when nothing more is available right now (or at EOF)."""
-        try:
-            data = os.read(self._fd, READ_CHUNK)
-        except BlockingIOError:
-            return False
-        except OSError:
-            data = b""
-        if not data:
-            self.close()
-            return False
+    def on_data(self, data: bytes) -> None:
         room = self._cap - self.kept
         if len(data) > room:
             self.truncated = True
@@ -90,7 +55,6 @@ class _CappedReader:
         if data:
             self._chunks.append(data)
             self.kept += len(data)
-        return True
 
     def drain(self) -> None:
         """Read what is already in the pipe, without waiting for the writers to finish.
@@ -98,38 +62,11 @@ class _CappedReader:
         Once the main process has exited, all it wrote is in the pipe; anything still
         running in the sandbox is about to be killed, so its later output is not awaited.
         """
-        while self._fd >= 0 and self._read_once():
+        while self.read_once():
             pass
 
     def data(self) -> bytes:
         return b"".join(self._chunks)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            self._loop.remove_reader(self._fd)
-            os.close(self._fd)
-            self._fd = -1
-
-
-def exit_future(
-    loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes]
-) -> asyncio.Future[None]:
-    """A future that resolves once ``proc`` has exited, and reaps it then.
-
-    A pidfd watched by the event loop: no child watcher, no thread per process.
-    """
-    exited: asyncio.Future[None] = loop.create_future()
-    pidfd = os.pidfd_open(proc.pid)
-
-    def on_exit() -> None:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        proc.wait()
-        if not exited.done():
-            exited.set_result(None)
-
-    loop.add_reader(pidfd, on_exit)
-    return exited
 
 
 def _pipe_with(data: bytes) -> int:
@@ -150,12 +87,16 @@ class Sandbox:
         argv: Sequence[str],
         *,
         status_fd_placeholder: str,
+        mounted: SandboxLimits,
+        view: dict[str, object],
         fd_data: dict[str, bytes] | None = None,
     ) -> None:
-        """Start the sandbox now (``argv`` from bwrap.launcher_argv).
+        """Start the sandbox now (``argv`` from runner.launch).
 
-        ``fd_data`` maps more placeholders in ``argv`` to bytes that bubblewrap reads
-        from a pipe (the seccomp program).
+        ``mounted``: the limits ``argv`` mounts the sandbox with; ``view``: what the stub
+        is told of the policy with each job (runner.policy.sandbox_view).  ``fd_data``
+        maps more placeholders in ``argv`` to bytes that bubblewrap reads from a pipe
+        (the seccomp program).
         """
         loop = asyncio.get_running_loop()
         # Raw pipes that this object owns: (parent end, child end) for each stream.
@@ -185,10 +126,11 @@ class Sandbox:
             for fd in (status_w, stdin_r, stdout_w, stderr_w, *inputs.values()):
                 os.close(fd)
         self._loop = loop
+        self.mounted = mounted
+        self._view = view
         self._stdin_fd, self._stdout_fd, self._stderr_fd = stdin_w, stdout_r, stderr_r
         self._status = StatusReader(loop, status_r)
         self._exited = exit_future(loop, self._proc)
-        self.started_at = time.monotonic()
         self.used = False
 
     @property
@@ -213,9 +155,7 @@ class Sandbox:
             text = b""
         return text.decode("utf-8", "replace").strip() or "bubblewrap exited"
 
-    async def run(
-        self, job: dict[str, Any], limits: Limits, harvest: HarvestLimits | None = None
-    ) -> Outcome:
+    async def run(self, job: Job) -> Outcome:
         """Hand the job to the sandbox and collect how it ended.  Single use.
 
         The stub applies the timeout itself (so that it can still collect the files);
@@ -223,16 +163,26 @@ class Sandbox:
         """
         if self.used:
             raise SandboxError("a sandbox runs exactly one job")
+        if job.sandbox != self.mounted:
+            raise SandboxError(
+                f"the job needs a sandbox mounted with {job.sandbox}, this one has {self.mounted}"
+            )
         self.used = True
+        limits, harvest = job.limits, job.harvest
         stdout = _CappedReader(self._loop, self._take("_stdout_fd"), limits.output_bytes)
         stderr = _CappedReader(self._loop, self._take("_stderr_fd"), limits.output_bytes)
         self._status.limits = harvest
+        # The stub's own format (marshal: built in, nothing to import inside the sandbox).
         payload = marshal.dumps(
             {
-                **job,
+                **self._view,
+                "maxViolations": MAX_VIOLATIONS,
+                "code": job.code,
+                "stdin": job.stdin,
+                "files": [(f.path, f.content) for f in job.files],
                 "limits": limits.rlimits(),
                 "timeoutMs": limits.timeout_ms,
-                "harvest": harvest.wire() if harvest else None,
+                "harvest": harvest_fields(harvest),
             }
         )
         started = time.monotonic()
@@ -275,9 +225,9 @@ class Sandbox:
             cpu_user_ms=float_or_none(status.get("cpuUserMs")),
             cpu_system_ms=float_or_none(status.get("cpuSystemMs")),
             max_rss_kb=int_or_none(status.get("maxRssKb")),
-            violations=violations_from(status.get("violations")),
+            denials=denials_from(status.get("violations")),
             status_missing=not timed_out and not status,
-            setup_error=str(setup_error)[:500] if setup_error is not None else None,
+            setup_error=str(setup_error)[:MAX_ERROR_CHARS] if setup_error is not None else None,
             harvested=harvested,
         )
 

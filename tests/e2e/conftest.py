@@ -21,7 +21,8 @@ import pytest
 from kubernetes import client, config
 from urllib3.exceptions import HTTPError
 
-from tests.e2e.kube import delete_ignoring_absent, wait_until
+from tests.e2e.kube import delete_ignoring_absent
+from tests.support import wait_for
 
 CLUSTER_DIR = Path(__file__).resolve().parent.parent / "cluster"
 STATE_DIR = Path(os.environ.get("CLUSTER_STATE_DIR", "/var/lib/sandbox-controller-cluster"))
@@ -111,10 +112,11 @@ def namespace(
     name = f"e2e-{uuid.uuid4().hex[:10]}"
     core.create_namespace({"metadata": {"name": name, "labels": {"e2e": "true"}}})
     # Pods can only be created once the namespace's default service account exists.
-    wait_until(
-        f"service account default in {name}",
+    wait_for(
         lambda: _exists(lambda: core.read_namespaced_service_account("default", name)),
-        timeout=30,
+        timeout_s=30,
+        what=f"service account default in {name}",
+        interval_s=0.5,
     )
     try:
         yield name

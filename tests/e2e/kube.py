@@ -6,32 +6,17 @@ product's pod builders; they show which pod settings the cluster accepts and enf
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tests.support import wait_for
+
 RUNNER_IMAGE = "localhost/sandbox-runner:e2e"
 SECCOMP_PROFILE = "sandbox-controller/runner-seccomp.json"
 """The Localhost profile, relative to kubelet's seccomp directory (up.sh installs it)."""
-
-T = TypeVar("T")
-
-
-def wait_until(
-    what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5
-) -> T:
-    """Polls ``probe`` until it returns something other than None, or fails at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def sandbox_security_context() -> dict[str, Any]:
@@ -124,7 +109,12 @@ def wait_for_phase(
                 raise AssertionError(f"pod {name}: {waiting.reason}: {waiting.message}")
         return None
 
-    return wait_until(f"pod {namespace}/{name} to be {sorted(phases)}", probe, timeout)
+    return wait_for(
+        probe,
+        timeout_s=timeout,
+        what=f"pod {namespace}/{name} to be {sorted(phases)}",
+        interval_s=0.5,
+    )
 
 
 def logs(core: client.CoreV1Api, namespace: str, name: str) -> str:

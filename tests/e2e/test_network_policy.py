@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e.kube import create_pod, logs, pod, wait_for_phase, wait_until
+from tests.e2e.kube import create_pod, logs, pod, wait_for_phase
+from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +55,7 @@ def _wait_for_steady(
             return len(attempts)
         return None
 
-    return wait_until(what, probe, timeout=60)
+    return wait_for(probe, timeout_s=60, what=what, interval_s=0.5)
 
 
 def _policy(name: str, spec: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ import json
 
 import pytest
 from kubernetes import client
+from runner.contract import HarvestLimits, Job, Outcome, RunLimits
+from runner.wire import decode_result, encode_job
 
 from tests.e2e.kube import (
     create_pod,
@@ -28,28 +30,28 @@ print(json.dumps({"uid": os.getuid(), "interfaces": [n for _, n in socket.if_nam
                   "home": os.path.exists("/home"), "token": "AUTH_TOKEN" in os.environ}))
 """
 
-# `python -m runner` reads its job on stdin; a pod's command gives it as an argument.
-ENTRY = (
-    "import io, sys; sys.stdin = io.StringIO(sys.argv[1]); import runner.__main__ as m; m.main()"
-)
+# `python -m runner` reads its job on stdin; a pod gives it in its environment.
+ENTRY = ["/bin/sh", "-c", 'printf %s "$JOB" | exec /usr/bin/python3 -m runner']
 
 
 @pytest.mark.timeout(150)
 def test_the_runner_runs_a_job_in_a_pod(core: client.CoreV1Api, namespace: str) -> None:
-    job = json.dumps({"code": CODE, "timeoutMs": 20_000})
-    manifest = pod(
-        "runner",
-        ["/usr/bin/python3", "-c", ENTRY, job],
-        host_users=False,
-        security_context=sandbox_security_context(),
+    job = Job(
+        execution_id="ex-e2e",
+        code=CODE,
+        limits=RunLimits(timeout_ms=20_000),
+        harvest=HarvestLimits(),
     )
+    manifest = pod("runner", ENTRY, host_users=False, security_context=sandbox_security_context())
+    manifest["spec"]["containers"][0]["env"] = [{"name": "JOB", "value": encode_job(job).decode()}]
     name = create_pod(core, namespace, manifest)
     done = wait_for_phase(core, namespace, name, {"Succeeded", "Failed"}, timeout=120)
     out = logs(core, namespace, name)
     assert terminated_exit_code(done) == 0, out
-    outcome = json.loads(out.strip().splitlines()[-1])
-    assert outcome["exit_code"] == 0, outcome["stderr"]
-    seen = json.loads(outcome["stdout"])
+    outcome = decode_result(out.strip().splitlines()[-1].encode(), job)
+    assert isinstance(outcome, Outcome), outcome
+    assert outcome.exit_code == 0, outcome.stderr
+    seen = json.loads(outcome.stdout)
     assert seen == {"uid": 1000, "interfaces": ["lo"], "home": False, "token": False}
-    assert outcome["harvested"]["files"] == [{"path": "result.txt", "content": "Ng=="}]
-    assert outcome["violations"] == []
+    assert [(f.path, f.content) for f in outcome.harvested.files] == [("result.txt", b"6")]
+    assert outcome.denials == ()

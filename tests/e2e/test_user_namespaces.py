@@ -9,7 +9,8 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.conftest import Cluster
-from tests.e2e.kube import create_pod, logs, pod, wait_for_phase, wait_until
+from tests.e2e.kube import create_pod, logs, pod, wait_for_phase
+from tests.support import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +74,7 @@ def test_host_users_false_maps_pod_root_to_an_unprivileged_host_uid(
         text = logs(core, namespace, name)
         return text if "gid_map" in text else None
 
-    text = wait_until("the pod's uid report", report, timeout=30)
+    text = wait_for(report, timeout_s=30, what="the pod's uid report", interval_s=0.5)
 
     assert "uid 0 euid 0" in text, "root inside the pod"
     inside, outside, count = _uid_map(text, "uid_map")
@@ -85,7 +86,10 @@ def test_host_users_false_maps_pod_root_to_an_unprivileged_host_uid(
 
     if cluster.local and os.geteuid() == 0:
         # The kernel's own answer from outside: the same process, seen from the host.
-        host_uid = wait_until(
-            "the pod's process on the host", lambda: _host_uid_of_process_with(marker), timeout=10
+        host_uid = wait_for(
+            lambda: _host_uid_of_process_with(marker),
+            timeout_s=10,
+            what="the pod's process on the host",
+            interval_s=0.5,
         )
         assert host_uid == outside

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser_support import agent_dirs, wait_for
+from tests.browser_support import agent_dirs
 from tests.pages import PageServer
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser_support import agent_dirs, agent_pids, wait_for
-from tests.support import ServiceProcess
+from tests.browser_support import agent_dirs, agent_pids
+from tests.support import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from controller.uploads.policy import UploadPolicy, parse_allowed_hosts
+from controller.uploads.policy import UploadPolicy
 from controller.uploads.transport import GuardedTransport
+from sandbox_common.addresses import parse_host_ports
 from tests.file_service import FileService
 
 
@@ -24,18 +25,18 @@ async def test_a_name_resolving_to_loopback_is_refused_at_connection(
 
 
 async def test_a_listed_host_connects(file_service: FileService) -> None:
-    policy = UploadPolicy(parse_allowed_hosts(f"localhost:{file_service.port}"))
+    policy = UploadPolicy(parse_host_ports(f"localhost:{file_service.port}"))
     response = await post(policy, f"http://localhost:{file_service.port}/up")
     assert response.status_code == 201
 
 
 async def test_metadata_stays_refused_when_listed() -> None:
-    policy = UploadPolicy(parse_allowed_hosts("169.254.169.254"))
+    policy = UploadPolicy(parse_host_ports("169.254.169.254"))
     with pytest.raises(httpx.ConnectError, match="always refused"):
         await post(policy, "http://169.254.169.254/latest/meta-data/")
 
 
 async def test_unlisted_hosts_are_refused_before_resolving(file_service: FileService) -> None:
-    policy = UploadPolicy(parse_allowed_hosts("files.example"))
+    policy = UploadPolicy(parse_host_ports("files.example"))
     with pytest.raises(httpx.ConnectError, match="not in UPLOAD_ALLOWED_HOSTS"):
         await post(policy, f"http://127.0.0.1:{file_service.port}/up")

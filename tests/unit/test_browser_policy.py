@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from browser_agent.netpolicy import DestinationPolicy, is_public, is_this_host, refusal
+from browser_agent.netpolicy import DestinationPolicy, refusal
 from browser_agent.urlpolicy import UrlRefused, check_navigation_url
+
+from sandbox_common.addresses import is_public, is_this_host
 
 
 @pytest.mark.parametrize(

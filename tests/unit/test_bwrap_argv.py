@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 from runner.bwrap import BWRAP, CHROOT, HostFacts, bwrap_argv, launcher_argv
-from runner.policy import SANDBOX_ENV, Layout, Limits
+from runner.contract import RunLimits, SandboxLimits
+from runner.policy import SANDBOX_ENV, Layout
 
 HOST = HostFacts(
     symlinks={"/bin": "usr/bin", "/lib": "usr/lib", "/lib64": "usr/lib64"},
     directories=frozenset({"/usr", "/etc/ld.so.cache", "/etc/ssl/certs", "/opt/env"}),
 )
 LAYOUT = Layout(support_dir="/srv/support", extra_ro_paths=("/opt/env", "/missing/env"))
-LIMITS = Limits(workspace_bytes=1000, tmp_bytes=2000)
+LIMITS = SandboxLimits(workspace_bytes=1000, tmp_bytes=2000)
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ def test_launcher_drops_root_to_the_sandbox_ids() -> None:
 
 
 def test_limits_become_rlimits_with_a_cpu_backstop() -> None:
-    limits = Limits(
+    limits = RunLimits(
         timeout_ms=2500, memory_bytes=10, max_processes=3, max_file_bytes=4, max_open_files=5
     )
     assert limits.rlimits() == {

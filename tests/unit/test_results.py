@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import signal
 
-from runner.supervisor import Outcome
+from runner.contract import Outcome
 
 from controller.execution.models import Violation
-from controller.execution.service import annotation, decode_output, limit_violations
+from controller.execution.results import annotation, decode_output, limit_violations
 
 
 def outcome(**changes: object) -> Outcome:

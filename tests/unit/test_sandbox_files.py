@@ -7,17 +7,23 @@ import socket
 from pathlib import Path
 
 import pytest
+from runner.policy import PROTECTED_NAMES
 from runner.sandbox_files import Harvest, write_inputs
 
 
 def harvest(root: Path, inputs: object = None, **limits: int) -> Harvest:
-    h = Harvest(limits.get("files", 10), limits.get("file_bytes", 1000), limits.get("total", 5000))
+    h = Harvest(
+        limits.get("files", 10),
+        limits.get("file_bytes", 1000),
+        limits.get("total", 5000),
+        PROTECTED_NAMES,
+    )
     h.collect(str(root), inputs or {})  # type: ignore[arg-type]
     return h
 
 
 def test_inputs_are_written_and_unchanged_ones_are_not_collected(tmp_path: Path) -> None:
-    inputs = write_inputs(str(tmp_path), [("a/b.txt", b"one"), ("c.txt", b"two")])
+    inputs = write_inputs(str(tmp_path), [("a/b.txt", b"one"), ("c.txt", b"two")], PROTECTED_NAMES)
     assert (tmp_path / "a/b.txt").read_bytes() == b"one"
     (tmp_path / "c.txt").write_bytes(b"changed")
     h = harvest(tmp_path, inputs)
@@ -28,7 +34,7 @@ def test_inputs_are_written_and_unchanged_ones_are_not_collected(tmp_path: Path)
 @pytest.mark.parametrize("path", ["/abs", "../x", "a/../b", "", "a//b", ".env", "secrets/x"])
 def test_unsafe_input_paths_are_refused_here_too(tmp_path: Path, path: str) -> None:
     with pytest.raises(ValueError):
-        write_inputs(str(tmp_path), [(path, b"")])
+        write_inputs(str(tmp_path), [(path, b"")], PROTECTED_NAMES)
 
 
 def test_links_and_special_files_are_skipped(tmp_path: Path) -> None:

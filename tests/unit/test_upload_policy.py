@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from controller.uploads.policy import UploadPolicy, parse_allowed_hosts
-
-
-def test_parse_allowed_hosts() -> None:
-    assert parse_allowed_hosts(" Files.Example.com , 127.0.0.1:9000,[::1]:8080,,") == {
-        ("files.example.com", None),
-        ("127.0.0.1", 9000),
-        ("::1", 8080),
-    }
-    with pytest.raises(ValueError):
-        parse_allowed_hosts("host:0")
-    with pytest.raises(ValueError):
-        parse_allowed_hosts("host:http")
-
+from controller.uploads.policy import UploadPolicy
+from sandbox_common.addresses import parse_host_ports
 
 OPEN = UploadPolicy()
-LISTED = UploadPolicy(parse_allowed_hosts("files.internal, 127.0.0.1:9000, 169.254.169.254"))
+LISTED = UploadPolicy(parse_host_ports("files.internal, 127.0.0.1:9000, 169.254.169.254"))
 
 
 @pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1::1"])

@@ -84,7 +84,7 @@ async def list_sessions(service: BrowserServiceDep) -> SessionList:
     return SessionList(
         sessions=service.list(),
         maxSessions=service.settings.max_browser_sessions,
-        warmAgents=service.backend.warm_agents,
+        warmAgents=service.warm_agents,
     )
 
 

@@ -12,14 +12,14 @@ router = APIRouter()
 
 @router.get("/health", summary="Service health (no authentication)")
 async def health(service: ExecutionServiceDep) -> JSONResponse:
-    check = service.backend.check
+    check = service.check
     body = {
         "status": "ok" if check.ok else "degraded",
-        "backend": service.backend.name,
+        "backend": service.backend_name,
         "sandbox": {"ok": check.ok, "detail": check.detail},
         "executions": {
             "admitted": service.admission.admitted,
-            "warmSandboxes": service.backend.warm_sandboxes,
+            "warmSandboxes": service.warm_sandboxes,
         },
     }
     # 503 while the sandbox is not proven: load balancers stop sending executions here.

@@ -1,0 +1,1 @@
+"""The kopf operator of browser sessions: thin handlers over pure decisions."""

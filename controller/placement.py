@@ -1,0 +1,28 @@
+"""Where things run: the backends that ``BACKEND`` names, built for the app's lifespan.
+
+The only module that knows the concrete backends; the app and its tests take any
+ExecutionBackend and SessionBackend, so a test can inject fakes.  A placement's modules
+are imported only when it is chosen (local mode never imports the Kubernetes client).
+"""
+
+from __future__ import annotations
+
+from controller.browser.backend import SessionBackend
+from controller.execution.backend import ExecutionBackend
+from controller.settings import Settings
+
+
+def execution_backend(settings: Settings) -> ExecutionBackend:
+    if settings.backend == "local":
+        from controller.execution.local import LocalBackend
+
+        return LocalBackend(settings)
+    raise ValueError(f"unknown backend {settings.backend!r}")  # the settings refuse it first
+
+
+def session_backend(settings: Settings) -> SessionBackend:
+    if settings.backend == "local":
+        from controller.browser.local import LocalSessionBackend
+
+        return LocalSessionBackend(settings)
+    raise ValueError(f"unknown backend {settings.backend!r}")

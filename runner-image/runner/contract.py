@@ -1,0 +1,148 @@
+"""The contract between the controller and a runner: one job in, one outcome out.
+
+Typed records only (standard library); runner.wire is their JSON form, with a strict
+decoder for each direction.  Every placement speaks it: the local backend hands a ``Job``
+to a sandbox of this host, ``python -m runner`` reads one from stdin, a file or one HTTP
+request (the runner image), and the pod backend sends one to a runner pod.
+
+The defaults here are the product's defaults: the controller's settings take theirs
+from these records, so the two cannot disagree.  Limits are split by when they apply:
+``SandboxLimits`` are fixed when a sandbox is mounted (a warm sandbox already has them),
+``RunLimits`` apply to the one run inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MIB = 1024 * 1024
+WIRE_VERSION = 1
+MAX_TIMEOUT_MS = 120_000
+
+# Caps on what a runner may report, whatever its limits say: it is untrusted.
+MAX_VIOLATIONS = 32
+MAX_VIOLATION_CHARS = 300
+MAX_SKIPPED = 1000
+MAX_PATH_CHARS = 1024
+MAX_REASON_CHARS = 40
+MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Fixed when the sandbox is mounted: the sizes of its in-memory filesystems."""
+
+    workspace_bytes: int = 128 * MIB
+    tmp_bytes: int = 64 * MIB
+    """Each of /tmp and /dev/shm."""
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Applied to the one run inside a mounted sandbox; every field is kernel-enforced."""
+
+    timeout_ms: int = 10_000
+    memory_bytes: int = 1024 * MIB
+    max_processes: int = 64
+    max_file_bytes: int = 64 * MIB
+    max_open_files: int = 256
+    output_bytes: int = 1 * MIB
+    """Captured bytes per stream (stdout, stderr); the rest is discarded."""
+
+    def rlimits(self) -> dict[str, int]:
+        """The rlimits the stub applies to the code's process, in the stub's names."""
+        return {
+            "memoryBytes": self.memory_bytes,
+            "maxProcesses": self.max_processes,
+            "maxFileBytes": self.max_file_bytes,
+            "maxOpenFiles": self.max_open_files,
+            # A CPU-time backstop past the wall clock: a busy loop that somehow outlived
+            # the supervisor's kill would still be stopped by the kernel.
+            "cpuSeconds": self.timeout_ms // 1000 + 2,
+        }
+
+
+@dataclass(frozen=True)
+class HarvestLimits:
+    """How much of what the code wrote is collected after the run."""
+
+    max_files: int = 50
+    max_file_bytes: int = 10 * MIB
+    max_total_bytes: int = 25 * MIB
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str
+    """Relative to the workspace, checked by runner.policy.input_path_refusal."""
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Job:
+    """One execution: what to run, with what, under which limits."""
+
+    execution_id: str
+    code: str
+    stdin: str | None = None
+    files: tuple[InputFile, ...] = ()
+    sandbox: SandboxLimits = field(default_factory=SandboxLimits)
+    limits: RunLimits = field(default_factory=RunLimits)
+    harvest: HarvestLimits | None = None
+    """None: collect nothing the code wrote."""
+
+
+@dataclass(frozen=True)
+class HarvestedFile:
+    path: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file the code wrote that is not returned, and why (e.g. ``too_large``)."""
+
+    path: str
+    reason: str
+    size: int | None
+
+
+@dataclass(frozen=True)
+class Harvested:
+    files: tuple[HarvestedFile, ...] = ()
+    skipped: tuple[SkippedFile, ...] = ()
+    error: str | None = None
+    """Why the files could not be collected at all."""
+
+
+@dataclass(frozen=True)
+class Denial:
+    """An operation of the code that the sandbox denied, as the in-sandbox hook saw it."""
+
+    kind: str
+    """``filesystem`` or ``network`` (anything else is reported as ``other``)."""
+    target: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one execution ended, as seen from outside the sandbox."""
+
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    duration_ms: float
+    cpu_user_ms: float | None = None
+    cpu_system_ms: float | None = None
+    max_rss_kb: int | None = None
+    denials: tuple[Denial, ...] = ()
+    status_missing: bool = False
+    """The stub never reported: the code killed or broke its own supervisor process."""
+    setup_error: str | None = None
+    """The job could not be set up (its input files could not be written)."""
+    harvested: Harvested = field(default_factory=Harvested)

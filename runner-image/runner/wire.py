@@ -1,0 +1,437 @@
+"""The JSON form of the contract (runner.contract): encoders, and a strict decoder each way.
+
+A document is one JSON object with ``"version": 1`` and camelCase fields.  Decoding
+refuses an unknown version, unknown or missing fields, wrong types, malformed base64,
+and anything over its cap, with a ``WireError`` that names the field and the rule.  An
+outcome is checked against the limits of the job it answers (never against what the
+runner claims): output over the job's cap, or files beyond its harvest limits, are
+refused whole, since only a broken or tampered runner sends them.
+
+    job      {version, executionId, code, stdin, files: [{path, content}],
+              sandbox: {workspaceBytes, tmpBytes},
+              limits: {timeoutMs, memoryBytes, maxProcesses, maxFileBytes, maxOpenFiles,
+                       outputBytes},
+              harvest: {maxFiles, maxFileBytes, maxTotalBytes} | null}
+    outcome  {version, executionId, exitCode, signal, timedOut, stdout, stderr (base64),
+              truncated: {stdout, stderr}, durationMs,
+              usage: {cpuUserMs, cpuSystemMs, maxRssKb},
+              denials: [{kind, target, detail}], statusMissing, setupError,
+              harvest: {files: [{path, content}], skipped: [{path, reason, size}], error}}
+    failure  {version, executionId, failure: {code, message}}   the runner itself failed
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from runner.contract import (
+    MAX_ERROR_CHARS,
+    MAX_PATH_CHARS,
+    MAX_REASON_CHARS,
+    MAX_SKIPPED,
+    MAX_TIMEOUT_MS,
+    MAX_VIOLATION_CHARS,
+    MAX_VIOLATIONS,
+    MIB,
+    WIRE_VERSION,
+    Denial,
+    Harvested,
+    HarvestedFile,
+    HarvestLimits,
+    InputFile,
+    Job,
+    Outcome,
+    RunLimits,
+    SandboxLimits,
+    SkippedFile,
+)
+from runner.policy import PathRefused, input_path
+
+MAX_JOB_BYTES = 64 * MIB
+"""Largest job document a runner accepts (code, stdin and input files, base64)."""
+MAX_ID_CHARS = 64
+MAX_CODE_CHARS = 16 * MIB
+MAX_INPUT_FILES = 10_000
+MAX_LIMIT = 1 << 50
+T = TypeVar("T")
+
+
+class WireError(ValueError):
+    """A document that breaks the contract: ``field`` and ``rule`` say where and how."""
+
+    def __init__(self, field: str, rule: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.rule, self.message = field, rule, message
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The runner could not run the job at all (a bad job, a sandbox that broke down)."""
+
+    code: str
+    message: str
+
+
+# --- encoding --------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _dumps(document: dict[str, Any]) -> bytes:
+    # ensure_ascii: lone surrogates in code or stdin survive as \ud8xx escapes.
+    return json.dumps(document, separators=(",", ":")).encode("ascii")
+
+
+def encode_job(job: Job) -> bytes:
+    return _dumps(
+        {
+            "version": WIRE_VERSION,
+            "executionId": job.execution_id,
+            "code": job.code,
+            "stdin": job.stdin,
+            "files": [{"path": f.path, "content": _b64(f.content)} for f in job.files],
+            "sandbox": {
+                "workspaceBytes": job.sandbox.workspace_bytes,
+                "tmpBytes": job.sandbox.tmp_bytes,
+            },
+            "limits": {
+                "timeoutMs": job.limits.timeout_ms,
+                "memoryBytes": job.limits.memory_bytes,
+                "maxProcesses": job.limits.max_processes,
+                "maxFileBytes": job.limits.max_file_bytes,
+                "maxOpenFiles": job.limits.max_open_files,
+                "outputBytes": job.limits.output_bytes,
+            },
+            "harvest": harvest_fields(job.harvest),
+        }
+    )
+
+
+def harvest_fields(harvest: HarvestLimits | None) -> dict[str, int] | None:
+    """The harvest limits in their wire names (the stub inside reads the same ones)."""
+    if harvest is None:
+        return None
+    return {
+        "maxFiles": harvest.max_files,
+        "maxFileBytes": harvest.max_file_bytes,
+        "maxTotalBytes": harvest.max_total_bytes,
+    }
+
+
+def encode_outcome(execution_id: str, outcome: Outcome) -> bytes:
+    harvested = outcome.harvested
+    return _dumps(
+        {
+            "version": WIRE_VERSION,
+            "executionId": execution_id,
+            "exitCode": outcome.exit_code,
+            "signal": outcome.signal,
+            "timedOut": outcome.timed_out,
+            "stdout": _b64(outcome.stdout),
+            "stderr": _b64(outcome.stderr),
+            "truncated": {"stdout": outcome.stdout_truncated, "stderr": outcome.stderr_truncated},
+            "durationMs": outcome.duration_ms,
+            "usage": {
+                "cpuUserMs": outcome.cpu_user_ms,
+                "cpuSystemMs": outcome.cpu_system_ms,
+                "maxRssKb": outcome.max_rss_kb,
+            },
+            "denials": [
+                {"kind": d.kind, "target": d.target, "detail": d.detail} for d in outcome.denials
+            ],
+            "statusMissing": outcome.status_missing,
+            "setupError": outcome.setup_error,
+            "harvest": {
+                "files": [{"path": f.path, "content": _b64(f.content)} for f in harvested.files],
+                "skipped": [
+                    {"path": s.path, "reason": s.reason, "size": s.size} for s in harvested.skipped
+                ],
+                "error": harvested.error,
+            },
+        }
+    )
+
+
+def encode_failure(execution_id: str, failure: Failure) -> bytes:
+    return _dumps(
+        {
+            "version": WIRE_VERSION,
+            "executionId": execution_id,
+            "failure": {"code": failure.code, "message": failure.message[:MAX_ERROR_CHARS]},
+        }
+    )
+
+
+# --- strict decoding -------------------------------------------------------------------
+
+
+class _Object:
+    """One JSON object being decoded: each field is taken once; leftovers are refused."""
+
+    def __init__(self, value: object, where: str) -> None:
+        if not isinstance(value, dict):
+            raise WireError(where or "document", "type", "must be a JSON object")
+        self._value: dict[str, Any] = value
+        self._where = where
+        self._taken: set[str] = set()
+
+    def _name(self, key: str) -> str:
+        return f"{self._where}.{key}" if self._where else key
+
+    def _get(self, key: str) -> Any:
+        if key not in self._value:
+            raise WireError(self._name(key), "missing", "field required")
+        self._taken.add(key)
+        return self._value[key]
+
+    def has(self, key: str) -> bool:
+        return key in self._value
+
+    def refuse(self, key: str, rule: str, message: str) -> WireError:
+        return WireError(self._name(key), rule, message)
+
+    def done(self) -> None:
+        extra = sorted(set(self._value) - self._taken)
+        if extra:
+            raise WireError(self._name(extra[0]), "unknown_field", "unknown field")
+
+    def _integer(self, key: str, value: object, low: int, high: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise WireError(self._name(key), "type", "must be an integer")
+        if not low <= value <= high:
+            raise WireError(self._name(key), "range", f"must be within {low} ... {high}")
+        return value
+
+    def integer(self, key: str, low: int = 0, high: int = MAX_LIMIT) -> int:
+        return self._integer(key, self._get(key), low, high)
+
+    def optional_integer(self, key: str, low: int = 0, high: int = MAX_LIMIT) -> int | None:
+        value = self._get(key)
+        return None if value is None else self._integer(key, value, low, high)
+
+    def _number(self, key: str, value: object) -> float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise WireError(self._name(key), "type", "must be a non-negative number")
+        return float(value)
+
+    def number(self, key: str) -> float:
+        return self._number(key, self._get(key))
+
+    def optional_number(self, key: str) -> float | None:
+        value = self._get(key)
+        return None if value is None else self._number(key, value)
+
+    def flag(self, key: str) -> bool:
+        value = self._get(key)
+        if not isinstance(value, bool):
+            raise WireError(self._name(key), "type", "must be true or false")
+        return value
+
+    def _text(self, key: str, value: object, max_chars: int) -> str:
+        if not isinstance(value, str):
+            raise WireError(self._name(key), "type", "must be a string")
+        if len(value) > max_chars:
+            raise WireError(self._name(key), "max_length", f"at most {max_chars} characters")
+        return value
+
+    def text(self, key: str, max_chars: int) -> str:
+        return self._text(key, self._get(key), max_chars)
+
+    def optional_text(self, key: str, max_chars: int) -> str | None:
+        value = self._get(key)
+        return None if value is None else self._text(key, value, max_chars)
+
+    def data(self, key: str, max_bytes: int) -> bytes:
+        """Bytes sent as standard base64, at most ``max_bytes`` of them."""
+        encoded = self.text(key, (max_bytes + 2) // 3 * 4)
+        try:
+            decoded = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise WireError(self._name(key), "base64", "must be standard base64") from None
+        if len(decoded) > max_bytes:
+            raise WireError(self._name(key), "max_bytes", f"at most {max_bytes} bytes")
+        return decoded
+
+    def nested(self, key: str) -> _Object:
+        return _Object(self._get(key), self._name(key))
+
+    def optional_nested(self, key: str) -> _Object | None:
+        value = self._get(key)
+        return None if value is None else _Object(value, self._name(key))
+
+    def items(self, key: str, max_items: int, item: Callable[[_Object], T]) -> tuple[T, ...]:
+        """A list of objects, each decoded by ``item`` (and refused if it has more fields)."""
+        value = self._get(key)
+        if not isinstance(value, list):
+            raise WireError(self._name(key), "type", "must be a list")
+        if len(value) > max_items:
+            raise WireError(self._name(key), "max_items", f"at most {max_items} items")
+        decoded = []
+        for index, element in enumerate(value):
+            obj = _Object(element, f"{self._name(key)}[{index}]")
+            decoded.append(item(obj))
+            obj.done()
+        return tuple(decoded)
+
+
+def _document(raw: bytes, max_bytes: int) -> _Object:
+    if len(raw) > max_bytes:
+        raise WireError("document", "max_bytes", f"at most {max_bytes} bytes")
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise WireError("document", "json_invalid", f"not valid JSON: {exc}") from None
+    document = _Object(value, "")
+    version = document.integer("version", 0, 1 << 31)
+    if version != WIRE_VERSION:
+        raise WireError("version", "unsupported", f"version {version}; this runner speaks 1")
+    return document
+
+
+def decode_job(raw: bytes, max_bytes: int = MAX_JOB_BYTES) -> Job:
+    """A job from its JSON form; WireError for anything that breaks the contract."""
+    doc = _document(raw, max_bytes)
+
+    def input_file(obj: _Object) -> InputFile:
+        path = obj.text("path", MAX_PATH_CHARS)
+        try:
+            normalized = input_path(path)
+        except PathRefused as exc:
+            raise obj.refuse("path", exc.rule, exc.message) from None
+        return InputFile(normalized, obj.data("content", max_bytes))
+
+    execution_id = doc.text("executionId", MAX_ID_CHARS)
+    code = doc.text("code", MAX_CODE_CHARS)
+    if "\x00" in code:
+        raise WireError("code", "no_nul", "source code cannot contain NUL characters")
+    stdin = doc.optional_text("stdin", MAX_CODE_CHARS)
+    files = doc.items("files", MAX_INPUT_FILES, input_file)
+    if len({f.path for f in files}) != len(files):
+        raise WireError("files", "unique_paths", "two files have the same path")
+    sandbox_obj = doc.nested("sandbox")
+    sandbox = SandboxLimits(
+        workspace_bytes=sandbox_obj.integer("workspaceBytes", 1),
+        tmp_bytes=sandbox_obj.integer("tmpBytes", 1),
+    )
+    sandbox_obj.done()
+    limits_obj = doc.nested("limits")
+    limits = RunLimits(
+        timeout_ms=limits_obj.integer("timeoutMs", 1, MAX_TIMEOUT_MS),
+        memory_bytes=limits_obj.integer("memoryBytes", 1),
+        max_processes=limits_obj.integer("maxProcesses", 1),
+        max_file_bytes=limits_obj.integer("maxFileBytes", 1),
+        max_open_files=limits_obj.integer("maxOpenFiles", 16),
+        output_bytes=limits_obj.integer("outputBytes", 1),
+    )
+    limits_obj.done()
+    harvest_obj = doc.optional_nested("harvest")
+    harvest = None
+    if harvest_obj is not None:
+        harvest = HarvestLimits(
+            max_files=harvest_obj.integer("maxFiles"),
+            max_file_bytes=harvest_obj.integer("maxFileBytes"),
+            max_total_bytes=harvest_obj.integer("maxTotalBytes"),
+        )
+        harvest_obj.done()
+    doc.done()
+    return Job(execution_id, code, stdin, files, sandbox, limits, harvest)
+
+
+def outcome_cap(job: Job) -> int:
+    """The largest outcome document ``job`` can have: its output and files, base64, plus room."""
+    files = job.harvest.max_total_bytes if job.harvest else 0
+    return (2 * job.limits.output_bytes + files) * 4 // 3 + 4 * MIB
+
+
+def decode_result(raw: bytes, job: Job) -> Outcome | Failure:
+    """The runner's answer to ``job``: its outcome or its failure, held to the job's limits."""
+    doc = _document(raw, outcome_cap(job))
+    execution_id = doc.text("executionId", MAX_ID_CHARS)
+    if execution_id != job.execution_id:
+        raise WireError("executionId", "mismatch", f"answers {execution_id!r}, not this job")
+    failure_obj = doc.nested("failure") if doc.has("failure") else None
+    if failure_obj is not None:
+        failure = Failure(
+            failure_obj.text("code", 64), failure_obj.text("message", MAX_ERROR_CHARS)
+        )
+        failure_obj.done()
+        doc.done()
+        return failure
+    outcome = _outcome(doc, job)
+    doc.done()
+    return outcome
+
+
+def _outcome(doc: _Object, job: Job) -> Outcome:
+    output_cap = job.limits.output_bytes
+    harvest_limits = job.harvest or HarvestLimits(0, 0, 0)
+    exit_code = doc.optional_integer("exitCode", 0, 255)
+    signal = doc.optional_integer("signal", 1, 128)
+    timed_out = doc.flag("timedOut")
+    stdout = doc.data("stdout", output_cap)
+    stderr = doc.data("stderr", output_cap)
+    truncated = doc.nested("truncated")
+    stdout_truncated, stderr_truncated = truncated.flag("stdout"), truncated.flag("stderr")
+    truncated.done()
+    duration_ms = doc.number("durationMs")
+    usage = doc.nested("usage")
+    cpu_user_ms = usage.optional_number("cpuUserMs")
+    cpu_system_ms = usage.optional_number("cpuSystemMs")
+    max_rss_kb = usage.optional_integer("maxRssKb")
+    usage.done()
+    denials = doc.items(
+        "denials",
+        MAX_VIOLATIONS,
+        lambda o: Denial(
+            o.text("kind", MAX_VIOLATION_CHARS),
+            o.text("target", MAX_VIOLATION_CHARS),
+            o.text("detail", MAX_VIOLATION_CHARS),
+        ),
+    )
+    status_missing = doc.flag("statusMissing")
+    setup_error = doc.optional_text("setupError", MAX_ERROR_CHARS)
+    harvest = doc.nested("harvest")
+    files = harvest.items(
+        "files",
+        harvest_limits.max_files,
+        lambda o: HarvestedFile(
+            o.text("path", MAX_PATH_CHARS), o.data("content", harvest_limits.max_file_bytes)
+        ),
+    )
+    if sum(len(f.content) for f in files) > harvest_limits.max_total_bytes:
+        raise WireError("harvest.files", "max_bytes", "files beyond the job's harvest limits")
+    skipped = harvest.items(
+        "skipped",
+        MAX_SKIPPED,
+        lambda o: SkippedFile(
+            o.text("path", MAX_PATH_CHARS),
+            o.text("reason", MAX_REASON_CHARS),
+            o.optional_integer("size"),
+        ),
+    )
+    error = harvest.optional_text("error", MAX_ERROR_CHARS)
+    harvest.done()
+    return Outcome(
+        exit_code=exit_code,
+        signal=signal,
+        timed_out=timed_out,
+        stdout=stdout,
+        stderr=stderr,
+        stdout_truncated=stdout_truncated,
+        stderr_truncated=stderr_truncated,
+        duration_ms=duration_ms,
+        cpu_user_ms=cpu_user_ms,
+        cpu_system_ms=cpu_system_ms,
+        max_rss_kb=max_rss_kb,
+        denials=denials,
+        status_missing=status_missing,
+        setup_error=setup_error,
+        harvested=Harvested(files, skipped, error),
+    )

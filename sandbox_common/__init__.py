@@ -1,0 +1,1 @@
+"""Security primitives shared by the controller, the runner and the browser agent (stdlib only)."""

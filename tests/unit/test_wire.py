@@ -1,0 +1,206 @@
+"""The wire contract's JSON form: round trips, and a strict decoder that refuses the rest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from runner.contract import (
+    Denial,
+    Harvested,
+    HarvestedFile,
+    HarvestLimits,
+    InputFile,
+    Job,
+    Outcome,
+    RunLimits,
+    SandboxLimits,
+    SkippedFile,
+)
+from runner.wire import (
+    Failure,
+    WireError,
+    decode_job,
+    decode_result,
+    encode_failure,
+    encode_job,
+    encode_outcome,
+)
+
+JOB = Job(
+    execution_id="ex-1",
+    code="print('é', '\udcff')",
+    stdin="in",
+    files=(InputFile("data/in.csv", b"\x00\x01"),),
+    sandbox=SandboxLimits(workspace_bytes=1000, tmp_bytes=2000),
+    limits=RunLimits(timeout_ms=5, output_bytes=10),
+    harvest=HarvestLimits(max_files=2, max_file_bytes=4, max_total_bytes=6),
+)
+OUTCOME = Outcome(
+    exit_code=1,
+    signal=None,
+    timed_out=False,
+    stdout=b"\xff" * 10,
+    stderr=b"err",
+    stdout_truncated=True,
+    stderr_truncated=False,
+    duration_ms=2.5,
+    cpu_user_ms=1.0,
+    cpu_system_ms=None,
+    max_rss_kb=9000,
+    denials=(Denial("network", "example.com:80", "denied"),),
+    harvested=Harvested(
+        files=(HarvestedFile("a", b"abcd"), HarvestedFile("b", b"ef")),
+        skipped=(SkippedFile("c", "too_large", 9),),
+    ),
+)
+
+
+def test_jobs_and_outcomes_round_trip() -> None:
+    assert decode_job(encode_job(JOB)) == JOB
+    assert decode_result(encode_outcome("ex-1", OUTCOME), JOB) == OUTCOME
+    without_harvest = replace(JOB, harvest=None, files=(), stdin=None)
+    assert decode_job(encode_job(without_harvest)) == without_harvest
+
+
+def test_failures_round_trip() -> None:
+    failure = Failure("sandbox_failed", "bwrap: no user namespaces")
+    assert decode_result(encode_failure("ex-1", failure), JOB) == failure
+
+
+def job_document(**changes: Any) -> bytes:
+    document = json.loads(encode_job(JOB))
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        target = document
+        for parent in parents:
+            target = target[parent]
+        if value is DELETE:
+            del target[last]
+        else:
+            target[last] = value
+    return json.dumps(document).encode()
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "rule"),
+    [
+        ({"version": 2}, "version", "unsupported"),
+        ({"version": "1"}, "version", "type"),
+        ({"extra": 1}, "extra", "unknown_field"),
+        ({"limits__extra": 1}, "limits.extra", "unknown_field"),
+        ({"code": DELETE}, "code", "missing"),
+        ({"code": 7}, "code", "type"),
+        ({"code": "a\x00b"}, "code", "no_nul"),
+        ({"limits__timeoutMs": True}, "limits.timeoutMs", "type"),
+        ({"limits__timeoutMs": 0}, "limits.timeoutMs", "range"),
+        ({"limits__timeoutMs": 120_001}, "limits.timeoutMs", "range"),
+        ({"limits__memoryBytes": -1}, "limits.memoryBytes", "range"),
+        ({"sandbox": None}, "sandbox", "type"),
+        ({"files": {}}, "files", "type"),
+        ({"files": [{"path": "../x", "content": ""}]}, "files[0].path", "path_traversal"),
+        ({"files": [{"path": "/abs", "content": ""}]}, "files[0].path", "path_absolute"),
+        ({"files": [{"path": ".env", "content": ""}]}, "files[0].path", "path_protected"),
+        ({"files": [{"path": "secrets/k", "content": ""}]}, "files[0].path", "path_protected"),
+        ({"files": [{"path": "a", "content": "!!!"}]}, "files[0].content", "base64"),
+        ({"files": [{"path": "a", "content": "", "mode": 7}]}, "files[0].mode", "unknown_field"),
+        (
+            {"files": [{"path": "a", "content": ""}, {"path": "./a", "content": ""}]},
+            "files",
+            "unique_paths",
+        ),
+        ({"harvest__maxFiles": "50"}, "harvest.maxFiles", "type"),
+    ],
+)
+def test_the_job_decoder_refuses_what_breaks_the_contract(
+    changes: dict[str, Any], field: str, rule: str
+) -> None:
+    with pytest.raises(WireError) as refused:
+        decode_job(job_document(**changes))
+    assert (refused.value.field, refused.value.rule) == (field, rule)
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b"[]", b"{not json", b"\xff", b"[" * 100_000 + b"]" * 100_000, b"null"]
+)
+def test_malformed_documents_are_refused(raw: bytes) -> None:
+    with pytest.raises(WireError):
+        decode_job(raw)
+
+
+def test_oversized_documents_are_refused_before_parsing() -> None:
+    with pytest.raises(WireError) as refused:
+        decode_job(encode_job(JOB), max_bytes=100)
+    assert refused.value.rule == "max_bytes"
+
+
+def outcome_document(**changes: Any) -> bytes:
+    document = json.loads(encode_outcome("ex-1", OUTCOME))
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        target = document
+        for parent in parents:
+            target = target[parent]
+        target[last] = value
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "rule"),
+    [
+        # A runner cannot send more than the job it answers allows.
+        ({"stdout": "eHh4eHh4eHh4eHg="}, "stdout", "max_bytes"),  # 11 bytes, cap 10
+        (
+            {"harvest__files": [{"path": f, "content": ""} for f in "abc"]},
+            "harvest.files",
+            "max_items",
+        ),
+        (
+            {"harvest__files": [{"path": "a", "content": "eHh4eHg="}]},
+            "harvest.files[0].content",
+            "max_bytes",
+        ),
+        (
+            {
+                "harvest__files": [
+                    {"path": "a", "content": "eHh4eA=="},
+                    {"path": "b", "content": "eHh4eA=="},
+                ]
+            },
+            "harvest.files",
+            "max_bytes",
+        ),
+        ({"denials": [{"kind": "k", "target": "t", "detail": "d"}] * 33}, "denials", "max_items"),
+        (
+            {"denials": [{"kind": "k", "target": "t" * 301, "detail": "d"}]},
+            "denials[0].target",
+            "max_length",
+        ),
+        ({"exitCode": 256}, "exitCode", "range"),
+        ({"exitCode": "0"}, "exitCode", "type"),
+        ({"timedOut": 0}, "timedOut", "type"),
+        ({"durationMs": -1}, "durationMs", "type"),
+        ({"executionId": "ex-2"}, "executionId", "mismatch"),
+        ({"usage__maxRssKb": 1.5}, "usage.maxRssKb", "type"),
+        ({"truncated__stdout": None}, "truncated.stdout", "type"),
+        ({"version": 0}, "version", "unsupported"),
+    ],
+)
+def test_the_outcome_decoder_holds_the_runner_to_the_jobs_limits(
+    changes: dict[str, Any], field: str, rule: str
+) -> None:
+    with pytest.raises(WireError) as refused:
+        decode_result(outcome_document(**changes), JOB)
+    assert (refused.value.field, refused.value.rule) == (field, rule)
+
+
+def test_an_outcome_too_large_for_its_job_is_refused_before_parsing() -> None:
+    huge = outcome_document(stderr="A" * (5 << 20))
+    with pytest.raises(WireError) as refused:
+        decode_result(huge, JOB)
+    assert (refused.value.field, refused.value.rule) == ("document", "max_bytes")
