@@ -68,6 +68,15 @@ def limit_violations(outcome: Outcome, timeout_ms: int) -> list[Violation]:
                     "(setting OUTPUT_LIMIT_BYTES)",
                 )
             )
+    if outcome.memory_limit_hit:
+        found.append(
+            Violation(
+                kind="limit",
+                target="memory",
+                detail="killed at the memory limit of the whole execution "
+                "(every process and the in-memory workspace together)",
+            )
+        )
     if outcome.status_missing:
         found.append(
             Violation(

@@ -17,12 +17,15 @@ import asyncio
 import os
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from runner.contract import Job, SandboxLimits
+from runner.cgroup import oom_kills
+from runner.contract import Job, Outcome, SandboxLimits
 from runner.launch import READY_TIMEOUT_S, SETUP_ERRORS, RunnerOptions
 from runner.policy import DEFAULT_HOST_ID
-from runner.supervisor import SandboxError
+from runner.supervisor import Sandbox, SandboxError
+from runner.support import prepare_support_dir
 from runner.wire import Failure, WireError, decode_job, encode_failure, encode_outcome
 
 EXIT_BAD_JOB = 2
@@ -43,6 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--preload", default="", help="comma-separated modules to warm up")
     parser.add_argument("--extra-ro-paths", default="", help="comma-separated read-only paths")
+    parser.add_argument(
+        "--support-dir",
+        default=os.environ.get("RUNNER_SUPPORT_DIR"),
+        help="a support directory prepared ahead with `prepare` (default: $RUNNER_SUPPORT_DIR; "
+        "without one, each run prepares its own)",
+    )
     parser.add_argument("--job", default="-", help="file with the job; - is stdin")
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="warm a sandbox, take the job from one HTTP request")
@@ -58,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     serve.add_argument(
         "--max-idle-s", type=float, default=600.0, help="exit when no job came this long"
     )
+    prepare = sub.add_parser("prepare", help="prepare a support directory ahead (an image build)")
+    prepare.add_argument("directory")
     return parser.parse_args(argv)
 
 
@@ -72,23 +83,35 @@ def options_from(args: argparse.Namespace) -> RunnerOptions:
         host_ids=(int(uid), int(gid or uid)),
         preload=_split(args.preload),
         extra_ro_paths=_split(args.extra_ro_paths),
+        support_dir=args.support_dir,
     )
+
+
+async def run_counting_oom_kills(sandbox: Sandbox, job: Job) -> Outcome:
+    """Run ``job``, noting whether this process's memory cgroup (a pod's) killed part of it."""
+    before = oom_kills()
+    outcome = await sandbox.run(job)
+    after = oom_kills()
+    if before is not None and after is not None and after > before:
+        outcome = replace(outcome, memory_limit_hit=True)
+    return outcome
 
 
 async def run_once(options: RunnerOptions, job: Job) -> bytes:
     try:
-        support, command = await asyncio.to_thread(options.prepare, job.sandbox)
+        command, made = await asyncio.to_thread(options.prepare, job.sandbox)
     except SETUP_ERRORS as exc:
         raise SandboxError(f"cannot prepare the sandbox: {exc}") from exc
     try:
         sandbox = command.start()
         try:
             await sandbox.wait_ready(READY_TIMEOUT_S)
-            outcome = await sandbox.run(job)
+            outcome = await run_counting_oom_kills(sandbox, job)
         finally:
             await sandbox.close()
     finally:
-        shutil.rmtree(support, ignore_errors=True)
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
     return encode_outcome(job.execution_id, outcome)
 
 
@@ -104,6 +127,9 @@ def main(argv: list[str] | None = None) -> None:
         from runner.serve import ServeOptions, serve
 
         sys.exit(asyncio.run(serve(options, ServeOptions.from_args(args))))
+    if args.command == "prepare":
+        print(prepare_support_dir(args.directory, options.python))
+        return
     try:
         raw = sys.stdin.buffer.read() if args.job == "-" else Path(args.job).read_bytes()
         job = decode_job(raw)

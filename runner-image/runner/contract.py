@@ -145,4 +145,7 @@ class Outcome:
     """The stub never reported: the code killed or broke its own supervisor process."""
     setup_error: str | None = None
     """The job could not be set up (its input files could not be written)."""
+    memory_limit_hit: bool = False
+    """The kernel killed a process of the execution at the memory limit of the whole
+    execution (its cgroup: a runner pod's limit), not just one process's address space."""
     harvested: Harvested = field(default_factory=Harvested)

@@ -86,10 +86,20 @@ class RunnerOptions:
     host_ids: tuple[int, int]
     preload: tuple[str, ...] = ()
     extra_ro_paths: tuple[str, ...] = ()
+    support_dir: str | None = None
+    """A support directory prepared ahead (the runner image's, at build time): a pod then
+    starts without preparing one, which costs seconds of CPU (compiling the stub, warming
+    matplotlib's caches)."""
 
-    def prepare(self, mounted: SandboxLimits) -> tuple[str, SandboxCommand]:
-        """A fresh support directory (the caller removes it) and the command using it."""
-        support = prepare_support_dir(tempfile.mkdtemp(prefix="runner-support-"), self.python)
+    def prepare(self, mounted: SandboxLimits) -> tuple[SandboxCommand, str | None]:
+        """The command for a sandbox mounted with ``mounted``, and the support directory
+        made for it, which the caller removes (None when one was prepared ahead)."""
+        made = None
+        support = self.support_dir
+        if support is None:
+            support = made = prepare_support_dir(
+                tempfile.mkdtemp(prefix="runner-support-"), self.python
+            )
         command = sandbox_command(
             support,
             self.python,
@@ -98,4 +108,4 @@ class RunnerOptions:
             preload=self.preload,
             host_ids=self.host_ids,
         )
-        return support, command
+        return command, made

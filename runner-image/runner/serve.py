@@ -27,6 +27,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from runner.cli import run_counting_oom_kills
 from runner.contract import Job, SandboxLimits
 from runner.launch import READY_TIMEOUT_S, SETUP_ERRORS, RunnerOptions
 from runner.supervisor import Sandbox, SandboxError
@@ -172,7 +173,7 @@ class OneJobServer:
             self.claimed = False  # the sandbox is untouched: it can still take a job
             return refused.answer, False
         try:
-            outcome = await self._sandbox.run(job)
+            outcome = await run_counting_oom_kills(self._sandbox, job)
         except SandboxError as exc:
             failure = Failure("sandbox_failed", str(exc))
             return response(500, encode_failure(job.execution_id, failure)), True
@@ -208,7 +209,7 @@ async def serve(options: RunnerOptions, serving: ServeOptions) -> int:
         print("runner: the token digest must be a hex SHA-256 (--token-sha256-env)", flush=True)
         return 2
     try:
-        support, command = await asyncio.to_thread(options.prepare, serving.mounted)
+        command, made = await asyncio.to_thread(options.prepare, serving.mounted)
     except SETUP_ERRORS as exc:
         print(f"runner: cannot prepare the sandbox: {exc}", flush=True)
         return 3
@@ -230,5 +231,6 @@ async def serve(options: RunnerOptions, serving: ServeOptions) -> int:
         return 3
     finally:
         await sandbox.close()
-        shutil.rmtree(support, ignore_errors=True)
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
     return 0

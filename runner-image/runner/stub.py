@@ -228,12 +228,25 @@ def _is_loopback(host: str) -> bool:
     return host in ("localhost", "::1", "") or host.startswith("127.")
 
 
+def _first_to_go_when_out_of_memory() -> None:
+    """At a memory limit, the kernel kills the code (and what it starts), never its supervisors.
+
+    Raising one's own oom_score_adj needs no privilege; the code cannot lower it again.
+    """
+    try:
+        with open("/proc/self/oom_score_adj", "w") as adj:
+            adj.write("1000")
+    except OSError:
+        pass
+
+
 def _run_child(job_fd: int, violations_fd: int) -> None:
     """The user's code: becomes ``python -c CODE`` as closely as possible.  Never returns.
 
     This process was forked while the sandbox warmed up and waits here for the job, so
     neither the fork nor most of its copy-on-write faults fall on the request's path.
     """
+    _first_to_go_when_out_of_memory()
     job = _read_job(job_fd)
     os.close(job_fd)
     # The baseline lets the parent report the code's CPU time, not the warm-up's.

@@ -15,7 +15,7 @@ refused whole, since only a broken or tampered runner sends them.
     outcome  {version, executionId, exitCode, signal, timedOut, stdout, stderr (base64),
               truncated: {stdout, stderr}, durationMs,
               usage: {cpuUserMs, cpuSystemMs, maxRssKb},
-              denials: [{kind, target, detail}], statusMissing, setupError,
+              denials: [{kind, target, detail}], statusMissing, setupError, memoryLimitHit,
               harvest: {files: [{path, content}], skipped: [{path, reason, size}], error}}
     failure  {version, executionId, failure: {code, message}}   the runner itself failed
 """
@@ -148,6 +148,7 @@ def encode_outcome(execution_id: str, outcome: Outcome) -> bytes:
             ],
             "statusMissing": outcome.status_missing,
             "setupError": outcome.setup_error,
+            "memoryLimitHit": outcome.memory_limit_hit,
             "harvest": {
                 "files": [{"path": f.path, "content": _b64(f.content)} for f in harvested.files],
                 "skipped": [
@@ -397,6 +398,7 @@ def _outcome(doc: _Object, job: Job) -> Outcome:
     )
     status_missing = doc.flag("statusMissing")
     setup_error = doc.optional_text("setupError", MAX_ERROR_CHARS)
+    memory_limit_hit = doc.flag("memoryLimitHit")
     harvest = doc.nested("harvest")
     files = harvest.items(
         "files",
@@ -433,5 +435,6 @@ def _outcome(doc: _Object, job: Job) -> Outcome:
         denials=denials,
         status_missing=status_missing,
         setup_error=setup_error,
+        memory_limit_hit=memory_limit_hit,
         harvested=Harvested(files, skipped, error),
     )

@@ -57,3 +57,8 @@ def test_limits_hit_are_reported() -> None:
 def test_a_killed_stub_is_reported() -> None:
     found = limit_violations(outcome(status_missing=True, exit_code=None), 500)
     assert found[0].kind == "other"
+
+
+def test_the_whole_executions_memory_limit_is_reported() -> None:
+    found = limit_violations(outcome(exit_code=None, signal=9, memory_limit_hit=True), 500)
+    assert [(v.kind, v.target) for v in found] == [("limit", "memory")]
