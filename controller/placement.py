@@ -17,7 +17,9 @@ def execution_backend(settings: Settings) -> ExecutionBackend:
         from controller.execution.local import LocalBackend
 
         return LocalBackend(settings)
-    raise ValueError(f"unknown backend {settings.backend!r}")  # the settings refuse it first
+    from controller.kubernetes.backend import KubernetesBackend
+
+    return KubernetesBackend(settings)
 
 
 def session_backend(settings: Settings) -> SessionBackend:
@@ -25,4 +27,6 @@ def session_backend(settings: Settings) -> SessionBackend:
         from controller.browser.local import LocalSessionBackend
 
         return LocalSessionBackend(settings)
-    raise ValueError(f"unknown backend {settings.backend!r}")
+    from controller.browser.unplaced import UnplacedSessionBackend
+
+    return UnplacedSessionBackend(settings.backend)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,6 +23,17 @@ MOUNT = SandboxLimits()
 HARVEST = HarvestLimits()
 WEAK_TOKENS = frozenset({"changeme", "change-me", "secret", "token", "password", "test"})
 MIN_TOKEN_LENGTH = MIN_TOKEN_CHARS
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|Ki|Mi|Gi)?$"
+RUNNER_OVERHEAD_MB = 128
+"""Memory of a runner pod beyond the execution's own: the runner and the sandbox's stub."""
+
+
+def default_replica_name() -> str:
+    """The host's name as a Kubernetes object name (the chart passes the pod's own)."""
+    name = re.sub(r"[^a-z0-9.-]+", "-", socket.gethostname().lower()).strip("-.")
+    return name[:253] or "controller"
 
 
 def default_sandbox_env() -> Path:
@@ -43,7 +56,11 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8080, ge=1, le=65535, description="Port to listen on.")
-    backend: Literal["local"] = Field("local", description="Where executions run.")
+    backend: Literal["local", "kubernetes"] = Field(
+        "local",
+        description="Where executions run: `local` (bubblewrap sandboxes on this host) or "
+        "`kubernetes` (one runner pod per execution, docs/kubernetes.md).",
+    )
     access_log: bool = Field(True, description="Log one line per request (no query strings).")
     state_dir: Path = Field(
         Path("/var/lib/sandbox-controller") if os.geteuid() == 0 else Path(".state"),
@@ -140,6 +157,55 @@ class Settings(BaseSettings):
         "root (never root itself).  Ignored otherwise: sandboxes run as the service's uid.",
     )
     sandbox_gid: int = Field(DEFAULT_HOST_ID, ge=1, description="Host gid, as sandbox_uid.")
+
+    # --- Kubernetes placement (BACKEND=kubernetes) ----------------------------------------
+    kubernetes_namespace: str = Field(
+        "sandbox-runners",
+        pattern=DNS_LABEL,
+        description="Namespace of the runner pods (the chart creates it, with its quota "
+        "and NetworkPolicies).",
+    )
+    runner_image: str = Field(
+        "localhost/sandbox-runner:latest", min_length=1, description="Image of runner pods."
+    )
+    runner_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="imagePullPolicy of runner pods."
+    )
+    runner_seccomp_profile: str = Field(
+        "sandbox-controller/runner-seccomp.json",
+        min_length=1,
+        description="Localhost seccomp profile of runner pods, relative to the kubelet's "
+        "seccomp directory (helm/seccomp/runner-seccomp.json must be installed there).",
+    )
+    runner_cpu_request: str = Field("100m", pattern=QUANTITY, description="CPU request.")
+    runner_cpu_limit: str = Field("1", pattern=QUANTITY, description="CPU limit of a pod.")
+    runner_memory_request_mb: int = Field(128, ge=16, description="Memory request of a pod.")
+    runner_memory_limit_mb: int | None = Field(
+        None,
+        ge=64,
+        description="Memory limit of a whole runner pod: every process of the execution "
+        "and its in-memory workspace, /tmp and /dev/shm together. Default: "
+        "MEMORY_LIMIT_MB + WORKSPACE_SIZE_MB + 2 x TMP_SIZE_MB + 128 for the runner itself.",
+    )
+    runner_ephemeral_storage_mb: int = Field(
+        256, ge=16, description="Ephemeral-storage limit of a pod (its logs and support files)."
+    )
+    runner_pod_start_timeout_s: float = Field(
+        60, gt=0, le=600, description="How long a runner pod may take to become ready."
+    )
+    replica_name: str = Field(
+        default_factory=lambda: default_replica_name(),
+        pattern=DNS_SUBDOMAIN,
+        description="This controller replica's name (the chart gives its pod's name): the "
+        "owner label of its runner pods and the name of its lease.",
+    )
+    replica_lease_s: int = Field(
+        15,
+        ge=5,
+        le=300,
+        description="A replica renews its lease every third of this; the runner pods of a "
+        "replica whose lease is this much overdue are removed by any replica's sweep.",
+    )
 
     # --- files in and out ---------------------------------------------------------------
     max_input_files: int = Field(100, ge=0, description="Files accepted in `files`.")
@@ -271,6 +337,13 @@ class Settings(BaseSettings):
             return self.sandbox_python
         prepared = default_sandbox_env() / "bin" / "python3"
         return str(prepared) if prepared.exists() else "/usr/bin/python3"
+
+    @property
+    def runner_pod_memory_mb(self) -> int:
+        if self.runner_memory_limit_mb is not None:
+            return self.runner_memory_limit_mb
+        in_memory = self.workspace_size_mb + 2 * self.tmp_size_mb
+        return self.memory_limit_mb + in_memory + RUNNER_OVERHEAD_MB
 
     @property
     def warm_pool_size(self) -> int:

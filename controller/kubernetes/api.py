@@ -1,0 +1,283 @@
+"""The one module that calls the Kubernetes API: off the event loop, errors wrapped here.
+
+The ``kubernetes`` client is synchronous, so every call runs on a thread pool of its own
+(never the loop's default one, which other work shares).  Its failures become the
+product's errors at this edge: the API server refusing (a ResourceQuota, a
+LimitRange, RBAC) or being unreachable is ``KubernetesUnavailable``, a 503 whose message
+names the cause; a 404 on delete is success (delete, and treat 404 as done).  Responses
+are read as plain JSON (the client's model classes cost milliseconds per object).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar, cast
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from controller.errors import SandboxUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+REQUEST_TIMEOUT_S = 15.0
+WATCH_TIMEOUT_S = 240
+THREADS = 16
+
+
+class KubernetesUnavailable(SandboxUnavailable):
+    """The API server refused or could not be reached; the message says which and why."""
+
+
+def _reason(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "{}")
+    except ValueError:
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or exc.reason or exc.status)
+
+
+def wrap(what: str, exc: Exception) -> KubernetesUnavailable:
+    """An API failure as the product's error, naming the cause an operator can act on."""
+    if isinstance(exc, ApiException):
+        reason = _reason(exc)
+        if exc.status == 403 and "exceeded quota" in reason:
+            return KubernetesUnavailable(
+                f"{what}: the sandbox namespace's ResourceQuota is full ({reason}); "
+                "retry later, or raise the quota (chart value sandbox.quota)"
+            )
+        if exc.status == 403:
+            return KubernetesUnavailable(f"{what}: forbidden by RBAC or admission: {reason}")
+        return KubernetesUnavailable(f"{what}: the API server answered {exc.status}: {reason}")
+    return KubernetesUnavailable(f"{what}: the API server is unreachable: {exc}")
+
+
+def load_client() -> client.ApiClient:
+    """In a pod, its service account; elsewhere, the kubeconfig (KUBECONFIG or ~/.kube)."""
+    try:
+        config.load_incluster_config()
+        return client.ApiClient()
+    except config.ConfigException:
+        pass
+    try:
+        loaded: client.ApiClient = config.new_client_from_config()
+    except (config.ConfigException, OSError) as exc:
+        raise KubernetesUnavailable(
+            f"no Kubernetes configuration: not in a pod, and no usable kubeconfig ({exc})"
+        ) from exc
+    return loaded
+
+
+class KubeApi:
+    """The calls the backend makes, in one namespace, each awaitable."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.namespace = namespace
+        self._api = api
+        self._core = client.CoreV1Api(api)
+        self._leases = client.CoordinationV1Api(api)
+        self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="kubernetes")
+
+    async def _call(self, what: str, call: Callable[[], T]) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        except (ApiException, HTTPError, OSError) as exc:
+            raise wrap(what, exc) from exc
+
+    def _json(self, response: Any) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(response.data)
+        return value
+
+    async def create_pod(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(
+            f"cannot create runner pod {manifest['metadata']['name']}",
+            lambda: self._json(
+                self._core.create_namespaced_pod(
+                    self.namespace,
+                    cast(Any, manifest),  # the client takes plain dicts too
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )
+            ),
+        )
+
+    async def delete_pod(self, name: str) -> None:
+        """Delete now (no grace: a runner pod has nothing to finish); 404 is done."""
+
+        def delete() -> None:
+            try:
+                self._core.delete_namespaced_pod(
+                    name,
+                    self.namespace,
+                    grace_period_seconds=0,
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+        await self._call(f"cannot delete runner pod {name}", delete)
+
+    async def label_pod(self, name: str, patch: dict[str, Any]) -> None:
+        await self._call(
+            f"cannot label runner pod {name}",
+            lambda: self._core.patch_namespaced_pod(
+                name,
+                self.namespace,
+                patch,
+                _preload_content=False,
+                _request_timeout=REQUEST_TIMEOUT_S,
+            ),
+        )
+
+    async def list_pods(self, selector: str = "", fields: str = "") -> list[dict[str, Any]]:
+        """Pods by label selector and/or field selector (e.g. ``metadata.name=x``)."""
+        response = await self._call(
+            "cannot list runner pods",
+            lambda: self._json(
+                self._core.list_namespaced_pod(
+                    self.namespace,
+                    label_selector=selector,
+                    field_selector=fields,
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )
+            ),
+        )
+        items: list[dict[str, Any]] = response.get("items") or []
+        return items
+
+    async def create_lease(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(
+            "cannot create this replica's lease",
+            lambda: self._json(
+                self._leases.create_namespaced_lease(
+                    self.namespace,
+                    cast(Any, manifest),
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )
+            ),
+        )
+
+    async def renew_lease(self, name: str, renew_time: str) -> bool:
+        """Write the lease's renewTime; False when the lease is gone (404)."""
+
+        def renew() -> bool:
+            try:
+                self._leases.patch_namespaced_lease(
+                    name,
+                    self.namespace,
+                    {"spec": {"renewTime": renew_time}},
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+            return True
+
+        return await self._call(f"cannot renew lease {name}", renew)
+
+    async def list_leases(self, selector: str) -> list[dict[str, Any]]:
+        response = await self._call(
+            "cannot list replica leases",
+            lambda: self._json(
+                self._leases.list_namespaced_lease(
+                    self.namespace,
+                    label_selector=selector,
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )
+            ),
+        )
+        items: list[dict[str, Any]] = response.get("items") or []
+        return items
+
+    async def delete_lease(self, name: str) -> None:
+        """Delete a lease; the garbage collector removes the pods it owns.  404 is done."""
+
+        def delete() -> None:
+            try:
+                self._leases.delete_namespaced_lease(
+                    name,
+                    self.namespace,
+                    propagation_policy="Background",
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+        await self._call(f"cannot delete lease {name}", delete)
+
+    def watch_pods(
+        self, selector: str, on_event: Callable[[str, dict[str, Any]], None]
+    ) -> PodWatch:
+        """Stream the pods of ``selector`` to ``on_event(type, pod)`` from a thread."""
+        return PodWatch(self._core, self.namespace, selector, on_event)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._api.close()
+
+
+class PodWatch:
+    """A watch on pods, run in a thread, restarted whenever it ends or fails.
+
+    Only a hint: the backend learns early that a pod got its address or died, and never
+    hands out one that is gone.  Deleting is never decided from it.
+    """
+
+    def __init__(
+        self,
+        core: client.CoreV1Api,
+        namespace: str,
+        selector: str,
+        on_event: Callable[[str, dict[str, Any]], None],
+    ) -> None:
+        self._core, self._namespace, self._selector = core, namespace, selector
+        self._on_event = on_event
+        self._stopping = threading.Event()
+        self._watch: watch.Watch | None = None
+        self._thread = threading.Thread(target=self._run, name="pod-watch", daemon=True)
+        self._thread.start()
+
+    def _events(self) -> Iterator[dict[str, Any]]:
+        self._watch = watch.Watch()
+        yield from self._watch.stream(
+            self._core.list_namespaced_pod,
+            self._namespace,
+            label_selector=self._selector,
+            timeout_seconds=WATCH_TIMEOUT_S,
+            deserialize=False,
+        )
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                for event in self._events():
+                    pod = event.get("object")
+                    if isinstance(pod, dict) and pod.get("kind") == "Pod":
+                        self._on_event(str(event.get("type")), pod)
+                    if self._stopping.is_set():
+                        return
+            except (ApiException, HTTPError, OSError, ValueError) as exc:
+                log.warning("runner pod watch failed, restarting: %s", exc)
+                self._stopping.wait(1.0)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._watch is not None:
+            self._watch.stop()

@@ -1,0 +1,322 @@
+"""Kubernetes placement of executions: one short-lived runner pod per execution.
+
+Each pod is started ahead of demand (the warm pool, ``WARM_SANDBOXES`` per replica),
+runs ``python -m runner serve`` (the same bubblewrap sandbox and seccomp filter as local
+mode, inside the pod), takes exactly one job over HTTP straight at its address with a
+secret of its own, answers the outcome, and is deleted.  The API server is on the pod's
+way in and out, never on a job's: a job costs one HTTP request to a warm pod.
+
+Nothing leaks: every pod is owned by this replica's Lease; the replica renews it, and
+each replica's sweep removes the leases (and the pods) of replicas that are gone; a pod
+exits by itself when no job came (``--max-idle-s``) and has an activeDeadlineSeconds.
+At start, a real execution in a real pod must prove the isolation, or the service
+fails closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from runner.contract import Job, Outcome
+from runner.wire import Failure, WireError, decode_result, encode_job, outcome_cap
+
+from controller.errors import SandboxUnavailable
+from controller.execution.backend import NOT_STARTED, SandboxCheck
+from controller.execution.limits import sandbox_limits
+from controller.execution.selftest import judge, self_test_job
+from controller.kubernetes import sweep
+from controller.kubernetes.api import KubeApi, KubernetesUnavailable, PodWatch, load_client
+from controller.kubernetes.manifests import (
+    LEASES_SELECTOR,
+    RUNNERS_SELECTOR,
+    Owner,
+    RunnerPodSpec,
+    execution_label,
+    lease_name,
+    micro_time,
+    owner_selector,
+    replica_lease,
+)
+from controller.kubernetes.runners import RunnerPod, RunnerPods
+from controller.pool import Backoff, PoolClosed, WarmPool
+from controller.settings import Settings
+
+log = logging.getLogger(__name__)
+
+START_BACKOFF = Backoff(first_s=1.0, max_s=30.0)
+# Past the job's own timeout: the runner's status grace, the file collection, the answer.
+ANSWER_MARGIN_S = 20.0
+DELIVERY_ATTEMPTS = 3
+LABEL_AFTER_S = 1.0
+
+
+class _NotDelivered(Exception):
+    """The job never reached the pod (it was gone): another pod may take it."""
+
+
+def pod_spec(settings: Settings) -> RunnerPodSpec:
+    return RunnerPodSpec(
+        image=settings.runner_image,
+        pull_policy=settings.runner_image_pull_policy,
+        seccomp_profile=settings.runner_seccomp_profile,
+        mounted=sandbox_limits(settings),
+        cpu_request=settings.runner_cpu_request,
+        cpu_limit=settings.runner_cpu_limit,
+        memory_request_mb=settings.runner_memory_request_mb,
+        memory_limit_mb=settings.runner_pod_memory_mb,
+        ephemeral_storage_mb=settings.runner_ephemeral_storage_mb,
+        max_idle_s=settings.warm_sandbox_max_age_s + 60,
+    )
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def __init__(self, settings: Settings, api: KubeApi | None = None) -> None:
+        self._settings = settings
+        self._api = api
+        self._http = httpx.AsyncClient(
+            trust_env=False,
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=0),
+        )
+        self._pods: RunnerPods | None = None
+        self._watch: PodWatch | None = None
+        self._pool: WarmPool[RunnerPod] | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._lease = lease_name(settings.replica_name)
+        self.check = NOT_STARTED
+
+    @property
+    def warm_sandboxes(self) -> int:
+        return self._pool.ready if self._pool is not None else 0
+
+    async def start(self) -> SandboxCheck:
+        settings = self._settings
+        try:
+            if self._api is None:
+                self._api = KubeApi(
+                    await asyncio.to_thread(load_client), settings.kubernetes_namespace
+                )
+            owner = await self._take_lease()
+        except (KubernetesUnavailable, OSError, ValueError) as exc:
+            self.check = SandboxCheck(ok=False, detail=f"cannot use the Kubernetes API: {exc}")
+            return self.check
+        self._pods = RunnerPods(
+            self._api, self._http, pod_spec(settings), owner, settings.runner_pod_start_timeout_s
+        )
+        loop = asyncio.get_running_loop()
+        pods = self._pods
+
+        def observed(event: str, pod: dict[str, Any]) -> None:  # on the watch's thread
+            loop.call_soon_threadsafe(pods.observe, event, pod)
+
+        self._watch = self._api.watch_pods(owner_selector(settings.replica_name), observed)
+        self._pool = WarmPool(
+            "runner pod",
+            settings.warm_pool_size,
+            start=pods.start,
+            close=pods.delete,
+            alive=lambda runner: runner.gone is None,
+            backoff=START_BACKOFF,
+            max_age_s=settings.warm_sandbox_max_age_s,
+        )
+        try:
+            await self._sweep()
+        except KubernetesUnavailable as exc:  # the next sweep tries again
+            log.warning("sweep at start: %s", exc)
+        self.check = await self._self_test()
+        self._housekeeping = asyncio.create_task(self._keep_house(), name="runner-housekeeping")
+        if self.check.ok:
+            self._pool.open()
+        return self.check
+
+    async def _take_lease(self) -> Owner:
+        """This replica's lease, new: an old one of the same name (the same pod, restarted)
+        is deleted first, and with it the pods its previous process left."""
+        assert self._api is not None
+        settings = self._settings
+        await self._api.delete_lease(self._lease)
+        for pod in await self._api.list_pods(owner_selector(settings.replica_name)):
+            await self._api.delete_pod(str(pod["metadata"]["name"]))
+        created = await self._api.create_lease(
+            replica_lease(
+                settings.replica_name,
+                settings.replica_name,
+                settings.replica_lease_s,
+                datetime.now(UTC),
+            )
+        )
+        return Owner(settings.replica_name, self._lease, str(created["metadata"]["uid"]))
+
+    async def _self_test(self) -> SandboxCheck:
+        assert self._pods is not None
+        job = self_test_job(self._settings)
+        try:
+            runner = await self._pods.start()
+            try:
+                outcome = await self._run_in(runner, job)
+            finally:
+                await self._pods.delete(runner)
+        except (SandboxUnavailable, _NotDelivered) as exc:
+            return SandboxCheck(ok=False, detail=f"runner pod self-test failed: {exc}")
+        namespace = self._settings.kubernetes_namespace
+        return judge(outcome, f"runner pod in namespace {namespace} verified (bubblewrap, seccomp)")
+
+    async def run(self, job: Job) -> Outcome:
+        if self._pool is None:
+            raise SandboxUnavailable("the Kubernetes backend was not started")
+        for _ in range(DELIVERY_ATTEMPTS):
+            try:
+                runner = await self._pool.take(self._settings.runner_pod_start_timeout_s)
+            except TimeoutError as exc:
+                raise SandboxUnavailable(
+                    "no runner pod became ready within "
+                    f"{self._settings.runner_pod_start_timeout_s:.0f}s"
+                ) from exc
+            except PoolClosed as exc:
+                raise SandboxUnavailable(str(exc)) from exc
+            try:
+                return await self._run_in(runner, job)
+            except _NotDelivered as exc:
+                log.warning("runner pod %s could not take a job: %s", runner.name, exc)
+            finally:
+                self._pool.retire(runner)
+                asyncio.get_running_loop().call_soon(self._pool.fill)
+        raise SandboxUnavailable(f"{DELIVERY_ATTEMPTS} runner pods in a row could not take the job")
+
+    async def _run_in(self, runner: RunnerPod, job: Job) -> Outcome:
+        """Send the job to the pod and read its answer with the contract's caps."""
+        assert self._api is not None
+        api = self._api
+        # A run that lasts gets its pod labelled with its id, for an operator looking for
+        # it; a short one (most) costs the API server no write for it.
+        labelling = asyncio.get_running_loop().call_later(
+            LABEL_AFTER_S,
+            lambda: self._in_background(
+                api.label_pod(runner.name, execution_label(job.execution_id))
+            ),
+        )
+        try:
+            return await self._exchange(runner, job)
+        finally:
+            labelling.cancel()
+
+    async def _exchange(self, runner: RunnerPod, job: Job) -> Outcome:
+        timeout = job.limits.timeout_ms / 1000 + ANSWER_MARGIN_S
+        try:
+            async with self._http.stream(
+                "POST",
+                runner.url + "/run",
+                content=encode_job(job),
+                headers={"Authorization": f"Bearer {runner.token}"},
+                timeout=httpx.Timeout(timeout, connect=5.0),
+            ) as response:
+                raw = await self._read_capped(response, outcome_cap(job), runner)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise _NotDelivered(f"{type(exc).__name__}: {exc}") from exc
+        except httpx.TransportError as exc:
+            return await self._lost(runner, job, exc)
+        try:
+            result = decode_result(raw, job)
+        except WireError as exc:
+            raise SandboxUnavailable(f"runner pod {runner.name} answered nonsense: {exc}") from None
+        if isinstance(result, Failure):
+            raise SandboxUnavailable(f"runner pod {runner.name}: {result.code}: {result.message}")
+        return result
+
+    async def _read_capped(self, response: httpx.Response, cap: int, runner: RunnerPod) -> bytes:
+        chunks, size = [], 0
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > cap:
+                raise SandboxUnavailable(f"runner pod {runner.name} sent more than {cap} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _lost(self, runner: RunnerPod, job: Job, exc: Exception) -> Outcome:
+        """The pod stopped answering mid-run.  If its memory limit killed it, that is the
+        code's doing (a result); anything else is the platform's (an error)."""
+        assert self._api is not None
+        for pod in await self._api.list_pods(fields=f"metadata.name={runner.name}"):
+            runner.observe("MODIFIED", pod)
+        if runner.oom_killed:
+            return Outcome(
+                exit_code=None,
+                signal=9,
+                timed_out=False,
+                stdout=b"",
+                stderr=b"",
+                stdout_truncated=False,
+                stderr_truncated=False,
+                duration_ms=0.0,
+                memory_limit_hit=True,
+            )
+        raise SandboxUnavailable(
+            f"runner pod {runner.name} stopped answering during execution "
+            f"{job.execution_id}: {type(exc).__name__}: {exc}"
+        )
+
+    def _in_background(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(self._logged(work))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _logged(work: Any) -> None:
+        try:
+            await work
+        except KubernetesUnavailable as exc:
+            log.warning("%s", exc)
+
+    async def _keep_house(self) -> None:
+        """Renew this replica's lease and sweep up after replicas that are gone."""
+        assert self._api is not None
+        period = self._settings.replica_lease_s / 3
+        while True:
+            await asyncio.sleep(period)
+            try:
+                renewed = await self._api.renew_lease(self._lease, micro_time(datetime.now(UTC)))
+                if not renewed and self._pods is not None:
+                    # Another replica took this one for gone (a long API outage), and the
+                    # garbage collector takes the pods it owned: a new lease for new pods.
+                    log.error("lease %s was deleted; taking a new one", self._lease)
+                    self._pods.owner = await self._take_lease()
+                await self._sweep()
+            except KubernetesUnavailable as exc:
+                log.warning("housekeeping: %s", exc)
+
+    async def _sweep(self) -> None:
+        assert self._api is not None and self._pods is not None
+        now = datetime.now(UTC)
+        own = self._settings.replica_name
+        leases = await self._api.list_leases(LEASES_SELECTOR)
+        for name in sweep.expired_leases(leases, now, own):
+            log.info("sweep: lease %s is overdue; deleting it and its runner pods", name)
+            await self._api.delete_lease(name)
+        pods = await self._api.list_pods(RUNNERS_SELECTOR)
+        for name in sweep.orphaned_pods(pods, leases, now, own, set(self._pods.known)):
+            log.info("sweep: deleting runner pod %s (its replica is gone)", name)
+            await self._api.delete_pod(name)
+
+    async def stop(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        if self._pool is not None:
+            await self._pool.stop()
+        if self._watch is not None:
+            self._watch.stop()
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=5)
+        if self._api is not None:
+            try:
+                await self._api.delete_lease(self._lease)  # and with it anything left
+            except KubernetesUnavailable as exc:
+                log.warning("%s", exc)
+            self._api.close()
+        await self._http.aclose()
