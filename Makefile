@@ -8,7 +8,8 @@ PYTHON ?= /usr/bin/python3
 VENV ?= .venv
 STATE_DIR ?= .state
 # libatomic1: the Node.js binary inside the Playwright package (browser agents) needs it.
-APT_PACKAGES := bubblewrap python3-venv socat chromium libatomic1
+# curl, unzip: a Go toolchain from the module proxy to build helm, where there is none.
+APT_PACKAGES := bubblewrap python3-venv socat chromium libatomic1 curl unzip
 PYTEST_ARGS ?=
 
 # Root runs apt-get directly; anyone else goes through sudo when it is there.
@@ -19,6 +20,9 @@ SUDO := $(if $(ROOT_USER),,sudo)
 SANDBOX_ENV ?= $(if $(ROOT_USER),/var/lib/sandbox-controller/sandbox-env,$(CURDIR)/.state/sandbox-env)
 
 .PHONY: help run test check lint typecheck unit integration bench deps venv sandbox-env clean
+
+# Build caches outside the clone (tests/cluster): the system's as root, else this user's.
+export CLUSTER_CACHE ?= $(if $(ROOT_USER),/var/cache/sandbox-controller/cluster,$(HOME)/.cache/sandbox-controller/cluster)
 
 help:
 	@echo "make run    set up and serve local mode on :$${PORT:-8080} (AUTH_TOKEN from env or generated)"
@@ -77,16 +81,20 @@ typecheck: venv
 unit: venv
 	$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)
 
-integration: venv sandbox-env
+integration: venv sandbox-env helm-bin
 	SANDBOX_PYTHON=$(SANDBOX_ENV)/bin/python3 $(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
 
-check: lint typecheck sandbox-env
+check: lint typecheck sandbox-env helm-bin
 	SANDBOX_PYTHON=$(SANDBOX_ENV)/bin/python3 $(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
 
 test: check
 
 # The e2e tier on a real single-node Kubernetes built from upstream (tests/cluster).
 include tests/cluster/cluster.mk
+
+# helm, for the chart's tests in the integration tier (built from its module, cached).
+helm-bin: $(STATE_DIR)/.deps-stamp
+	@tests/cluster/build.sh helm
 e2e: venv
 
 bench: venv sandbox-env

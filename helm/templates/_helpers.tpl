@@ -1,0 +1,44 @@
+{{/* Names, labels and guards shared by the templates. */}}
+
+{{- define "sandbox.fullname" -}}
+{{- printf "%s-sandbox-controller" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "sandbox.labels" -}}
+app.kubernetes.io/name: sandbox-controller
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* The controller pods: what the runner pods' NetworkPolicy admits. */}}
+{{- define "sandbox.controllerSelector" -}}
+app.kubernetes.io/name: sandbox-controller
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end -}}
+
+{{- define "sandbox.image" -}}
+{{- printf "%s:%s" .image.repository (default .chart.AppVersion .image.tag) -}}
+{{- end -}}
+
+{{- define "sandbox.tokenSecret" -}}
+{{- default (printf "%s-auth" (include "sandbox.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{/* Guards the schema cannot express. */}}
+{{- define "sandbox.guards" -}}
+{{- if and .Values.auth.token .Values.auth.existingSecret -}}
+{{- fail "auth.token and auth.existingSecret exclude each other: give one" -}}
+{{- end -}}
+{{- if eq .Values.sandbox.namespace .Release.Namespace -}}
+{{- fail (printf "sandbox.namespace (%s) must not be the release's namespace: runner pods get a namespace of their own" .Values.sandbox.namespace) -}}
+{{- end -}}
+{{- $reserved := list "AUTH_TOKEN" "BACKEND" "HOST" "PORT" "STATE_DIR" "KUBERNETES_NAMESPACE" "RUNNER_IMAGE" "RUNNER_IMAGE_PULL_POLICY" "RUNNER_SECCOMP_PROFILE" "REPLICA_NAME" "WARM_SANDBOXES" "WARM_SANDBOX_MAX_AGE_S" "RUNNER_POD_START_TIMEOUT_S" "RUNNER_CPU_REQUEST" "RUNNER_CPU_LIMIT" "RUNNER_MEMORY_REQUEST_MB" "RUNNER_MEMORY_LIMIT_MB" "RUNNER_EPHEMERAL_STORAGE_MB" -}}
+{{- range $name, $_ := .Values.settings -}}
+{{- if has $name $reserved -}}
+{{- fail (printf "settings.%s is set by the chart itself; use its own value instead" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
