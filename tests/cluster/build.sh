@@ -7,6 +7,8 @@
 #   kube-router kube-router (only its NetworkPolicy firewall is run)
 #   crictl      crictl (cluster-down stops pods through CRI, so CNI cleans up)
 #   helm        helm
+#   traefik     the Ingress controller (github.com/traefik/traefik/v3 via ./go/traefik)
+#   coredns     cluster DNS (github.com/coredns/coredns)
 #   pause       the sandbox ("pause") binary, from ./pause/pause.c
 # Each lands in $CACHE_ROOT/<component>-<version>/ and is marked complete only after a
 # successful build, so an interrupted build is redone rather than trusted.
@@ -20,6 +22,7 @@ build_into() {
     if [ -f "$dest/.complete" ]; then log "cached: $dest"; return; fi
     local tmp="$dest.tmp.$$"
     rm -rf "$tmp"; mkdir -p "$tmp"
+    ensure_go
     log "building $(basename "$dest") (cold build; see README for timings)"
     local start=$SECONDS
     "$@" "$tmp"
@@ -73,6 +76,15 @@ build_helm() {
     CGO_ENABLED=0 go_install "$1" -ldflags="-s -w" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
 }
 
+build_traefik() {
+    (cd "$CLUSTER_DIR/go/traefik" && CGO_ENABLED=0 nice -n 10 go build -ldflags="-s -w" \
+        -o "$1/" github.com/traefik/traefik/v3/cmd/traefik)
+}
+
+build_coredns() {
+    CGO_ENABLED=0 go_install "$1" -ldflags="-s -w" "github.com/coredns/coredns@v$COREDNS_VERSION"
+}
+
 build_crictl() {
     CGO_ENABLED=0 go_install "$1" -ldflags="-s -w" "sigs.k8s.io/cri-tools/cmd/crictl@v$CRICTL_VERSION"
 }
@@ -84,7 +96,7 @@ build_pause() {
 }
 
 main() {
-    local all=(pause runc containerd crictl kubernetes kube-router helm) c
+    local all=(pause runc containerd crictl kubernetes kube-router helm traefik coredns) c
     [ $# -gt 0 ] || set -- "${all[@]}"
     mkdir -p "$CACHE_ROOT"
     for c in "$@"; do
@@ -95,6 +107,8 @@ main() {
             kube-router) build_into "$KUBE_ROUTER_BIN" build_kube_router ;;
             crictl) build_into "$CRICTL_BIN" build_crictl ;;
             helm) build_into "$HELM_BIN" build_helm ;;
+            traefik) build_into "$TRAEFIK_BIN" build_traefik ;;
+            coredns) build_into "$COREDNS_BIN" build_coredns ;;
             pause) build_into "$PAUSE_BIN" build_pause ;;
             *) die "unknown component: $c" ;;
         esac

@@ -7,11 +7,14 @@
 #   make cluster-down  stop everything it started and delete its state directory
 #   make e2e           run the e2e tier; starts (and then stops) a cluster unless
 #                      KUBECONFIG already points at a running one
+#   make k8s-up        the cluster with the chart installed (helm/local-values.yaml),
+#                      healthy through the Ingress; prints SANDBOX_URL, SANDBOX_TOKEN_FILE
+#   make k8s-down      remove the release and the whole cluster
 
 VENV ?= .venv
 CLUSTER_SCRIPTS := tests/cluster
 
-.PHONY: cluster-build cluster-up cluster-down images e2e
+.PHONY: cluster-build cluster-up cluster-down images e2e k8s-up k8s-down k8s-bench helm-bin
 
 cluster-build:
 	$(CLUSTER_SCRIPTS)/deps.sh
@@ -33,3 +36,14 @@ images:
 # but the marker selection, so `pytest -m e2e tests/e2e` behaves the same.
 e2e:
 	$(VENV)/bin/pytest -m e2e tests/e2e
+
+k8s-up:
+	@$(CLUSTER_SCRIPTS)/k8s-up.sh
+
+k8s-down:
+	$(CLUSTER_SCRIPTS)/down.sh
+
+# Kubernetes mode's benchmark (bench/k8s_bench.py): the release of `make k8s-up`, beside
+# local mode on this machine, in the same run.
+k8s-bench: venv
+	$(VENV)/bin/python bench/k8s_bench.py

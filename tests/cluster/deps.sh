@@ -12,6 +12,8 @@ PACKAGES=(
     # the cluster: etcd, CNI plugins, what kubelet/kube-proxy/kube-router call
     etcd-server containernetworking-plugins iptables ipset conntrack ethtool
     iproute2 kmod socat util-linux mount procps openssl psmisc
+    # a Go toolchain from the module proxy where the machine has none (lib.sh ensure_go)
+    curl unzip
 )
 
 missing=()

@@ -8,7 +8,8 @@
 #   images.sh build DOCKERFILE TAG  `buildah build` of an ordinary Dockerfile, context =
 #                                   repository root, as `docker build -f DOCKERFILE .`
 #   images.sh load TAG...           export from buildah and import into containerd
-#   images.sh all                   base, pause, the runner image; then load them if
+#   images.sh all                   base, pause, the runner and controller images, and the
+#                                   cluster's own (Traefik, CoreDNS); then load them if
 #                                   the cluster's containerd is running
 #
 # Pods use these with imagePullPolicy: Never. The same Dockerfiles build with Docker.
@@ -27,7 +28,11 @@ mkdir -p "$CACHE_ROOT/buildah/run"
 mount -t tmpfs -o mode=0700,size=64m tmpfs "$CACHE_ROOT/buildah/run"
 
 PAUSE_IMAGE="localhost/sandbox-controller/pause:1"
-RUNNER_IMAGE="${RUNNER_IMAGE:-localhost/sandbox-runner:e2e}"
+# The names helm/local-values.yaml gives the chart (kind users build the same ones).
+RUNNER_IMAGE="${RUNNER_IMAGE:-localhost/sandbox-runner:local}"
+CONTROLLER_IMAGE="${CONTROLLER_IMAGE:-localhost/sandbox-controller:local}"
+TRAEFIK_IMAGE="localhost/sandbox-controller/traefik:$TRAEFIK_VERSION"
+COREDNS_IMAGE="localhost/sandbox-controller/coredns:$COREDNS_VERSION"
 # buildah keeps its layers in the cache, so a warm rebuild reuses unchanged steps.
 BUILDAH=(buildah --root "$CACHE_ROOT/buildah/root" --runroot "$CACHE_ROOT/buildah/run"
          --storage-driver overlay)
@@ -77,6 +82,24 @@ pause() {
     "${BUILDAH[@]}" commit --quiet --rm "$c" "$PAUSE_IMAGE" >/dev/null
 }
 
+# binary_image TAG DIR BINARY: the Debian base with one binary of the build cache as its
+# entry point (the cluster's own components: nothing of the project's is in them).
+binary_image() {
+    local tag="$1" dir="$2" binary="$3" c
+    [ -f "$dir/.complete" ] || die "$dir is not built (build.sh)"
+    if image_exists "$tag" && [ "$("${BUILDAH[@]}" inspect --type image \
+            --format '{{index .ImageAnnotations "org.sandbox-controller.built"}}' "$tag")" \
+            = "$(cat "$dir/.complete")" ]; then
+        log "cached: $tag"; return
+    fi
+    log "building $tag from $dir/$binary"
+    c=$("${BUILDAH[@]}" from --pull-never --quiet "docker.io/library/debian:$DEBIAN_SUITE-slim")
+    "${BUILDAH[@]}" copy "$c" "$dir/$binary" "/usr/local/bin/$binary" >/dev/null
+    "${BUILDAH[@]}" config --entrypoint "[\"/usr/local/bin/$binary\"]" --cmd '' --user 65532:65532 \
+        --annotation "org.sandbox-controller.built=$(cat "$dir/.complete")" "$c"
+    "${BUILDAH[@]}" commit --quiet --rm "$c" "$tag" >/dev/null
+}
+
 # This machine reaches package indexes through a TLS-intercepting egress proxy whose CA
 # only the host trusts. RUN steps get the host's CA bundle and a pip config naming it as
 # bind mounts, which exist only while a step runs, so the Dockerfile stays the ordinary
@@ -119,13 +142,22 @@ load() {
     local tag archive
     [ -S "$STATE_DIR/containerd/containerd.sock" ] || die "containerd is not running (make cluster-up)"
     mkdir -p "$STATE_DIR/images"
+    local id stamp
     for tag in "$@"; do
         archive="$STATE_DIR/images/$(echo "$tag" | tr '/:' '__').tar"
+        stamp="${archive%.tar}.loaded"
+        # An image this containerd already holds, as built, is not loaded again.
+        id=$("${BUILDAH[@]}" inspect --type image --format '{{.FromImageID}}' "$tag")
+        if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$id" ] \
+                && "${CTR[@]}" images ls -q | grep -qxF -e "$tag" -e "docker.io/$tag"; then
+            log "loaded already: $tag"; continue
+        fi
         log "loading $tag into containerd"
         rm -f "$archive"
         "${BUILDAH[@]}" push --quiet "$tag" "docker-archive:$archive:$tag" >/dev/null
         "${CTR[@]}" images import --no-unpack=false "$archive" >/dev/null
         rm -f "$archive"
+        echo "$id" > "$stamp"
     done
 }
 
@@ -133,8 +165,11 @@ all() {
     base
     pause
     build runner-image/Dockerfile "$RUNNER_IMAGE"
+    build controller/Dockerfile "$CONTROLLER_IMAGE"
+    binary_image "$TRAEFIK_IMAGE" "$TRAEFIK_BIN" traefik
+    binary_image "$COREDNS_IMAGE" "$COREDNS_BIN" coredns
     if [ -S "$STATE_DIR/containerd/containerd.sock" ]; then
-        load "$PAUSE_IMAGE" "$RUNNER_IMAGE"
+        load "$PAUSE_IMAGE" "$RUNNER_IMAGE" "$CONTROLLER_IMAGE" "$TRAEFIK_IMAGE" "$COREDNS_IMAGE"
     fi
 }
 

@@ -16,6 +16,30 @@ STATE_DIR="${CLUSTER_STATE_DIR:-/var/lib/sandbox-controller-cluster}"
 export PATH="/usr/local/go/bin:$PATH"
 export GOFLAGS="-trimpath -buildvcs=false"
 
+# A Go toolchain for the builds: the machine's when it is new enough to fetch the version
+# a module asks for by itself (Go >= 1.21, GOTOOLCHAIN=auto), else Go $GO_VERSION from
+# the Go module proxy (golang.org/toolchain), which is all a Debian or Ubuntu machine
+# can reach; kept in the cache.
+ensure_go() {
+    local have minor dir zip arch
+    have=$(go env GOVERSION 2>/dev/null || true)
+    minor=$(echo "$have" | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+    if [ -n "$minor" ] && [ "$minor" -ge 21 ]; then return; fi
+    case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; *) die "no Go for $(uname -m)" ;; esac
+    dir="$CACHE_ROOT/go-$GO_VERSION"
+    if [ ! -x "$dir/bin/go" ]; then
+        log "fetching Go $GO_VERSION from the Go module proxy"
+        mkdir -p "$CACHE_ROOT"
+        zip="$CACHE_ROOT/go-$GO_VERSION.zip"
+        curl -fsSL --retry 3 -o "$zip" \
+            "${GOPROXY_URL:-https://proxy.golang.org}/golang.org/toolchain/@v/v0.0.1-go$GO_VERSION.linux-$arch.zip"
+        rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+        unzip -q "$zip" -d "$dir.tmp"
+        mv "$dir.tmp"/golang.org/toolchain@*/ "$dir" && rm -rf "$dir.tmp" "$zip"
+    fi
+    export PATH="$dir/bin:$PATH"
+}
+
 K8S_BIN="$CACHE_ROOT/kubernetes-$KUBERNETES_VERSION"
 CONTAINERD_BIN="$CACHE_ROOT/containerd-$CONTAINERD_VERSION"
 RUNC_BIN="$CACHE_ROOT/runc-$RUNC_VERSION"
@@ -23,6 +47,8 @@ KUBE_ROUTER_BIN="$CACHE_ROOT/kube-router-$KUBE_ROUTER_VERSION"
 HELM_BIN="$CACHE_ROOT/helm-$HELM_VERSION"
 CRICTL_BIN="$CACHE_ROOT/crictl-$CRICTL_VERSION"
 PAUSE_BIN="$CACHE_ROOT/pause-1"
+TRAEFIK_BIN="$CACHE_ROOT/traefik-$TRAEFIK_VERSION"
+COREDNS_BIN="$CACHE_ROOT/coredns-$COREDNS_VERSION"
 BASE_DIR="$CACHE_ROOT/debian-$DEBIAN_SUITE"
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

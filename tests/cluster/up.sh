@@ -181,9 +181,8 @@ podLogsDir: $STATE_DIR/pod-logs
 volumePluginDir: $STATE_DIR/kubelet-plugins
 resolvConf: $STATE_DIR/config/resolv.conf
 clusterDomain: cluster.local
-# No cluster DNS runs; pointing ClusterFirst pods at their own loopback keeps their
-# queries inside the pod (and kubelet from warning about every pod).
-clusterDNS: [127.0.0.1]
+# CoreDNS (start_addons) answers at this Service address, as in any cluster.
+clusterDNS: [$CLUSTER_DNS_IP]
 maxPods: 50
 serializeImagePulls: false
 # Images are imported, never pulled: never garbage-collect them, never evict for disk.
@@ -319,11 +318,26 @@ EOF
     wait_daemon kube-router 60 iptables -nL KUBE-ROUTER-FORWARD
 }
 
+# The cluster's own add-ons, as every real cluster has them: cluster DNS and an Ingress
+# controller (manifests/), from images built here (images.sh).
+start_addons() {
+    local file
+    for file in coredns traefik; do
+        sed -e "s/COREDNS_VERSION/$COREDNS_VERSION/; s/TRAEFIK_VERSION/$TRAEFIK_VERSION/" \
+            -e "s/CLUSTER_DNS_IP/$CLUSTER_DNS_IP/; s/NODE_IP/$POD_BRIDGE_IP/" \
+            "$CLUSTER_DIR/manifests/$file.yaml" | "${KUBECTL[@]}" apply -f - >/dev/null
+    done
+    wait_for 120 "CoreDNS" "${KUBECTL[@]}" -n kube-system rollout status deploy/coredns --timeout=2s
+    wait_for 120 "Traefik" "${KUBECTL[@]}" -n ingress rollout status deploy/traefik --timeout=2s
+}
+
 main() {
     local start_time=$SECONDS
     "$CLUSTER_DIR/deps.sh"
     "$CLUSTER_DIR/build.sh"
     if running kube-router && running kubelet && apiserver_ready; then
+        "$CLUSTER_DIR/images.sh" all
+        start_addons
         log "cluster already up"
         echo "$ADMIN_KUBECONFIG"
         return
@@ -335,6 +349,7 @@ main() {
     start_control_plane
     start_node
     start_network
+    start_addons
     log "cluster up in $((SECONDS - start_time))s; KUBECONFIG=$ADMIN_KUBECONFIG"
     echo "$ADMIN_KUBECONFIG"
 }
