@@ -81,6 +81,8 @@ async def until(
 class ServiceProcess:
     """``python -m controller`` with the given settings, serving on loopback."""
 
+    backend = "local"
+
     def __init__(self, *, expect_healthy: bool = True, **settings: str) -> None:
         self.port = free_port()
         self.token = secrets.token_urlsafe(24)

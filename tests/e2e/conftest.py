@@ -22,6 +22,7 @@ from kubernetes import client, config
 from urllib3.exceptions import HTTPError
 
 from tests.e2e.kube import delete_ignoring_absent
+from tests.e2e.release import InClusterFiles, Ingress, install, wait_healthy
 from tests.support import wait_for
 
 CLUSTER_DIR = Path(__file__).resolve().parent.parent / "cluster"
@@ -169,3 +170,38 @@ def _dump(cluster: Cluster, core: client.CoreV1Api, namespace: str) -> None:
             if path.exists():
                 tail = path.read_text(errors="replace").splitlines()[-15:]
                 print(f"--- {path} (tail) ---\n" + "\n".join(tail))
+
+
+@pytest.fixture(scope="session")
+def release(cluster: Cluster) -> Iterator[Ingress]:
+    """The chart installed as `make k8s-up` installs it, healthy through the Ingress."""
+    url, token = install()
+    ingress = Ingress(url, token)
+    wait_healthy(ingress)
+    yield ingress
+    ingress.client.close()
+
+
+@pytest.fixture(scope="session")
+def api(release: Ingress) -> Ingress:
+    """The contract's target (tests/contract): the service through the Ingress."""
+    return release
+
+
+@pytest.fixture(scope="session")
+def uploads_api(release: Ingress) -> Ingress:
+    return release
+
+
+@pytest.fixture(scope="session")
+def in_cluster_files(cluster: Cluster) -> Iterator[InClusterFiles]:
+    files = InClusterFiles(client.CoreV1Api(cluster.api))
+    try:
+        yield files
+    finally:
+        files.remove()
+
+
+@pytest.fixture
+def files(in_cluster_files: InClusterFiles) -> InClusterFiles:
+    return in_cluster_files

@@ -14,7 +14,7 @@ from kubernetes.client.rest import ApiException
 
 from tests.support import wait_for
 
-RUNNER_IMAGE = "localhost/sandbox-runner:e2e"
+RUNNER_IMAGE = "localhost/sandbox-runner:local"
 SECCOMP_PROFILE = "sandbox-controller/runner-seccomp.json"
 """The Localhost profile, relative to kubelet's seccomp directory (up.sh installs it)."""
 

@@ -41,25 +41,6 @@ def limited() -> Iterator[ServiceProcess]:
         yield svc
 
 
-def test_timeout_kills_and_reports(service: ServiceProcess) -> None:
-    started = time.monotonic()
-    result = service.execute(
-        "import time\nprint('started', flush=True)\ntime.sleep(60)", timeoutMs=500
-    )
-    assert time.monotonic() - started < 5
-    assert result["timedOut"] is True
-    assert result["exitCode"] is None
-    assert result["stdout"] == "started\n"
-    assert 450 <= result["durationMs"] < 3000  # timer granularity may fire a hair early
-    assert result["violations"][-1]["target"] == "timeoutMs"
-    assert "killed after 500 ms" in result["stderr"]
-
-
-def test_busy_loop_is_killed_too(service: ServiceProcess) -> None:
-    result = service.execute("while True: pass", timeoutMs=300)
-    assert result["timedOut"] is True and result["exitCode"] is None
-
-
 def test_timeout_kills_the_whole_process_tree(service: ServiceProcess) -> None:
     marker = str(900_000 + uuid.uuid4().int % 99_999)
     code = (
@@ -180,34 +161,6 @@ def test_flooding_output_does_not_stall_the_run(limited: ServiceProcess) -> None
     )
     assert result["exitCode"] == 0 and result["timedOut"] is False
     assert result["stderr"].startswith("end\n")
-
-
-def test_non_utf8_output_is_replaced(service: ServiceProcess) -> None:
-    result = service.execute(
-        "import sys\nsys.stdout.buffer.write(b'ok \\xff\\xfe \\xe9')\n"
-        "sys.stderr.buffer.write(b'\\x80')"
-    )
-    assert result["stdout"] == "ok \ufffd\ufffd \ufffd"
-    assert result["stderr"] == "\ufffd"
-
-
-def test_signals_are_reported(service: ServiceProcess) -> None:
-    result = service.execute("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
-    assert result["exitCode"] is None and result["signal"] == 11 and not result["timedOut"]
-
-
-def test_the_code_cannot_kill_the_sandbox_supervisor(service: ServiceProcess) -> None:
-    # The stub is PID 1 of the sandbox's namespace: signals from inside cannot reach it.
-    result = service.execute(
-        "import os, signal, time\n"
-        "print(os.getppid(), flush=True)\n"
-        "os.kill(os.getppid(), signal.SIGKILL)\n"
-        "time.sleep(0.2)\n"
-        "print('still reported')"
-    )
-    assert result["exitCode"] == 0
-    assert result["stdout"] == "1\nstill reported\n"
-    assert result["violations"] == []
 
 
 def _children(pid: int) -> set[str]:
