@@ -127,13 +127,24 @@ class RunnerPods:
             created = await self._api.create_pod(
                 runner_pod(self._spec, runner.name, runner.token_digest, self.owner)
             )
-            runner.observe("ADDED", created)
+        except BaseException:
+            self.known.pop(runner.name, None)  # refused (a quota, say): there is no pod
+            raise
+        runner.observe("ADDED", created)
+        try:
             await self._until_ready(runner)
         except BaseException:
             # Failed, or the caller went away: a pod nobody will use must not linger.
-            await asyncio.shield(self.delete(runner))
+            await asyncio.shield(self._delete_quietly(runner))
             raise
         return runner
+
+    async def _delete_quietly(self, runner: RunnerPod) -> None:
+        """Delete without hiding the failure at hand; the sweep retries what this misses."""
+        try:
+            await self.delete(runner)
+        except SandboxUnavailable as exc:
+            log.warning("%s", exc)
 
     async def _until_ready(self, runner: RunnerPod) -> None:
         deadline = time.monotonic() + self._start_timeout_s
