@@ -80,9 +80,8 @@ def test_the_code_sees_nothing_of_the_cluster(release: Ingress) -> None:
 
 
 PROBE = """
-import json, socket, sys
-reached = []
-for host, port, kind in json.loads(sys.argv[1]):
+import json, socket, sys, time
+def reaches(host, port, kind):
     try:
         if kind == "udp":
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
@@ -92,14 +91,24 @@ for host, port, kind in json.loads(sys.argv[1]):
             s.sendto(query, (host, port)); s.recvfrom(512)
         else:
             socket.create_connection((host, port), timeout=2).close()
-        reached.append(f"{host}:{port}")
+        return True
     except OSError:
-        pass
-print(json.dumps(reached), flush=True)
+        return False
+targets = json.loads(sys.argv[1])
+# NetworkPolicy is put in force by the CNI a moment after a pod starts (kube-router on a
+# busy node: seconds). With a settle time, wait until the first target is refused, as a
+# runner pod is: its job arrives only once it has warmed up (and the sandbox inside has no
+# network at all meanwhile). Then every target must be refused.
+deadline = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline and reaches(*targets[0]):
+    time.sleep(0.5)
+print(json.dumps([f"{h}:{p}" for h, p, k in targets if reaches(h, p, k)]), flush=True)
 """
 
 
-def probe_pod(name: str, labels: dict[str, str], targets: list[list[Any]]) -> dict[str, Any]:
+def probe_pod(
+    name: str, labels: dict[str, str], targets: list[list[Any]], settle_s: float
+) -> dict[str, Any]:
     """A pod that tries to reach ``targets`` and prints which it reached."""
     return {
         "apiVersion": "v1",
@@ -113,7 +122,13 @@ def probe_pod(name: str, labels: dict[str, str], targets: list[list[Any]]) -> di
                     "name": "main",
                     "image": RUNNER_IMAGE,
                     "imagePullPolicy": "Never",
-                    "command": ["/usr/bin/python3", "-c", PROBE, json.dumps(targets)],
+                    "command": [
+                        "/usr/bin/python3",
+                        "-c",
+                        PROBE,
+                        json.dumps(targets),
+                        str(settle_s),
+                    ],
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": 10001,
@@ -133,8 +148,9 @@ def probe(
     name: str,
     labels: dict[str, str],
     targets: list[list[Any]],
+    settle_s: float = 0.0,
 ) -> list[str]:
-    create_pod(core, namespace, probe_pod(name, labels, targets))
+    create_pod(core, namespace, probe_pod(name, labels, targets, settle_s))
     try:
         wait_for_phase(core, namespace, name, {"Succeeded"}, timeout=90)
         reached: list[str] = json.loads(logs(core, namespace, name).strip().splitlines()[-1])
@@ -157,7 +173,8 @@ def test_runner_pods_can_send_nothing_and_hear_only_the_controller(
     ]
     # (Not labelled as a runner: the controller's sweep would delete it as an orphan.
     # Every pod there is denied egress; the runners' own policy adds no egress either.)
-    assert probe(core, SANDBOX_NAMESPACE, "e2e-probe-egress", {"e2e": "probe"}, targets) == []
+    reached = probe(core, SANDBOX_NAMESPACE, "e2e-probe-egress", {"e2e": "probe"}, targets, 30)
+    assert reached == []
 
     # The same probe with no runner labels in another namespace reaches what it may: the
     # probe itself works, so the empty list above is the policy's doing.
