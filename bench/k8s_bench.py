@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -37,12 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the shared launchers are in tests/
 
 from tests.e2e.kube import RUNNER_IMAGE  # noqa: E402
-from tests.e2e.release import Ingress, install, wait_healthy  # noqa: E402
+from tests.e2e.release import Ingress, helm_set, install, wait_healthy  # noqa: E402
 from tests.support import ServiceProcess  # noqa: E402
 
 CODE = "print(2+2)"
 STATE = Path("/var/lib/sandbox-controller-cluster")
-HELM = Path("/var/cache/sandbox-controller/cluster/helm-3.22.0/helm")
 
 
 def percentiles(samples: list[float]) -> str:
@@ -75,26 +73,7 @@ def client_for(base_url: str, token: str) -> httpx.Client:
 
 
 def helm_warm_pods(count: int, release: Ingress) -> None:
-    subprocess.run(
-        [
-            str(HELM),
-            "--kubeconfig",
-            str(STATE / "kubeconfig/admin.kubeconfig"),
-            "upgrade",
-            "sandbox",
-            str(ROOT / "helm"),
-            "-n",
-            "sandbox",
-            "--reuse-values",
-            "--set",
-            f"runner.warmPods={count}",
-            "--wait",
-            "--timeout",
-            "5m",
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    helm_set(f"runner.warmPods={count}")
     wait_healthy(release, warm=count, timeout_s=300)
 
 

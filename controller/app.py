@@ -38,10 +38,11 @@ def create_app(
         app.state.execution = ExecutionService(
             settings, execution or placement.execution_backend(settings)
         )
-        app.state.browser = SessionService(
-            settings,
-            sessions or placement.session_backend(settings),
-            AgentClient(agent_transport),
+        client = AgentClient(agent_transport)
+        app.state.browser = (
+            SessionService(settings, sessions, client)
+            if sessions is not None
+            else placement.browser_sessions(settings, client)
         )
         await app.state.execution.start()
         try:

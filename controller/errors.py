@@ -5,6 +5,7 @@
     +-- RequestTooLarge          413  the body exceeds MAX_REQUEST_BYTES
     +-- Unauthorized             401  missing or wrong bearer token
     +-- NotFound                 404  no such resource
+    +-- Gone                     410  the resource existed and failed (a session whose pod died)
     +-- Overloaded               429  admission queue full (with Retry-After)
     +-- SandboxUnavailable       503  the sandbox cannot run here; the message says why
     +-- BrowserUnavailable       503  no browser agent could be started; the message says why
@@ -68,6 +69,11 @@ class Unauthorized(ControllerError):
 class NotFound(ControllerError):
     status_code = 404
     code = "not_found"
+
+
+class Gone(ControllerError):
+    status_code = 410
+    code = "gone"
 
 
 class Overloaded(ControllerError):

@@ -7,7 +7,9 @@ are imported only when it is chosen (local mode never imports the Kubernetes cli
 
 from __future__ import annotations
 
-from controller.browser.backend import SessionBackend
+from controller.browser.client import AgentClient
+from controller.browser.service import BrowserSessions
+from controller.browser.sessions import SessionService
 from controller.execution.backend import ExecutionBackend
 from controller.settings import Settings
 
@@ -22,11 +24,13 @@ def execution_backend(settings: Settings) -> ExecutionBackend:
     return KubernetesBackend(settings)
 
 
-def session_backend(settings: Settings) -> SessionBackend:
+def browser_sessions(settings: Settings, client: AgentClient) -> BrowserSessions:
+    """Local: sessions in this process over agent processes.  Kubernetes: BrowserSession
+    resources, whose pods the operator (controller.operator) manages."""
     if settings.backend == "local":
         from controller.browser.local import LocalSessionBackend
 
-        return LocalSessionBackend(settings)
-    from controller.browser.unplaced import UnplacedSessionBackend
+        return SessionService(settings, LocalSessionBackend(settings), client)
+    from controller.kubernetes.sessions import KubernetesSessions
 
-    return UnplacedSessionBackend(settings.backend)
+    return KubernetesSessions(settings, client)

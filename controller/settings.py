@@ -26,6 +26,8 @@ MIN_TOKEN_LENGTH = MIN_TOKEN_CHARS
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|Ki|Mi|Gi)?$"
+SECCOMP_PROFILE = "sandbox-controller/runner-seccomp.json"
+"""The chart's Localhost seccomp profile (helm/seccomp), for runner and browser pods."""
 RUNNER_OVERHEAD_MB = 128
 """Memory of a runner pod beyond the execution's own: the runner and the sandbox's stub."""
 
@@ -43,7 +45,75 @@ def default_sandbox_env() -> Path:
     return Path(".state/sandbox-env").resolve()
 
 
-class Settings(BaseSettings):
+class BrowserSessionRules(BaseSettings):
+    """The rules of browser sessions that the controller and the operator both apply."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    browser_namespace: str = Field(
+        "sandbox-browsers",
+        pattern=DNS_LABEL,
+        description="Namespace of the BrowserSessions and their pods (BACKEND=kubernetes; "
+        "the chart creates it, with its quota and NetworkPolicies).",
+    )
+    browser_pool_owner: str = Field(
+        "browser-pool",
+        pattern=DNS_LABEL,
+        description="The ConfigMap (the chart's, in BROWSER_NAMESPACE) that owns the warm "
+        "browser pods and holds the pool's state for the controllers.",
+    )
+    browser_warm_agents: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Browser agents (Chromium already running) kept ready for new sessions "
+        "(on Kubernetes: warm browser pods, kept by the operator).",
+    )
+    browser_idle_timeout_s: int = Field(
+        300, ge=1, le=86_400, description="A session unused this long is closed (default)."
+    )
+    browser_max_idle_timeout_s: int = Field(
+        3600, ge=1, le=86_400, description="Largest `idleTimeoutS` a request may ask for."
+    )
+    browser_session_lifetime_s: int = Field(
+        1800, ge=1, le=86_400, description="A session is closed this long after its creation."
+    )
+    browser_max_session_lifetime_s: int = Field(
+        7200, ge=1, le=86_400, description="Largest `maxLifetimeS` a request may ask for."
+    )
+    browser_allow_private_networks: bool = Field(
+        False,
+        description="Let browsers reach loopback, private and link-local addresses. "
+        "The controller's own port stays unreachable even then.",
+    )
+    browser_chromium_sandbox: bool = Field(
+        True,
+        description="Keep Chromium's own sandbox (needs unprivileged user namespaces); "
+        "turn off only where they are unavailable.  Agents never run as root.",
+    )
+
+    def over_ceiling(self, idle: int | None, lifetime: int | None) -> tuple[str, int, str] | None:
+        """The first asked timeout above its ceiling, as (field, ceiling, setting)."""
+        if idle is not None and idle > self.browser_max_idle_timeout_s:
+            return "idleTimeoutS", self.browser_max_idle_timeout_s, "BROWSER_MAX_IDLE_TIMEOUT_S"
+        if lifetime is not None and lifetime > self.browser_max_session_lifetime_s:
+            return (
+                "maxLifetimeS",
+                self.browser_max_session_lifetime_s,
+                "BROWSER_MAX_SESSION_LIFETIME_S",
+            )
+        return None
+
+    def session_timeouts(self, idle: int | None, lifetime: int | None) -> tuple[int, int]:
+        """(idle timeout, lifetime) of a session: the defaults where it asked for none,
+        never above the ceilings."""
+        return (
+            min(idle or self.browser_idle_timeout_s, self.browser_max_idle_timeout_s),
+            min(lifetime or self.browser_session_lifetime_s, self.browser_max_session_lifetime_s),
+        )
+
+
+class Settings(BrowserSessionRules):
     """Every knob of the service.  Environment variable names are the field names, upper-cased."""
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -172,7 +242,7 @@ class Settings(BaseSettings):
         "IfNotPresent", description="imagePullPolicy of runner pods."
     )
     runner_seccomp_profile: str = Field(
-        "sandbox-controller/runner-seccomp.json",
+        SECCOMP_PROFILE,
         min_length=1,
         description="Localhost seccomp profile of runner pods, relative to the kubelet's "
         "seccomp directory (helm/seccomp/runner-seccomp.json must be installed there).",
@@ -198,6 +268,13 @@ class Settings(BaseSettings):
         pattern=DNS_SUBDOMAIN,
         description="This controller replica's name (the chart gives its pod's name): the "
         "owner label of its runner pods and the name of its lease.",
+    )
+    browser_session_start_timeout_s: float = Field(
+        60,
+        gt=0,
+        le=600,
+        description="How long creating a browser session may take on Kubernetes (a pod "
+        "and a Chromium start when no warm pod is ready) before it is a 503.",
     )
     replica_lease_s: int = Field(
         15,
@@ -243,24 +320,6 @@ class Settings(BaseSettings):
     max_browser_sessions: int = Field(
         4, ge=0, le=256, description="Browser sessions open at once; beyond it, 429."
     )
-    browser_warm_agents: int = Field(
-        1,
-        ge=0,
-        le=64,
-        description="Browser agents (Chromium already running) kept ready for new sessions.",
-    )
-    browser_idle_timeout_s: int = Field(
-        300, ge=1, le=86_400, description="A session unused this long is closed (default)."
-    )
-    browser_max_idle_timeout_s: int = Field(
-        3600, ge=1, le=86_400, description="Largest `idleTimeoutS` a request may ask for."
-    )
-    browser_session_lifetime_s: int = Field(
-        1800, ge=1, le=86_400, description="A session is closed this long after its creation."
-    )
-    browser_max_session_lifetime_s: int = Field(
-        7200, ge=1, le=86_400, description="Largest `maxLifetimeS` a request may ask for."
-    )
     browser_navigation_timeout_ms: int = Field(
         agent_protocol.DEFAULT_NAVIGATION_TIMEOUT_MS,
         ge=1,
@@ -273,11 +332,6 @@ class Settings(BaseSettings):
         le=agent_protocol.MAX_TIMEOUT_MS,
         description="`timeoutMs` of an action that gives none.",
     )
-    browser_allow_private_networks: bool = Field(
-        False,
-        description="Let browsers reach loopback, private and link-local addresses. "
-        "The controller's own port stays unreachable even then.",
-    )
     browser_uid: int = Field(
         64001,
         ge=1,
@@ -285,11 +339,6 @@ class Settings(BaseSettings):
         "root: each browser gets its own from the 1000 uids from here, leased host-wide.",
     )
     browser_gid: int = Field(64001, ge=1, description="First host gid, as browser_uid.")
-    browser_chromium_sandbox: bool = Field(
-        True,
-        description="Keep Chromium's own sandbox (needs unprivileged user namespaces); "
-        "turn off only where they are unavailable.  Agents never run as root.",
-    )
 
     @field_validator("auth_token")
     @classmethod

@@ -32,9 +32,9 @@ def helm_binary() -> str:
     return str(path)
 
 
-def helm(*args: str) -> subprocess.CompletedProcess[str]:
+def helm(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [helm_binary(), *args], capture_output=True, text=True, timeout=60, check=False
+        [helm_binary(), *args], capture_output=True, text=True, timeout=timeout_s, check=False
     )
 
 
@@ -62,7 +62,18 @@ def refusal(*values: str) -> str:
     return done.stderr
 
 
-def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    found = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
+def one(
+    objects: list[dict[str, Any]],
+    kind: str,
+    name: str | None = None,
+    namespace: str | None = None,
+) -> dict[str, Any]:
+    found = [
+        o
+        for o in objects
+        if o["kind"] == kind
+        and name in (None, o["metadata"]["name"])
+        and namespace in (None, o["metadata"].get("namespace"))
+    ]
     assert len(found) == 1, [(o["kind"], o["metadata"]["name"]) for o in found]
     return found[0]

@@ -1,7 +1,9 @@
 """Web pages for the browser tests, served on loopback by the test process itself.
 
 Each request is recorded, so a test can prove that a refused destination was never
-reached (not merely that the browser reported an error).
+reached (not merely that the browser reported an error).  ``python3 pages.py PORT``
+serves the same pages on every address (the e2e tier runs it in a pod), with the
+request log at ``/__requests`` (JSON).  Standard library only.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,7 +65,7 @@ fetch({target!r}).then(r => {{ document.title = 'fetched:' + r.status; }})
 class PageServer:
     """A threaded HTTP server on 127.0.0.1 with a few fixed pages and a request log."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.requests: list[str] = []
         self.last_user_agent = ""
         self.lock = threading.Lock()
@@ -77,7 +81,7 @@ class PageServer:
                     server.last_user_agent = self.headers.get("User-Agent", "")
                 server.handle(self)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
@@ -91,7 +95,15 @@ class PageServer:
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         url = urlsplit(request.path)
         query = parse_qs(url.query)
-        if url.path == "/ws":
+        if url.path == "/__requests":
+            with self.lock:
+                log = json.dumps(self.requests)
+            request.send_response(200)
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", str(len(log)))
+            request.end_headers()
+            request.wfile.write(log.encode())
+        elif url.path == "/ws":
             self.accept_websocket(request)
         elif url.path == "/slow":
             time.sleep(float(query.get("s", ["2"])[0]))
@@ -147,3 +159,7 @@ class PageServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+if __name__ == "__main__":
+    PageServer("0.0.0.0", int(sys.argv[1])).thread.join()

@@ -2,9 +2,10 @@
 
 Once ready it prints one JSON line on stdout, ``{"ready": true, "port": N, "devices":
 [names]}``, and nothing else there.  The session token comes from ``--token-file``
-(``-``: the first line of stdin).  With ``--exit-on-stdin-eof`` the agent also exits
-when its stdin closes: the controller holds the other end, so the agent ends with the
-controller whatever kills it.
+(``-``: the first line of stdin), or only its SHA-256 from ``--token-sha256-env`` (a pod:
+its spec then carries a digest, never the token, which stays in the session's Secret).
+With ``--exit-on-stdin-eof`` the agent also exits when its stdin closes: the controller
+holds the other end, so the agent ends with the controller whatever kills it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from browser_agent.browser import BrowserOptions, SessionBrowser
 from browser_agent.netpolicy import DestinationPolicy
 from browser_agent.proxy import FilteringProxy
 from browser_agent.server import build_app
+from sandbox_common import bearer
 from sandbox_common.bearer import MIN_TOKEN_CHARS
 
 
@@ -33,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address of the API")
     parser.add_argument("--port", type=int, default=0, help="port of the API (0: any free)")
     parser.add_argument("--token-file", default="-", help="file with the session token; - is stdin")
+    parser.add_argument(
+        "--token-sha256-env", help="environment variable with the token's hex SHA-256 instead"
+    )
     parser.add_argument("--data-dir", type=Path, required=True, help="the session's own directory")
     parser.add_argument("--executable", default="/usr/bin/chromium")
     parser.add_argument("--no-chromium-sandbox", action="store_true")
@@ -48,12 +53,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def read_token(path: str) -> str:
+def read_token_digest(args: argparse.Namespace) -> bytes:
+    """The SHA-256 of the session token, which is all the agent keeps of it."""
+    if args.token_sha256_env:
+        try:
+            value = bytes.fromhex(os.environ.get(args.token_sha256_env, ""))
+        except ValueError:
+            value = b""
+        if len(value) != 32:
+            raise SystemExit(f"browser_agent: ${args.token_sha256_env} must be a hex SHA-256")
+        return value
+    path = args.token_file
     text = sys.stdin.readline() if path == "-" else Path(path).read_text()
     token = text.strip()
     if len(token) < MIN_TOKEN_CHARS:
         raise SystemExit(f"browser_agent: the session token must be >= {MIN_TOKEN_CHARS} chars")
-    return token
+    return bearer.digest(token)
 
 
 async def watch_stdin(stop: asyncio.Event) -> None:
@@ -80,7 +95,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(args: argparse.Namespace, token: str) -> None:
+async def serve(args: argparse.Namespace, token_digest: bytes) -> None:
     api = listening_socket(args.host, args.port)
     api_port = api.getsockname()[1]
     proxy = FilteringProxy(DestinationPolicy())
@@ -102,7 +117,10 @@ async def serve(args: argparse.Namespace, token: str) -> None:
     )
     await browser.start()
     config = uvicorn.Config(
-        build_app(browser, proxy, token), log_level="warning", access_log=False, lifespan="off"
+        build_app(browser, proxy, token_digest),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
     )
     server = uvicorn.Server(config)
     stop = asyncio.Event()
@@ -128,9 +146,9 @@ async def _stop_server(server: uvicorn.Server, stop: asyncio.Event) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="browser_agent %(levelname)s %(message)s")
-    token = read_token(args.token_file)
+    token_digest = read_token_digest(args)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args, token))
+        asyncio.run(serve(args, token_digest))
 
 
 if __name__ == "__main__":

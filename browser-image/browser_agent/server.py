@@ -9,11 +9,15 @@
     GET  /screenshot?tabId=&fullPage= image/png
 
 Every call needs ``Authorization: Bearer <session token>``, compared in constant time.
+``/health`` also says how long the session has been idle (``idleS``: 0 while a call
+runs), so whoever enforces the idle timeout (the operator, in Kubernetes mode) reads
+activity from the agent instead of being told of every call.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -72,12 +76,24 @@ def tab_query(request: Request) -> str | None:
         raise BadInput("tabId", "pattern", "a tab id such as 't1'") from None
 
 
+class Activity:
+    """When the last call (not a health check) ended, and how many run now."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.last_end = time.monotonic()
+
+    def idle_s(self) -> float:
+        return 0.0 if self.in_flight else round(time.monotonic() - self.last_end, 3)
+
+
 class TokenAuth:
     """Refuses every request without the session's bearer token (sandbox_common.bearer)."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token_digest: bytes, activity: Activity) -> None:
         self.app = app
-        self._expected = bearer.digest(token)
+        self._expected = token_digest
+        self._activity = activity
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -87,7 +103,18 @@ class TokenAuth:
                     scope, receive, send
                 )
                 return
+            if scope["path"] != "/health":
+                await self._counted(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._activity.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._activity.in_flight -= 1
+            self._activity.last_end = time.monotonic()
 
 
 def guarded(endpoint: Endpoint) -> Endpoint:
@@ -102,9 +129,13 @@ def guarded(endpoint: Endpoint) -> Endpoint:
     return wrapper
 
 
-def build_app(browser: SessionBrowser, proxy: FilteringProxy, token: str) -> ASGIApp:
+def build_app(browser: SessionBrowser, proxy: FilteringProxy, token_digest: bytes) -> ASGIApp:
+    activity = Activity()
+
     async def health(_: Request) -> Response:
-        return JSONResponse({"ok": True, "configured": browser.configured})
+        return JSONResponse(
+            {"ok": True, "configured": browser.configured, "idleS": activity.idle_s()}
+        )
 
     async def configure(request: Request) -> Response:
         body = parse(await request.body(), ConfigureRequest)
@@ -154,4 +185,4 @@ def build_app(browser: SessionBrowser, proxy: FilteringProxy, token: str) -> ASG
         Route("/action", guarded(action), methods=["POST"]),
         Route("/screenshot", guarded(screenshot), methods=["GET"]),
     ]
-    return TokenAuth(Starlette(routes=routes), token)
+    return TokenAuth(Starlette(routes=routes), token_digest, activity)

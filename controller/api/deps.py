@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from controller.browser.sessions import SessionService
+from controller.browser.service import BrowserSessions
 from controller.execution.service import ExecutionService
 from controller.settings import Settings
 
@@ -25,11 +25,11 @@ async def get_execution_service(request: Request) -> ExecutionService:
     return service
 
 
-async def get_browser_service(request: Request) -> SessionService:
-    service: SessionService = request.app.state.browser
+async def get_browser_service(request: Request) -> BrowserSessions:
+    service: BrowserSessions = request.app.state.browser
     return service
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ExecutionServiceDep = Annotated[ExecutionService, Depends(get_execution_service)]
-BrowserServiceDep = Annotated[SessionService, Depends(get_browser_service)]
+BrowserServiceDep = Annotated[BrowserSessions, Depends(get_browser_service)]

@@ -25,13 +25,13 @@ from pydantic import ValidationError
 from controller.browser.backend import AgentHandle, SessionBackend
 from controller.browser.client import AgentClient
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, Viewport
+from controller.browser.service import check_capacity, checked_timeouts
 from controller.errors import (
     AgentRefused,
     BadGateway,
     GatewayTimeout,
     InvalidRequest,
     NotFound,
-    Overloaded,
 )
 from controller.settings import Settings
 
@@ -127,29 +127,9 @@ class SessionService:
         await self._backend.stop()
         await self.client.close()
 
-    def _bounded(self, value: int | None, default: int, bound: int, name: str, env: str) -> int:
-        if value is None:
-            return min(default, bound)
-        if value > bound:
-            raise InvalidRequest(name, "less_than_equal", f"at most {bound} (setting {env})")
-        return value
-
     async def create(self, request: CreateSessionRequest) -> CreatedSession:
         s = self.settings
-        idle = self._bounded(
-            request.idleTimeoutS,
-            s.browser_idle_timeout_s,
-            s.browser_max_idle_timeout_s,
-            "idleTimeoutS",
-            "BROWSER_MAX_IDLE_TIMEOUT_S",
-        )
-        lifetime = self._bounded(
-            request.maxLifetimeS,
-            s.browser_session_lifetime_s,
-            s.browser_max_session_lifetime_s,
-            "maxLifetimeS",
-            "BROWSER_MAX_SESSION_LIFETIME_S",
-        )
+        idle, lifetime = checked_timeouts(s, request)
         names = self._backend.device_names
         if names and not known_device(request.device, names):
             raise InvalidRequest(
@@ -157,12 +137,7 @@ class SessionService:
                 "unknown_device",
                 f"unknown device {request.device!r}; accepted: " + ", ".join(names),
             )
-        if len(self._sessions) + self._creating >= s.max_browser_sessions:
-            raise Overloaded(
-                f"{s.max_browser_sessions} browser sessions are open; close one or retry later "
-                "(setting MAX_BROWSER_SESSIONS)",
-                retry_after_s=5,
-            )
+        check_capacity(s, len(self._sessions) + self._creating)
         self._creating += 1
         try:
             agent = await self._backend.acquire()
@@ -210,6 +185,9 @@ class SessionService:
         if session is None or session.closed:
             raise NotFound(f"no browser session {session_id!r} (closed, expired or never opened)")
         return session
+
+    async def find(self, session_id: str) -> Session:
+        return self.get(session_id)
 
     def list(self) -> list[SessionInfo]:
         return [s.info() for s in self._sessions.values() if not s.closed]

@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from kubernetes import client, config, watch
@@ -36,6 +37,14 @@ class KubernetesUnavailable(SandboxUnavailable):
     """The API server refused or could not be reached; the message says which and why."""
 
 
+class Conflict(KubernetesUnavailable):
+    """A write named a resourceVersion that is no longer current (someone wrote first)."""
+
+
+class Absent(KubernetesUnavailable):
+    """The object is not there (404)."""
+
+
 def _reason(exc: ApiException) -> str:
     try:
         body = json.loads(exc.body or "{}")
@@ -45,14 +54,19 @@ def _reason(exc: ApiException) -> str:
     return str(message or exc.reason or exc.status)
 
 
-def wrap(what: str, exc: Exception) -> KubernetesUnavailable:
-    """An API failure as the product's error, naming the cause an operator can act on."""
+def wrap(what: str, exc: Exception, quota: str = "sandbox.quota") -> KubernetesUnavailable:
+    """An API failure as the product's error, naming the cause an operator can act on
+    (``quota``: the chart value that sizes the namespace's ResourceQuota)."""
     if isinstance(exc, ApiException):
         reason = _reason(exc)
+        if exc.status == 409:
+            return Conflict(f"{what}: conflict: {reason}")
+        if exc.status == 404:
+            return Absent(f"{what}: not found: {reason}")
         if exc.status == 403 and "exceeded quota" in reason:
             return KubernetesUnavailable(
                 f"{what}: the sandbox namespace's ResourceQuota is full ({reason}); "
-                "retry later, or raise the quota (chart value sandbox.quota)"
+                f"retry later, or raise the quota (chart value {quota})"
             )
         if exc.status == 403:
             return KubernetesUnavailable(f"{what}: forbidden by RBAC or admission: {reason}")
@@ -79,26 +93,30 @@ def load_client() -> client.ApiClient:
 class KubeApi:
     """The calls the backend makes, in one namespace, each awaitable."""
 
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+    def __init__(self, api: client.ApiClient, namespace: str, quota: str = "sandbox.quota") -> None:
         self.namespace = namespace
+        self._quota = quota
         self._api = api
         self._core = client.CoreV1Api(api)
         self._leases = client.CoordinationV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
         self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="kubernetes")
 
     async def _call(self, what: str, call: Callable[[], T]) -> T:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, call)
         except (ApiException, HTTPError, OSError) as exc:
-            raise wrap(what, exc) from exc
+            raise wrap(what, exc, self._quota) from exc
 
     def _json(self, response: Any) -> dict[str, Any]:
         value: dict[str, Any] = json.loads(response.data)
         return value
 
-    async def create_pod(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    async def create_pod(
+        self, manifest: dict[str, Any], what: str = "runner pod"
+    ) -> dict[str, Any]:
         return await self._call(
-            f"cannot create runner pod {manifest['metadata']['name']}",
+            f"cannot create {what} {manifest['metadata']['name']}",
             lambda: self._json(
                 self._core.create_namespaced_pod(
                     self.namespace,
@@ -109,15 +127,15 @@ class KubeApi:
             ),
         )
 
-    async def delete_pod(self, name: str) -> None:
-        """Delete now (no grace: a runner pod has nothing to finish); 404 is done."""
+    async def delete_pod(self, name: str, grace_s: int = 0) -> None:
+        """Delete (by default now: a runner pod has nothing to finish); 404 is done."""
 
         def delete() -> None:
             try:
                 self._core.delete_namespaced_pod(
                     name,
                     self.namespace,
-                    grace_period_seconds=0,
+                    grace_period_seconds=grace_s,
                     _preload_content=False,
                     _request_timeout=REQUEST_TIMEOUT_S,
                 )
@@ -137,6 +155,202 @@ class KubeApi:
                 _preload_content=False,
                 _request_timeout=REQUEST_TIMEOUT_S,
             ),
+        )
+
+    async def patch_pod(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch; Conflict when it names a resourceVersion that is not current."""
+        return await self._call(
+            f"cannot patch pod {name}",
+            lambda: self._json(
+                self._core.patch_namespaced_pod(
+                    name,
+                    self.namespace,
+                    patch,
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                    _content_type="application/merge-patch+json",
+                )
+            ),
+        )
+
+    async def create_secret(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(
+            f"cannot create secret {manifest['metadata']['name']}",
+            lambda: self._json(
+                self._core.create_namespaced_secret(
+                    self.namespace,
+                    cast(Any, manifest),
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )
+            ),
+        )
+
+    async def read_secret(self, name: str) -> dict[str, Any]:
+        """The Secret; Absent when there is none."""
+        return await self._call(
+            f"cannot read secret {name}",
+            lambda: self._json(
+                self._core.read_namespaced_secret(
+                    name, self.namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_S
+                )
+            ),
+        )
+
+    async def patch_secret(self, name: str, patch: dict[str, Any]) -> None:
+        await self._call(
+            f"cannot patch secret {name}",
+            lambda: self._core.patch_namespaced_secret(
+                name,
+                self.namespace,
+                patch,
+                _preload_content=False,
+                _request_timeout=REQUEST_TIMEOUT_S,
+                _content_type="application/merge-patch+json",
+            ),
+        )
+
+    async def delete_secret(self, name: str) -> None:
+        """404 is done."""
+
+        def delete() -> None:
+            try:
+                self._core.delete_namespaced_secret(
+                    name, self.namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_S
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+        await self._call(f"cannot delete secret {name}", delete)
+
+    async def read_config_map(self, name: str) -> dict[str, Any]:
+        """The ConfigMap; Absent when there is none."""
+        return await self._call(
+            f"cannot read config map {name}",
+            lambda: self._json(
+                self._core.read_namespaced_config_map(
+                    name, self.namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_S
+                )
+            ),
+        )
+
+    async def patch_config_map(self, name: str, patch: dict[str, Any]) -> None:
+        await self._call(
+            f"cannot patch config map {name}",
+            lambda: self._core.patch_namespaced_config_map(
+                name,
+                self.namespace,
+                patch,
+                _preload_content=False,
+                _request_timeout=REQUEST_TIMEOUT_S,
+                _content_type="application/merge-patch+json",
+            ),
+        )
+
+    async def create_custom(self, resource: CustomResource, manifest: dict[str, Any]) -> None:
+        await self._call(
+            f"cannot create {resource.kind} {manifest['metadata']['name']}",
+            lambda: self._custom.create_namespaced_custom_object(
+                resource.group,
+                resource.version,
+                self.namespace,
+                resource.plural,
+                manifest,
+                _preload_content=False,
+                _request_timeout=REQUEST_TIMEOUT_S,
+            ),
+        )
+
+    async def list_custom(self, resource: CustomResource) -> list[dict[str, Any]]:
+        response = await self._call(
+            f"cannot list {resource.plural}",
+            lambda: self._json(
+                self._custom.list_namespaced_custom_object(
+                    resource.group,
+                    resource.version,
+                    self.namespace,
+                    resource.plural,
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )
+            ),
+        )
+        items: list[dict[str, Any]] = response.get("items") or []
+        return items
+
+    async def patch_custom_status(
+        self, resource: CustomResource, name: str, status: dict[str, Any]
+    ) -> None:
+        await self._call(
+            f"cannot update the status of {resource.kind} {name}",
+            lambda: self._custom.patch_namespaced_custom_object_status(
+                resource.group,
+                resource.version,
+                self.namespace,
+                resource.plural,
+                name,
+                {"status": status},
+                _preload_content=False,
+                _request_timeout=REQUEST_TIMEOUT_S,
+                _content_type="application/merge-patch+json",
+            ),
+        )
+
+    async def read_custom(self, resource: CustomResource, name: str) -> dict[str, Any]:
+        """The object; Absent when there is none."""
+        return await self._call(
+            f"cannot read {resource.kind} {name}",
+            lambda: self._json(
+                self._custom.get_namespaced_custom_object(
+                    resource.group,
+                    resource.version,
+                    self.namespace,
+                    resource.plural,
+                    name,
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )
+            ),
+        )
+
+    async def delete_custom(self, resource: CustomResource, name: str) -> bool:
+        """Delete; False when it was not there (404 is done, but the caller may care)."""
+
+        def delete() -> bool:
+            try:
+                self._custom.delete_namespaced_custom_object(
+                    resource.group,
+                    resource.version,
+                    self.namespace,
+                    resource.plural,
+                    name,
+                    propagation_policy="Background",
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+            return True
+
+        return await self._call(f"cannot delete {resource.kind} {name}", delete)
+
+    def watch_custom(
+        self,
+        resource: CustomResource,
+        on_list: Callable[[list[dict[str, Any]]], None],
+        on_event: Callable[[str, dict[str, Any]], None],
+    ) -> ObjectWatch:
+        """An informer of the namespace's ``resource`` objects (list, then watch from it)."""
+        return ObjectWatch(
+            lambda **kw: self._custom.list_namespaced_custom_object(
+                resource.group, resource.version, self.namespace, resource.plural, **kw
+            ),
+            resource.kind,
+            on_event,
+            on_list,
         )
 
     async def list_pods(self, selector: str = "", fields: str = "") -> list[dict[str, Any]]:
@@ -224,57 +438,82 @@ class KubeApi:
 
     def watch_pods(
         self, selector: str, on_event: Callable[[str, dict[str, Any]], None]
-    ) -> PodWatch:
+    ) -> ObjectWatch:
         """Stream the pods of ``selector`` to ``on_event(type, pod)`` from a thread."""
-        return PodWatch(self._core, self.namespace, selector, on_event)
+        return ObjectWatch(
+            lambda **kw: self._core.list_namespaced_pod(
+                self.namespace, label_selector=selector, **kw
+            ),
+            "Pod",
+            on_event,
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 
 
-class PodWatch:
-    """A watch on pods, run in a thread, restarted whenever it ends or fails.
+@dataclass(frozen=True)
+class CustomResource:
+    group: str
+    version: str
+    plural: str
+    kind: str
 
-    Only a hint: the backend learns early that a pod got its address or died, and never
-    hands out one that is gone.  Deleting is never decided from it.
+
+class ObjectWatch:
+    """A watch on one kind of object, run in a thread, restarted whenever it ends or fails.
+
+    With ``on_list`` it is an informer: each (re)start lists the objects first, hands
+    the whole list over, and watches from that list's resourceVersion, so no change is
+    missed across restarts.  Without, only a hint: for runner pods the backend learns
+    early that a pod got its address or died; deleting is never decided from it.
     """
 
     def __init__(
         self,
-        core: client.CoreV1Api,
-        namespace: str,
-        selector: str,
+        list_call: Callable[..., Any],
+        kind: str,
         on_event: Callable[[str, dict[str, Any]], None],
+        on_list: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
-        self._core, self._namespace, self._selector = core, namespace, selector
-        self._on_event = on_event
+        self._list, self._kind = list_call, kind
+        self._on_event, self._on_list = on_event, on_list
         self._stopping = threading.Event()
         self._watch: watch.Watch | None = None
-        self._thread = threading.Thread(target=self._run, name="pod-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"watch-{kind}", daemon=True)
         self._thread.start()
 
     def _events(self) -> Iterator[dict[str, Any]]:
+        since: dict[str, Any] = {}
+        if self._on_list is not None:
+            listing = json.loads(
+                self._list(_preload_content=False, _request_timeout=REQUEST_TIMEOUT_S).data
+            )
+            self._on_list(listing.get("items") or [])
+            since["resource_version"] = listing["metadata"]["resourceVersion"]
         self._watch = watch.Watch()
+        # A client-side timeout past the server's: a half-open connection (a load
+        # balancer's, say) cannot freeze the stream for good.
         yield from self._watch.stream(
-            self._core.list_namespaced_pod,
-            self._namespace,
-            label_selector=self._selector,
+            self._list,
             timeout_seconds=WATCH_TIMEOUT_S,
+            _request_timeout=WATCH_TIMEOUT_S + 30,
             deserialize=False,
+            **since,
         )
 
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
                 for event in self._events():
-                    pod = event.get("object")
-                    if isinstance(pod, dict) and pod.get("kind") == "Pod":
-                        self._on_event(str(event.get("type")), pod)
+                    obj = event.get("object")
+                    if isinstance(obj, dict) and obj.get("kind") == self._kind:
+                        self._on_event(str(event.get("type")), obj)
                     if self._stopping.is_set():
                         return
-            except (ApiException, HTTPError, OSError, ValueError) as exc:
-                log.warning("runner pod watch failed, restarting: %s", exc)
+            except (ApiException, HTTPError, OSError, ValueError, KeyError) as exc:
+                log.warning("%s watch failed, restarting: %s", self._kind, exc)
                 self._stopping.wait(1.0)
 
     def stop(self) -> None:

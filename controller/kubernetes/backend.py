@@ -29,7 +29,7 @@ from controller.execution.backend import NOT_STARTED, SandboxCheck
 from controller.execution.limits import sandbox_limits
 from controller.execution.selftest import judge, self_test_job
 from controller.kubernetes import sweep
-from controller.kubernetes.api import KubeApi, KubernetesUnavailable, PodWatch, load_client
+from controller.kubernetes.api import KubeApi, KubernetesUnavailable, ObjectWatch, load_client
 from controller.kubernetes.manifests import (
     LEASES_SELECTOR,
     RUNNERS_SELECTOR,
@@ -85,7 +85,7 @@ class KubernetesBackend:
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=0),
         )
         self._pods: RunnerPods | None = None
-        self._watch: PodWatch | None = None
+        self._watch: ObjectWatch | None = None
         self._pool: WarmPool[RunnerPod] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()

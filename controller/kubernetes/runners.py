@@ -1,7 +1,7 @@
 """Runner pods as they come and go: started, watched until ready, told apart when they die.
 
 A ``RunnerPod`` is one pod of this replica and what the controller knows of it: its
-address once it has one, and whether it is gone.  The pod watch (api.PodWatch) feeds
+address once it has one, and whether it is gone.  The pod watch (api.ObjectWatch) feeds
 ``observe``; a read of the pod stands in when the watch is late.  Readiness is the
 runner's own answer on ``GET /ready`` (it listens only once its sandbox is warm), asked
 straight at the pod's address: no readiness probe to wait a period for.

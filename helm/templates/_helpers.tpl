@@ -19,6 +19,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: controller
 {{- end -}}
 
+{{/* The operator's pod: what the browser pods' NetworkPolicy admits besides the controller. */}}
+{{- define "sandbox.operatorSelector" -}}
+app.kubernetes.io/name: sandbox-controller
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/* The browser-session rules the controller and the operator both apply (one source). */}}
+{{- define "sandbox.browserEnv" -}}
+{{- $b := .Values.browser -}}
+- {name: BROWSER_NAMESPACE, value: {{ $b.namespace | quote }}}
+- {name: BROWSER_WARM_AGENTS, value: {{ $b.warmPods | quote }}}
+- {name: BROWSER_IDLE_TIMEOUT_S, value: {{ $b.idleTimeoutSeconds | quote }}}
+- {name: BROWSER_MAX_IDLE_TIMEOUT_S, value: {{ $b.maxIdleTimeoutSeconds | quote }}}
+- {name: BROWSER_SESSION_LIFETIME_S, value: {{ $b.lifetimeSeconds | quote }}}
+- {name: BROWSER_MAX_SESSION_LIFETIME_S, value: {{ $b.maxLifetimeSeconds | quote }}}
+- {name: BROWSER_ALLOW_PRIVATE_NETWORKS, value: {{ $b.allowPrivateNetworks | quote }}}
+- {name: BROWSER_CHROMIUM_SANDBOX, value: {{ $b.chromiumSandbox | quote }}}
+{{- end -}}
+
 {{- define "sandbox.image" -}}
 {{- printf "%s:%s" .image.repository (default .chart.AppVersion .image.tag) -}}
 {{- end -}}
@@ -32,10 +52,19 @@ app.kubernetes.io/component: controller
 {{- if and .Values.auth.token .Values.auth.existingSecret -}}
 {{- fail "auth.token and auth.existingSecret exclude each other: give one" -}}
 {{- end -}}
+{{- if or (eq .Values.browser.namespace .Release.Namespace) (eq .Values.browser.namespace .Values.sandbox.namespace) -}}
+{{- fail (printf "browser.namespace (%s) must differ from the release's and the runners' namespaces" .Values.browser.namespace) -}}
+{{- end -}}
+{{- if gt (int .Values.browser.idleTimeoutSeconds) (int .Values.browser.maxIdleTimeoutSeconds) -}}
+{{- fail "browser.idleTimeoutSeconds must not exceed browser.maxIdleTimeoutSeconds" -}}
+{{- end -}}
+{{- if gt (int .Values.browser.lifetimeSeconds) (int .Values.browser.maxLifetimeSeconds) -}}
+{{- fail "browser.lifetimeSeconds must not exceed browser.maxLifetimeSeconds" -}}
+{{- end -}}
 {{- if eq .Values.sandbox.namespace .Release.Namespace -}}
 {{- fail (printf "sandbox.namespace (%s) must not be the release's namespace: runner pods get a namespace of their own" .Values.sandbox.namespace) -}}
 {{- end -}}
-{{- $reserved := list "AUTH_TOKEN" "BACKEND" "HOST" "PORT" "STATE_DIR" "KUBERNETES_NAMESPACE" "RUNNER_IMAGE" "RUNNER_IMAGE_PULL_POLICY" "RUNNER_SECCOMP_PROFILE" "REPLICA_NAME" "WARM_SANDBOXES" "WARM_SANDBOX_MAX_AGE_S" "RUNNER_POD_START_TIMEOUT_S" "RUNNER_CPU_REQUEST" "RUNNER_CPU_LIMIT" "RUNNER_MEMORY_REQUEST_MB" "RUNNER_MEMORY_LIMIT_MB" "RUNNER_EPHEMERAL_STORAGE_MB" -}}
+{{- $reserved := list "AUTH_TOKEN" "BACKEND" "HOST" "PORT" "STATE_DIR" "KUBERNETES_NAMESPACE" "RUNNER_IMAGE" "RUNNER_IMAGE_PULL_POLICY" "RUNNER_SECCOMP_PROFILE" "REPLICA_NAME" "WARM_SANDBOXES" "WARM_SANDBOX_MAX_AGE_S" "RUNNER_POD_START_TIMEOUT_S" "RUNNER_CPU_REQUEST" "RUNNER_CPU_LIMIT" "RUNNER_MEMORY_REQUEST_MB" "RUNNER_MEMORY_LIMIT_MB" "RUNNER_EPHEMERAL_STORAGE_MB" "BROWSER_NAMESPACE" "BROWSER_WARM_AGENTS" "BROWSER_IDLE_TIMEOUT_S" "BROWSER_MAX_IDLE_TIMEOUT_S" "BROWSER_SESSION_LIFETIME_S" "BROWSER_MAX_SESSION_LIFETIME_S" "BROWSER_ALLOW_PRIVATE_NETWORKS" "BROWSER_CHROMIUM_SANDBOX" "MAX_BROWSER_SESSIONS" "BROWSER_SESSION_START_TIMEOUT_S" -}}
 {{- range $name, $_ := .Values.settings -}}
 {{- if has $name $reserved -}}
 {{- fail (printf "settings.%s is set by the chart itself; use its own value instead" $name) -}}

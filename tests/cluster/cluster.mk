@@ -43,7 +43,8 @@ k8s-up:
 k8s-down:
 	$(CLUSTER_SCRIPTS)/down.sh
 
-# Kubernetes mode's benchmark (bench/k8s_bench.py): the release of `make k8s-up`, beside
-# local mode on this machine, in the same run.
-k8s-bench: venv
+# Kubernetes mode's benchmarks (bench/k8s_bench.py, bench/k8s_browser_bench.py): the
+# release of `make k8s-up`, beside local mode on this machine, in the same run.
+k8s-bench: venv sandbox-env
 	$(VENV)/bin/python bench/k8s_bench.py
+	$(VENV)/bin/python bench/k8s_browser_bench.py

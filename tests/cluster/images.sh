@@ -8,7 +8,7 @@
 #   images.sh build DOCKERFILE TAG  `buildah build` of an ordinary Dockerfile, context =
 #                                   repository root, as `docker build -f DOCKERFILE .`
 #   images.sh load TAG...           export from buildah and import into containerd
-#   images.sh all                   base, pause, the runner and controller images, and the
+#   images.sh all                   base, pause, the runner, controller and browser images, and the
 #                                   cluster's own (Traefik, CoreDNS); then load them if
 #                                   the cluster's containerd is running
 #
@@ -31,6 +31,7 @@ PAUSE_IMAGE="localhost/sandbox-controller/pause:1"
 # The names helm/local-values.yaml gives the chart (kind users build the same ones).
 RUNNER_IMAGE="${RUNNER_IMAGE:-localhost/sandbox-runner:local}"
 CONTROLLER_IMAGE="${CONTROLLER_IMAGE:-localhost/sandbox-controller:local}"
+BROWSER_IMAGE="${BROWSER_IMAGE:-localhost/sandbox-browser:local}"
 TRAEFIK_IMAGE="localhost/sandbox-controller/traefik:$TRAEFIK_VERSION"
 COREDNS_IMAGE="localhost/sandbox-controller/coredns:$COREDNS_VERSION"
 # buildah keeps its layers in the cache, so a warm rebuild reuses unchanged steps.
@@ -166,10 +167,12 @@ all() {
     pause
     build runner-image/Dockerfile "$RUNNER_IMAGE"
     build controller/Dockerfile "$CONTROLLER_IMAGE"
+    build browser-image/Dockerfile "$BROWSER_IMAGE"
     binary_image "$TRAEFIK_IMAGE" "$TRAEFIK_BIN" traefik
     binary_image "$COREDNS_IMAGE" "$COREDNS_BIN" coredns
     if [ -S "$STATE_DIR/containerd/containerd.sock" ]; then
-        load "$PAUSE_IMAGE" "$RUNNER_IMAGE" "$CONTROLLER_IMAGE" "$TRAEFIK_IMAGE" "$COREDNS_IMAGE"
+        load "$PAUSE_IMAGE" "$RUNNER_IMAGE" "$CONTROLLER_IMAGE" "$BROWSER_IMAGE" \
+            "$TRAEFIK_IMAGE" "$COREDNS_IMAGE"
     fi
 }
 

@@ -26,12 +26,14 @@ for f in "${files[@]}"; do [ -n "$f" ] && extra+=(-f "$f"); done
 "${HELM[@]}" upgrade --install "$RELEASE" "$REPO_ROOT/helm" --namespace "$NAMESPACE" \
     --create-namespace -f "$REPO_ROOT/helm/local-values.yaml" "${extra[@]}" --wait --timeout 5m >/dev/null
 
-# The images keep their tag (local) when rebuilt: roll the controller when either one
-# loaded differs from what the running release was started with (its warm runner pods
-# go with the replica that owns them).
-images="$(cat "$STATE_DIR"/images/*sandbox-controller_local.loaded "$STATE_DIR"/images/*sandbox-runner_local.loaded 2>/dev/null || true)"
+# The images keep their tag (local) when rebuilt: roll the controller and the operator
+# when one loaded differs from what the running release was started with (warm runner
+# pods go with the replica that owns them; warm browser pods are replaced here).
+images="$(cat "$STATE_DIR"/images/*sandbox-controller_local.loaded "$STATE_DIR"/images/*sandbox-runner_local.loaded "$STATE_DIR"/images/*sandbox-browser_local.loaded 2>/dev/null || true)"
 if [ -f "$STATE_DIR/images/release.images" ] && [ "$(cat "$STATE_DIR/images/release.images")" != "$images" ]; then
-    log "new images: restarting the controller"
+    log "new images: restarting the controller and the operator"
+    "${KUBECTL[@]}" -n sandbox-browsers delete pods -l sandbox-controller.dev/pool=warm \
+        --ignore-not-found >/dev/null
     "${KUBECTL[@]}" -n "$NAMESPACE" rollout restart deployment -l "app.kubernetes.io/instance=$RELEASE" >/dev/null
     "${KUBECTL[@]}" -n "$NAMESPACE" rollout status deployment -l "app.kubernetes.io/instance=$RELEASE" --timeout=5m >/dev/null
 fi

@@ -3,7 +3,7 @@
 ``install`` runs tests/cluster/k8s-up.sh (the chart, helm/local-values.yaml, plus the
 tier's own tests/e2e/values.yaml) and reads the two lines it ends with; ``Ingress`` is
 the contract tests' target through the Ingress; ``InClusterFiles`` is the upload tests'
-file service, running in a pod.
+file service and ``InClusterPages`` the browser tests' pages, each running in a pod.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ CLUSTER_DIR = ROOT / "tests" / "cluster"
 RELEASE_NAMESPACE = "sandbox"
 SANDBOX_NAMESPACE = "sandbox-runners"
 FILES_NAMESPACE = "e2e-files"
+PAGES_NAMESPACE = "e2e-pages"
+BROWSER_NAMESPACE = "sandbox-browsers"
+KUBECONFIG = Path("/var/lib/sandbox-controller-cluster/kubeconfig/admin.kubeconfig")
 INSTALL_TIMEOUT_S = 15 * 60
 """The first install builds the controller image (pip) and starts everything."""
 
@@ -81,33 +84,38 @@ class Ingress:
         return body or None
 
 
-FILES_SCRIPT = (ROOT / "tests" / "file_service.py").read_text()
+class InClusterScript:
+    """A standard-library test server (a script of tests/) in a pod behind a Service.
 
+    It runs from the runner image (python3, nothing else) in a namespace of its own;
+    tests reach the pod directly (``direct``) and the product reaches it by its Service
+    name (``url``).
+    """
 
-class InClusterFiles:
-    """tests/file_service.py in a pod behind a Service: the controller uploads there."""
-
-    def __init__(self, core: client.CoreV1Api) -> None:
-        self._core = core
-        core.create_namespace({"metadata": {"name": FILES_NAMESPACE}})
+    def __init__(self, core: client.CoreV1Api, namespace: str, script: Path, port: int) -> None:
+        self._core, self.namespace, self.port = core, namespace, port
+        name = script.stem.replace("_", "-")
+        self.name = name
+        core.create_namespace({"metadata": {"name": namespace}})
         core.create_namespaced_config_map(
-            FILES_NAMESPACE,
-            {"metadata": {"name": "files"}, "data": {"file_service.py": FILES_SCRIPT}},
+            namespace, {"metadata": {"name": name}, "data": {script.name: script.read_text()}}
         )
-        labels = {"app": "files"}
+        labels = {"app": name}
         core.create_namespaced_pod(
-            FILES_NAMESPACE,
+            namespace,
             {
-                "metadata": {"name": "files", "labels": labels},
+                "metadata": {"name": name, "labels": labels},
                 "spec": {
                     "automountServiceAccountToken": False,
+                    # python3 as PID 1 ignores SIGTERM: no grace to wait out on removal.
+                    "terminationGracePeriodSeconds": 0,
                     "containers": [
                         {
-                            "name": "files",
+                            "name": name,
                             "image": RUNNER_IMAGE,
                             "imagePullPolicy": "Never",
-                            "command": ["/usr/bin/python3", "/app/file_service.py", "8000"],
-                            "ports": [{"containerPort": 8000}],
+                            "command": ["/usr/bin/python3", f"/app/{script.name}", str(port)],
+                            "ports": [{"containerPort": port}],
                             "volumeMounts": [{"name": "app", "mountPath": "/app"}],
                             "securityContext": {
                                 "runAsNonRoot": True,
@@ -117,48 +125,67 @@ class InClusterFiles:
                             },
                         }
                     ],
-                    "volumes": [{"name": "app", "configMap": {"name": "files"}}],
+                    "volumes": [{"name": "app", "configMap": {"name": name}}],
                 },
             },
         )
         core.create_namespaced_service(
-            FILES_NAMESPACE,
+            namespace,
             {
-                "metadata": {"name": "files"},
-                "spec": {"selector": labels, "ports": [{"port": 8000, "targetPort": 8000}]},
+                "metadata": {"name": name},
+                "spec": {"selector": labels, "ports": [{"port": port, "targetPort": port}]},
             },
         )
-        pod = wait_for_phase(core, FILES_NAMESPACE, "files", {"Running"}, timeout=90)
+        pod = wait_for_phase(core, namespace, name, {"Running"}, timeout=90)
         self.pod_ip = str(pod.status.pod_ip)
-        wait_for(self._answers, timeout_s=30, what="the in-cluster file service")
 
-    def _answers(self) -> bool:
+    def direct(self, path: str) -> str:
+        return f"http://{self.pod_ip}:{self.port}{path}"
+
+    def url(self, path: str) -> str:
+        return f"http://{self.name}.{self.namespace}.svc.cluster.local:{self.port}{path}"
+
+    def answers(self, path: str) -> bool:
         try:
-            return httpx.get(self._direct("/received"), timeout=2).status_code == 200
+            return httpx.get(self.direct(path), timeout=2).status_code == 200
         except httpx.TransportError:
             return False
 
-    def _direct(self, path: str) -> str:
-        return f"http://{self.pod_ip}:8000{path}"
+    def remove(self) -> None:
+        delete_ignoring_absent(lambda: self._core.delete_namespace(self.namespace))
+        wait_for(
+            lambda: _gone(self._core, self.namespace),
+            timeout_s=60,
+            what=f"namespace {self.namespace} to go",
+            interval_s=0.5,
+        )
 
-    def url(self, path: str) -> str:
-        return f"http://files.{FILES_NAMESPACE}.svc.cluster.local:8000{path}"
+
+class InClusterFiles(InClusterScript):
+    """tests/file_service.py in the cluster: the controller uploads there."""
+
+    def __init__(self, core: client.CoreV1Api) -> None:
+        super().__init__(core, FILES_NAMESPACE, ROOT / "tests" / "file_service.py", 8000)
+        wait_for(lambda: self.answers("/received"), timeout_s=30, what="the file service")
 
     def received(self) -> list[Received]:
-        entries = httpx.get(self._direct("/received"), timeout=10).json()
+        entries = httpx.get(self.direct("/received"), timeout=10).json()
         return [Received(**{**e, "content": base64.b64decode(e["content"])}) for e in entries]
 
     def clear(self) -> None:
-        httpx.delete(self._direct("/received"), timeout=10)
+        httpx.delete(self.direct("/received"), timeout=10)
 
-    def remove(self) -> None:
-        delete_ignoring_absent(lambda: self._core.delete_namespace(FILES_NAMESPACE))
-        wait_for(
-            lambda: _gone(self._core, FILES_NAMESPACE),
-            timeout_s=60,
-            what=f"namespace {FILES_NAMESPACE} to go",
-            interval_s=0.5,
-        )
+
+class InClusterPages(InClusterScript):
+    """tests/pages.py in the cluster: the pages the browser sessions load."""
+
+    def __init__(self, core: client.CoreV1Api) -> None:
+        super().__init__(core, PAGES_NAMESPACE, ROOT / "tests" / "pages.py", 8000)
+        wait_for(lambda: self.answers("/__requests"), timeout_s=30, what="the page server")
+
+    def requests(self) -> list[str]:
+        log: list[str] = httpx.get(self.direct("/__requests"), timeout=10).json()
+        return log
 
 
 def _gone(core: client.CoreV1Api, namespace: str) -> bool:
@@ -167,6 +194,18 @@ def _gone(core: client.CoreV1Api, namespace: str) -> bool:
     except client.ApiException as exc:
         return exc.status == 404
     return False
+
+
+def helm_set(*values: str) -> None:
+    """``helm upgrade`` of the installed release, keeping its values but for ``values``."""
+    from tests.chart import CHART, helm
+
+    args = ["--kubeconfig", str(KUBECONFIG), "upgrade", "sandbox", str(CHART)]
+    args += ["-n", RELEASE_NAMESPACE, "--reuse-values", "--wait", "--timeout", "5m"]
+    for value in values:
+        args += ["--set", value]
+    done = helm(*args, timeout_s=360)
+    assert done.returncode == 0, done.stderr
 
 
 def wait_healthy(ingress: Ingress, warm: int | None = None, timeout_s: float = 120) -> None:

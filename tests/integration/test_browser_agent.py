@@ -72,9 +72,14 @@ def test_every_call_needs_the_session_token(
 def test_configure_once_then_use(agent: tuple[subprocess.Popen[bytes], str]) -> None:
     _, base = agent
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    assert httpx.get(base + "/health", headers=auth).json() == {"ok": True, "configured": False}
+    health = httpx.get(base + "/health", headers=auth).json()
+    assert (health["ok"], health["configured"]) == (True, False)
     configured = httpx.post(base + "/session", json={"device": "Pixel 7"}, headers=auth)
     assert configured.status_code == 200, configured.text
+    # A call resets the idle clock; health checks do not count as use.
+    idle = [httpx.get(base + "/health", headers=auth).json()["idleS"] for _ in range(3)]
+    assert idle == sorted(idle) and idle[0] < 1.0, idle
+    assert httpx.get(base + "/health", headers=auth).json()["configured"] is True
     assert configured.json()["isMobile"] is True
     again = httpx.post(base + "/session", json={"device": "desktop"}, headers=auth)
     assert again.status_code == 422

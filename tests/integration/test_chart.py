@@ -25,12 +25,20 @@ def test_the_chart_lints() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_every_object_lives_in_the_release_or_the_sandbox_namespace(default: list) -> None:  # type: ignore[type-arg]
+CONTROLLER = "rel-sandbox-controller"
+OPERATOR = "rel-sandbox-controller-operator"
+RUNNERS, BROWSERS = "sandbox-runners", "sandbox-browsers"
+
+
+def test_every_object_lives_in_the_release_or_a_sandbox_namespace(default: list) -> None:  # type: ignore[type-arg]
     for obj in default:
         if obj["kind"] == "Namespace":
-            assert obj["metadata"]["name"] == "sandbox-runners"
+            assert obj["metadata"]["name"] in {RUNNERS, BROWSERS}
             continue
-        assert obj["metadata"]["namespace"] in {"sandbox", "sandbox-runners"}, obj["kind"]
+        if obj["kind"] == "CustomResourceDefinition":
+            assert obj["metadata"]["name"] == "browsersessions.sandbox-controller.dev"
+            continue
+        assert obj["metadata"]["namespace"] in {"sandbox", RUNNERS, BROWSERS}, obj["kind"]
     kinds = {o["kind"] for o in default}
     assert not kinds & {"ClusterRole", "ClusterRoleBinding"}, "no cluster-wide rights"
 
@@ -38,8 +46,7 @@ def test_every_object_lives_in_the_release_or_the_sandbox_namespace(default: lis
 def test_the_controller_may_touch_only_runner_pods_and_leases_in_the_sandbox_namespace(
     default: list,  # type: ignore[type-arg]
 ) -> None:
-    role = one(default, "Role")
-    assert role["metadata"]["namespace"] == "sandbox-runners"
+    role = one(default, "Role", namespace=RUNNERS)
     assert role["rules"] == [
         {
             "apiGroups": [""],
@@ -52,14 +59,14 @@ def test_the_controller_may_touch_only_runner_pods_and_leases_in_the_sandbox_nam
             "verbs": ["create", "delete", "get", "list", "patch"],
         },
     ]
-    binding = one(default, "RoleBinding")
+    binding = one(default, "RoleBinding", namespace=RUNNERS)
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "rel-sandbox-controller", "namespace": "sandbox"}
     ]
 
 
 def test_runner_pods_may_not_send_anything_and_hear_only_the_controller(default: list) -> None:  # type: ignore[type-arg]
-    deny = one(default, "NetworkPolicy", "default-deny")
+    deny = one(default, "NetworkPolicy", "default-deny", RUNNERS)
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     runners = one(default, "NetworkPolicy", "runners-from-controller")["spec"]
     assert runners["policyTypes"] == ["Ingress", "Egress"]
@@ -68,12 +75,12 @@ def test_runner_pods_may_not_send_anything_and_hear_only_the_controller(default:
     assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
     (peer,) = rule["from"]
     assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "sandbox"}}
-    controller = one(default, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    controller = one(default, "Deployment", CONTROLLER)["spec"]["template"]["metadata"]["labels"]
     assert peer["podSelector"]["matchLabels"].items() <= controller.items()
 
 
 def test_the_sandbox_namespace_has_a_quota_and_default_limits(default: list) -> None:  # type: ignore[type-arg]
-    quota = one(default, "ResourceQuota")["spec"]["hard"]
+    quota = one(default, "ResourceQuota", namespace=RUNNERS)["spec"]["hard"]
     assert quota == {
         "pods": "40",
         "limits.cpu": "40",
@@ -85,7 +92,7 @@ def test_the_sandbox_namespace_has_a_quota_and_default_limits(default: list) -> 
 
 
 def test_the_controller_runs_locked_down_with_the_token_from_a_secret(default: list) -> None:  # type: ignore[type-arg]
-    deployment = one(default, "Deployment")
+    deployment = one(default, "Deployment", CONTROLLER)
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["enableServiceLinks"] is False
@@ -114,7 +121,10 @@ def test_there_is_never_a_default_token() -> None:
     assert base64.b64decode(given) == b"a-token-of-twenty-chars"
     existing = render("auth.existingSecret=my-token")
     assert not [o for o in existing if o["kind"] == "Secret"]
-    assert env(one(existing, "Deployment"))["AUTH_TOKEN"]["secretKeyRef"]["name"] == "my-token"
+    assert (
+        env(one(existing, "Deployment", CONTROLLER))["AUTH_TOKEN"]["secretKeyRef"]["name"]
+        == "my-token"
+    )
 
 
 def test_the_ingress_takes_class_host_and_tls() -> None:
@@ -135,7 +145,7 @@ def test_the_ingress_takes_class_host_and_tls() -> None:
 
 
 def test_the_seccomp_installer_writes_the_repositorys_profile(default: list) -> None:  # type: ignore[type-arg]
-    profile = one(default, "ConfigMap")["data"]["profile.json"]
+    profile = one(default, "ConfigMap", "rel-sandbox-controller-seccomp")["data"]["profile.json"]
     assert json.loads(profile) == json.loads((CHART / "seccomp/runner-seccomp.json").read_text())
     daemonset = one(default, "DaemonSet")["spec"]["template"]["spec"]
     paths = {v["name"]: v.get("hostPath") for v in daemonset["volumes"]}
@@ -147,17 +157,25 @@ def test_the_seccomp_installer_writes_the_repositorys_profile(default: list) -> 
     hostpath = one(moved, "DaemonSet")["spec"]["template"]["spec"]["volumes"][1]["hostPath"]
     assert hostpath["path"] == "/srv/kubelet/seccomp/sandbox-controller"
     off = render("seccompInstaller.enabled=false")
-    assert not [o for o in off if o["kind"] in ("DaemonSet", "ConfigMap")]
+    assert not [
+        o for o in off if o["kind"] == "DaemonSet" or o["metadata"]["name"].endswith("-seccomp")
+    ]
 
 
 def test_settings_pass_through_and_the_local_values_file_renders() -> None:
-    deployment = one(render("settings.MAX_CONCURRENT_EXECUTIONS=8"), "Deployment")
+    deployment = one(render("settings.MAX_CONCURRENT_EXECUTIONS=8"), "Deployment", CONTROLLER)
     assert env(deployment)["MAX_CONCURRENT_EXECUTIONS"] == "8"
     local = render(files=(CHART / "local-values.yaml",))
-    (container,) = one(local, "Deployment")["spec"]["template"]["spec"]["containers"]
+    (container,) = one(local, "Deployment", CONTROLLER)["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "localhost/sandbox-controller:local"
     assert container["imagePullPolicy"] == "Never"
-    assert env(one(local, "Deployment"))["RUNNER_IMAGE"] == "localhost/sandbox-runner:local"
+    assert (
+        env(one(local, "Deployment", CONTROLLER))["RUNNER_IMAGE"]
+        == "localhost/sandbox-runner:local"
+    )
+    operator = env(one(local, "Deployment", OPERATOR))
+    assert operator["BROWSER_IMAGE"] == "localhost/sandbox-browser:local"
+    assert operator["BROWSER_IMAGE_PULL_POLICY"] == "Never"
     assert not [o for o in local if o["kind"] == "DaemonSet"]
 
 
@@ -180,7 +198,115 @@ def test_settings_pass_through_and_the_local_values_file_renders() -> None:
         (("settings.BACKEND=local",), "set by the chart itself"),
         (("settings.AUTH_TOKEN=a-token-of-twenty-chars",), "set by the chart itself"),
         (("ingress.tlsSecretName=tls",), "needs ingress.host"),
+        (("browser.namespace=sandbox",), "must differ"),
+        (("browser.namespace=sandbox-runners",), "must differ"),
+        (("browser.idleTimeoutSeconds=4000",), "must not exceed"),
+        (("browser.warmPods=100",), "warmPods"),
+        (("browser.egress.deniedCIDRs={nonsense}",), "deniedCIDRs"),
+        (("settings.BROWSER_NAMESPACE=x",), "set by the chart itself"),
     ],
 )
 def test_bad_values_are_refused(values: tuple[str, ...], complaint: str) -> None:
     assert complaint in refusal(*values)
+
+
+def test_browser_sessions_are_a_resource_with_a_schema_a_status_and_columns(default: list) -> None:  # type: ignore[type-arg]
+    crd = one(default, "CustomResourceDefinition")
+    assert crd["spec"]["group"] == "sandbox-controller.dev"
+    assert crd["spec"]["scope"] == "Namespaced"
+    (version,) = crd["spec"]["versions"]
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns["Phase"] == ".status.phase"
+    assert columns["Pod"] == ".status.pod"
+    schema = version["schema"]["openAPIV3Schema"]["properties"]
+    spec = schema["spec"]
+    assert set(spec["required"]) == {"device", "idleTimeoutS", "maxLifetimeS"}
+    assert spec["properties"]["idleTimeoutS"]["maximum"] == 86400
+    assert schema["status"]["properties"]["phase"]["enum"] == [
+        "Pending",
+        "Ready",
+        "Failed",
+        "Expired",
+    ]
+
+
+def test_the_operator_is_one_locked_down_replica_with_rights_only_in_the_browser_namespace(
+    default: list,  # type: ignore[type-arg]
+) -> None:
+    deployment = one(default, "Deployment", OPERATOR)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # never two side by side
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["command"][-1] == "controller.operator"
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    role = one(default, "Role", OPERATOR, BROWSERS)
+    resources = {r for rule in role["rules"] for r in rule["resources"]}
+    assert resources == {
+        "browsersessions",
+        "browsersessions/status",
+        "pods",
+        "secrets",
+        "configmaps",
+        "events",
+    }
+    # The controller's rights there: sessions, and reading tokens; never pods.
+    mine = one(default, "Role", CONTROLLER, BROWSERS)
+    assert {r for rule in mine["rules"] for r in rule["resources"]} == {
+        "browsersessions",
+        "secrets",
+        "configmaps",
+    }
+    assert {
+        v for rule in mine["rules"] if "secrets" in rule["resources"] for v in rule["verbs"]
+    } == {"get"}
+
+
+def test_both_processes_get_the_same_session_rules(default: list) -> None:  # type: ignore[type-arg]
+    rules = [k for k in env(one(default, "Deployment", OPERATOR)) if k.startswith("BROWSER_")]
+    controller = env(one(default, "Deployment", CONTROLLER))
+    operator = env(one(default, "Deployment", OPERATOR))
+    for name in ("BROWSER_NAMESPACE", "BROWSER_MAX_IDLE_TIMEOUT_S", "BROWSER_WARM_AGENTS"):
+        assert name in rules
+        assert controller[name] == operator[name]
+
+
+def test_browser_pods_hear_only_the_controller_and_the_operator_and_reach_only_public_addresses(
+    default: list,  # type: ignore[type-arg]
+) -> None:
+    deny = one(default, "NetworkPolicy", "default-deny", BROWSERS)
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    policy = one(default, "NetworkPolicy", "browsers", BROWSERS)["spec"]
+    (ingress,) = policy["ingress"]
+    assert ingress["ports"] == [{"protocol": "TCP", "port": 8080}]
+    components = {
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for peer in ingress["from"]
+    }
+    assert components == {"controller", "operator"}
+    dns, public = policy["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53, "dns", "dns-tcp"}
+    (block,) = public["to"]
+    assert block["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert {
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+    } <= set(block["ipBlock"]["except"])
+    assert "ports" not in public
+    extra = render("browser.egress.extraTo[0].podSelector.matchLabels.app=pages")
+    spec = one(extra, "NetworkPolicy", "browsers", BROWSERS)["spec"]
+    assert spec["egress"][2] == {"to": [{"podSelector": {"matchLabels": {"app": "pages"}}}]}
+
+
+def test_the_browser_namespace_has_a_quota_and_the_pools_owner(default: list) -> None:  # type: ignore[type-arg]
+    namespace = one(default, "Namespace", BROWSERS)["metadata"]["labels"]
+    assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
+    quota = one(default, "ResourceQuota", namespace=BROWSERS)["spec"]["hard"]
+    assert quota == {"pods": "20", "limits.cpu": "20", "limits.memory": "24Gi"}
+    assert one(default, "ConfigMap", "browser-pool", BROWSERS)

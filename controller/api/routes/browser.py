@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from controller.api.body import body_schema, parse_body
 from controller.api.deps import BrowserServiceDep
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, SessionList
-from controller.browser.sessions import SessionService
+from controller.browser.service import BrowserSessions
 from controller.errors import InvalidRequest
 
 router = APIRouter(prefix="/browser/sessions", tags=["browser"])
@@ -53,7 +53,7 @@ def bool_param(name: str, value: str | None) -> bool:
 
 
 async def forward(
-    service: SessionService, session_id: str, path: str, body: Any, default_ms: int
+    service: BrowserSessions, session_id: str, path: str, body: Any, default_ms: int
 ) -> httpx.Response:
     """POST a validated body to the agent, with the settings' timeout if it gives none.
 
@@ -90,7 +90,7 @@ async def list_sessions(service: BrowserServiceDep) -> SessionList:
 
 @router.get("/{session_id}", summary="One browser session")
 async def get_session(session_id: str, service: BrowserServiceDep) -> SessionInfo:
-    return service.get(session_id).info()
+    return (await service.find(session_id)).info()
 
 
 @router.delete("/{session_id}", status_code=204, summary="Close a session and kill its browser")

@@ -1,7 +1,7 @@
-// Command seccomp writes the runner pods' Localhost seccomp profile: containerd's
-// RuntimeDefault profile for a container whose capabilities are all dropped, plus the
-// few syscalls bubblewrap needs to build its sandbox (tests/cluster/README.md explains
-// each). Deriving it from containerd's own default keeps every other rule of
+// Command seccomp writes the Localhost seccomp profile of runner and browser pods:
+// containerd's RuntimeDefault profile for a container whose capabilities are all
+// dropped, plus the few syscalls bubblewrap (runner pods) and Chromium's own sandbox
+// (browser pods) need to build their sandboxes (tests/cluster/README.md explains each). Deriving it from containerd's own default keeps every other rule of
 // RuntimeDefault, and regenerating after a containerd upgrade picks up its changes.
 //
 //	go run . > ../../../../helm/seccomp/runner-seccomp.json
@@ -25,6 +25,10 @@ var bwrapSyscalls = []string{
 	"sethostname", // --hostname, inside the sandbox's own UTS namespace
 	"umount2",     // detaches the old root after pivot_root
 	"unshare",     // --disable-userns and the mount namespace of the setup
+	// Chromium's namespace sandbox chroots each sandboxed process into an empty
+	// directory inside the user namespace it made; RuntimeDefault allows chroot only
+	// with CAP_SYS_CHROOT, which the pod never has outside such a namespace.
+	"chroot",
 }
 
 func main() {

@@ -1,0 +1,266 @@
+"""Browser sessions' objects as pure builders: the BrowserSession resource, pods, Secrets.
+
+A browser pod runs one browser agent (browser-image) for one session.  It is locked
+down like a runner pod where Chromium allows it: its own user namespace (``hostUsers:
+false``), non-root, no capability, no privilege escalation, a read-only root
+filesystem, no service-account token, no Service environment variables, limits for
+CPU, memory and ephemeral storage.  Chromium keeps its own sandbox: it needs to create
+user namespaces, which the runner's Localhost seccomp profile allows (the runtime's
+default profile refuses them without CAP_SYS_ADMIN).  The pod's spec carries only the
+SHA-256 of the session's token; the token itself is in the session's Secret, which only
+the controller and the operator read.
+
+A warm pod (started ahead, no session yet) is owned by the pool's ConfigMap, which the
+chart creates; claiming it hands its ownership to the BrowserSession in one write that
+names the pod's resourceVersion, so two sessions can never claim the same pod.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from controller.kubernetes.manifests import APP, LABEL_COMPONENT, LABEL_MANAGED_BY
+
+GROUP = "sandbox-controller.dev"
+VERSION = "v1"
+PLURAL = "browsersessions"
+KIND = "BrowserSession"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+BROWSER_COMPONENT = "browser"
+LABEL_POOL = "sandbox-controller.dev/pool"
+LABEL_SESSION = "sandbox-controller.dev/session"
+WARM = "warm"
+CLAIMED = "claimed"
+BROWSERS_SELECTOR = f"{LABEL_COMPONENT}={BROWSER_COMPONENT},{LABEL_MANAGED_BY}={APP}"
+
+AGENT_PORT = 8080
+AGENT_UID = 10002
+AGENT_HOME = "/home/agent"
+TOKEN_KEY = "token"  # noqa: S105 - the key's name in the Secret, not a secret
+TOKEN_ENV = "AGENT_TOKEN_SHA256"  # noqa: S105 - the variable's name
+
+PENDING, READY, FAILED, EXPIRED = "Pending", "Ready", "Failed", "Expired"
+PHASES = (PENDING, READY, FAILED, EXPIRED)
+
+
+@dataclass(frozen=True)
+class BrowserPodSpec:
+    """What every browser pod of a deployment has in common (the operator's settings)."""
+
+    image: str
+    pull_policy: str
+    seccomp_profile: str
+    cpu_request: str
+    cpu_limit: str
+    memory_mb: int
+    ephemeral_storage_mb: int
+    chromium_sandbox: bool
+    allow_private_networks: bool
+    max_age_s: int
+    """No pod lives longer: a warm pod's wait plus the longest session's lifetime."""
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_pod_name() -> str:
+    return "brw-" + secrets.token_hex(8)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def owner_reference(obj: dict[str, Any], *, controller: bool = True) -> dict[str, Any]:
+    """An ownerReference to ``obj`` (its apiVersion, kind, name and uid)."""
+    meta = obj["metadata"]
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": False,
+    }
+
+
+def token_secret(name: str, token: str, owner: dict[str, Any]) -> dict[str, Any]:
+    """The Secret holding one browser pod's token (named like the pod), owned like it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "labels": {LABEL_COMPONENT: BROWSER_COMPONENT, LABEL_MANAGED_BY: APP},
+            "ownerReferences": [owner],
+        },
+        "data": {TOKEN_KEY: base64.b64encode(token.encode()).decode()},
+    }
+
+
+def secret_token(secret: dict[str, Any]) -> str:
+    """The token a Secret of ``token_secret`` holds."""
+    return base64.b64decode(secret["data"][TOKEN_KEY]).decode()
+
+
+def agent_command(spec: BrowserPodSpec) -> list[str]:
+    command = [
+        "/opt/agent/bin/python",
+        "-m",
+        "browser_agent",
+        "--host",
+        "0.0.0.0",  # noqa: S104 - the pod's own address; the NetworkPolicy admits the controller only
+        "--port",
+        str(AGENT_PORT),
+        "--token-sha256-env",
+        TOKEN_ENV,
+        "--data-dir",
+        f"{AGENT_HOME}/session",
+        "--executable",
+        "/usr/bin/chromium",
+    ]
+    if not spec.chromium_sandbox:
+        command.append("--no-chromium-sandbox")
+    if spec.allow_private_networks:
+        command.append("--allow-private-networks")
+    return command
+
+
+def browser_pod(
+    spec: BrowserPodSpec,
+    name: str,
+    token_digest: str,
+    owner: dict[str, Any],
+    session: str | None = None,
+) -> dict[str, Any]:
+    """A browser pod: warm (owned by the pool) or started for ``session`` (owned by it)."""
+    labels = {
+        LABEL_COMPONENT: BROWSER_COMPONENT,
+        LABEL_MANAGED_BY: APP,
+        LABEL_POOL: CLAIMED if session else WARM,
+    }
+    if session:
+        labels[LABEL_SESSION] = session
+    scratch_mb = max(spec.ephemeral_storage_mb // 2, 16)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels, "ownerReferences": [owner]},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "hostUsers": False,
+            "terminationGracePeriodSeconds": 5,
+            "activeDeadlineSeconds": spec.max_age_s,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": AGENT_UID,
+                "runAsGroup": AGENT_UID,
+                "seccompProfile": {"type": "Localhost", "localhostProfile": spec.seccomp_profile},
+            },
+            "containers": [
+                {
+                    "name": "agent",
+                    "image": spec.image,
+                    "imagePullPolicy": spec.pull_policy,
+                    "command": agent_command(spec),
+                    "env": [
+                        {"name": TOKEN_ENV, "value": token_digest},
+                        {"name": "HOME", "value": AGENT_HOME},
+                        {"name": "TMPDIR", "value": AGENT_HOME},
+                    ],
+                    "ports": [{"name": "agent", "containerPort": AGENT_PORT}],
+                    "resources": {
+                        "requests": {
+                            "cpu": spec.cpu_request,
+                            "memory": f"{spec.memory_mb}Mi",
+                            "ephemeral-storage": f"{min(spec.ephemeral_storage_mb, 64)}Mi",
+                        },
+                        "limits": {
+                            "cpu": spec.cpu_limit,
+                            "memory": f"{spec.memory_mb}Mi",
+                            "ephemeral-storage": f"{spec.ephemeral_storage_mb}Mi",
+                        },
+                    },
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                        "readOnlyRootFilesystem": True,
+                    },
+                    "volumeMounts": [
+                        {"name": "home", "mountPath": AGENT_HOME},
+                        {"name": "shm", "mountPath": "/dev/shm"},  # noqa: S108 - the pod's own
+                    ],
+                }
+            ],
+            # The profile, downloads and temporary files: the session's, gone with the pod.
+            "volumes": [
+                {"name": "home", "emptyDir": {"sizeLimit": f"{scratch_mb}Mi"}},
+                {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+            ],
+        },
+    }
+
+
+def claim_patch(pod: dict[str, Any], session: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch giving a warm pod to a session, valid only on the pod as it was read.
+
+    The resourceVersion makes the API server refuse (409) the patch if anything wrote
+    the pod since: the claim is one compare-and-swap.
+    """
+    return {
+        "metadata": {
+            "resourceVersion": pod["metadata"]["resourceVersion"],
+            "labels": {LABEL_POOL: CLAIMED, LABEL_SESSION: session["metadata"]["name"]},
+            "ownerReferences": [owner_reference(session)],
+        }
+    }
+
+
+def adopt_patch(session: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that hands a claimed pod's Secret to its session."""
+    return {"metadata": {"ownerReferences": [owner_reference(session)]}}
+
+
+def agent_endpoint(pod_ip: str) -> str:
+    host = f"[{pod_ip}]" if ":" in pod_ip else pod_ip
+    return f"http://{host}:{AGENT_PORT}"
+
+
+def browser_session(
+    name: str,
+    device: str,
+    idle_timeout_s: int,
+    max_lifetime_s: int,
+    labels: dict[str, str],
+) -> dict[str, Any]:
+    """The BrowserSession a controller creates; the caller's labels stay in the spec."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "labels": {LABEL_MANAGED_BY: APP}},
+        "spec": {
+            "device": device,
+            "idleTimeoutS": idle_timeout_s,
+            "maxLifetimeS": max_lifetime_s,
+            "labels": labels,
+        },
+    }

@@ -1,0 +1,315 @@
+"""The kopf handlers of BrowserSessions and their pods: thin, over decisions and the pool.
+
+    create / resume  claim a ready warm pod (or start one), configure its browser for
+                     the session's device, report Ready with the endpoint and the Secret
+    review timer     every BROWSER_REVIEW_INTERVAL_S, for every session: read the agent's
+                     idle time, end the session at its idle timeout or lifetime, fail it
+                     when its pod is gone, record lastUsedAt, delete finished sessions
+                     after their retention, fail creations past their deadline
+    pod events       feed the pool; a session whose pod dies is Failed, saying why
+
+The review is one timer for all sessions, not kopf's per-object timers: those hold a
+finalizer on every session, so that while the operator is away (restarting, or removed
+by ``helm uninstall`` before the CRD) no session could be deleted.  Everything is in the
+resources, so a restarted operator resumes every session: the resume handler finishes
+creations that were under way, the review restarts, and the pool adopts its warm pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from browser_agent.protocol import ConfigureResponse
+from pydantic import ValidationError
+
+from controller.browser.backend import AgentHandle
+from controller.browser.client import AgentClient
+from controller.errors import AgentRefused, ControllerError
+from controller.kubernetes.api import Absent, CustomResource, KubeApi, KubernetesUnavailable
+from controller.kubernetes.browser_manifests import (
+    BROWSER_COMPONENT,
+    EXPIRED,
+    FAILED,
+    GROUP,
+    KIND,
+    PLURAL,
+    READY,
+    VERSION,
+)
+from controller.kubernetes.manifests import APP, LABEL_COMPONENT, LABEL_MANAGED_BY
+from controller.operator import decisions
+from controller.operator.pool import BrowserPool, PodFailed
+from controller.operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+SESSIONS = CustomResource(GROUP, VERSION, PLURAL, KIND)
+CONFIGURE_TIMEOUT_S = 30.0
+HEALTH_TIMEOUT_S = 3.0
+START_MARGIN_S = 30.0
+"""A creation may take the pod's start-up and then the browser's configuration."""
+
+
+def refused_for_good(exc: KubernetesUnavailable) -> bool:
+    """A refusal that retrying does not cure (a full quota, RBAC, admission)."""
+    return "forbidden" in exc.message or "ResourceQuota" in exc.message
+
+
+class Operator:
+    """The operator's state (the pool, the sessions it has seen) and what each handler does."""
+
+    def __init__(self, settings: OperatorSettings, api: KubeApi, agents: AgentClient) -> None:
+        self.settings = settings
+        self.api = api
+        self.agents = agents
+        self.pool = BrowserPool(settings, api, agents)
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self._releasing: set[str] = set()
+        """Pods the operator is deleting itself: their deletion is no session's failure."""
+        self._reviewer: asyncio.Task[None] | None = None
+
+    @property
+    def start_deadline_s(self) -> float:
+        return self.settings.browser_pod_start_timeout_s + START_MARGIN_S
+
+    async def start(self) -> None:
+        for body in await self.api.list_custom(SESSIONS):
+            self.sessions[body["metadata"]["name"]] = body
+        await self.pool.start()
+        self._reviewer = asyncio.create_task(self._review_all(), name="session-review")
+
+    async def stop(self) -> None:
+        if self._reviewer is not None:
+            self._reviewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reviewer
+        await self.pool.stop()
+        await self.agents.close()
+
+    def session_changed(self, event_type: str, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        if event_type == "DELETED":
+            self.sessions.pop(name, None)
+        else:
+            self.sessions[name] = body
+
+    # --- creation -----------------------------------------------------------------------
+
+    async def open(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The Ready status that ends a session's creation; None when there is nothing
+        more to write (it had ended already, or it failed: ``_failed`` wrote that)."""
+        if decisions.is_settled(body):
+            return None
+        name = body["metadata"]["name"]
+        pod_name: str | None = None
+        try:
+            pod = self.pool.pod_of(name)
+            if pod is not None:  # a retry, or a resume: the Secret may not be handed over yet
+                await self.pool.adopt_secret(pod["metadata"]["name"], body)
+            else:
+                pod = await self.pool.claim(body)
+            if pod is None:
+                await self.api.patch_custom_status(
+                    SESSIONS, name, decisions.pending("starting a browser pod (none was warm)")
+                )
+                pod = await self.pool.start_for(body)
+            pod_name = pod["metadata"]["name"]
+            endpoint = await self.pool.until_ready(pod_name)
+            handle = AgentHandle(pod_name, endpoint, await self.pool.token(pod_name))
+            device = (body.get("spec") or {}).get("device", "desktop")
+            response = await self.agents.request(
+                handle, "POST", "/session", json={"device": device}, timeout_s=CONFIGURE_TIMEOUT_S
+            )
+            configured = ConfigureResponse.model_validate_json(response.content)
+        except PodFailed as exc:
+            await self._failed(name, pod_name, str(exc))
+            return None
+        except AgentRefused as exc:
+            if exc.details and exc.details[0].get("rule") == "already_configured":
+                # An earlier try configured it and its answer was lost: no retry can know
+                # what it was given, so the session fails as a platform failure (503).
+                await self._failed(name, pod_name, "the browser's configuration was interrupted")
+                return None
+            error: dict[str, Any] = {
+                "status": exc.status_code,
+                "code": exc.code,
+                "message": exc.message,
+            }
+            if exc.details is not None:
+                error["details"] = exc.details
+            await self._failed(name, pod_name, f"the browser refused: {exc.message}", error)
+            return None
+        except ValidationError as exc:
+            await self._failed(name, pod_name, f"the browser answered nonsense: {exc}")
+            return None
+        except KubernetesUnavailable as exc:
+            if refused_for_good(exc):
+                await self._failed(name, pod_name, exc.message)
+                return None
+            raise kopf.TemporaryError(exc.message, delay=1) from exc
+        except ControllerError as exc:  # the agent unreachable or slow: a fresh try
+            raise kopf.TemporaryError(exc.message, delay=1) from exc
+        log.info("browser session %s ready on pod %s", name, pod_name)
+        return decisions.ready(pod_name, endpoint, configured.model_dump(), datetime.now(UTC))
+
+    async def _failed(
+        self, session: str, pod: str | None, reason: str, error: dict[str, Any] | None = None
+    ) -> None:
+        """Write Failed, then remove the pod (whose deletion must not read as its death)."""
+        ended = decisions.ended(FAILED, reason, datetime.now(UTC), error)
+        await self.api.patch_custom_status(SESSIONS, session, ended)
+        body = self.sessions.get(session)
+        if body is not None:
+            self.sessions[session] = {**body, "status": {**(body.get("status") or {}), **ended}}
+        if pod is not None:
+            await self.release(pod)
+
+    async def release(self, pod: str) -> None:
+        """Delete a pod the operator itself ends (its events are then not a failure)."""
+        self._releasing.add(pod)
+        try:
+            await self.pool.delete(pod)
+        except KubernetesUnavailable as exc:
+            log.warning("%s", exc)
+
+    # --- the review timer ---------------------------------------------------------------
+
+    async def _review_all(self) -> None:
+        while True:
+            names = list(self.sessions)
+            results = await asyncio.gather(
+                *(self.review(name) for name in names), return_exceptions=True
+            )
+            for name, result in zip(names, results, strict=True):
+                if isinstance(result, Exception):
+                    log.warning("reviewing browser session %s: %s", name, result)
+            await asyncio.sleep(self.settings.browser_review_interval_s)
+
+    async def review(self, name: str) -> None:
+        body = self.sessions.get(name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        status = body.get("status") or {}
+        pod_name = status.get("pod")
+        idle_s = None
+        if status.get("phase") == READY:
+            idle_s = await self._idle_s(status)
+        verdict = decisions.review(
+            body,
+            datetime.now(UTC),
+            idle_s,
+            self.settings.browser_finished_retention_s,
+            self.pool.pods.get(pod_name) if isinstance(pod_name, str) else None,
+            self.start_deadline_s,
+        )
+        if isinstance(verdict, decisions.Remove):
+            log.info("browser session %s: retention over, deleting it", name)
+            await self.api.delete_custom(SESSIONS, name)
+        elif isinstance(verdict, decisions.Finish):
+            log.info("browser session %s ends: %s", name, verdict.status["reason"])
+            # The status first: the pod's deletion must not read as the pod dying.
+            await self.api.patch_custom_status(SESSIONS, name, verdict.status)
+            self.sessions[name] = {**body, "status": {**status, **verdict.status}}
+            pod = self.pool.pod_of(name)
+            for doomed in {pod_name, pod["metadata"]["name"] if pod else None} - {None, ""}:
+                await self.release(str(doomed))
+        elif verdict.status:
+            await self.api.patch_custom_status(SESSIONS, name, verdict.status)
+
+    async def _idle_s(self, status: dict[str, Any]) -> float | None:
+        pod, endpoint = status.get("pod"), status.get("endpoint")
+        if not isinstance(pod, str) or not isinstance(endpoint, str):
+            return None
+        try:
+            handle = AgentHandle(pod, endpoint, await self.pool.token(pod))
+            response = await self.agents.request(
+                handle, "GET", "/health", timeout_s=HEALTH_TIMEOUT_S
+            )
+            idle = response.json().get("idleS")
+        except (ControllerError, ValueError, AttributeError):
+            return None  # no answer: the pod's own state says if it died
+        return float(idle) if isinstance(idle, int | float) else None
+
+    # --- pods ---------------------------------------------------------------------------
+
+    async def pod_changed(self, event_type: str, pod: dict[str, Any]) -> None:
+        """A browser pod's event: the pool learns it; a session whose pod died is Failed."""
+        self.pool.observe(event_type, pod)
+        name = pod["metadata"]["name"]
+        if name in self._releasing:
+            if event_type == "DELETED":
+                self._releasing.discard(name)
+            return
+        session = decisions.session_of(pod)
+        failure = decisions.pod_failure(pod, event_type)
+        if failure is None:
+            return
+        if session is None:
+            if event_type == "DELETED":  # a warm pod removed from outside: its Secret too
+                await self.api.delete_secret(name)
+            return
+        body = self.sessions.get(session)
+        status = (body or {}).get("status") or {}
+        if body is None or status.get("phase") in (FAILED, EXPIRED):
+            return
+        if status.get("phase") == READY and status.get("pod") != name:
+            return
+        log.warning("browser session %s failed: %s", session, failure)
+        ended = decisions.ended(FAILED, failure, datetime.now(UTC))
+        try:
+            await self.api.patch_custom_status(SESSIONS, session, ended)
+        except Absent:
+            return
+        self.sessions[session] = {**body, "status": {**status, **ended}}
+        if event_type != "DELETED":
+            await self.release(name)
+
+
+def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
+    """Attach the handlers to ``registry``, each a call into ``operator``."""
+    start_timeout = operator.start_deadline_s
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # The namespace is given; no cluster-wide watching of CRDs and namespaces (RBAC).
+        settings.scanning.disabled = True
+        settings.persistence.finalizer = f"{GROUP}/operator"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        settings.posting.level = logging.WARNING
+        await operator.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await operator.stop()
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, backoff=1, timeout=start_timeout)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, backoff=1, timeout=start_timeout)
+    async def opened(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        status = await operator.open(dict(body))
+        if status is not None:
+            patch.status.update(status)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def session_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        operator.session_changed(type or "ADDED", dict(body))
+
+    @kopf.on.event(
+        "v1",
+        "pods",
+        registry=registry,
+        labels={LABEL_COMPONENT: BROWSER_COMPONENT, LABEL_MANAGED_BY: APP},
+    )
+    async def pod_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        await operator.pod_changed(type or "ADDED", dict(body))

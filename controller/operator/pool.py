@@ -1,0 +1,309 @@
+"""The operator's browser pods: the warm pool, claims, cold starts and readiness.
+
+What the pool knows of pods comes from a list at start and then the operator's watch
+(``observe``); what it decides comes from controller.operator.decisions.  A warm pod
+counts as ready once its agent answers ``/health`` with its token, so a claimed pod
+needs no further wait; the claim itself is one compare-and-swap on the pod, against the
+version read while the pod was warm (browser_manifests.claim_patch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from controller.browser.backend import AgentHandle
+from controller.browser.client import AgentClient
+from controller.errors import ControllerError
+from controller.kubernetes.api import Absent, Conflict, KubeApi, KubernetesUnavailable
+from controller.kubernetes.browser_manifests import (
+    BROWSERS_SELECTOR,
+    adopt_patch,
+    agent_endpoint,
+    browser_pod,
+    claim_patch,
+    new_pod_name,
+    new_token,
+    owner_reference,
+    secret_token,
+    token_secret,
+)
+from controller.operator import decisions
+from controller.operator.settings import OperatorSettings
+from sandbox_common import bearer
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT_S = 3.0
+TICK_S = 1.0
+RETRY_FIRST_S, RETRY_MAX_S = 2.0, 60.0
+"""Warm pods that keep failing (a bad image, a missing seccomp profile) are restarted
+after a doubling pause, not in a tight loop."""
+
+
+class PodFailed(Exception):
+    """The pod of a session cannot serve it; the message says why."""
+
+
+class BrowserPool:
+    def __init__(self, settings: OperatorSettings, api: KubeApi, agents: AgentClient) -> None:
+        self._settings = settings
+        self._spec = settings.pod_spec()
+        self._api = api
+        self._agents = agents
+        self.pods: dict[str, dict[str, Any]] = {}
+        self._ready: set[str] = set()
+        self._tokens: dict[str, str] = {}
+        self._owner: dict[str, Any] | None = None
+        self._changed = asyncio.Event()
+        self._waiters: set[asyncio.Event] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._starting: dict[str, asyncio.Task[None]] = {}
+        """Warm pods being created, by name: counted, though not seen yet."""
+        self._published: int | None = None
+        self._failures = 0
+        self._create_after = 0.0
+
+    # --- what the watch says ------------------------------------------------------------
+
+    def observe(self, event_type: str, pod: dict[str, Any]) -> None:
+        name = pod["metadata"]["name"]
+        if event_type == "DELETED":
+            self.pods.pop(name, None)
+            self._ready.discard(name)
+            self._tokens.pop(name, None)
+        else:
+            self.pods[name] = pod
+            if decisions.pod_failure(pod) is not None:
+                self._ready.discard(name)
+        self._changed.set()
+        for waiter in self._waiters:
+            waiter.set()
+
+    async def _next_change(self, timeout_s: float) -> None:
+        """Return at the next pod event, or after ``timeout_s``."""
+        waiter = asyncio.Event()
+        self._waiters.add(waiter)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await waiter.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(waiter)
+
+    def _warm_ready(self) -> list[str]:
+        """Ready warm pods, oldest first."""
+        names = [n for n in self._ready if n in self.pods and decisions.is_warm(self.pods[n])]
+        return sorted(names, key=lambda n: decisions.created_at(self.pods[n]) or datetime.now(UTC))
+
+    # --- the warm pool ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read the pool's owner and every browser pod, then keep the pool in the background.
+
+        Listing first means a restarted operator adopts the warm pods it finds instead of
+        starting a second pool before its watch has reported them.
+        """
+        self._owner = await self._api.read_config_map(self._settings.browser_pool_owner)
+        self._owner.setdefault("apiVersion", "v1")
+        self._owner.setdefault("kind", "ConfigMap")
+        for pod in await self._api.list_pods(BROWSERS_SELECTOR):
+            self.pods.setdefault(pod["metadata"]["name"], pod)
+        self._task = asyncio.create_task(self._keep(), name="browser-pool")
+
+    async def stop(self) -> None:
+        """Stop keeping the pool; the warm pods stay for the next operator to adopt."""
+        for task in [self._task, *self._starting.values()]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _keep(self) -> None:
+        while True:
+            try:
+                await self._reconcile()
+            except ControllerError as exc:
+                log.warning("browser pool: %s", exc)
+            except Exception:  # the pool must outlive any one failure: logged, retried
+                log.exception("browser pool: reconcile failed")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_S):
+                    await self._changed.wait()
+
+    async def _reconcile(self) -> None:
+        settings = self._settings
+        plan = decisions.pool_plan(
+            [pod for name, pod in self.pods.items() if name not in self._starting],
+            self._ready,
+            settings.browser_warm_agents - len(self._starting),
+            datetime.now(UTC),
+            settings.browser_warm_pod_max_age_s,
+            settings.browser_pod_start_timeout_s,
+        )
+        failed = [n for n in plan.remove if decisions.pod_failure(self.pods[n]) is not None]
+        if failed:
+            self._failures += len(failed)
+            pause = min(RETRY_FIRST_S * 2 ** (self._failures - 1), RETRY_MAX_S)
+            self._create_after = time.monotonic() + pause
+        for name in plan.remove:
+            log.info("browser pool: removing %s (%s)", name, plan.reasons[name])
+            await self.delete(name)
+        if time.monotonic() < self._create_after:
+            plan = decisions.PoolPlan(create=0)
+        for _ in range(plan.create):
+            name = new_pod_name()
+            task = asyncio.create_task(self._start_warm(name))
+            self._starting[name] = task  # counted at once: the next reconcile sees it
+            task.add_done_callback(self._started)
+        unready = [
+            name
+            for name, pod in self.pods.items()
+            if decisions.is_warm(pod) and name not in self._ready and decisions.pod_address(pod)
+        ]
+        await asyncio.gather(*(self._probe(name) for name in unready))
+        await self._publish()
+
+    def _started(self, task: asyncio.Task[None]) -> None:
+        for name, started in list(self._starting.items()):
+            if started is task:
+                del self._starting[name]
+
+    async def _start_warm(self, name: str) -> None:
+        assert self._owner is not None
+        try:
+            await self._create(name, owner_reference(self._owner), None)
+        except ControllerError as exc:
+            log.warning("browser pool: cannot start a warm pod: %s", exc)
+
+    async def _create(
+        self, name: str, owner: dict[str, Any], session: str | None
+    ) -> dict[str, Any]:
+        """A Secret with a fresh token, then the pod that knows only the token's digest."""
+        token = new_token()
+        await self._api.create_secret(token_secret(name, token, owner))
+        self._tokens[name] = token
+        manifest = browser_pod(self._spec, name, bearer.digest(token).hex(), owner, session)
+        try:
+            created = await self._api.create_pod(manifest, what="browser pod")
+            if created.get("spec", {}).get("hostUsers") is not False:
+                # An API server without user namespaces for pods drops the field silently:
+                # Chromium's sandbox would then make its namespaces on the node itself.
+                raise KubernetesUnavailable(
+                    "the cluster does not give pods user namespaces (hostUsers: false was "
+                    "dropped); browser pods are refused rather than run without them"
+                )
+        except BaseException:
+            with contextlib.suppress(KubernetesUnavailable):
+                await asyncio.shield(self.delete(name))
+            raise
+        self.pods.setdefault(name, created)
+        return created
+
+    async def _probe(self, name: str) -> bool:
+        """Whether the pod's agent answers /health with the pod's token."""
+        pod = self.pods.get(name)
+        address = decisions.pod_address(pod) if pod else None
+        if address is None:
+            return False
+        try:
+            handle = AgentHandle(name, agent_endpoint(address), await self.token(name))
+            await self._agents.request(handle, "GET", "/health", timeout_s=HEALTH_TIMEOUT_S)
+        except ControllerError:
+            return False
+        if name in self.pods:
+            self._ready.add(name)
+            self._failures = 0
+        return True
+
+    async def _publish(self) -> None:
+        """The pool's state on its ConfigMap, for the controllers (one write per change)."""
+        ready = len(self._warm_ready())
+        if ready == self._published:
+            return
+        await self._api.patch_config_map(
+            self._settings.browser_pool_owner, {"data": {"warmReady": str(ready)}}
+        )
+        self._published = ready
+
+    # --- sessions' pods -----------------------------------------------------------------
+
+    async def token(self, name: str) -> str:
+        token = self._tokens.get(name)
+        if token is None:
+            token = secret_token(await self._api.read_secret(name))
+            self._tokens[name] = token
+        return token
+
+    def pod_of(self, session: str) -> dict[str, Any] | None:
+        for pod in self.pods.values():
+            if decisions.session_of(pod) == session:
+                return pod
+        return None
+
+    async def claim(self, session: dict[str, Any]) -> dict[str, Any] | None:
+        """A ready warm pod, now the session's; None when there is none.
+
+        Each candidate is taken out of the ready set before any wait, and the claim names
+        the version read while it was warm: if anything (another session) wrote the pod
+        since, the API server refuses the claim (409) and the next candidate is tried.
+        """
+        snapshots = [copy.deepcopy(self.pods[name]) for name in self._warm_ready()]
+        for warm in snapshots:
+            name = warm["metadata"]["name"]
+            if name not in self._ready:
+                continue  # taken by a concurrent claim meanwhile
+            self._ready.discard(name)
+            try:
+                claimed = await self._api.patch_pod(name, claim_patch(warm, session))
+            except (Conflict, Absent):
+                continue  # changed or gone since it was read: never two sessions on one pod
+            self.pods[name] = claimed
+            self._ready.add(name)
+            self._changed.set()  # the pool refills
+            await self.adopt_secret(name, session)
+            return claimed
+        return None
+
+    async def adopt_secret(self, name: str, session: dict[str, Any]) -> None:
+        await self._api.patch_secret(name, adopt_patch(session))
+
+    async def start_for(self, session: dict[str, Any]) -> dict[str, Any]:
+        """A pod of the session's own (cold start), owned by it."""
+        name = new_pod_name()
+        return await self._create(name, owner_reference(session), session["metadata"]["name"])
+
+    async def until_ready(self, name: str) -> str:
+        """Wait until the pod's agent answers; its endpoint.  PodFailed if it cannot."""
+        deadline = time.monotonic() + self._settings.browser_pod_start_timeout_s
+        while True:
+            pod = self.pods.get(name)
+            if pod is None:
+                raise PodFailed(f"its browser pod {name} is gone")
+            failure = decisions.pod_failure(pod)
+            if failure is not None:
+                raise PodFailed(failure)
+            if name in self._ready or await self._probe(name):
+                address = decisions.pod_address(pod)
+                if address is not None:
+                    return agent_endpoint(address)
+            if time.monotonic() >= deadline:
+                raise PodFailed(
+                    f"its browser pod {name} was not ready within "
+                    f"{self._settings.browser_pod_start_timeout_s:.0f}s "
+                    "(setting BROWSER_POD_START_TIMEOUT_S)"
+                )
+            await self._next_change(0.5)
+
+    async def delete(self, name: str) -> None:
+        """The pod and its Secret (404 is done)."""
+        self._ready.discard(name)
+        await self._api.delete_pod(name, grace_s=5)
+        await self._api.delete_secret(name)

@@ -1,0 +1,59 @@
+"""What the controller reads from a BrowserSession: the public record and creation refusals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from controller.errors import AgentRefused, BrowserUnavailable
+from controller.kubernetes.sessions import refusal, session_info
+
+BODY = {
+    "metadata": {"name": "bs-1", "creationTimestamp": "2026-12-02T12:00:00Z"},
+    "spec": {"device": "mobile", "idleTimeoutS": 60, "maxLifetimeS": 600, "labels": {"who": "a"}},
+    "status": {
+        "phase": "Ready",
+        "device": "mobile",
+        "viewport": {"width": 412, "height": 839},
+        "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 7)",
+        "isMobile": True,
+        "tabId": "t1",
+        "readyAt": "2026-12-02T12:00:00.200Z",
+        "lastUsedAt": "2026-12-02T12:05:00.000Z",
+    },
+}
+
+
+def test_the_record_comes_from_spec_and_status() -> None:
+    info = session_info(BODY)
+    assert info.sessionId == "bs-1"
+    assert (info.device, info.isMobile, info.labels) == ("mobile", True, {"who": "a"})
+    assert info.viewport is not None and info.viewport.width == 412
+    assert info.lastUsedAt == datetime(2026, 12, 2, 12, 5, tzinfo=UTC)
+    # Idle deadline (12:06) before the end of the lifetime (12:10).
+    assert info.expiresAt == datetime(2026, 12, 2, 12, 6, tzinfo=UTC)
+
+
+def test_the_lifetime_bounds_the_deadline() -> None:
+    body = {**BODY, "status": {**BODY["status"], "lastUsedAt": "2026-12-02T12:09:30Z"}}
+    assert session_info(body).expiresAt == datetime(2026, 12, 2, 12, 10, tzinfo=UTC)
+
+
+def test_a_browsers_refusal_reaches_the_creator_as_it_came() -> None:
+    error = {
+        "status": 422,
+        "code": "invalid_request",
+        "message": "unknown device 'Nokia'",
+        "details": [{"field": "device", "rule": "unknown_device", "message": "unknown"}],
+    }
+    failed = {**BODY, "status": {"phase": "Failed", "reason": "refused", "error": error}}
+    refused = refusal(failed)
+    assert isinstance(refused, AgentRefused)
+    assert refused.status_code == 422
+    assert refused.body()["details"][0]["rule"] == "unknown_device"
+
+
+def test_a_platform_failure_is_a_503_with_the_reason() -> None:
+    failed = {**BODY, "status": {"phase": "Failed", "reason": "the browser pod cannot start"}}
+    refused = refusal(failed)
+    assert isinstance(refused, BrowserUnavailable)
+    assert "cannot start" in refused.message

@@ -1,0 +1,255 @@
+"""The operator's decisions as data: pod failures, the warm pool's plan, session reviews."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from controller.kubernetes.browser_manifests import LABEL_POOL, LABEL_SESSION, format_time
+from controller.operator import decisions
+from controller.operator.decisions import Finish, Keep, Remove
+
+NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
+
+
+def stamp(seconds_ago: float) -> str:
+    return format_time(NOW - timedelta(seconds=seconds_ago))
+
+
+def pod(
+    name: str,
+    *,
+    age_s: float = 10,
+    phase: str = "Running",
+    ip: str | None = "10.244.0.9",
+    session: str | None = None,
+    **status: Any,
+) -> dict[str, Any]:
+    labels = {LABEL_POOL: "claimed" if session else "warm"}
+    if session:
+        labels[LABEL_SESSION] = session
+    return {
+        "metadata": {"name": name, "labels": labels, "creationTimestamp": stamp(age_s)},
+        "status": {"phase": phase, **({"podIP": ip} if ip else {}), **status},
+    }
+
+
+def terminated(reason: str, code: int) -> dict[str, Any]:
+    return {"containerStatuses": [{"state": {"terminated": {"reason": reason, "exitCode": code}}}]}
+
+
+@pytest.mark.parametrize(
+    ("change", "event", "expected"),
+    [
+        ({}, "MODIFIED", None),
+        ({}, "DELETED", "was deleted"),
+        ({"metadata": {"deletionTimestamp": stamp(1)}}, "MODIFIED", "was deleted"),
+        (
+            {"status": {"phase": "Failed", **terminated("OOMKilled", 137)}},
+            "MODIFIED",
+            "ran out of memory",
+        ),
+        ({"status": {"phase": "Failed", **terminated("Error", 1)}}, "MODIFIED", "exit code 1"),
+        (
+            {"status": {"phase": "Failed", "reason": "DeadlineExceeded", "message": "too old"}},
+            "MODIFIED",
+            "DeadlineExceeded: too old",
+        ),
+        (
+            {
+                "status": {
+                    "phase": "Pending",
+                    "containerStatuses": [
+                        {
+                            "state": {
+                                "waiting": {"reason": "ErrImageNeverPull", "message": "no image"}
+                            }
+                        }
+                    ],
+                }
+            },
+            "MODIFIED",
+            "cannot start: ErrImageNeverPull: no image",
+        ),
+        (
+            {
+                "status": {
+                    "phase": "Pending",
+                    "containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}],
+                }
+            },
+            "MODIFIED",
+            None,
+        ),
+    ],
+)
+def test_why_a_pod_can_no_longer_serve(
+    change: dict[str, Any], event: str, expected: str | None
+) -> None:
+    body = pod("brw-1")
+    for key, value in change.items():
+        body[key] = {**body[key], **value} if key == "metadata" else value
+    failure = decisions.pod_failure(body, event)
+    if expected is None:
+        assert failure is None
+    else:
+        assert failure is not None and expected in failure
+
+
+def test_a_pod_has_an_address_only_while_it_runs() -> None:
+    assert decisions.pod_address(pod("a")) == "10.244.0.9"
+    assert decisions.pod_address(pod("a", phase="Pending")) is None
+    assert decisions.pod_address(pod("a", ip=None)) is None
+
+
+def plan_of(
+    pods: list[dict[str, Any]], target: int, ready: set[str] | None = None
+) -> decisions.PoolPlan:
+    names = {p["metadata"]["name"] for p in pods}
+    return decisions.pool_plan(
+        pods, names if ready is None else ready, target, NOW, max_age_s=600, start_timeout_s=90
+    )
+
+
+def test_the_pool_is_filled_up_to_its_target() -> None:
+    plan = plan_of([pod("a")], target=3)
+    assert (plan.create, plan.remove) == (2, [])
+
+
+def test_claimed_pods_do_not_count_as_warm() -> None:
+    plan = plan_of([pod("a", session="bs-1")], target=1)
+    assert (plan.create, plan.remove) == (1, [])
+
+
+def test_failed_and_old_warm_pods_are_replaced() -> None:
+    pods = [
+        pod("failed", phase="Failed", **terminated("Error", 1)),
+        pod("old", age_s=700),
+        pod("fine"),
+    ]
+    plan = plan_of(pods, target=2)
+    assert plan.create == 1
+    assert plan.remove == ["failed", "old"]
+    assert "warm for more than 600s" in plan.reasons["old"]
+
+
+def test_a_warm_pod_whose_agent_never_answers_is_replaced() -> None:
+    pods = [pod("mute", age_s=120), pod("young", age_s=30)]
+    plan = plan_of(pods, target=2, ready=set())
+    assert plan.remove == ["mute"]
+    assert "did not answer within 90s" in plan.reasons["mute"]
+    assert plan.create == 1
+
+
+def test_a_pod_being_deleted_is_neither_kept_nor_deleted_again() -> None:
+    going = pod("going")
+    going["metadata"]["deletionTimestamp"] = stamp(1)
+    plan = plan_of([going], target=1)
+    assert (plan.create, plan.remove) == (1, [])
+
+
+def test_a_smaller_pool_sheds_its_newest_pods() -> None:
+    pods = [pod("oldest", age_s=30), pod("newest", age_s=1), pod("middle", age_s=10)]
+    plan = plan_of(pods, target=1)
+    assert (plan.create, plan.remove) == (0, ["middle", "newest"])
+
+
+def session(
+    phase: str | None = "Ready",
+    *,
+    age_s: float = 60,
+    idle: int = 300,
+    life: int = 1800,
+    **status: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "metadata": {"name": "bs-1", "creationTimestamp": stamp(age_s)},
+        "spec": {"device": "desktop", "idleTimeoutS": idle, "maxLifetimeS": life},
+        "status": {"phase": phase, **status} if phase else {},
+    }
+    return body
+
+
+ALIVE = pod("brw-1", session="bs-1")
+
+
+def review(
+    body: dict[str, Any], idle_s: float | None, pod: dict[str, Any] | None = ALIVE
+) -> decisions.Verdict:
+    return decisions.review(body, NOW, idle_s, retention_s=300, pod=pod, start_timeout_s=120)
+
+
+def test_a_used_session_is_kept_and_its_last_use_recorded_once() -> None:
+    verdict = review(session(lastUsedAt=stamp(30)), idle_s=2.0)
+    assert verdict == Keep({"lastUsedAt": stamp(2)})
+    again = review(session(lastUsedAt=stamp(9)), idle_s=2.0)
+    assert again == Keep(None)  # within the resolution: no write
+
+
+def test_an_idle_session_expires() -> None:
+    verdict = review(session(idle=60), idle_s=60.5)
+    assert isinstance(verdict, Finish)
+    assert verdict.status["phase"] == "Expired"
+    assert "unused for 60s" in verdict.status["reason"]
+    assert verdict.status["endedAt"] == format_time(NOW)
+
+
+def test_a_session_ends_with_its_lifetime_however_busy() -> None:
+    verdict = review(session(age_s=1801, life=1800), idle_s=0.0)
+    assert isinstance(verdict, Finish)
+    assert "maximum lifetime of 1800s" in verdict.status["reason"]
+
+
+def test_no_answer_from_the_agent_decides_nothing_before_the_lifetime() -> None:
+    assert review(session(), idle_s=None) == Keep()
+
+
+def test_finished_sessions_are_removed_after_their_retention() -> None:
+    recent = session("Failed", endedAt=stamp(10), reason="pod deleted")
+    assert review(recent, None) == Keep()
+    old = session("Expired", endedAt=stamp(301))
+    assert review(old, None) == Remove()
+
+
+def test_a_pending_session_is_left_to_its_create_handler_until_its_deadline() -> None:
+    assert review(session(None, age_s=60), idle_s=None) == Keep()
+    late = review(session(None, age_s=121), idle_s=None)
+    assert isinstance(late, Finish)
+    assert late.status["phase"] == "Failed"
+    assert "not ready within 120s" in late.status["reason"]
+
+
+def test_a_session_whose_pod_is_gone_or_dead_fails_even_unwatched() -> None:
+    gone = review(session(pod="brw-1"), idle_s=None, pod=None)
+    assert isinstance(gone, Finish)
+    assert gone.status["reason"] == "its browser pod brw-1 is gone"
+    dead = review(
+        session(pod="brw-1"),
+        idle_s=None,
+        pod=pod("brw-1", session="bs-1", phase="Failed", **terminated("OOMKilled", 137)),
+    )
+    assert isinstance(dead, Finish) and "out of memory" in dead.status["reason"]
+
+
+def test_statuses_say_what_happened() -> None:
+    configured = {
+        "device": "mobile",
+        "viewport": {"width": 412, "height": 839},
+        "userAgent": "UA",
+        "isMobile": True,
+        "tabId": "t1",
+    }
+    ready = decisions.ready("brw-1", "http://10.244.0.9:8080", configured, NOW)
+    assert ready["phase"] == "Ready" and ready["tokenSecret"] == "brw-1"
+    assert ready["readyAt"] == ready["lastUsedAt"] == "2026-12-02T12:00:00.000Z"
+    assert decisions.is_settled({"status": ready})
+    failed = decisions.ended("Failed", "the browser refused", NOW, {"status": 422})
+    assert failed == {
+        "phase": "Failed",
+        "reason": "the browser refused",
+        "endedAt": "2026-12-02T12:00:00.000Z",
+        "error": {"status": 422},
+    }
+    assert not decisions.is_settled({"status": decisions.pending("claiming")})
