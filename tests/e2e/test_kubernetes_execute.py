@@ -333,7 +333,9 @@ def test_the_seccomp_installer_puts_the_profile_on_the_node(
         namespace=namespace,
     )
     apps = client.AppsV1Api(cluster.api)
-    config_map, daemonset = one(objects, "ConfigMap"), one(objects, "DaemonSet")
+    daemonset = one(objects, "DaemonSet")
+    profile = next(v for v in daemonset["spec"]["template"]["spec"]["volumes"] if "configMap" in v)
+    config_map = one(objects, "ConfigMap", profile["configMap"]["name"])
     core.create_namespaced_config_map(namespace, config_map)
     apps.create_namespaced_daemon_set(namespace, daemonset)
     installed = STATE_DIR / "kubelet/seccomp/sandbox-controller-e2e/runner-seccomp.json"
