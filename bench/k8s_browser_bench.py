@@ -30,6 +30,7 @@ from kubernetes import client, config
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the shared launchers are in tests/
 
+from controller.kubernetes.browser_manifests import LABEL_POOL  # noqa: E402
 from tests.e2e.release import (  # noqa: E402
     BROWSER_NAMESPACE,
     InClusterPages,
@@ -146,9 +147,18 @@ def main() -> None:
             k8s_nav = navigations(k8s, in_cluster.url("/form"), args.requests)
             helm_browser_warm_pods(0)
             try:
+                wait_healthy(release)
+
+                def no_warm_pod() -> bool:
+                    warm = f"{LABEL_POOL}=warm"
+                    pods = core.list_namespaced_pod(BROWSER_NAMESPACE, label_selector=warm)
+                    return not pods.items
+
+                until(no_warm_pod, "the warm pool emptied")
                 cold_create = creations(k8s, args.cold, lambda: True)
             finally:
                 helm_browser_warm_pods(1)
+                wait_healthy(release)
     finally:
         in_cluster.remove()
 

@@ -10,6 +10,7 @@
     +-- SandboxUnavailable       503  the sandbox cannot run here; the message says why
     +-- BrowserUnavailable       503  no browser agent could be started; the message says why
     +-- BadGateway               502  a browser agent failed or could not be reached
+    |   +-- MalformedReply       502  ... or answered what the protocol does not allow
     +-- GatewayTimeout           504  a browser agent did not answer in time
     +-- AgentRefused          4xx/5xx an agent's own error (e.g. 409 element_timeout), passed on
 
@@ -97,6 +98,10 @@ class BrowserUnavailable(ControllerError):
 class BadGateway(ControllerError):
     status_code = 502
     code = "bad_gateway"
+
+
+class MalformedReply(BadGateway):
+    """A browser agent answered, but not what the protocol says (it is untrusted)."""
 
 
 class GatewayTimeout(ControllerError):

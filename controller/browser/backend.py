@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -12,7 +12,7 @@ class AgentHandle:
 
     agent_id: str
     endpoint: str
-    token: str
+    token: str = field(repr=False)
 
 
 class SessionBackend(Protocol):

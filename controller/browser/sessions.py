@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -20,10 +21,9 @@ from typing import Any
 import httpx
 from browser_agent.devices import known_device
 from browser_agent.protocol import ConfigureResponse
-from pydantic import ValidationError
 
 from controller.browser.backend import AgentHandle, SessionBackend
-from controller.browser.client import AgentClient
+from controller.browser.client import AgentClient, reply_model
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, Viewport
 from controller.browser.service import check_capacity, checked_timeouts
 from controller.errors import (
@@ -40,9 +40,17 @@ log = logging.getLogger(__name__)
 REAPER_TICK_S = 1.0
 
 
+SESSION_ID = re.compile(r"bs-[0-9a-f]{20}")
+
+
 def new_session_id() -> str:
     """Generated, never derived from the caller's input."""
     return "bs-" + secrets.token_hex(10)
+
+
+def is_session_id(value: str) -> bool:
+    """Whether ``value`` could be a session id at all (anything else is a 404 unasked)."""
+    return SESSION_ID.fullmatch(value) is not None
 
 
 @dataclass
@@ -145,16 +153,14 @@ class SessionService:
                 response = await self.client.request(
                     agent, "POST", "/session", json={"device": request.device}
                 )
-                bound = ConfigureResponse.model_validate_json(response.content)
+                bound = reply_model(response, ConfigureResponse)
             except AgentRefused:
                 self._backend.give_back(agent)  # untouched: a bad device name changes nothing
                 raise
-            except BaseException as exc:
+            except BaseException:
                 # Whatever went wrong (the agent failed, answered nonsense, or the caller
                 # went away), an agent that got no session must not linger.
                 self._in_background(self._backend.release(agent))
-                if isinstance(exc, ValidationError):
-                    raise BadGateway(f"browser agent answered nonsense: {exc}") from None
                 raise
         finally:
             self._creating -= 1

@@ -197,19 +197,6 @@ class KubeApi:
             ),
         )
 
-    async def patch_secret(self, name: str, patch: dict[str, Any]) -> None:
-        await self._call(
-            f"cannot patch secret {name}",
-            lambda: self._core.patch_namespaced_secret(
-                name,
-                self.namespace,
-                patch,
-                _preload_content=False,
-                _request_timeout=REQUEST_TIMEOUT_S,
-                _content_type="application/merge-patch+json",
-            ),
-        )
-
     async def delete_secret(self, name: str) -> None:
         """404 is done."""
 

@@ -43,6 +43,7 @@ from controller.kubernetes.manifests import (
 )
 from controller.kubernetes.runners import RunnerPod, RunnerPods
 from controller.pool import Backoff, PoolClosed, WarmPool
+from controller.replies import ReplyTooLarge, read_capped
 from controller.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,9 @@ class KubernetesBackend:
                 headers={"Authorization": f"Bearer {runner.token}"},
                 timeout=httpx.Timeout(timeout, connect=5.0),
             ) as response:
-                raw = await self._read_capped(response, outcome_cap(job), runner)
+                raw = await read_capped(response, outcome_cap(job))
+        except ReplyTooLarge as exc:
+            raise SandboxUnavailable(f"runner pod {runner.name} sent {exc}") from None
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise _NotDelivered(f"{type(exc).__name__}: {exc}") from exc
         except httpx.TransportError as exc:
@@ -229,15 +232,6 @@ class KubernetesBackend:
         if isinstance(result, Failure):
             raise SandboxUnavailable(f"runner pod {runner.name}: {result.code}: {result.message}")
         return result
-
-    async def _read_capped(self, response: httpx.Response, cap: int, runner: RunnerPod) -> bytes:
-        chunks, size = [], 0
-        async for chunk in response.aiter_raw():
-            size += len(chunk)
-            if size > cap:
-                raise SandboxUnavailable(f"runner pod {runner.name} sent more than {cap} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     async def _lost(self, runner: RunnerPod, job: Job, exc: Exception) -> Outcome:
         """The pod stopped answering mid-run.  If its memory limit killed it, that is the

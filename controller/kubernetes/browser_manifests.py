@@ -100,16 +100,22 @@ def owner_reference(obj: dict[str, Any], *, controller: bool = True) -> dict[str
     }
 
 
-def token_secret(name: str, token: str, owner: dict[str, Any]) -> dict[str, Any]:
-    """The Secret holding one browser pod's token (named like the pod), owned like it."""
+def token_secret(pod: dict[str, Any], token: str) -> dict[str, Any]:
+    """The Secret holding one browser pod's token, named like the pod and owned by it.
+
+    Owned by the pod, not by the pod's owner: whoever deletes the pod (its session, the
+    pool, a person, the garbage collector) deletes its token too, with no step of ours
+    in between that a crash could skip.
+    """
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
+        "immutable": True,
         "metadata": {
-            "name": name,
+            "name": pod["metadata"]["name"],
             "labels": {LABEL_COMPONENT: BROWSER_COMPONENT, LABEL_MANAGED_BY: APP},
-            "ownerReferences": [owner],
+            "ownerReferences": [owner_reference(pod)],
         },
         "data": {TOKEN_KEY: base64.b64encode(token.encode()).decode()},
     }
@@ -233,11 +239,6 @@ def claim_patch(pod: dict[str, Any], session: dict[str, Any]) -> dict[str, Any]:
             "ownerReferences": [owner_reference(session)],
         }
     }
-
-
-def adopt_patch(session: dict[str, Any]) -> dict[str, Any]:
-    """The merge patch that hands a claimed pod's Secret to its session."""
-    return {"metadata": {"ownerReferences": [owner_reference(session)]}}
 
 
 def agent_endpoint(pod_ip: str) -> str:

@@ -24,7 +24,7 @@ from controller.browser.backend import AgentHandle
 from controller.browser.client import AgentClient
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, Viewport
 from controller.browser.service import check_capacity, checked_timeouts
-from controller.browser.sessions import new_session_id
+from controller.browser.sessions import is_session_id, new_session_id
 from controller.errors import (
     AgentRefused,
     BadGateway,
@@ -126,6 +126,7 @@ class KubernetesSessions:
         self._warm = 0
         self._warm_read = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def warm_agents(self) -> int:
@@ -160,6 +161,8 @@ class KubernetesSessions:
 
     def _replace(self, items: list[dict[str, Any]]) -> None:
         self._cache = {item["metadata"]["name"]: item for item in items}
+        secrets = {str((item.get("status") or {}).get("tokenSecret")) for item in items}
+        self._tokens = {k: v for k, v in self._tokens.items() if k in secrets}
         self._listed.set()
         for event in self._changed.values():
             event.set()
@@ -265,6 +268,8 @@ class KubernetesSessions:
         A session this replica's cache has not seen yet (another replica created it a
         moment ago) is read from the API server.
         """
+        if not is_session_id(session_id):  # no name the API server would even accept
+            raise NotFound(f"no browser session {session_id!r} (closed, expired or never opened)")
         body = self._cache.get(session_id)
         if body is None or (body.get("status") or {}).get("phase") not in (READY, FAILED, EXPIRED):
             assert self._api is not None
@@ -300,7 +305,9 @@ class KubernetesSessions:
     def _refresh_soon(self) -> None:
         if time.monotonic() - self._warm_read > POOL_REFRESH_S and self._loop is not None:
             self._warm_read = time.monotonic()
-            self._loop.create_task(self._refresh_pool())
+            task = self._loop.create_task(self._refresh_pool())
+            self._background.add(task)  # kept: the loop holds only weak references
+            task.add_done_callback(self._background.discard)
 
     async def _refresh_pool(self) -> None:
         """The warm pods' count, as the operator publishes it on the pool's ConfigMap."""
@@ -314,7 +321,7 @@ class KubernetesSessions:
 
     async def delete(self, session_id: str) -> None:
         assert self._api is not None
-        if not await self._api.delete_custom(SESSIONS, session_id):
+        if not is_session_id(session_id) or not await self._api.delete_custom(SESSIONS, session_id):
             raise NotFound(f"no browser session {session_id!r} (closed, expired or never opened)")
         self._cache.pop(session_id, None)
         log.info("browser session %s closed (deleted)", session_id)

@@ -7,6 +7,7 @@ review of a session concludes, how the warm pool must change, and each status wr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -245,3 +246,15 @@ def ready(pod: str, endpoint: str, configured: dict[str, Any], now: datetime) ->
 def is_settled(body: dict[str, Any]) -> bool:
     """Whether creation is over (Ready, or ended): nothing more for the create handler."""
     return (body.get("status") or {}).get("phase") in (READY, FAILED, EXPIRED)
+
+
+def reported_idle_s(health: dict[str, Any]) -> float | None:
+    """The agent's ``idleS`` from its /health reply; None unless a finite count >= 0.
+
+    The pod runs arbitrary pages, so it may claim anything: a malformed figure decides
+    nothing (the lifetime still bounds the session), and none can make it expire early.
+    """
+    idle = health.get("idleS")
+    if isinstance(idle, bool) or not isinstance(idle, int | float):
+        return None
+    return float(idle) if math.isfinite(idle) and idle >= 0 else None

@@ -25,11 +25,10 @@ from typing import Any
 
 import kopf
 from browser_agent.protocol import ConfigureResponse
-from pydantic import ValidationError
 
 from controller.browser.backend import AgentHandle
-from controller.browser.client import AgentClient
-from controller.errors import AgentRefused, ControllerError
+from controller.browser.client import SMALL_REPLY_BYTES, AgentClient, reply_model, reply_object
+from controller.errors import AgentRefused, ControllerError, MalformedReply
 from controller.kubernetes.api import Absent, CustomResource, KubeApi, KubernetesUnavailable
 from controller.kubernetes.browser_manifests import (
     BROWSER_COMPONENT,
@@ -108,11 +107,7 @@ class Operator:
         name = body["metadata"]["name"]
         pod_name: str | None = None
         try:
-            pod = self.pool.pod_of(name)
-            if pod is not None:  # a retry, or a resume: the Secret may not be handed over yet
-                await self.pool.adopt_secret(pod["metadata"]["name"], body)
-            else:
-                pod = await self.pool.claim(body)
+            pod = self.pool.pod_of(name) or await self.pool.claim(body)  # a resume: its pod
             if pod is None:
                 await self.api.patch_custom_status(
                     SESSIONS, name, decisions.pending("starting a browser pod (none was warm)")
@@ -123,9 +118,14 @@ class Operator:
             handle = AgentHandle(pod_name, endpoint, await self.pool.token(pod_name))
             device = (body.get("spec") or {}).get("device", "desktop")
             response = await self.agents.request(
-                handle, "POST", "/session", json={"device": device}, timeout_s=CONFIGURE_TIMEOUT_S
+                handle,
+                "POST",
+                "/session",
+                json={"device": device},
+                timeout_s=CONFIGURE_TIMEOUT_S,
+                max_bytes=SMALL_REPLY_BYTES,
             )
-            configured = ConfigureResponse.model_validate_json(response.content)
+            configured = reply_model(response, ConfigureResponse)
         except PodFailed as exc:
             await self._failed(name, pod_name, str(exc))
             return None
@@ -144,8 +144,8 @@ class Operator:
                 error["details"] = exc.details
             await self._failed(name, pod_name, f"the browser refused: {exc.message}", error)
             return None
-        except ValidationError as exc:
-            await self._failed(name, pod_name, f"the browser answered nonsense: {exc}")
+        except MalformedReply as exc:
+            await self._failed(name, pod_name, exc.message)
             return None
         except KubernetesUnavailable as exc:
             if refused_for_good(exc):
@@ -228,12 +228,11 @@ class Operator:
         try:
             handle = AgentHandle(pod, endpoint, await self.pool.token(pod))
             response = await self.agents.request(
-                handle, "GET", "/health", timeout_s=HEALTH_TIMEOUT_S
+                handle, "GET", "/health", timeout_s=HEALTH_TIMEOUT_S, max_bytes=SMALL_REPLY_BYTES
             )
-            idle = response.json().get("idleS")
-        except (ControllerError, ValueError, AttributeError):
+            return decisions.reported_idle_s(reply_object(response))
+        except ControllerError:
             return None  # no answer: the pod's own state says if it died
-        return float(idle) if isinstance(idle, int | float) else None
 
     # --- pods ---------------------------------------------------------------------------
 
@@ -250,9 +249,7 @@ class Operator:
         if failure is None:
             return
         if session is None:
-            if event_type == "DELETED":  # a warm pod removed from outside: its Secret too
-                await self.api.delete_secret(name)
-            return
+            return  # a warm pod (its Secret, owned by it, goes with it)
         body = self.sessions.get(session)
         status = (body or {}).get("status") or {}
         if body is None or status.get("phase") in (FAILED, EXPIRED):

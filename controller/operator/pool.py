@@ -18,12 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.browser.backend import AgentHandle
-from controller.browser.client import AgentClient
+from controller.browser.client import SMALL_REPLY_BYTES, AgentClient
 from controller.errors import ControllerError
 from controller.kubernetes.api import Absent, Conflict, KubeApi, KubernetesUnavailable
 from controller.kubernetes.browser_manifests import (
     BROWSERS_SELECTOR,
-    adopt_patch,
     agent_endpoint,
     browser_pod,
     claim_patch,
@@ -186,10 +185,12 @@ class BrowserPool:
     async def _create(
         self, name: str, owner: dict[str, Any], session: str | None
     ) -> dict[str, Any]:
-        """A Secret with a fresh token, then the pod that knows only the token's digest."""
+        """The pod, which knows only its token's digest, then the Secret with the token.
+
+        The pod first: the Secret is owned by it, so a crash between the two leaves a pod
+        that never answers (the pool removes it) and never a Secret on its own.
+        """
         token = new_token()
-        await self._api.create_secret(token_secret(name, token, owner))
-        self._tokens[name] = token
         manifest = browser_pod(self._spec, name, bearer.digest(token).hex(), owner, session)
         try:
             created = await self._api.create_pod(manifest, what="browser pod")
@@ -200,10 +201,12 @@ class BrowserPool:
                     "the cluster does not give pods user namespaces (hostUsers: false was "
                     "dropped); browser pods are refused rather than run without them"
                 )
+            await self._api.create_secret(token_secret(created, token))
         except BaseException:
             with contextlib.suppress(KubernetesUnavailable):
                 await asyncio.shield(self.delete(name))
             raise
+        self._tokens[name] = token
         self.pods.setdefault(name, created)
         return created
 
@@ -215,7 +218,9 @@ class BrowserPool:
             return False
         try:
             handle = AgentHandle(name, agent_endpoint(address), await self.token(name))
-            await self._agents.request(handle, "GET", "/health", timeout_s=HEALTH_TIMEOUT_S)
+            await self._agents.request(
+                handle, "GET", "/health", timeout_s=HEALTH_TIMEOUT_S, max_bytes=SMALL_REPLY_BYTES
+            )
         except ControllerError:
             return False
         if name in self.pods:
@@ -268,12 +273,8 @@ class BrowserPool:
             self.pods[name] = claimed
             self._ready.add(name)
             self._changed.set()  # the pool refills
-            await self.adopt_secret(name, session)
             return claimed
         return None
-
-    async def adopt_secret(self, name: str, session: dict[str, Any]) -> None:
-        await self._api.patch_secret(name, adopt_patch(session))
 
     async def start_for(self, session: dict[str, Any]) -> dict[str, Any]:
         """A pod of the session's own (cold start), owned by it."""

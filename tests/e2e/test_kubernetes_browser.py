@@ -246,7 +246,8 @@ def test_a_session_whose_pod_is_deleted_fails_with_a_reason(
 ) -> None:
     sid = create(release)["sessionId"]
     try:
-        core.delete_namespaced_pod(pod_of(custom, sid), BROWSER_NAMESPACE, grace_period_seconds=0)
+        pod = pod_of(custom, sid)
+        core.delete_namespaced_pod(pod, BROWSER_NAMESPACE, grace_period_seconds=0)
 
         def failed() -> bool:
             return release.client.get(f"{B}/{sid}").status_code == 410
@@ -257,6 +258,12 @@ def test_a_session_whose_pod_is_deleted_fails_with_a_reason(
         assert "was deleted" in gone.json()["message"]
         body = resource(custom, sid)
         assert body is not None and body["status"]["phase"] == "Failed"
+        # The token goes with the pod (the Secret is the pod's), though the session stays.
+        wait_for(
+            lambda: not exists(lambda: core.read_namespaced_secret(pod, BROWSER_NAMESPACE)),
+            timeout_s=60,
+            what=f"secret {pod} to go",
+        )
     finally:
         release.client.delete(f"{B}/{sid}")
 

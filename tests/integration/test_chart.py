@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from controller.settings import Settings
 from tests.chart import CHART, helm, one, refusal, render
 
 
@@ -203,6 +204,8 @@ def test_settings_pass_through_and_the_local_values_file_renders() -> None:
         (("browser.idleTimeoutSeconds=4000",), "must not exceed"),
         (("browser.warmPods=100",), "warmPods"),
         (("browser.egress.deniedCIDRs={nonsense}",), "deniedCIDRs"),
+        # IPv6 is not admitted at all; an IPv6 exception would read as if it were.
+        (("browser.egress.deniedCIDRs={fd00::/8}",), "deniedCIDRs"),
         (("settings.BROWSER_NAMESPACE=x",), "set by the chart itself"),
     ],
 )
@@ -297,6 +300,8 @@ def test_browser_pods_hear_only_the_controller_and_the_operator_and_reach_only_p
         "192.168.0.0/16",
         "169.254.0.0/16",
         "100.64.0.0/10",
+        "127.0.0.0/8",
+        "168.63.129.16/32",
     } <= set(block["ipBlock"]["except"])
     assert "ports" not in public
     extra = render("browser.egress.extraTo[0].podSelector.matchLabels.app=pages")
@@ -309,4 +314,20 @@ def test_the_browser_namespace_has_a_quota_and_the_pools_owner(default: list) ->
     assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
     quota = one(default, "ResourceQuota", namespace=BROWSERS)["spec"]["hard"]
     assert quota == {"pods": "20", "limits.cpu": "20", "limits.memory": "24Gi"}
-    assert one(default, "ConfigMap", "browser-pool", BROWSERS)
+    # The name both processes default to, and the only ConfigMap their Roles may read.
+    pool_owner = Settings.model_fields["browser_pool_owner"].default
+    assert one(default, "ConfigMap", pool_owner, BROWSERS)
+    roles = role_names(default)
+    assert len(roles) == 2, roles  # the controller's and the operator's
+    for role in (one(default, "Role", roles_name, BROWSERS) for roles_name in roles):
+        for rule in role["rules"]:
+            if "configmaps" in rule["resources"]:
+                assert rule["resourceNames"] == [pool_owner], role["metadata"]["name"]
+
+
+def role_names(objects: list) -> list[str]:  # type: ignore[type-arg]
+    return [
+        o["metadata"]["name"]
+        for o in objects
+        if o["kind"] == "Role" and o["metadata"].get("namespace") == BROWSERS
+    ]

@@ -11,7 +11,6 @@ from controller.kubernetes.browser_manifests import (
     LABEL_POOL,
     LABEL_SESSION,
     TOKEN_ENV,
-    adopt_patch,
     agent_endpoint,
     browser_pod,
     browser_session,
@@ -126,12 +125,18 @@ def test_a_claim_is_a_compare_and_swap_on_the_pods_version() -> None:
         LABEL_SESSION: SESSION["metadata"]["name"],
     }
     assert patch["metadata"]["ownerReferences"][0]["uid"] == "u-session"
-    assert adopt_patch(SESSION)["metadata"]["ownerReferences"][0]["uid"] == "u-session"
 
 
-def test_the_secret_holds_the_token_and_the_names_are_generated() -> None:
-    secret = token_secret("brw-1", TOKEN, owner_reference(POOL))
-    assert secret["type"] == "Opaque"
+def test_the_secret_holds_the_token_is_owned_by_its_pod_and_the_names_are_generated() -> None:
+    pod = {**warm_pod(), "apiVersion": "v1", "kind": "Pod"}
+    pod["metadata"] = {**pod["metadata"], "uid": "u-pod"}
+    secret = token_secret(pod, TOKEN)
+    assert secret["type"] == "Opaque" and secret["immutable"] is True
+    assert secret["metadata"]["name"] == pod["metadata"]["name"]
+    # Owned by the pod: whoever deletes the pod deletes the token, crash or not.
+    assert [(o["kind"], o["uid"]) for o in secret["metadata"]["ownerReferences"]] == [
+        ("Pod", "u-pod")
+    ]
     assert secret_token(secret) == TOKEN
     names = {new_pod_name() for _ in range(50)}
     assert len(names) == 50 and all(n.startswith("brw-") and len(n) == 20 for n in names)

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from controller.errors import AgentRefused, BrowserUnavailable
-from controller.kubernetes.sessions import refusal, session_info
+import pytest
+
+from controller.browser.client import AgentClient
+from controller.browser.sessions import new_session_id
+from controller.errors import AgentRefused, BrowserUnavailable, NotFound
+from controller.kubernetes.api import KubeApi
+from controller.kubernetes.sessions import KubernetesSessions, refusal, session_info
+from controller.settings import Settings
 
 BODY = {
     "metadata": {"name": "bs-1", "creationTimestamp": "2026-12-02T12:00:00Z"},
@@ -57,3 +64,39 @@ def test_a_platform_failure_is_a_503_with_the_reason() -> None:
     refused = refusal(failed)
     assert isinstance(refused, BrowserUnavailable)
     assert "cannot start" in refused.message
+
+
+class RecordingApi:
+    """Stands in for the API server's edge: records what reaches it, finds nothing."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def read_custom(self, resource: Any, name: str) -> dict[str, Any]:
+        from controller.kubernetes.api import Absent
+
+        self.asked.append(name)
+        raise Absent(f"no {name}")
+
+    async def delete_custom(self, resource: Any, name: str) -> bool:
+        self.asked.append(name)
+        return False
+
+
+@pytest.mark.parametrize("session_id", ["..", "bs-1", "BS-" + "a" * 20, "bs-%2e", "x" * 300])
+async def test_what_cannot_be_a_session_id_is_a_404_without_asking_the_api_server(
+    session_id: str,
+) -> None:
+    api = RecordingApi()
+    settings = Settings(_env_file=None, auth_token="a" * 32)  # type: ignore[call-arg]
+    sessions = KubernetesSessions(settings, AgentClient(), cast(KubeApi, api))
+    with pytest.raises(NotFound):
+        await sessions.find(session_id)
+    with pytest.raises(NotFound):
+        await sessions.delete(session_id)
+    assert api.asked == []
+    real = new_session_id()  # a well-formed one is looked up, and absent: 404 too
+    with pytest.raises(NotFound):
+        await sessions.find(real)
+    assert api.asked == [real]
+    await sessions.client.close()

@@ -253,3 +253,23 @@ def test_statuses_say_what_happened() -> None:
         "error": {"status": 422},
     }
     assert not decisions.is_settled({"status": decisions.pending("claiming")})
+
+
+@pytest.mark.parametrize(
+    ("health", "expected"),
+    [
+        ({"idleS": 12}, 12.0),
+        ({"idleS": 0.5}, 0.5),
+        ({}, None),
+        ({"idleS": "12"}, None),
+        ({"idleS": True}, None),
+        ({"idleS": -1}, None),
+        ({"idleS": float("nan")}, None),
+        ({"idleS": float("inf")}, None),
+    ],
+)
+def test_only_a_plain_idle_figure_from_the_agent_counts(
+    health: dict[str, Any], expected: float | None
+) -> None:
+    # The pod runs arbitrary pages: what it reports decides nothing unless well formed.
+    assert decisions.reported_idle_s(health) == expected

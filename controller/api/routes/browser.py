@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from controller.api.body import body_schema, parse_body
 from controller.api.deps import BrowserServiceDep
+from controller.browser.client import reply_model, reply_object
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, SessionList
 from controller.browser.service import BrowserSessions
 from controller.errors import InvalidRequest
@@ -114,7 +115,7 @@ async def navigate(
         raise InvalidRequest("url", exc.rule, exc.message) from None
     default_ms = service.settings.browser_navigation_timeout_ms
     response = await forward(service, session_id, "/navigate", body, default_ms)
-    return NavigateResponse.model_validate_json(response.content)
+    return reply_model(response, NavigateResponse)
 
 
 @router.get("/{session_id}/content", summary="The page's HTML (text/html)")
@@ -128,14 +129,13 @@ async def content(
 @router.get("/{session_id}/tabs", summary="The session's open tabs")
 async def list_tabs(session_id: str, service: BrowserServiceDep) -> TabList:
     response = await service.call(session_id, "GET", "/tabs")
-    return TabList.model_validate_json(response.content)
+    return reply_model(response, TabList)
 
 
 @router.post("/{session_id}/tabs", status_code=201, summary="Open a new tab")
 async def open_tab(session_id: str, service: BrowserServiceDep) -> dict[str, Any]:
     response = await service.call(session_id, "POST", "/tabs")
-    tab: dict[str, Any] = response.json()
-    return tab
+    return reply_object(response)
 
 
 @router.delete("/{session_id}/tabs/{tab_id}", status_code=204, summary="Close a tab")
@@ -162,8 +162,7 @@ async def action(session_id: str, request: Request, service: BrowserServiceDep) 
     parsed = await parse_action(request)
     default_ms = service.settings.browser_action_timeout_ms
     response = await forward(service, session_id, "/action", parsed, default_ms)
-    result: dict[str, Any] = response.json()
-    return result
+    return reply_object(response)
 
 
 @router.get("/{session_id}/screenshot", summary="A PNG of the tab (image/png)")
