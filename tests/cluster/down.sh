@@ -8,9 +8,6 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 need_root
 
-PIDS="$STATE_DIR/pids"
-SOCK="$STATE_DIR/containerd/containerd.sock"
-
 # stop SECONDS NAME...: SIGTERM to all of them at once, then SIGKILL after SECONDS; by pid file,
 # never by process name. up.sh started each in a session of its own, so the signal goes
 # to its process group (socat's forked children too). Their state is deleted
@@ -19,9 +16,7 @@ stop() {
     local grace="$1" name pid pids=()
     shift
     for name in "$@"; do
-        [ -f "$PIDS/$name.pid" ] || continue
-        pid="$(cat "$PIDS/$name.pid")"
-        if kill -0 "$pid" 2>/dev/null; then
+        if pid=$(daemon_pid "$name"); then
             log "stopping $name ($pid)"
             kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
             pids+=("$pid")
@@ -49,7 +44,7 @@ state_processes() {
 }
 
 remove_pods() {
-    [ -S "$SOCK" ] && [ -x "$CRICTL_BIN/crictl" ] || return 0
+    [ -x "$CRICTL_BIN/crictl" ] && containerd_answers || return 0
     log "removing pods through CRI"
     timeout 60 "${CRICTL[@]}" rmp --all --force >/dev/null 2>&1 \
         || log "warning: crictl rmp failed; falling back to killing processes"

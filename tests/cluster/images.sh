@@ -37,7 +37,7 @@ COREDNS_IMAGE="localhost/sandbox-controller/coredns:$COREDNS_VERSION"
 # buildah keeps its layers in the cache, so a warm rebuild reuses unchanged steps.
 BUILDAH=(buildah --root "$CACHE_ROOT/buildah/root" --runroot "$CACHE_ROOT/buildah/run"
          --storage-driver overlay)
-CTR=("$CONTAINERD_BIN/ctr" --address "$STATE_DIR/containerd/containerd.sock" -n k8s.io)
+CTR=("$CONTAINERD_BIN/ctr" --address "$CONTAINERD_SOCK" -n k8s.io)
 
 image_exists() { "${BUILDAH[@]}" inspect --type image "$1" >/dev/null 2>&1; }
 
@@ -141,7 +141,7 @@ drop_mount_points() {
 
 load() {
     local tag archive
-    [ -S "$STATE_DIR/containerd/containerd.sock" ] || die "containerd is not running (make cluster-up)"
+    containerd_answers || die "containerd is not running (make cluster-up)"
     mkdir -p "$STATE_DIR/images"
     local id stamp
     for tag in "$@"; do
@@ -170,7 +170,7 @@ all() {
     build browser-image/Dockerfile "$BROWSER_IMAGE"
     binary_image "$TRAEFIK_IMAGE" "$TRAEFIK_BIN" traefik
     binary_image "$COREDNS_IMAGE" "$COREDNS_BIN" coredns
-    if [ -S "$STATE_DIR/containerd/containerd.sock" ]; then
+    if containerd_answers; then
         load "$PAUSE_IMAGE" "$RUNNER_IMAGE" "$CONTROLLER_IMAGE" "$BROWSER_IMAGE" \
             "$TRAEFIK_IMAGE" "$COREDNS_IMAGE"
     fi

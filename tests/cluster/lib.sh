@@ -66,5 +66,35 @@ wait_for() {
     done
 }
 
+# Daemons' pid files. Each holds a pid and that process's start time (field 22 of
+# /proc/PID/stat): a cluster that was killed rather than stopped (its machine's session
+# ended) leaves its pid files behind, and a bare pid could by then name another process.
+PIDS="$STATE_DIR/pids"
+CONTAINERD_SOCK="$STATE_DIR/containerd/containerd.sock"
+
+proc_start_time() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    # shellcheck disable=SC2086  # split on purpose; the fields after the command's name
+    set -- ${stat##*) }
+    echo "${20}"
+}
+
+record_pid() { echo "$2 $(proc_start_time "$2" || true)" > "$PIDS/$1.pid"; }
+
+# daemon_pid NAME: prints the pid of the daemon up.sh started as NAME, when it still runs.
+daemon_pid() {
+    local pid="" start=""
+    [ -f "$PIDS/$1.pid" ] || return 1
+    read -r pid start < "$PIDS/$1.pid" || true
+    [ -n "$start" ] && [ "$(proc_start_time "$pid" 2>/dev/null)" = "$start" ] || return 1
+    echo "$pid"
+}
+
+# The socket file outlives a killed containerd: ask it instead.
+containerd_answers() {
+    timeout 10 "$CONTAINERD_BIN/ctr" --address "$CONTAINERD_SOCK" version >/dev/null 2>&1
+}
+
 KUBECTL=("$K8S_BIN/kubectl" --kubeconfig "$STATE_DIR/kubeconfig/admin.kubeconfig")
-CRICTL=("$CRICTL_BIN/crictl" --runtime-endpoint "unix://$STATE_DIR/containerd/containerd.sock")
+CRICTL=("$CRICTL_BIN/crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK")

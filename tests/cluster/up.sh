@@ -10,7 +10,6 @@ set -euo pipefail
 need_root
 
 LOGS="$STATE_DIR/logs"
-PIDS="$STATE_DIR/pids"
 ADMIN_KUBECONFIG="$STATE_DIR/kubeconfig/admin.kubeconfig"
 SECCOMP_PROFILE_NAME="sandbox-controller/runner-seccomp.json"
 # Host settings the cluster needs or that kubelet/kube-proxy change; saved once, put
@@ -20,7 +19,15 @@ SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables
          vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
          kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
-running() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+running() { daemon_pid "$1" >/dev/null; }
+
+any_running() {
+    local f
+    for f in "$PIDS"/*.pid; do
+        [ -e "$f" ] && running "$(basename "$f" .pid)" && return 0
+    done
+    return 1
+}
 
 # start NAME COMMAND...: a daemon in its own session, logging to $LOGS/NAME.log.
 start() {
@@ -28,7 +35,7 @@ start() {
     if running "$name"; then return; fi
     log "starting $name"
     setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
-    echo $! > "$PIDS/$name.pid"
+    record_pid "$name" $!
 }
 
 # Fails fast, with the log's tail, when a daemon died while we wait for it.
@@ -147,10 +154,10 @@ imports = []
     disable = true
 
   [plugins.'io.containerd.server.v1.grpc']
-    address = '$STATE_DIR/containerd/containerd.sock'
+    address = '$CONTAINERD_SOCK'
 
   [plugins.'io.containerd.server.v1.ttrpc']
-    address = '$STATE_DIR/containerd/containerd.sock.ttrpc'
+    address = '$CONTAINERD_SOCK.ttrpc'
 EOF
 
     # Pods must not reach a resolver outside this machine; with no nameserver line the
@@ -172,7 +179,7 @@ authentication:
 authorization: {mode: Webhook}
 tlsCertFile: $PKI/kubelet.crt
 tlsPrivateKeyFile: $PKI/kubelet.key
-containerRuntimeEndpoint: unix://$STATE_DIR/containerd/containerd.sock
+containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
 cgroupDriver: cgroupfs
 # This machine is cgroup v1 (hybrid); kubelet >= 1.35 refuses it unless told.
 failCgroupV1: false
@@ -264,8 +271,7 @@ start_control_plane() {
 start_node() {
     PATH="$CONTAINERD_BIN:$RUNC_BIN:$PATH" start containerd \
         "$CONTAINERD_BIN/containerd" --config "$STATE_DIR/containerd/config.toml"
-    wait_daemon containerd 30 "$CONTAINERD_BIN/ctr" \
-        --address "$STATE_DIR/containerd/containerd.sock" version
+    wait_daemon containerd 30 containerd_answers
 
     "$CLUSTER_DIR/images.sh" all
 
@@ -341,6 +347,12 @@ main() {
         log "cluster already up"
         echo "$ADMIN_KUBECONFIG"
         return
+    fi
+    if [ -d "$PIDS" ] && ! any_running; then
+        # Killed rather than stopped (the machine's session ended): its state records
+        # containers, mounts and images of daemons that are gone. Start from nothing.
+        log "clearing the state of a cluster that was not stopped"
+        "$CLUSTER_DIR/down.sh"
     fi
     mkdir -p "$STATE_DIR" "$LOGS" "$PIDS"
     host_setup
