@@ -267,12 +267,12 @@ class Operator:
             return
         if status.get("phase") == READY and status.get("pod") != name:
             return
-        log.warning("browser session %s failed: %s", session, failure)
         ended = decisions.ended(FAILED, failure, datetime.now(UTC))
         try:
             await self.api.patch_custom_status(SESSIONS, session, ended)
         except Absent:
-            return
+            return  # the session was deleted, and its pod with it: no failure
+        log.warning("browser session %s failed: %s", session, failure)
         self.sessions[session] = {**body, "status": {**status, **ended}}
         if event_type != "DELETED":
             await self.release(name)

@@ -182,6 +182,7 @@ class BrowserPool:
 
     async def _start_warm(self, name: str) -> None:
         assert self._owner is not None
+        log.info("browser pool: starting warm pod %s", name)
         try:
             await self._create(name, owner_reference(self._owner), None)
         except ControllerError as exc:
@@ -271,13 +272,15 @@ class BrowserPool:
             if name not in self._ready:
                 continue  # taken by a concurrent claim meanwhile
             self._ready.discard(name)
+            # The quiet starts before the patch: the watch may report the claimed pod
+            # (and the pool see one warm pod fewer) before the patch's own answer.
+            self._create_after = max(self._create_after, time.monotonic() + CLAIM_QUIET_S)
             try:
                 claimed = await self._api.patch_pod(name, claim_patch(warm, session))
             except (Conflict, Absent):
                 continue  # changed or gone since it was read: never two sessions on one pod
             self.pods[name] = claimed
             self._ready.add(name)
-            self._create_after = max(self._create_after, time.monotonic() + CLAIM_QUIET_S)
             return claimed  # the pool refills at its first reconcile after the quiet
         return None
 
