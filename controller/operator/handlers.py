@@ -99,11 +99,16 @@ class Operator:
 
     # --- creation -----------------------------------------------------------------------
 
-    async def open(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        """The Ready status that ends a session's creation; None when there is nothing
-        more to write (it had ended already, or it failed: ``_failed`` wrote that)."""
+    async def open(self, body: dict[str, Any]) -> None:
+        """End a session's creation: Ready, or Failed with the reason (nothing if it had
+        ended already).
+
+        The status is written here rather than handed back to kopf: kopf writes its own
+        annotations first and the status after, and the session's creator waits for the
+        status, so it comes one write sooner this way.
+        """
         if decisions.is_settled(body):
-            return None
+            return
         name = body["metadata"]["name"]
         pod_name: str | None = None
         try:
@@ -128,13 +133,13 @@ class Operator:
             configured = reply_model(response, ConfigureResponse)
         except PodFailed as exc:
             await self._failed(name, pod_name, str(exc))
-            return None
+            return
         except AgentRefused as exc:
             if exc.details and exc.details[0].get("rule") == "already_configured":
                 # An earlier try configured it and its answer was lost: no retry can know
                 # what it was given, so the session fails as a platform failure (503).
                 await self._failed(name, pod_name, "the browser's configuration was interrupted")
-                return None
+                return
             error: dict[str, Any] = {
                 "status": exc.status_code,
                 "code": exc.code,
@@ -143,19 +148,25 @@ class Operator:
             if exc.details is not None:
                 error["details"] = exc.details
             await self._failed(name, pod_name, f"the browser refused: {exc.message}", error)
-            return None
+            return
         except MalformedReply as exc:
             await self._failed(name, pod_name, exc.message)
-            return None
+            return
         except KubernetesUnavailable as exc:
             if refused_for_good(exc):
                 await self._failed(name, pod_name, exc.message)
-                return None
+                return
             raise kopf.TemporaryError(exc.message, delay=1) from exc
         except ControllerError as exc:  # the agent unreachable or slow: a fresh try
             raise kopf.TemporaryError(exc.message, delay=1) from exc
+        ready = decisions.ready(pod_name, endpoint, configured.model_dump(), datetime.now(UTC))
+        try:
+            await self.api.patch_custom_status(SESSIONS, name, ready)
+        except Absent:
+            return  # deleted meanwhile: its pod, owned by it now, goes with it
+        except KubernetesUnavailable as exc:
+            raise kopf.TemporaryError(exc.message, delay=1) from exc
         log.info("browser session %s ready on pod %s", name, pod_name)
-        return decisions.ready(pod_name, endpoint, configured.model_dump(), datetime.now(UTC))
 
     async def _failed(
         self, session: str, pod: str | None, reason: str, error: dict[str, Any] | None = None
@@ -256,12 +267,12 @@ class Operator:
             return
         if status.get("phase") == READY and status.get("pod") != name:
             return
-        log.warning("browser session %s failed: %s", session, failure)
         ended = decisions.ended(FAILED, failure, datetime.now(UTC))
         try:
             await self.api.patch_custom_status(SESSIONS, session, ended)
         except Absent:
-            return
+            return  # the session was deleted, and its pod with it: no failure
+        log.warning("browser session %s failed: %s", session, failure)
         self.sessions[session] = {**body, "status": {**status, **ended}}
         if event_type != "DELETED":
             await self.release(name)
@@ -293,10 +304,8 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, backoff=1, timeout=start_timeout)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, backoff=1, timeout=start_timeout)
-    async def opened(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        status = await operator.open(dict(body))
-        if status is not None:
-            patch.status.update(status)
+    async def opened(body: kopf.Body, **_: Any) -> None:
+        await operator.open(dict(body))
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def session_event(type: str | None, body: kopf.Body, **_: Any) -> None:

@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_S = 3.0
 TICK_S = 1.0
+CLAIM_QUIET_S = 0.5
+"""After a claim the pool waits this long before starting the pod that replaces it: the
+session being opened on the claimed pod (its browser's configuration, the status write,
+the controller's reply: about 0.2 s) comes first, not a Chromium start beside it on
+the same CPUs."""
 RETRY_FIRST_S, RETRY_MAX_S = 2.0, 60.0
 """Warm pods that keep failing (a bad image, a missing seccomp profile) are restarted
 after a doubling pause, not in a tight loop."""
@@ -177,6 +182,7 @@ class BrowserPool:
 
     async def _start_warm(self, name: str) -> None:
         assert self._owner is not None
+        log.info("browser pool: starting warm pod %s", name)
         try:
             await self._create(name, owner_reference(self._owner), None)
         except ControllerError as exc:
@@ -266,14 +272,16 @@ class BrowserPool:
             if name not in self._ready:
                 continue  # taken by a concurrent claim meanwhile
             self._ready.discard(name)
+            # The quiet starts before the patch: the watch may report the claimed pod
+            # (and the pool see one warm pod fewer) before the patch's own answer.
+            self._create_after = max(self._create_after, time.monotonic() + CLAIM_QUIET_S)
             try:
                 claimed = await self._api.patch_pod(name, claim_patch(warm, session))
             except (Conflict, Absent):
                 continue  # changed or gone since it was read: never two sessions on one pod
             self.pods[name] = claimed
             self._ready.add(name)
-            self._changed.set()  # the pool refills
-            return claimed
+            return claimed  # the pool refills at its first reconcile after the quiet
         return None
 
     async def start_for(self, session: dict[str, Any]) -> dict[str, Any]:
