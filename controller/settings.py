@@ -178,10 +178,29 @@ class Settings(BrowserSessionRules):
 
     # --- sandbox limits (per execution) --------------------------------------------------
     memory_limit_mb: int = Field(
-        RUN.memory_bytes // MIB, ge=32, description="Address-space limit (RLIMIT_AS)."
+        RUN.memory_bytes // MIB,
+        ge=32,
+        description="Memory of the whole execution: every process and the in-memory "
+        "workspace and /tmp together (a cgroup per execution locally, the pod's limit on "
+        "Kubernetes); each process's address space too (RLIMIT_AS).",
     )
     max_processes: int = Field(
-        RUN.max_processes, ge=1, description="Processes and threads (RLIMIT_NPROC)."
+        RUN.max_processes,
+        ge=1,
+        description="Processes and threads of the execution (its cgroup's pids.max, "
+        "and RLIMIT_NPROC).",
+    )
+    cpu_limit_cores: float | None = Field(
+        1.0,
+        gt=0,
+        description="CPU quota of one execution, in cores (a cgroup per execution, local "
+        "placement); unset for none beyond the fair share.",
+    )
+    sandbox_cgroups: Literal["auto", "required"] = Field(
+        "auto",
+        description="auto: a cgroup per execution when the service can make them, else "
+        "per-process limits only, said in /health and the start-up log; required: the "
+        "sandbox self-test fails without them (local placement).",
     )
     max_file_size_mb: int = Field(
         RUN.max_file_bytes // MIB, ge=1, description="Largest file written (RLIMIT_FSIZE)."
@@ -391,8 +410,7 @@ class Settings(BrowserSessionRules):
     def runner_pod_memory_mb(self) -> int:
         if self.runner_memory_limit_mb is not None:
             return self.runner_memory_limit_mb
-        in_memory = self.workspace_size_mb + 2 * self.tmp_size_mb
-        return self.memory_limit_mb + in_memory + RUNNER_OVERHEAD_MB
+        return self.memory_limit_mb + RUNNER_OVERHEAD_MB
 
     @property
     def warm_pool_size(self) -> int:

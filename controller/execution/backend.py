@@ -19,6 +19,8 @@ class SandboxCheck:
 
     ok: bool
     detail: str
+    limits: str = ""
+    """How a whole execution is bounded (cgroups, a pod's limits, or per process only)."""
 
 
 NOT_STARTED = SandboxCheck(ok=False, detail="not started")

@@ -167,7 +167,12 @@ class KubernetesBackend:
         except (SandboxUnavailable, _NotDelivered) as exc:
             return SandboxCheck(ok=False, detail=f"runner pod self-test failed: {exc}")
         namespace = self._settings.kubernetes_namespace
-        return judge(outcome, f"runner pod in namespace {namespace} verified (bubblewrap, seccomp)")
+        return judge(
+            outcome,
+            f"runner pod in namespace {namespace} verified (bubblewrap, seccomp)",
+            f"the runner pod's limits per execution (memory {self._settings.runner_pod_memory_mb}"
+            f" MiB, cpu {self._settings.runner_cpu_limit})",
+        )
 
     async def run(self, job: Job) -> Outcome:
         if self._pool is None:

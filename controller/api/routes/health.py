@@ -16,7 +16,7 @@ async def health(service: ExecutionServiceDep) -> JSONResponse:
     body = {
         "status": "ok" if check.ok else "degraded",
         "backend": service.backend_name,
-        "sandbox": {"ok": check.ok, "detail": check.detail},
+        "sandbox": {"ok": check.ok, "detail": check.detail, "limits": check.limits},
         "executions": {
             "admitted": service.admission.admitted,
             "warmSandboxes": service.warm_sandboxes,
