@@ -37,6 +37,10 @@ class ExecutionBackend(Protocol):
     def warm_sandboxes(self) -> int:
         """Sandboxes started and waiting for a job."""
 
+    @property
+    def warm_sandbox_mb(self) -> int:
+        """Memory one warm sandbox holds on this host (measured at start; 0 elsewhere)."""
+
     async def start(self) -> SandboxCheck:
         """Prepare the backend and prove, with a real sandboxed run, that it isolates."""
 

@@ -87,6 +87,8 @@ class LocalBackend:
         self.check = NOT_STARTED
         self._cgroups: SandboxCgroups | None = None
         self._limits = PER_PROCESS_ONLY
+        self.warm_sandbox_mb = 0
+        """What the self-test's sandbox held at its peak: what each warm one holds."""
 
     @property
     def warm_sandboxes(self) -> int:
@@ -133,7 +135,8 @@ class LocalBackend:
             finally:
                 await sandbox.close()
         except SandboxError as exc:
-            return SandboxCheck(ok=False, detail=str(exc))
+            return SandboxCheck(ok=False, detail=str(exc), limits=self._limits)
+        self.warm_sandbox_mb = -(-(outcome.max_rss_kb or 0) // 1024)  # rounded up
         seccomp = (
             "on"
             if self._command and self._command.seccomp

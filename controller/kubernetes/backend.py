@@ -97,6 +97,8 @@ class KubernetesBackend:
     def warm_sandboxes(self) -> int:
         return self._pool.ready if self._pool is not None else 0
 
+    warm_sandbox_mb = 0  # the pods' memory is the cluster's (quota), not this host's
+
     async def start(self) -> SandboxCheck:
         settings = self._settings
         try:

@@ -22,5 +22,8 @@ async def health(service: ExecutionServiceDep) -> JSONResponse:
             "warmSandboxes": service.warm_sandboxes,
         },
     }
+    budget = service.admission.budget
+    if budget is not None:
+        body["memory"] = {"budgetMb": budget.total_mb, "heldMb": budget.held_mb}
     # 503 while the sandbox is not proven: load balancers stop sending executions here.
     return JSONResponse(body, status_code=200 if check.ok else 503)
