@@ -200,7 +200,7 @@ class Settings(BrowserSessionRules):
     )
     cpu_limit_cores: float | None = Field(
         1.0,
-        gt=0,
+        ge=0.01,  # the kernel refuses a quota below 1 ms per 100 ms period
         description="CPU quota of one execution, in cores (a cgroup per execution, local "
         "placement); unset for none beyond the fair share.",
     )

@@ -158,7 +158,12 @@ class LocalBackend:
                 )
             except CgroupError as exc:
                 raise SandboxError(f"cannot make the sandbox's cgroup: {exc}") from exc
-        sandbox = self._command.start(group)
+        try:
+            sandbox = self._command.start(group)
+        except BaseException:
+            if group is not None:
+                await asyncio.to_thread(group.remove)
+            raise
         try:
             await sandbox.wait_ready(READY_TIMEOUT_S)
         except BaseException:  # failed or cancelled: a sandbox nobody owns must not linger

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import signal
 import time
 from collections.abc import Iterable
@@ -34,6 +35,7 @@ V1_CONTROLLERS = ("memory", "pids", "cpu")
 """What a v1 sandbox cgroup is made in; memory and pids are required, cpu is optional."""
 REQUIRED = ("memory", "pids")
 CPU_PERIOD_US = 100_000
+TCP_MAX_BYTES = 64 << 20
 SANDBOX_TASKS = 2
 """Tasks of the sandbox's own machinery (bubblewrap, and the stub's supervisor, PID 1 of
 the sandbox) on top of MAX_PROCESSES: the code's processes and threads, its main process
@@ -42,6 +44,8 @@ ENTER = 'while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift;
 """sh: move this process into each cgroup named before ``--`` (0 means the writer), then
 exec the rest: bubblewrap and everything it starts are inside from their first instant."""
 SH = "/bin/sh"
+V1_MEMSW = "memory.memsw.limit_in_bytes"
+V1_TCP = "memory.kmem.tcp.limit_in_bytes"
 
 
 def oom_kills_in(files: Iterable[Path]) -> int | None:
@@ -82,12 +86,17 @@ class GroupUsage:
     """How many forks the task limit refused (pids.events ``max``)."""
 
 
-def limit_writes(version: int, limits: GroupLimits, *, swap: bool) -> list[tuple[str, str, str]]:
+def limit_writes(
+    version: int, limits: GroupLimits, *, swap: bool, tcp: bool = False
+) -> list[tuple[str, str, str]]:
     """The (controller, file, value) writes that set ``limits``, in the order they must go.
 
     ``swap``: the hierarchy accounts swap (v1 ``memory.memsw.*``, v2 ``memory.swap.max``);
     the execution then gets no swap beyond its memory, so the limit cannot be dodged by
-    being paged out.  Under v2 every controller is in one directory (``""``).
+    being paged out (v1 without it: swappiness 0 at least).  ``tcp``: v1's separate
+    counter of TCP buffers (``memory.kmem.tcp.*``), which v1 leaves unlimited otherwise
+    and v2 counts in ``memory.max`` anyway.  Under v2 every controller is in one
+    directory (``""``).
     """
     memory, tasks = str(limits.memory_bytes), str(limits.max_tasks)
     quota = None if limits.cpu_cores is None else round(limits.cpu_cores * CPU_PERIOD_US)
@@ -103,6 +112,9 @@ def limit_writes(version: int, limits: GroupLimits, *, swap: bool) -> list[tuple
     writes = [("memory", "memory.limit_in_bytes", memory)]
     if swap:
         writes.append(("memory", "memory.memsw.limit_in_bytes", memory))
+    writes.append(("memory", "memory.swappiness", "0"))
+    if tcp:
+        writes.append(("memory", "memory.kmem.tcp.limit_in_bytes", str(tcp_bytes(limits))))
     writes.append(("pids", "pids.max", tasks))
     if quota is not None:
         writes += [
@@ -110,6 +122,12 @@ def limit_writes(version: int, limits: GroupLimits, *, swap: bool) -> list[tuple
             ("cpu", "cpu.cfs_quota_us", str(quota)),
         ]
     return writes
+
+
+def tcp_bytes(limits: GroupLimits) -> int:
+    """v1's TCP buffer limit beside the memory limit: a quarter of it, at most 64 MiB (a
+    sandbox has only its own loopback; this bounds what it can queue there)."""
+    return min(limits.memory_bytes // 4, TCP_MAX_BYTES)
 
 
 def enter_argv(procs_files: Iterable[Path], argv: list[str]) -> list[str]:
@@ -120,23 +138,43 @@ def enter_argv(procs_files: Iterable[Path], argv: list[str]) -> list[str]:
 # --- where the cgroups are ---------------------------------------------------------------
 
 
-def parse_mounts(mountinfo: str) -> tuple[dict[str, Path], Path | None]:
+Mount = tuple[Path, str]
+"""A cgroup hierarchy's mount point, and the cgroup it shows there (``/`` unless the
+mount is of a subtree, as in some containers)."""
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (``\\040``)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mounts(mountinfo: str) -> tuple[dict[str, Mount], Mount | None]:
     """The v1 hierarchies by controller, and the v2 mount, from /proc/self/mountinfo."""
-    v1: dict[str, Path] = {}
-    v2: Path | None = None
+    v1: dict[str, Mount] = {}
+    v2: Mount | None = None
     for line in mountinfo.splitlines():
         left, sep, right = line.partition(" - ")
         fields, tail = left.split(), right.split()
         if not sep or len(fields) < 5 or len(tail) < 3:
             continue
-        point, fstype, options = Path(fields[4]), tail[0], tail[2].split(",")
+        mount = (Path(_unescape(fields[4])), _unescape(fields[3]))
+        fstype, options = tail[0], tail[2].split(",")
         if fstype == "cgroup2" and v2 is None:
-            v2 = point
+            v2 = mount
         elif fstype == "cgroup":
             for option in options:  # the controllers, among rw/ro and name=... options
                 if option not in ("rw", "ro") and "=" not in option:
-                    v1.setdefault(option, point)
+                    v1.setdefault(option, mount)
     return v1, v2
+
+
+def _directory(mount: Mount, own: str) -> Path | None:
+    """Where cgroup ``own`` is under ``mount``; None when the mount does not show it."""
+    point, root = mount
+    if root != "/" and own != root and not own.startswith(root.rstrip("/") + "/"):
+        return None
+    relative = own[len(root) :] if root != "/" else own
+    return point / relative.lstrip("/")
 
 
 def parse_own(proc_cgroup: str) -> tuple[dict[str, str], str | None]:
@@ -166,7 +204,7 @@ class Placement:
 
 
 def placement(
-    mounts: tuple[dict[str, Path], Path | None],
+    mounts: tuple[dict[str, Mount], Mount | None],
     own: tuple[dict[str, str], str | None],
     v2_controllers: set[str],
 ) -> Placement | str:
@@ -179,16 +217,17 @@ def placement(
     """
     (v1_mounts, v2_mount), (v1_own, v2_own) = mounts, own
     if v2_mount is not None and v2_own is not None and set(REQUIRED) <= v2_controllers:
-        return Placement(2, {"": v2_mount / v2_own.lstrip("/")})
-    if all(c in v1_mounts and c in v1_own for c in REQUIRED):
-        return Placement(
-            1,
-            {
-                c: v1_mounts[c] / v1_own[c].lstrip("/")
-                for c in V1_CONTROLLERS
-                if c in v1_mounts and c in v1_own
-            },
-        )
+        directory = _directory(v2_mount, v2_own)
+        if directory is not None:
+            return Placement(2, {"": directory})
+    found = {
+        c: _directory(v1_mounts[c], v1_own[c])
+        for c in V1_CONTROLLERS
+        if c in v1_mounts and c in v1_own
+    }
+    usable = {c: d for c, d in found.items() if d is not None}
+    if all(c in usable for c in REQUIRED):
+        return Placement(1, usable)
     missing = [c for c in REQUIRED if c not in v1_mounts and c not in v2_controllers]
     return (
         "no cgroup hierarchy with the memory and pids controllers"
@@ -232,6 +271,21 @@ def _pids(directory: Path) -> list[int]:
     return []
 
 
+def _kill_if_inside(pid: int, directory: Path) -> None:
+    """SIGKILL ``pid`` if it is still in ``directory``'s cgroup.  The pidfd pins the
+    process, so a pid number freed and reused since the listing is never hit."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return  # gone already
+    try:
+        if pid in _pids(directory):
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    finally:
+        os.close(pidfd)
+
+
 class SandboxCgroup:
     """One sandbox's cgroup (a directory per controller under v1, one under v2)."""
 
@@ -268,8 +322,7 @@ class SandboxCgroup:
                 return
         for directory in self.dirs.values():
             for pid in _pids(directory):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+                _kill_if_inside(pid, directory)
 
     def remove(self) -> bool:
         """Kill what is left and remove the directories; False while some are busy
@@ -294,18 +347,15 @@ class SandboxCgroups:
     def __init__(self, where: Placement, subtree: str) -> None:
         self.version = where.version
         self.roots = {c: parent / subtree for c, parent in where.parents.items()}
-        memory_root = self.roots["" if self.version == 2 else "memory"]
-        self.swap = (
-            (memory_root.parent / "memory.swap.max").exists()
-            if self.version == 2
-            else (memory_root.parent / "memory.memsw.limit_in_bytes").exists()
-        )
         self.cpu = self.version == 2 or "cpu" in self.roots
+        self.swap_capped = True
+        """Whether the execution's memory can be kept from swap (known after open)."""
 
     def describe(self) -> str:
         controllers = "memory, pids" + (", cpu" if self.cpu else "")
         subtree = next(iter(self.roots.values())).name
-        return f"cgroup v{self.version} per execution ({controllers}; subtree {subtree})"
+        swap = "" if self.swap_capped else "; swap is on and not accounted: not capped"
+        return f"cgroup v{self.version} per execution ({controllers}; subtree {subtree}{swap})"
 
     def open(self) -> int:
         """Make the subtree (reaping what a crashed predecessor left); how many it reaped."""
@@ -316,6 +366,9 @@ class SandboxCgroups:
                 raise CgroupError(f"cannot make {directory}: {exc.strerror or exc}") from exc
         if self.version == 2:
             self._enable_v2()
+        memory = self.roots["" if self.version == 2 else "memory"]
+        accounted = (memory / ("memory.swap.max" if self.version == 2 else V1_MEMSW)).exists()
+        self.swap_capped = accounted or not host_swaps()
         return self.reap()
 
     def _enable_v2(self) -> None:
@@ -324,30 +377,40 @@ class SandboxCgroups:
 
         v2 lets a cgroup other than the root hand controllers down only while it holds
         no process, so a service in its own cgroup (a systemd unit with Delegate=yes)
-        first moves its processes into a leaf, ``service``, beside the subtree.
+        first moves its processes into a leaf, ``service``, beside the subtree.  The
+        kernel says ENOENT for a controller it cannot give before EBUSY for processes,
+        so both are handled in turn.
         """
         root = self.roots[""]
         own = root.parent
-        wanted = "+memory +pids" + (" +cpu" if self.cpu else "")
         for directory in (own, root):
-            try:
-                (directory / "cgroup.subtree_control").write_text(wanted)
-            except OSError as exc:
-                if exc.errno == errno.EBUSY and directory == own:
-                    leaf = own / "service"
-                    leaf.mkdir(exist_ok=True)
-                    for pid in _pids(own):
-                        with contextlib.suppress(OSError):  # gone meanwhile: nothing to move
-                            (leaf / "cgroup.procs").write_text(str(pid))
-                    _write(directory / "cgroup.subtree_control", wanted)
-                elif self.cpu and exc.errno in (errno.EINVAL, errno.ENOENT, errno.EPERM):
-                    self.cpu = False  # cpu not delegated here: memory and pids suffice
-                    wanted = "+memory +pids"
-                    _write(directory / "cgroup.subtree_control", wanted)
-                else:
-                    raise CgroupError(
-                        f"cannot enable {wanted} in {directory}: {exc.strerror or exc}"
-                    ) from exc
+            moved = False
+            while True:
+                wanted = "+memory +pids" + (" +cpu" if self.cpu else "")
+                try:
+                    (directory / "cgroup.subtree_control").write_text(wanted)
+                    break
+                except OSError as exc:
+                    if exc.errno == errno.EBUSY and directory == own and not moved:
+                        self._move_into_leaf(own)
+                        moved = True
+                    elif exc.errno == errno.ENOENT and self.cpu:
+                        self.cpu = False  # cpu not delegated here: memory and pids suffice
+                    else:
+                        raise CgroupError(
+                            f"cannot enable {wanted} in {directory}: {exc.strerror or exc}"
+                        ) from exc
+
+    @staticmethod
+    def _move_into_leaf(own: Path) -> None:
+        leaf = own / "service"
+        try:
+            leaf.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise CgroupError(f"cannot make {leaf}: {exc.strerror or exc}") from exc
+        for pid in _pids(own):
+            with contextlib.suppress(OSError):  # gone meanwhile: nothing to move
+                (leaf / "cgroup.procs").write_text(str(pid))
 
     def create(self, name: str, limits: GroupLimits) -> SandboxCgroup:
         dirs = {c: root / name for c, root in self.roots.items()}
@@ -355,8 +418,11 @@ class SandboxCgroups:
         try:
             for directory in dirs.values():
                 directory.mkdir()
+            memory = group._dir("memory")
+            swap = (memory / ("memory.swap.max" if self.version == 2 else V1_MEMSW)).exists()
+            tcp = self.version == 1 and (memory / V1_TCP).exists()
             for controller, file, value in limit_writes(
-                self.version, limits if self.cpu else _no_cpu(limits), swap=self.swap
+                self.version, limits if self.cpu else _no_cpu(limits), swap=swap, tcp=tcp
             ):
                 _write(group._dir(controller or "memory") / file, value)
         except (OSError, CgroupError) as exc:
@@ -398,6 +464,13 @@ class SandboxCgroups:
                 directory.rmdir()
 
 
+def host_swaps(swaps: Path = Path("/proc/swaps")) -> bool:
+    """Whether the host has any swap space on."""
+    with contextlib.suppress(OSError):
+        return len(swaps.read_text().strip().splitlines()) > 1
+    return False
+
+
 def _no_cpu(limits: GroupLimits) -> GroupLimits:
     return GroupLimits(limits.memory_bytes, limits.max_tasks, None)
 
@@ -410,8 +483,8 @@ def host_placement() -> Placement | str:
     except OSError as exc:
         return f"cannot read this process's cgroups: {exc}"
     controllers: set[str] = set()
-    if mounts[1] is not None and own[1] is not None:
+    v2 = _directory(mounts[1], own[1]) if mounts[1] is not None and own[1] is not None else None
+    if v2 is not None:
         with contextlib.suppress(OSError):
-            path = mounts[1] / own[1].lstrip("/") / "cgroup.controllers"
-            controllers = set(path.read_text().split())
+            controllers = set((v2 / "cgroup.controllers").read_text().split())
     return placement(mounts, own, controllers)

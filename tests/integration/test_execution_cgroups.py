@@ -123,6 +123,30 @@ def test_tmpfs_pages_count_against_the_execution(capped: ServiceProcess) -> None
     ]
 
 
+def test_socket_buffers_cannot_hold_memory_beyond_the_execution(capped: ServiceProcess) -> None:
+    # Found by review: v1 leaves TCP buffers outside memory.limit_in_bytes; a hundred
+    # loopback pairs with full send buffers queued about 1 GiB in a 192 MiB execution.
+    code = (
+        "import socket\n"
+        "srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(200)\n"
+        "pairs, total = [], 0\n"
+        "for _ in range(100):\n"
+        "    c = socket.create_connection(srv.getsockname()); s, _ = srv.accept()\n"
+        "    c.setblocking(False); pairs.append((c, s))\n"
+        "    while True:\n"
+        "        try:\n"
+        "            total += c.send(b'x' * 65536)\n"
+        "        except OSError:\n"
+        "            break\n"
+        "print(total >> 20)\n"
+    )
+    result = capped.execute(code, timeoutMs=20000)
+    assert result["exitCode"] == 0, result
+    queued_mb = int(result["stdout"])
+    bound_mb = CAP_MB if placement().version == 2 else min(CAP_MB // 4, 64)
+    assert queued_mb <= bound_mb + 8
+
+
 def test_processes_are_counted_for_the_whole_execution(capped: ServiceProcess) -> None:
     # Children that each start one more: a tree, not one parent's children.
     code = (

@@ -43,11 +43,11 @@ V2_OWN = "0::/system.slice/sandbox-controller.service\n"
 def test_mounts_and_own_cgroups_are_read_from_proc() -> None:
     v1, v2 = parse_mounts(V1_MOUNTINFO)
     assert v1 == {
-        "cpu": Path("/sys/fs/cgroup/cpu"),
-        "memory": Path("/sys/fs/cgroup/memory"),
-        "pids": Path("/sys/fs/cgroup/pids"),
+        "cpu": (Path("/sys/fs/cgroup/cpu"), "/"),
+        "memory": (Path("/sys/fs/cgroup/memory"), "/"),
+        "pids": (Path("/sys/fs/cgroup/pids"), "/"),
     }
-    assert v2 == Path("/sys/fs/cgroup/unified")
+    assert v2 == (Path("/sys/fs/cgroup/unified"), "/")
     own_v1, own_v2 = parse_own(V1_OWN)
     assert own_v1["memory"] == "/process_api/abc"
     assert own_v1["pids"] == "/"
@@ -74,6 +74,25 @@ def test_v2_is_chosen_only_when_it_has_the_controllers() -> None:
     )
 
 
+def test_a_mount_of_a_subtree_is_read_relative_to_its_root() -> None:
+    # A container on a v1 host: its cgroup is mounted as the hierarchy's root, and
+    # /proc/self/cgroup names it from the host's root.
+    mountinfo = (
+        "35 31 0:32 /docker/abc /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+        "39 31 0:36 /docker/abc /sys/fs/cgroup/my\\040pids rw - cgroup cgroup rw,pids\n"
+    )
+    own = "8:pids:/docker/abc\n4:memory:/docker/abc/inner\n"
+    assert placement(parse_mounts(mountinfo), parse_own(own), set()) == Placement(
+        1,
+        {
+            "memory": Path("/sys/fs/cgroup/memory/inner"),
+            "pids": Path("/sys/fs/cgroup/my pids"),
+        },
+    )
+    elsewhere = "8:pids:/other\n4:memory:/docker/abc\n"
+    assert isinstance(placement(parse_mounts(mountinfo), parse_own(elsewhere), set()), str)
+
+
 def test_no_usable_hierarchy_is_a_reason_not_a_crash() -> None:
     reason = placement(parse_mounts(V2_MOUNTINFO), parse_own(V2_OWN), {"cpu"})
     assert isinstance(reason, str)
@@ -81,10 +100,12 @@ def test_no_usable_hierarchy_is_a_reason_not_a_crash() -> None:
 
 
 def test_limit_writes_v1_put_memory_before_memory_and_swap() -> None:
-    writes = limit_writes(1, GroupLimits(256 * MIB, 67, 1.5), swap=True)
+    writes = limit_writes(1, GroupLimits(256 * MIB, 67, 1.5), swap=True, tcp=True)
     assert writes == [
         ("memory", "memory.limit_in_bytes", str(256 * MIB)),
         ("memory", "memory.memsw.limit_in_bytes", str(256 * MIB)),
+        ("memory", "memory.swappiness", "0"),
+        ("memory", "memory.kmem.tcp.limit_in_bytes", str(64 * MIB)),
         ("pids", "pids.max", "67"),
         ("cpu", "cpu.cfs_period_us", "100000"),
         ("cpu", "cpu.cfs_quota_us", "150000"),
@@ -92,6 +113,8 @@ def test_limit_writes_v1_put_memory_before_memory_and_swap() -> None:
 
 
 def test_limit_writes_v2_deny_swap_and_set_a_quota() -> None:
+    small = limit_writes(1, GroupLimits(64 * MIB, 10, None), swap=False, tcp=True)
+    assert ("memory", "memory.kmem.tcp.limit_in_bytes", str(16 * MIB)) in small
     assert limit_writes(2, GroupLimits(64 * MIB, 10, None), swap=False) == [
         ("", "memory.max", str(64 * MIB)),
         ("", "pids.max", "10"),
@@ -146,15 +169,20 @@ def _fake_v2(tmp_path: Path) -> Path:
 def test_v2_tree_against_its_file_interface(tmp_path: Path) -> None:
     own = _fake_v2(tmp_path)
     tree = SandboxCgroups(Placement(2, {"": own}), "sandbox-controller-x")
-    assert tree.swap and tree.cpu
-    assert tree.open() == 0
+    assert tree.cpu
     root = own / "sandbox-controller-x"
+    root.mkdir()
+    (root / "memory.swap.max").write_text("max\n")  # what the kernel gives a v2 cgroup
+    assert tree.open() == 0
+    assert tree.swap_capped
     assert (own / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
     assert (root / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
     group = tree.create("sb-1", GroupLimits(128 * MIB, 9, 2.0))
     assert group.procs_files == [root / "sb-1" / "cgroup.procs"]
     assert (root / "sb-1" / "memory.max").read_text() == str(128 * MIB)
-    assert (root / "sb-1" / "memory.swap.max").read_text() == "0"
+    # A real v2 cgroup has memory.swap.max from its mkdir (then set to 0, as data
+    # above); this fake one has none, so nothing is written to it.
+    assert not (root / "sb-1" / "memory.swap.max").exists()
     assert (root / "sb-1" / "pids.max").read_text() == "9"
     assert (root / "sb-1" / "cpu.max").read_text() == "200000 100000"
     # What the kernel would report after a run killed at its limit.
