@@ -103,7 +103,10 @@ class LocalBackend:
             )
         except SETUP_ERRORS as exc:
             # Fail closed with the reason in /health, rather than a crash at start.
-            self.check = SandboxCheck(ok=False, detail=f"cannot prepare the sandbox: {exc}")
+            self.check = SandboxCheck(
+                ok=False,
+                detail=f"cannot prepare the sandbox under {settings.state_dir} (STATE_DIR): {exc}",
+            )
             return self.check
         self._cgroups, limits = await asyncio.to_thread(open_cgroups, settings.state_dir)
         self._limits = limits
