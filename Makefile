@@ -19,7 +19,7 @@ SUDO := $(if $(ROOT_USER),,sudo)
 # service finds it here by default (see SANDBOX_PYTHON in the README).
 SANDBOX_ENV ?= $(if $(ROOT_USER),/var/lib/sandbox-controller/sandbox-env,$(CURDIR)/.state/sandbox-env)
 
-.PHONY: help run test check lint typecheck unit integration bench deps venv sandbox-env clean
+.PHONY: help run test check lint typecheck unit integration bench soak deps venv sandbox-env clean
 
 # Build caches outside the clone (tests/cluster): the system's as root, else this user's.
 export CLUSTER_CACHE ?= $(if $(ROOT_USER),/var/cache/sandbox-controller/cluster,$(HOME)/.cache/sandbox-controller/cluster)
@@ -29,6 +29,7 @@ help:
 	@echo "make test   set up and run lint, type checks and the unit + integration tests"
 	@echo "make e2e    build (or take from cache) a local Kubernetes, run the e2e tier (root)"
 	@echo "make bench  run the benchmarks in bench/"
+	@echo "make soak   10,000 sequential and 1,000 concurrent mixed executions, then leaks (root)"
 
 deps: $(STATE_DIR)/.deps-stamp
 $(STATE_DIR)/.deps-stamp: Makefile
@@ -100,6 +101,10 @@ e2e: venv
 bench: venv sandbox-env
 	@command -v wrk >/dev/null || { $(SUDO) apt-get install -y -qq wrk || echo "no wrk: the throughput run uses Python clients"; }
 	SANDBOX_PYTHON=$(SANDBOX_ENV)/bin/python3 $(VENV)/bin/python bench/execute_bench.py
+
+# Bounded in count (SOAK_ARGS, e.g. --sequential 500 --concurrent 200) and on loopback only.
+soak: venv sandbox-env
+	SANDBOX_PYTHON=$(SANDBOX_ENV)/bin/python3 $(VENV)/bin/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(STATE_DIR) *.egg-info

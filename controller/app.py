@@ -35,14 +35,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        budget = placement.memory_budget(settings)
         app.state.execution = ExecutionService(
-            settings, execution or placement.execution_backend(settings)
+            settings, execution or placement.execution_backend(settings), budget
         )
         client = AgentClient(agent_transport)
         app.state.browser = (
-            SessionService(settings, sessions, client)
+            SessionService(settings, sessions, client, budget)
             if sessions is not None
-            else placement.browser_sessions(settings, client)
+            else placement.browser_sessions(settings, client, budget)
         )
         await app.state.execution.start()
         try:

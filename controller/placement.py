@@ -10,6 +10,7 @@ from __future__ import annotations
 from controller.browser.client import AgentClient
 from controller.browser.service import BrowserSessions
 from controller.browser.sessions import SessionService
+from controller.budget import MemoryBudget
 from controller.execution.backend import ExecutionBackend
 from controller.settings import Settings
 
@@ -24,13 +25,21 @@ def execution_backend(settings: Settings) -> ExecutionBackend:
     return KubernetesBackend(settings)
 
 
-def browser_sessions(settings: Settings, client: AgentClient) -> BrowserSessions:
+def memory_budget(settings: Settings) -> MemoryBudget | None:
+    """Local: the host's memory, shared by executions and browsers.  Kubernetes: none
+    here (the pods' limits and the namespaces' quotas bound the cluster's)."""
+    return MemoryBudget(settings.memory_budget) if settings.backend == "local" else None
+
+
+def browser_sessions(
+    settings: Settings, client: AgentClient, budget: MemoryBudget | None = None
+) -> BrowserSessions:
     """Local: sessions in this process over agent processes.  Kubernetes: BrowserSession
     resources, whose pods the operator (controller.operator) manages."""
     if settings.backend == "local":
         from controller.browser.local import LocalSessionBackend
 
-        return SessionService(settings, LocalSessionBackend(settings), client)
+        return SessionService(settings, LocalSessionBackend(settings), client, budget)
     from controller.kubernetes.sessions import KubernetesSessions
 
     return KubernetesSessions(settings, client)

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from browser_agent import protocol as agent_protocol
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from runner.contract import MAX_TIMEOUT_MS, MIB, HarvestLimits, RunLimits, SandboxLimits
 from runner.policy import DEFAULT_HOST_ID
 
+from controller.budget import default_budget_mb
 from sandbox_common.addresses import HostPort, parse_host_ports
 from sandbox_common.bearer import MIN_TOKEN_CHARS
 
@@ -90,6 +91,13 @@ class BrowserSessionRules(BaseSettings):
         True,
         description="Keep Chromium's own sandbox (needs unprivileged user namespaces); "
         "turn off only where they are unavailable.  Agents never run as root.",
+    )
+
+    browser_memory_mb: int = Field(
+        1024,
+        ge=256,
+        description="Memory of one browser: a browser pod's request and limit; locally, "
+        "what each agent (warm or in a session) counts against MEMORY_BUDGET_MB.",
     )
 
     def over_ceiling(self, idle: int | None, lifetime: int | None) -> tuple[str, int, str] | None:
@@ -178,10 +186,37 @@ class Settings(BrowserSessionRules):
 
     # --- sandbox limits (per execution) --------------------------------------------------
     memory_limit_mb: int = Field(
-        RUN.memory_bytes // MIB, ge=32, description="Address-space limit (RLIMIT_AS)."
+        RUN.memory_bytes // MIB,
+        ge=32,
+        description="Memory of the whole execution: every process and the in-memory "
+        "workspace and /tmp together (a cgroup per execution locally, the pod's limit on "
+        "Kubernetes); each process's address space too (RLIMIT_AS).",
     )
     max_processes: int = Field(
-        RUN.max_processes, ge=1, description="Processes and threads (RLIMIT_NPROC)."
+        RUN.max_processes,
+        ge=1,
+        description="Processes and threads of the execution (its cgroup's pids.max, "
+        "and RLIMIT_NPROC).",
+    )
+    cpu_limit_cores: float | None = Field(
+        1.0,
+        ge=0.01,  # the kernel refuses a quota below 1 ms per 100 ms period
+        description="CPU quota of one execution, in cores (a cgroup per execution, local "
+        "placement); unset for none beyond the fair share.",
+    )
+    memory_budget_mb: int | None = Field(
+        None,
+        ge=64,
+        description="Local placement: what running executions (MEMORY_LIMIT_MB each), warm "
+        "sandboxes (their measured size) and browsers (BROWSER_MEMORY_MB each) may hold "
+        "together; beyond it executions queue, then 429, and browser sessions are refused "
+        "(429). Default: 75% of the host's memory, or of the service's own cgroup limit.",
+    )
+    sandbox_cgroups: Literal["auto", "required"] = Field(
+        "auto",
+        description="auto: a cgroup per execution when the service can make them, else "
+        "per-process limits only, said in /health and the start-up log; required: the "
+        "sandbox self-test fails without them (local placement).",
     )
     max_file_size_mb: int = Field(
         RUN.max_file_bytes // MIB, ge=1, description="Largest file written (RLIMIT_FSIZE)."
@@ -255,7 +290,7 @@ class Settings(BrowserSessionRules):
         ge=64,
         description="Memory limit of a whole runner pod: every process of the execution "
         "and its in-memory workspace, /tmp and /dev/shm together. Default: "
-        "MEMORY_LIMIT_MB + WORKSPACE_SIZE_MB + 2 x TMP_SIZE_MB + 128 for the runner itself.",
+        "MEMORY_LIMIT_MB (the whole execution, as a local cgroup) + 128 for the runner.",
     )
     runner_ephemeral_storage_mb: int = Field(
         256, ge=16, description="Ephemeral-storage limit of a pod (its logs and support files)."
@@ -388,11 +423,32 @@ class Settings(BrowserSessionRules):
         return str(prepared) if prepared.exists() else "/usr/bin/python3"
 
     @property
+    def memory_budget(self) -> int:
+        """MEMORY_BUDGET_MB, or the default derived from the host (read at start)."""
+        if self.memory_budget_mb is not None:
+            return self.memory_budget_mb
+        return default_budget_mb()
+
+    @model_validator(mode="after")
+    def _budget_holds_one_of_each(self) -> Settings:
+        if self.backend != "local":
+            return self  # the cluster's quotas bound the pods there
+        budget, explicit = self.memory_budget, self.memory_budget_mb is not None
+        where = "MEMORY_BUDGET_MB" if explicit else "the memory budget (75% of this host's)"
+        warm_browsers = self.browser_warm_agents * self.browser_memory_mb
+        if budget < self.memory_limit_mb + warm_browsers:
+            raise ValueError(
+                f"{where}, {budget} MiB, cannot hold one execution (MEMORY_LIMIT_MB "
+                f"{self.memory_limit_mb}) beside the warm browsers (BROWSER_WARM_AGENTS x "
+                f"BROWSER_MEMORY_MB = {warm_browsers}): lower those or raise MEMORY_BUDGET_MB"
+            )
+        return self
+
+    @property
     def runner_pod_memory_mb(self) -> int:
         if self.runner_memory_limit_mb is not None:
             return self.runner_memory_limit_mb
-        in_memory = self.workspace_size_mb + 2 * self.tmp_size_mb
-        return self.memory_limit_mb + in_memory + RUNNER_OVERHEAD_MB
+        return self.memory_limit_mb + RUNNER_OVERHEAD_MB
 
     @property
     def warm_pool_size(self) -> int:

@@ -65,6 +65,8 @@ class FakeExecutionBackend:
     stopped: bool = False
     check: SandboxCheck = field(default_factory=lambda: SandboxCheck(False, "not started"))
 
+    warm_sandbox_mb: int = 0
+
     @property
     def warm_sandboxes(self) -> int:
         return 3

@@ -29,6 +29,9 @@ from browser_agent.server import build_app
 from sandbox_common import bearer
 from sandbox_common.bearer import MIN_TOKEN_CHARS
 
+BROWSER_EXITED_STATUS = 3
+"""The agent's exit status when Chromium died under it (a pod's reason then says so)."""
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="browser_agent", description=__doc__)
@@ -95,7 +98,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(args: argparse.Namespace, token_digest: bytes) -> None:
+async def serve(args: argparse.Namespace, token_digest: bytes) -> bool:
+    """Serve until told to stop; whether Chromium exited under the agent meanwhile."""
     api = listening_socket(args.host, args.port)
     api_port = api.getsockname()[1]
     proxy = FilteringProxy(DestinationPolicy())
@@ -124,6 +128,9 @@ async def serve(args: argparse.Namespace, token_digest: bytes) -> None:
     )
     server = uvicorn.Server(config)
     stop = asyncio.Event()
+    # Chromium gone means the agent has nothing left to serve: it ends (after answering
+    # what is in flight, with BrowserExited), and its owner sees a dead agent.
+    browser.on_exit = stop.set
     watchers = [asyncio.create_task(_stop_server(server, stop))]
     if args.exit_on_stdin_eof:
         watchers.append(asyncio.create_task(watch_stdin(stop)))
@@ -136,6 +143,7 @@ async def serve(args: argparse.Namespace, token_digest: bytes) -> None:
             task.cancel()
         await browser.close()
         await proxy.stop()
+    return browser.exited
 
 
 async def _stop_server(server: uvicorn.Server, stop: asyncio.Event) -> None:
@@ -148,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="browser_agent %(levelname)s %(message)s")
     token_digest = read_token_digest(args)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args, token_digest))
+        if asyncio.run(serve(args, token_digest)):
+            sys.exit(BROWSER_EXITED_STATUS)
 
 
 if __name__ == "__main__":

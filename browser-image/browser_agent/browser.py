@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 
 from browser_agent.devices import DESKTOP, UnknownDevice, accepted_names, resolve_device
-from browser_agent.errors import AgentError, BadInput, TabLimit, TabNotFound
+from browser_agent.errors import AgentError, BadInput, BrowserExited, TabLimit, TabNotFound
 from browser_agent.protocol import ConfigureResponse, Tab, TabList, Viewport
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ class SessionBrowser:
         self._current: str | None = None
         self.device: str | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._shutting_down = False
+        self.exited = False
+        """Chromium went away under the agent (not by close()): nothing can work again."""
+        self.on_exit: Callable[[], None] | None = None
 
     async def start(self) -> None:
         self._playwright = await async_playwright().start()
@@ -87,6 +92,7 @@ class SessionBrowser:
             handle_sigterm=False,
             handle_sighup=False,
         )
+        self._browser.on("disconnected", self._disconnected)
         # The desktop context and its first tab are the slow part of a session's start
         # (a renderer process): made now, they are ready when a session asks for desktop.
         _, options = resolve_device(DESKTOP, self._playwright.devices)
@@ -105,7 +111,25 @@ class SessionBrowser:
     def configured(self) -> bool:
         return self._context is not None
 
+    def _disconnected(self, _: Browser) -> None:
+        if self._shutting_down:
+            return
+        self.exited = True
+        log.error("Chromium exited under the agent: the session cannot continue")
+        if self.on_exit is not None:
+            self.on_exit()
+
+    def check_running(self) -> None:
+        """Raise BrowserExited when Chromium is gone (an operation's failure then means
+        that, not a closed tab)."""
+        if self.exited or (self._browser is not None and not self._browser.is_connected()):
+            self.exited = True
+            raise BrowserExited(
+                "the session's browser exited (crashed or killed); the session cannot continue"
+            )
+
     def context(self) -> BrowserContext:
+        self.check_running()
         if self._context is None:
             raise AgentError("the agent has no session yet (POST /session first)")
         return self._context
@@ -204,6 +228,7 @@ class SessionBrowser:
         return TabList(tabs=tabs, current=self._current)
 
     async def close(self) -> None:
+        self._shutting_down = True
         with contextlib.suppress(Exception):
             if self._browser is not None:
                 await asyncio.wait_for(self._browser.close(), 5)

@@ -9,6 +9,7 @@ AgentError               500
 +-- ActionFailed         409  the element was found but the action cannot apply
 +-- TabLimit             409  the session has as many tabs open as it may
 +-- NavigationFailed     502  the page could not be loaded (DNS, refused, reset, ...)
++-- BrowserExited        502  Chromium itself is gone (crashed, killed): the session ends
 +-- NavigationTimeout    504  the page did not reach ``waitUntil`` in time
 """
 
@@ -83,3 +84,10 @@ class NavigationFailed(AgentError):
 class NavigationTimeout(AgentError):
     status = 504
     code = "navigation_timeout"
+
+
+class BrowserExited(AgentError):
+    """Chromium exited under the agent (crashed, or killed from outside)."""
+
+    status = 502
+    code = "browser_exited"

@@ -86,6 +86,7 @@ async def navigate(
             f"{url} did not reach {request.waitUntil!r} within {timeout} ms (timeoutMs)"
         ) from None
     except PlaywrightError as exc:
+        browser.check_running()
         if _closed(exc):
             raise TabNotFound(f"tab {tab_id!r} was closed") from None
         if "net::ERR_" in str(exc) and "net::ERR_ABORTED" not in str(exc):
@@ -136,6 +137,7 @@ async def content(browser: SessionBrowser, tab_id: str | None) -> str:
     try:
         return await page.content()
     except PlaywrightError as exc:
+        browser.check_running()
         raise _page_error(exc, tab_id) from None
 
 
@@ -144,6 +146,7 @@ async def screenshot(browser: SessionBrowser, tab_id: str | None, full_page: boo
     try:
         return await page.screenshot(type="png", full_page=full_page, timeout=30_000)
     except PlaywrightError as exc:
+        browser.check_running()
         raise _page_error(exc, tab_id) from None
 
 
@@ -166,6 +169,7 @@ async def act(browser: SessionBrowser, action: Action) -> ActionResponse:
             [{"field": "selector" if selector else "state", "rule": "timeout", "message": what}],
         ) from None
     except PlaywrightError as exc:
+        browser.check_running()
         raise _action_error(exc, action, tab_id) from None
     return ActionResponse(tabId=tab_id, action=action.action, url=page.url, result=result)
 

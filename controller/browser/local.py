@@ -8,6 +8,7 @@ pool (controller.pool) starts a replacement at once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -18,6 +19,8 @@ from controller.browser.uids import Lease, UidLeases
 from controller.errors import BrowserUnavailable
 from controller.pool import Backoff, PoolClosed, WarmPool
 from controller.settings import Settings
+
+log = logging.getLogger(__name__)
 
 START_BACKOFF = Backoff(first_s=5.0, max_s=120.0)
 TAKE_TIMEOUT_S = 35.0
@@ -35,6 +38,8 @@ class LocalSessionBackend:
         self._agents: dict[str, AgentProcess] = {}
         self.device_names: list[str] = []
         self._launcher: Path | None = None
+        self._unavailable: str | None = None
+        """Why no agent can start at all (set at start), for every creation's 503."""
         # As root, every agent's Chromium gets a uid and gid of its own, leased host-wide,
         # so no page can see, signal or trace another session's browser or read its files.
         self._uids = (
@@ -53,12 +58,25 @@ class LocalSessionBackend:
     async def start(self) -> None:
         # Directories of agents of a previous run (killed with it) are removed first.
         await asyncio.to_thread(shutil.rmtree, self._root, True)
-        self._root.mkdir(parents=True, exist_ok=True)
-        # Traversable, not listable: each agent's uid reaches only its own 0700 directory.
-        os.chmod(self._root, 0o711)  # noqa: S103
-        if self._uids is not None:
-            self._launcher = write_launcher(self._root / "bin")
+        try:
+            self._root.mkdir(parents=True, exist_ok=True)
+            # Traversable, not listable: each agent's uid reaches only its own 0700 directory.
+            os.chmod(self._root, 0o711)  # noqa: S103
+            if self._uids is not None:
+                self._launcher = write_launcher(self._root / "bin")
+        except OSError as exc:
+            # A full or read-only disk: browser sessions answer 503 saying so, executions
+            # go on (they need no disk), and a restart retries.
+            self._unavailable = self._disk_refusal(exc)
+            log.error("browser sessions unavailable: %s", self._unavailable)
+            return
         self._pool.open()
+
+    def _disk_refusal(self, exc: OSError) -> str:
+        return (
+            f"cannot write the browser agents' files under {self._root} (STATE_DIR): "
+            f"{exc.strerror or exc}"
+        )
 
     async def _start_agent(self) -> AgentProcess:
         lease = None
@@ -72,9 +90,11 @@ class LocalSessionBackend:
         ids = (lease.uid, lease.gid) if lease is not None else None
         try:
             agent = AgentProcess(self._settings, self._root, ids, self._launcher)
-        except BaseException:
+        except BaseException as exc:
             if lease is not None:
                 UidLeases.release(lease)
+            if isinstance(exc, OSError):
+                raise BrowserUnavailable(self._disk_refusal(exc)) from exc
             raise
         self._agents[agent.agent_id] = agent
         if lease is not None:
@@ -88,6 +108,8 @@ class LocalSessionBackend:
         return agent
 
     async def acquire(self) -> AgentHandle:
+        if self._unavailable is not None:
+            raise BrowserUnavailable(self._unavailable)
         try:
             agent = await self._pool.take(TAKE_TIMEOUT_S)
         except PoolClosed as exc:

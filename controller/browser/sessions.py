@@ -26,6 +26,7 @@ from controller.browser.backend import AgentHandle, SessionBackend
 from controller.browser.client import AgentClient, reply_model
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, Viewport
 from controller.browser.service import check_capacity, checked_timeouts
+from controller.budget import MemoryBudget
 from controller.errors import (
     AgentRefused,
     BadGateway,
@@ -100,10 +101,15 @@ class SessionService:
     """Owns the sessions and their agents; the only way routes reach a browser."""
 
     def __init__(
-        self, settings: Settings, backend: SessionBackend, client: AgentClient | None = None
+        self,
+        settings: Settings,
+        backend: SessionBackend,
+        client: AgentClient | None = None,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.settings = settings
         self._backend = backend
+        self._budget = budget
         self.client = client or AgentClient()
         self._sessions: dict[str, Session] = {}
         self._creating = 0
@@ -118,6 +124,9 @@ class SessionService:
         return self._backend.warm_agents
 
     async def start(self) -> None:
+        if self._budget is not None:  # the warm agents hold theirs all the time
+            warm = self.settings.browser_warm_agents * self.settings.browser_memory_mb
+            self._budget.hold(warm, "the warm browsers")
         await self._backend.start()
         self._reaper = asyncio.create_task(self._reap(), name="browser-session-reaper")
 
@@ -146,7 +155,10 @@ class SessionService:
                 f"unknown device {request.device!r}; accepted: " + ", ".join(names),
             )
         check_capacity(s, len(self._sessions) + self._creating)
+        if self._budget is not None:
+            self._budget.hold(s.browser_memory_mb, "a browser session")
         self._creating += 1
+        opened = False
         try:
             agent = await self._backend.acquire()
             try:
@@ -162,8 +174,11 @@ class SessionService:
                 # went away), an agent that got no session must not linger.
                 self._in_background(self._backend.release(agent))
                 raise
+            opened = True
         finally:
             self._creating -= 1
+            if not opened and self._budget is not None:
+                self._budget.release(s.browser_memory_mb)
         session = Session(
             session_id=new_session_id(),
             agent=agent,
@@ -207,6 +222,8 @@ class SessionService:
         session.closed = True
         self._sessions.pop(session.session_id, None)
         log.info("browser session %s closed (%s)", session.session_id, why)
+        if self._budget is not None:
+            self._budget.release(self.settings.browser_memory_mb)
         await self._backend.release(session.agent)
 
     @contextlib.asynccontextmanager

@@ -1,4 +1,4 @@
-"""Admission control: a bounded number of running executions and a bounded queue."""
+"""Admission control: a bounded number of running executions, their memory, a bounded queue."""
 
 from __future__ import annotations
 
@@ -6,13 +6,26 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from controller.budget import MemoryBudget
 from controller.errors import Overloaded
 
 
 class Admission:
-    """At most ``running`` executions at once and ``queued`` waiting; beyond that, 429."""
+    """At most ``running`` executions at once and ``queued`` waiting; beyond that, 429.
 
-    def __init__(self, running: int, queued: int) -> None:
+    With a ``budget``, a running execution also holds ``memory_mb`` of it, waiting for
+    it in turn once it has a slot (controller.budget).
+    """
+
+    def __init__(
+        self,
+        running: int,
+        queued: int,
+        budget: MemoryBudget | None = None,
+        memory_mb: int = 0,
+    ) -> None:
+        self.budget = budget
+        self._memory_mb = memory_mb
         self._slots = asyncio.Semaphore(running)
         self._capacity = running + queued
         self._admitted = 0
@@ -35,6 +48,10 @@ class Admission:
         self._admitted += 1
         try:
             async with self._slots:
-                yield
+                if self.budget is None:
+                    yield
+                else:
+                    async with self.budget.reserved(self._memory_mb, "an execution"):
+                        yield
         finally:
             self._admitted -= 1

@@ -19,6 +19,8 @@ class SandboxCheck:
 
     ok: bool
     detail: str
+    limits: str = ""
+    """How a whole execution is bounded (cgroups, a pod's limits, or per process only)."""
 
 
 NOT_STARTED = SandboxCheck(ok=False, detail="not started")
@@ -34,6 +36,10 @@ class ExecutionBackend(Protocol):
     @property
     def warm_sandboxes(self) -> int:
         """Sandboxes started and waiting for a job."""
+
+    @property
+    def warm_sandbox_mb(self) -> int:
+        """Memory one warm sandbox holds on this host (measured at start; 0 elsewhere)."""
 
     async def start(self) -> SandboxCheck:
         """Prepare the backend and prove, with a real sandboxed run, that it isolates."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from runner.cgroup import SANDBOX_TASKS, GroupLimits
 from runner.contract import MIB, HarvestLimits, RunLimits, SandboxLimits
 
 from controller.settings import Settings
@@ -31,4 +32,13 @@ def harvest_limits(settings: Settings) -> HarvestLimits:
         max_files=settings.max_output_files,
         max_file_bytes=settings.max_output_file_bytes,
         max_total_bytes=settings.max_output_bytes,
+    )
+
+
+def group_limits(settings: Settings) -> GroupLimits:
+    """The cgroup of one sandbox: the whole execution's memory, tasks and CPU."""
+    return GroupLimits(
+        memory_bytes=settings.memory_limit_mb * MIB,
+        max_tasks=settings.max_processes + SANDBOX_TASKS,
+        cpu_cores=settings.cpu_limit_cores,
     )

@@ -9,9 +9,14 @@ serves exactly one execution, and is then killed; the warm pool (controller.pool
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import platform
+import secrets
+from dataclasses import replace
 from pathlib import Path
 
+from runner.cgroup import SANDBOX_TASKS, CgroupError, SandboxCgroups, host_placement
 from runner.contract import Job, Outcome
 from runner.launch import SETUP_ERRORS, SandboxCommand, sandbox_command
 from runner.supervisor import Sandbox, SandboxError
@@ -19,13 +24,47 @@ from runner.support import prepare_support_dir
 
 from controller.errors import SandboxUnavailable
 from controller.execution.backend import NOT_STARTED, SandboxCheck
-from controller.execution.limits import sandbox_limits
+from controller.execution.limits import group_limits, sandbox_limits
 from controller.execution.selftest import judge, self_test_job
 from controller.pool import Backoff, PoolClosed, WarmPool
 from controller.settings import Settings
 
+log = logging.getLogger(__name__)
+
 READY_TIMEOUT_S = 10.0
 START_BACKOFF = Backoff(first_s=1.0, max_s=30.0)
+PER_PROCESS_ONLY = "per process only (rlimits: RLIMIT_AS, RLIMIT_NPROC), no cgroup"
+
+
+def subtree_name(state_dir: str | Path) -> str:
+    """The service's cgroup subtree: one per state directory, so that two services on a
+    host never reap each other's sandboxes, and a restarted one finds its own leftovers."""
+    digest = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()
+    return f"sandbox-controller-{digest[:12]}"
+
+
+def with_nproc_backstop(job: Job) -> Job:
+    """``job`` for a sandbox in its own cgroup: the cgroup's task limit (MAX_PROCESSES for
+    the code) is the one that refuses, since its refusals are counted and reported, and
+    RLIMIT_NPROC stays just above it as a backstop."""
+    ceiling = job.limits.max_processes + SANDBOX_TASKS + 1
+    return replace(job, limits=replace(job.limits, max_processes=ceiling))
+
+
+def open_cgroups(state_dir: str | Path) -> tuple[SandboxCgroups | None, str]:
+    """The service's cgroup subtree, made and reaped, and how limits are enforced; or
+    None and why there are only per-process limits."""
+    where = host_placement()
+    if isinstance(where, str):
+        return None, f"{PER_PROCESS_ONLY}: {where}"
+    tree = SandboxCgroups(where, subtree_name(state_dir))
+    try:
+        reaped = tree.open()
+    except CgroupError as exc:
+        return None, f"{PER_PROCESS_ONLY}: {exc}"
+    if reaped:
+        log.warning("reaped %d sandbox cgroups left by an earlier run of the service", reaped)
+    return tree, tree.describe()
 
 
 class LocalBackend:
@@ -46,6 +85,10 @@ class LocalBackend:
             max_age_s=settings.warm_sandbox_max_age_s,
         )
         self.check = NOT_STARTED
+        self._cgroups: SandboxCgroups | None = None
+        self._limits = PER_PROCESS_ONLY
+        self.warm_sandbox_mb = 0
+        """What the self-test's sandbox held at its peak: what each warm one holds."""
 
     @property
     def warm_sandboxes(self) -> int:
@@ -60,7 +103,18 @@ class LocalBackend:
             )
         except SETUP_ERRORS as exc:
             # Fail closed with the reason in /health, rather than a crash at start.
-            self.check = SandboxCheck(ok=False, detail=f"cannot prepare the sandbox: {exc}")
+            self.check = SandboxCheck(
+                ok=False,
+                detail=f"cannot prepare the sandbox under {settings.state_dir} (STATE_DIR): {exc}",
+            )
+            return self.check
+        self._cgroups, limits = await asyncio.to_thread(open_cgroups, settings.state_dir)
+        self._limits = limits
+        log.log(logging.INFO if self._cgroups else logging.WARNING, "execution limits: %s", limits)
+        if self._cgroups is None and settings.sandbox_cgroups == "required":
+            self.check = SandboxCheck(
+                ok=False, detail="SANDBOX_CGROUPS=required, and " + limits, limits=limits
+            )
             return self.check
         # The command depends only on settings; per-run limits travel in the job.
         self._command = sandbox_command(
@@ -84,18 +138,35 @@ class LocalBackend:
             finally:
                 await sandbox.close()
         except SandboxError as exc:
-            return SandboxCheck(ok=False, detail=str(exc))
+            return SandboxCheck(ok=False, detail=str(exc), limits=self._limits)
+        self.warm_sandbox_mb = -(-(outcome.max_rss_kb or 0) // 1024)  # rounded up
         seccomp = (
             "on"
             if self._command and self._command.seccomp
             else f"off (no syscall table for {platform.machine()})"
         )
-        return judge(outcome, f"bubblewrap sandbox verified; seccomp filter {seccomp}")
+        return judge(
+            outcome, f"bubblewrap sandbox verified; seccomp filter {seccomp}", self._limits
+        )
 
     async def _new_sandbox(self) -> Sandbox:
         if self._command is None:
             raise SandboxError("the backend was not started")
-        sandbox = self._command.start()
+        group = None
+        if self._cgroups is not None:
+            name = f"sb-{secrets.token_hex(6)}"
+            try:
+                group = await asyncio.to_thread(
+                    self._cgroups.create, name, group_limits(self._settings)
+                )
+            except CgroupError as exc:
+                raise SandboxError(f"cannot make the sandbox's cgroup: {exc}") from exc
+        try:
+            sandbox = self._command.start(group)
+        except BaseException:
+            if group is not None:
+                await asyncio.to_thread(group.remove)
+            raise
         try:
             await sandbox.wait_ready(READY_TIMEOUT_S)
         except BaseException:  # failed or cancelled: a sandbox nobody owns must not linger
@@ -121,6 +192,8 @@ class LocalBackend:
             asyncio.get_running_loop().call_soon(self._pool.fill)
 
     async def _run_in(self, sandbox: Sandbox, job: Job) -> Outcome:
+        if self._cgroups is not None:
+            job = with_nproc_backstop(job)
         try:
             return await sandbox.run(job)
         finally:
@@ -128,3 +201,8 @@ class LocalBackend:
 
     async def stop(self) -> None:
         await self._pool.stop()
+        if self._cgroups is not None:
+            try:
+                await asyncio.to_thread(self._cgroups.close)
+            except CgroupError as exc:
+                log.warning("%s (reaped at the next start)", exc)

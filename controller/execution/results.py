@@ -69,15 +69,27 @@ def limit_violations(outcome: Outcome, timeout_ms: int) -> list[Violation]:
                 )
             )
     if outcome.memory_limit_hit:
+        peak = f"; peak {outcome.max_rss_kb // 1024} MiB" if outcome.max_rss_kb else ""
         found.append(
             Violation(
                 kind="limit",
                 target="memory",
                 detail="killed at the memory limit of the whole execution "
-                "(every process and the in-memory workspace together)",
+                f"(every process and the in-memory workspace together; setting "
+                f"MEMORY_LIMIT_MB{peak})",
             )
         )
-    if outcome.status_missing:
+    if outcome.process_limit_hit:
+        found.append(
+            Violation(
+                kind="limit",
+                target="processes",
+                detail="a new process or thread was refused at the limit of the whole "
+                "execution (setting MAX_PROCESSES)",
+            )
+        )
+    # A supervisor killed by the memory limit did not break down: the limit says why.
+    if outcome.status_missing and not outcome.memory_limit_hit:
         found.append(
             Violation(
                 kind="other",

@@ -26,9 +26,12 @@ def self_test_job(settings: Settings) -> Job:
     )
 
 
-def judge(outcome: Outcome, verified: str) -> SandboxCheck:
-    """The check the self-test's outcome earns; ``verified`` describes a pass."""
+def judge(outcome: Outcome, verified: str, limits: str) -> SandboxCheck:
+    """The check the self-test's outcome earns; ``verified`` describes a pass, ``limits``
+    how the backend bounds a whole execution."""
     if outcome.exit_code != 0 or outcome.stdout != SELF_TEST_EXPECTED:
         detail = (outcome.stderr or outcome.stdout).decode("utf-8", "replace")[-500:]
-        return SandboxCheck(ok=False, detail=f"sandbox self-test failed: {detail.strip()}")
-    return SandboxCheck(ok=True, detail=verified)
+        return SandboxCheck(
+            ok=False, detail=f"sandbox self-test failed: {detail.strip()}", limits=limits
+        )
+    return SandboxCheck(ok=True, detail=verified, limits=limits)

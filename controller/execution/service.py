@@ -8,6 +8,7 @@ import uuid
 import httpx
 from runner.contract import InputFile, Job
 
+from controller.budget import MemoryBudget
 from controller.errors import InvalidRequest, SandboxUnavailable
 from controller.execution import delivery
 from controller.execution.admission import Admission
@@ -29,12 +30,18 @@ def new_execution_id() -> str:
 class ExecutionService:
     """Validated requests in, responses out; owns admission in front of the backend."""
 
-    def __init__(self, settings: Settings, backend: ExecutionBackend) -> None:
+    def __init__(
+        self, settings: Settings, backend: ExecutionBackend, budget: MemoryBudget | None = None
+    ) -> None:
         self.settings = settings
         self._backend = backend
         self.admission = Admission(
-            settings.max_concurrent_executions, settings.max_queued_executions
+            settings.max_concurrent_executions,
+            settings.max_queued_executions,
+            budget,
+            settings.memory_limit_mb,
         )
+        self._warm_held_mb = 0
         self.upload_policy = UploadPolicy(settings.upload_allowed_hosts)
         self._uploads = httpx.AsyncClient(
             transport=GuardedTransport(self.upload_policy, settings.upload_concurrency * 4),
@@ -56,6 +63,30 @@ class ExecutionService:
 
     async def start(self) -> None:
         check = await self._backend.start()
+        budget = self.admission.budget
+        if budget is not None and check.ok:
+            # The warm sandboxes hold what one measured at start, all the time.
+            each = self._backend.warm_sandbox_mb
+            want = each * self.settings.warm_pool_size
+            room = budget.free_mb - self.settings.memory_limit_mb
+            if want > room:
+                log.warning(
+                    "the memory budget (%d MiB) cannot hold %d warm sandboxes of %d MiB beside "
+                    "one execution: counting %d MiB for them (setting MEMORY_BUDGET_MB)",
+                    budget.total_mb,
+                    self.settings.warm_pool_size,
+                    each,
+                    max(room, 0),
+                )
+                want = max(room, 0)
+            self._warm_held_mb = want
+            budget.hold(want, "the warm sandboxes")
+            log.info(
+                "memory budget %d MiB: executions %d MiB each, warm sandboxes %d MiB each",
+                budget.total_mb,
+                self.settings.memory_limit_mb,
+                each,
+            )
         if check.ok:
             log.info("sandbox self-test passed: %s", check.detail)
         else:

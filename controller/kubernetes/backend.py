@@ -97,6 +97,8 @@ class KubernetesBackend:
     def warm_sandboxes(self) -> int:
         return self._pool.ready if self._pool is not None else 0
 
+    warm_sandbox_mb = 0  # the pods' memory is the cluster's (quota), not this host's
+
     async def start(self) -> SandboxCheck:
         settings = self._settings
         try:
@@ -167,7 +169,12 @@ class KubernetesBackend:
         except (SandboxUnavailable, _NotDelivered) as exc:
             return SandboxCheck(ok=False, detail=f"runner pod self-test failed: {exc}")
         namespace = self._settings.kubernetes_namespace
-        return judge(outcome, f"runner pod in namespace {namespace} verified (bubblewrap, seccomp)")
+        return judge(
+            outcome,
+            f"runner pod in namespace {namespace} verified (bubblewrap, seccomp)",
+            f"the runner pod's limits per execution (memory {self._settings.runner_pod_memory_mb}"
+            f" MiB, cpu {self._settings.runner_cpu_limit})",
+        )
 
     async def run(self, job: Job) -> Outcome:
         if self._pool is None:

@@ -30,9 +30,6 @@ class OperatorSettings(BrowserSessionRules):
     )
     browser_cpu_request: str = Field("250m", pattern=QUANTITY, description="CPU request.")
     browser_cpu_limit: str = Field("1", pattern=QUANTITY, description="CPU limit of a pod.")
-    browser_memory_mb: int = Field(
-        1024, ge=256, description="Memory request and limit of a browser pod, in MiB."
-    )
     browser_ephemeral_storage_mb: int = Field(
         512, ge=64, description="Ephemeral-storage limit of a browser pod (profile, downloads)."
     )

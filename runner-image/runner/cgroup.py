@@ -1,25 +1,57 @@
-"""The memory cgroup a runner process lives in (a runner pod's own): has it OOM-killed anything?
+"""Cgroups: a runner pod's own (did its limit kill anything?) and, locally, one per sandbox.
 
-In a container with its own cgroup namespace the pod's cgroup is the root of
-/sys/fs/cgroup: ``memory.events`` under cgroup v2, ``memory/memory.oom_control`` under
-v1 (both count ``oom_kill``).  Read before and after the one run of a pod, the
-difference says whether the pod's memory limit, which bounds every process of the
-execution and its in-memory filesystems together, killed part of it.
+In a runner pod the pod's cgroup is the root of /sys/fs/cgroup (its own cgroup
+namespace): ``memory.events`` under cgroup v2, ``memory/memory.oom_control`` under v1
+both count ``oom_kill``.  Read before and after the pod's one run, the difference says
+whether the pod's memory limit killed part of the execution.
+
+In local mode every sandbox gets a cgroup of its own, made before it starts and removed
+after its run, under a subtree the service owns (``SandboxCgroups``): memory (every
+process and the tmpfs pages they write, together), tasks and CPU of the whole execution,
+where rlimits only bound each process.  cgroup v2 (one directory) and v1 (a directory per
+controller: this machine's memory, pids and cpu) share one interface; what differs is
+data (``limit_writes``, ``V2`` and ``V1`` file names), tested as such.  The sandbox's
+first process enters its cgroups itself (``enter_argv``) before it execs bubblewrap, so
+nothing of the sandbox ever runs outside them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import re
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 COUNTERS = (
     Path("/sys/fs/cgroup/memory.events"),
     Path("/sys/fs/cgroup/memory/memory.oom_control"),
 )
+V1_CONTROLLERS = ("memory", "pids", "cpu")
+"""What a v1 sandbox cgroup is made in; memory and pids are required, cpu is optional."""
+REQUIRED = ("memory", "pids")
+CPU_PERIOD_US = 100_000
+TCP_MAX_BYTES = 64 << 20
+SANDBOX_TASKS = 2
+"""Tasks of the sandbox's own machinery (bubblewrap, and the stub's supervisor, PID 1 of
+the sandbox) on top of MAX_PROCESSES: the code's processes and threads, its main process
+included, get what the setting says."""
+ENTER = 'while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift; exec "$@"'
+"""sh: move this process into each cgroup named before ``--`` (0 means the writer), then
+exec the rest: bubblewrap and everything it starts are inside from their first instant."""
+SH = "/bin/sh"
+V1_MEMSW = "memory.memsw.limit_in_bytes"
+V1_TCP = "memory.kmem.tcp.limit_in_bytes"
 
 
-def oom_kills(counters: tuple[Path, ...] = COUNTERS) -> int | None:
-    """How many processes the cgroup's memory limit has killed; None when it cannot be read."""
-    for path in counters:
+def oom_kills_in(files: Iterable[Path]) -> int | None:
+    """The ``oom_kill`` count of the first readable file (memory.events or
+    memory.oom_control); None when none can be read."""
+    for path in files:
         try:
             text = path.read_text()
         except OSError:
@@ -29,3 +61,430 @@ def oom_kills(counters: tuple[Path, ...] = COUNTERS) -> int | None:
             if name == "oom_kill" and value.strip().isdigit():
                 return int(value)
     return None
+
+
+def oom_kills(counters: tuple[Path, ...] = COUNTERS) -> int | None:
+    """How many processes this (pod's) cgroup's memory limit has killed."""
+    return oom_kills_in(counters)
+
+
+@dataclass(frozen=True)
+class GroupLimits:
+    """What one sandbox's cgroup allows, the whole execution together."""
+
+    memory_bytes: int
+    max_tasks: int
+    cpu_cores: float | None = None
+    """A quota in cores (None: no quota, only the fair share every cgroup gets)."""
+
+
+@dataclass(frozen=True)
+class GroupUsage:
+    peak_bytes: int | None
+    oom_kills: int | None
+    tasks_refused: int | None
+    """How many forks the task limit refused (pids.events ``max``)."""
+
+
+def limit_writes(
+    version: int, limits: GroupLimits, *, swap: bool, tcp: bool = False
+) -> list[tuple[str, str, str]]:
+    """The (controller, file, value) writes that set ``limits``, in the order they must go.
+
+    ``swap``: the hierarchy accounts swap (v1 ``memory.memsw.*``, v2 ``memory.swap.max``);
+    the execution then gets no swap beyond its memory, so the limit cannot be dodged by
+    being paged out (v1 without it: swappiness 0 at least).  ``tcp``: v1's separate
+    counter of TCP buffers (``memory.kmem.tcp.*``), which v1 leaves unlimited otherwise
+    and v2 counts in ``memory.max`` anyway.  Under v2 every controller is in one
+    directory (``""``).
+    """
+    memory, tasks = str(limits.memory_bytes), str(limits.max_tasks)
+    quota = None if limits.cpu_cores is None else round(limits.cpu_cores * CPU_PERIOD_US)
+    if version == 2:
+        writes = [("", "memory.max", memory)]
+        if swap:
+            writes.append(("", "memory.swap.max", "0"))
+        writes.append(("", "pids.max", tasks))
+        if quota is not None:
+            writes.append(("", "cpu.max", f"{quota} {CPU_PERIOD_US}"))
+        return writes
+    # v1: memsw (memory + swap) may never be below memory, so memory goes first.
+    writes = [("memory", "memory.limit_in_bytes", memory)]
+    if swap:
+        writes.append(("memory", "memory.memsw.limit_in_bytes", memory))
+    writes.append(("memory", "memory.swappiness", "0"))
+    if tcp:
+        writes.append(("memory", "memory.kmem.tcp.limit_in_bytes", str(tcp_bytes(limits))))
+    writes.append(("pids", "pids.max", tasks))
+    if quota is not None:
+        writes += [
+            ("cpu", "cpu.cfs_period_us", str(CPU_PERIOD_US)),
+            ("cpu", "cpu.cfs_quota_us", str(quota)),
+        ]
+    return writes
+
+
+def tcp_bytes(limits: GroupLimits) -> int:
+    """v1's TCP buffer limit beside the memory limit: a quarter of it, at most 64 MiB (a
+    sandbox has only its own loopback; this bounds what it can queue there)."""
+    return min(limits.memory_bytes // 4, TCP_MAX_BYTES)
+
+
+def enter_argv(procs_files: Iterable[Path], argv: list[str]) -> list[str]:
+    """``argv`` started inside the cgroups whose ``cgroup.procs`` files are given."""
+    return [SH, "-c", ENTER, "sh", *(str(p) for p in procs_files), "--", *argv]
+
+
+# --- where the cgroups are ---------------------------------------------------------------
+
+
+Mount = tuple[Path, str]
+"""A cgroup hierarchy's mount point, and the cgroup it shows there (``/`` unless the
+mount is of a subtree, as in some containers)."""
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (``\\040``)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mounts(mountinfo: str) -> tuple[dict[str, Mount], Mount | None]:
+    """The v1 hierarchies by controller, and the v2 mount, from /proc/self/mountinfo."""
+    v1: dict[str, Mount] = {}
+    v2: Mount | None = None
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 5 or len(tail) < 3:
+            continue
+        mount = (Path(_unescape(fields[4])), _unescape(fields[3]))
+        fstype, options = tail[0], tail[2].split(",")
+        if fstype == "cgroup2" and v2 is None:
+            v2 = mount
+        elif fstype == "cgroup":
+            for option in options:  # the controllers, among rw/ro and name=... options
+                if option not in ("rw", "ro") and "=" not in option:
+                    v1.setdefault(option, mount)
+    return v1, v2
+
+
+def _directory(mount: Mount, own: str) -> Path | None:
+    """Where cgroup ``own`` is under ``mount``; None when the mount does not show it."""
+    point, root = mount
+    if root != "/" and own != root and not own.startswith(root.rstrip("/") + "/"):
+        return None
+    relative = own[len(root) :] if root != "/" else own
+    return point / relative.lstrip("/")
+
+
+def parse_own(proc_cgroup: str) -> tuple[dict[str, str], str | None]:
+    """This process's v1 cgroup by controller, and its v2 cgroup, from /proc/self/cgroup."""
+    v1: dict[str, str] = {}
+    v2: str | None = None
+    for line in proc_cgroup.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if not controllers:
+            v2 = path
+        for controller in controllers.split(","):
+            if controller:
+                v1[controller] = path
+    return v1, v2
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the service's subtree goes: one directory per controller (v1) or one (v2)."""
+
+    version: int
+    parents: dict[str, Path]
+    """By controller ("" under v2): the directory the subtree is made in."""
+
+
+def placement(
+    mounts: tuple[dict[str, Mount], Mount | None],
+    own: tuple[dict[str, str], str | None],
+    v2_controllers: set[str],
+) -> Placement | str:
+    """Where this process may make its sandboxes' cgroups, or why it cannot (a sentence).
+
+    v2 when its hierarchy has the memory and pids controllers (the default on current
+    Debian and Ubuntu); else v1 when both are mounted (older hosts, this one).  The
+    subtree goes under the process's own cgroup: the only place a delegated service
+    (systemd ``Delegate=yes``) or a container may write.
+    """
+    (v1_mounts, v2_mount), (v1_own, v2_own) = mounts, own
+    if v2_mount is not None and v2_own is not None and set(REQUIRED) <= v2_controllers:
+        directory = _directory(v2_mount, v2_own)
+        if directory is not None:
+            return Placement(2, {"": directory})
+    found = {
+        c: _directory(v1_mounts[c], v1_own[c])
+        for c in V1_CONTROLLERS
+        if c in v1_mounts and c in v1_own
+    }
+    usable = {c: d for c, d in found.items() if d is not None}
+    if all(c in usable for c in REQUIRED):
+        return Placement(1, usable)
+    missing = [c for c in REQUIRED if c not in v1_mounts and c not in v2_controllers]
+    return (
+        "no cgroup hierarchy with the memory and pids controllers"
+        + (f" (missing: {', '.join(missing)})" if missing else "")
+        + " is mounted for this process"
+    )
+
+
+# --- the files ---------------------------------------------------------------------------
+
+
+class CgroupError(Exception):
+    """A cgroup could not be made or set up (the message says which file and why)."""
+
+
+def _write(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError as exc:
+        raise CgroupError(f"cannot write {value!r} to {path}: {exc.strerror or exc}") from exc
+
+
+def _read_int(path: Path) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        return int(path.read_text().split()[0])
+    return None
+
+
+def _keyed(path: Path, key: str) -> int | None:
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key and value.strip().isdigit():
+                return int(value)
+    return None
+
+
+def _pids(directory: Path) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+    return []
+
+
+def _kill_if_inside(pid: int, directory: Path) -> None:
+    """SIGKILL ``pid`` if it is still in ``directory``'s cgroup.  The pidfd pins the
+    process, so a pid number freed and reused since the listing is never hit."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return  # gone already
+    try:
+        if pid in _pids(directory):
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    finally:
+        os.close(pidfd)
+
+
+class SandboxCgroup:
+    """One sandbox's cgroup (a directory per controller under v1, one under v2)."""
+
+    def __init__(self, version: int, dirs: dict[str, Path]) -> None:
+        self.version = version
+        self.dirs = dirs
+        self.name = next(iter(dirs.values())).name
+
+    @property
+    def procs_files(self) -> list[Path]:
+        """Where the sandbox's first process writes itself: every directory's procs."""
+        return [d / "cgroup.procs" for d in self.dirs.values()]
+
+    def _dir(self, controller: str) -> Path:
+        return self.dirs["" if self.version == 2 else controller]
+
+    def usage(self) -> GroupUsage:
+        memory, pids = self._dir("memory"), self._dir("pids")
+        if self.version == 2:
+            peak = _read_int(memory / "memory.peak")
+            kills = oom_kills_in([memory / "memory.events"])
+        else:
+            peak = _read_int(memory / "memory.max_usage_in_bytes")
+            kills = oom_kills_in([memory / "memory.oom_control"])
+        return GroupUsage(
+            peak_bytes=peak, oom_kills=kills, tasks_refused=_keyed(pids / "pids.events", "max")
+        )
+
+    def kill(self) -> None:
+        """SIGKILL whatever is still inside (cgroup.kill where the kernel has it)."""
+        if self.version == 2 and (self.dirs[""] / "cgroup.kill").exists():
+            with contextlib.suppress(OSError):
+                (self.dirs[""] / "cgroup.kill").write_text("1")
+                return
+        for directory in self.dirs.values():
+            for pid in _pids(directory):
+                _kill_if_inside(pid, directory)
+
+    def remove(self) -> bool:
+        """Kill what is left and remove the directories; False while some are busy
+        (processes still exiting: try again)."""
+        self.kill()
+        done = True
+        for directory in self.dirs.values():
+            try:
+                directory.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise CgroupError(f"cannot remove {directory}: {exc.strerror}") from exc
+                done = False
+        return done
+
+
+class SandboxCgroups:
+    """The service's subtree: a cgroup per sandbox, and the reaping of leftovers."""
+
+    def __init__(self, where: Placement, subtree: str) -> None:
+        self.version = where.version
+        self.roots = {c: parent / subtree for c, parent in where.parents.items()}
+        self.cpu = self.version == 2 or "cpu" in self.roots
+        self.swap_capped = True
+        """Whether the execution's memory can be kept from swap (known after open)."""
+
+    def describe(self) -> str:
+        controllers = "memory, pids" + (", cpu" if self.cpu else "")
+        subtree = next(iter(self.roots.values())).name
+        swap = "" if self.swap_capped else "; swap is on and not accounted: not capped"
+        return f"cgroup v{self.version} per execution ({controllers}; subtree {subtree}{swap})"
+
+    def open(self) -> int:
+        """Make the subtree (reaping what a crashed predecessor left); how many it reaped."""
+        for directory in self.roots.values():
+            try:
+                directory.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise CgroupError(f"cannot make {directory}: {exc.strerror or exc}") from exc
+        if self.version == 2:
+            self._enable_v2()
+        memory = self.roots["" if self.version == 2 else "memory"]
+        accounted = (memory / ("memory.swap.max" if self.version == 2 else V1_MEMSW)).exists()
+        self.swap_capped = accounted or not host_swaps()
+        return self.reap()
+
+    def _enable_v2(self) -> None:
+        """Give the subtree's children the controllers: in the service's own cgroup, then
+        in the subtree.
+
+        v2 lets a cgroup other than the root hand controllers down only while it holds
+        no process, so a service in its own cgroup (a systemd unit with Delegate=yes)
+        first moves its processes into a leaf, ``service``, beside the subtree.  The
+        kernel says ENOENT for a controller it cannot give before EBUSY for processes,
+        so both are handled in turn.
+        """
+        root = self.roots[""]
+        own = root.parent
+        for directory in (own, root):
+            moved = False
+            while True:
+                wanted = "+memory +pids" + (" +cpu" if self.cpu else "")
+                try:
+                    (directory / "cgroup.subtree_control").write_text(wanted)
+                    break
+                except OSError as exc:
+                    if exc.errno == errno.EBUSY and directory == own and not moved:
+                        self._move_into_leaf(own)
+                        moved = True
+                    elif exc.errno == errno.ENOENT and self.cpu:
+                        self.cpu = False  # cpu not delegated here: memory and pids suffice
+                    else:
+                        raise CgroupError(
+                            f"cannot enable {wanted} in {directory}: {exc.strerror or exc}"
+                        ) from exc
+
+    @staticmethod
+    def _move_into_leaf(own: Path) -> None:
+        leaf = own / "service"
+        try:
+            leaf.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise CgroupError(f"cannot make {leaf}: {exc.strerror or exc}") from exc
+        for pid in _pids(own):
+            with contextlib.suppress(OSError):  # gone meanwhile: nothing to move
+                (leaf / "cgroup.procs").write_text(str(pid))
+
+    def create(self, name: str, limits: GroupLimits) -> SandboxCgroup:
+        dirs = {c: root / name for c, root in self.roots.items()}
+        group = SandboxCgroup(self.version, dirs)
+        try:
+            for directory in dirs.values():
+                directory.mkdir()
+            memory = group._dir("memory")
+            swap = (memory / ("memory.swap.max" if self.version == 2 else V1_MEMSW)).exists()
+            tcp = self.version == 1 and (memory / V1_TCP).exists()
+            for controller, file, value in limit_writes(
+                self.version, limits if self.cpu else _no_cpu(limits), swap=swap, tcp=tcp
+            ):
+                _write(group._dir(controller or "memory") / file, value)
+        except (OSError, CgroupError) as exc:
+            group.remove()
+            if isinstance(exc, CgroupError):
+                raise
+            raise CgroupError(f"cannot make the cgroup {name}: {exc.strerror or exc}") from exc
+        return group
+
+    def leftovers(self) -> list[SandboxCgroup]:
+        names: set[str] = set()
+        for root in self.roots.values():
+            with contextlib.suppress(OSError):
+                names |= {p.name for p in root.iterdir() if p.is_dir()}
+        return [
+            SandboxCgroup(self.version, {c: root / n for c, root in self.roots.items()})
+            for n in sorted(names)
+        ]
+
+    def reap(self, wait_s: float = 5.0) -> int:
+        """Kill and remove every sandbox cgroup left in the subtree; how many there were."""
+        found = self.leftovers()
+        deadline = time.monotonic() + wait_s
+        pending = list(found)
+        while pending:
+            pending = [g for g in pending if not g.remove()]
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(g.name for g in pending)
+                raise CgroupError(f"cgroups still busy after {wait_s:.0f}s: {names}")
+            if pending:
+                time.sleep(0.01)
+        return len(found)
+
+    def close(self) -> None:
+        """Reap, then remove the subtree itself."""
+        self.reap()
+        for directory in self.roots.values():
+            with contextlib.suppress(FileNotFoundError):
+                directory.rmdir()
+
+
+def host_swaps(swaps: Path = Path("/proc/swaps")) -> bool:
+    """Whether the host has any swap space on."""
+    with contextlib.suppress(OSError):
+        return len(swaps.read_text().strip().splitlines()) > 1
+    return False
+
+
+def _no_cpu(limits: GroupLimits) -> GroupLimits:
+    return GroupLimits(limits.memory_bytes, limits.max_tasks, None)
+
+
+def host_placement() -> Placement | str:
+    """``placement`` for this process, read from /proc and /sys."""
+    try:
+        mounts = parse_mounts(Path("/proc/self/mountinfo").read_text())
+        own = parse_own(Path("/proc/self/cgroup").read_text())
+    except OSError as exc:
+        return f"cannot read this process's cgroups: {exc}"
+    controllers: set[str] = set()
+    v2 = _directory(mounts[1], own[1]) if mounts[1] is not None and own[1] is not None else None
+    if v2 is not None:
+        with contextlib.suppress(OSError):
+            controllers = set((v2 / "cgroup.controllers").read_text().split())
+    return placement(mounts, own, controllers)

@@ -148,4 +148,6 @@ class Outcome:
     memory_limit_hit: bool = False
     """The kernel killed a process of the execution at the memory limit of the whole
     execution (its cgroup: a runner pod's limit), not just one process's address space."""
+    process_limit_hit: bool = False
+    """The task limit of the whole execution (its cgroup's pids.max) refused a fork."""
     harvested: Harvested = field(default_factory=Harvested)

@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 
 from runner.bwrap import bwrap_argv, launcher_argv, probe_host
+from runner.cgroup import SandboxCgroup
 from runner.contract import SandboxLimits
 from runner.policy import Layout, sandbox_view
 from runner.seccomp import filter_program
@@ -39,14 +40,15 @@ class SandboxCommand:
     def seccomp(self) -> bool:
         return SECCOMP_FD in self.fd_data
 
-    def start(self) -> Sandbox:
-        """Start one sandbox now (from the event loop's thread)."""
+    def start(self, cgroup: SandboxCgroup | None = None) -> Sandbox:
+        """Start one sandbox now (from the event loop's thread), in ``cgroup`` if given."""
         return Sandbox(
             self.argv,
             status_fd_placeholder=STATUS_FD,
             mounted=self.mounted,
             view=self.view,
             fd_data=self.fd_data,
+            cgroup=cgroup,
         )
 
 

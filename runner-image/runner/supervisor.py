@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import marshal
 import os
 import signal
@@ -17,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 
+from runner.cgroup import CgroupError, SandboxCgroup, enter_argv
 from runner.contract import MAX_ERROR_CHARS, MAX_VIOLATIONS, Harvested, Job, Outcome, SandboxLimits
 from runner.policy import SANDBOX_ENV
 from runner.protocol import (
@@ -29,7 +31,10 @@ from runner.protocol import (
 from runner.wire import harvest_fields
 from sandbox_common.processes import exit_future
 
+log = logging.getLogger(__name__)
+
 STATUS_GRACE_S = 2.0
+CGROUP_REMOVE_S = 5.0
 HARVEST_TIMEOUT_S = 10.0
 
 
@@ -90,14 +95,19 @@ class Sandbox:
         mounted: SandboxLimits,
         view: dict[str, object],
         fd_data: dict[str, bytes] | None = None,
+        cgroup: SandboxCgroup | None = None,
     ) -> None:
         """Start the sandbox now (``argv`` from runner.launch).
 
         ``mounted``: the limits ``argv`` mounts the sandbox with; ``view``: what the stub
         is told of the policy with each job (runner.policy.sandbox_view).  ``fd_data``
         maps more placeholders in ``argv`` to bytes that bubblewrap reads from a pipe
-        (the seccomp program).
+        (the seccomp program).  ``cgroup``: the sandbox's own, made for it and empty;
+        the sandbox starts inside it, and the cgroup is removed with the sandbox.
         """
+        self._cgroup = cgroup
+        if cgroup is not None:
+            argv = enter_argv(cgroup.procs_files, list(argv))
         loop = asyncio.get_running_loop()
         # Raw pipes that this object owns: (parent end, child end) for each stream.
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
@@ -121,6 +131,8 @@ class Sandbox:
         except OSError as exc:
             for fd in (status_r, stdin_w, stdout_r, stderr_r):
                 os.close(fd)
+            if cgroup is not None:
+                cgroup.remove()
             raise SandboxError(f"cannot start bubblewrap: {exc}") from exc
         finally:
             for fd in (status_w, stdin_r, stdout_w, stderr_w, *inputs.values()):
@@ -213,6 +225,10 @@ class Sandbox:
         status = status or {}
         timed_out = backstop or status.get("timedOut") is True
         setup_error = status.get("setupError")
+        # The whole execution's figures, where it has a cgroup: its peak counts every
+        # process and the tmpfs pages written, not the largest process alone.
+        usage = self._cgroup.usage() if self._cgroup is not None else None
+        peak_kb = usage.peak_bytes // 1024 if usage and usage.peak_bytes is not None else None
         return Outcome(
             exit_code=None if timed_out else int_or_none(status.get("exitCode")),
             signal=None if timed_out else int_or_none(status.get("signal")),
@@ -224,10 +240,12 @@ class Sandbox:
             duration_ms=round(duration_ms, 3),
             cpu_user_ms=float_or_none(status.get("cpuUserMs")),
             cpu_system_ms=float_or_none(status.get("cpuSystemMs")),
-            max_rss_kb=int_or_none(status.get("maxRssKb")),
+            max_rss_kb=peak_kb if peak_kb is not None else int_or_none(status.get("maxRssKb")),
             denials=denials_from(status.get("violations")),
             status_missing=not timed_out and not status,
             setup_error=str(setup_error)[:MAX_ERROR_CHARS] if setup_error is not None else None,
+            memory_limit_hit=bool(usage and usage.oom_kills),
+            process_limit_hit=bool(usage and usage.tasks_refused),
             harvested=harvested,
         )
 
@@ -261,6 +279,8 @@ class Sandbox:
         if self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
+        if self._cgroup is not None:
+            self._cgroup.kill()  # anything the namespace's end has not taken yet
 
     async def close(self) -> None:
         """Kill and reap; release every fd.  Safe to call more than once."""
@@ -271,3 +291,23 @@ class Sandbox:
             if fd >= 0:
                 os.close(fd)
         await asyncio.shield(self._exited)
+        if self._cgroup is not None:
+            group, self._cgroup = self._cgroup, None
+            await asyncio.shield(remove_when_empty(group))
+
+
+async def remove_when_empty(group: SandboxCgroup) -> None:
+    """Remove a killed sandbox's cgroup once its last process is gone (exiting processes
+    free their memory first); one still busy after CGROUP_REMOVE_S is left for the
+    service's reaping (SandboxCgroups.reap) and said so."""
+    deadline = time.monotonic() + CGROUP_REMOVE_S
+    try:
+        while not group.remove():
+            if time.monotonic() > deadline:
+                log.warning(
+                    "cgroup %s still busy %.0fs after the kill", group.name, CGROUP_REMOVE_S
+                )
+                return
+            await asyncio.sleep(0.005)
+    except CgroupError as exc:
+        log.warning("%s", exc)

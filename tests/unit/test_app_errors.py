@@ -123,12 +123,18 @@ async def test_an_unexpected_failure_is_a_500_that_leaks_nothing(tmp_path: Path)
 
 
 async def test_a_failed_self_test_fails_closed(tmp_path: Path) -> None:
-    backend = FakeExecutionBackend(start_check=SandboxCheck(False, "bwrap: no user namespaces"))
+    backend = FakeExecutionBackend(
+        start_check=SandboxCheck(False, "bwrap: no user namespaces", "per process only")
+    )
     async with running_app(tmp_path, execution=backend) as app:
         health = await app.client.get("/health")
         refused = await app.client.post("/execute", json={"code": "1"})
     assert health.status_code == 503
-    assert health.json()["sandbox"] == {"ok": False, "detail": "bwrap: no user namespaces"}
+    assert health.json()["sandbox"] == {
+        "ok": False,
+        "detail": "bwrap: no user namespaces",
+        "limits": "per process only",
+    }
     assert refused.status_code == 503
     assert "no user namespaces" in refused.json()["message"]
     assert backend.jobs == []

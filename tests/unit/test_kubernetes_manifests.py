@@ -59,8 +59,9 @@ def test_the_whole_execution_is_bounded(tmp_path: Path) -> None:
     spec = pod(tmp_path, memory_limit_mb=512, workspace_size_mb=100, tmp_size_mb=50)["spec"]
     (container,) = spec["containers"]
     limits, requests = container["resources"]["limits"], container["resources"]["requests"]
-    # The code's address space, its in-memory workspace, /tmp and /dev/shm, the runner.
-    assert limits["memory"] == f"{512 + 100 + 2 * 50 + 128}Mi"
+    # The whole execution (every process, its in-memory workspace, /tmp and /dev/shm
+    # together, as a local cgroup), and the runner beside it.
+    assert limits["memory"] == f"{512 + 128}Mi"
     assert set(limits) == set(requests) == {"cpu", "memory", "ephemeral-storage"}
     assert spec["activeDeadlineSeconds"] > 0
     command = container["command"]

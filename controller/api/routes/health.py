@@ -16,11 +16,14 @@ async def health(service: ExecutionServiceDep) -> JSONResponse:
     body = {
         "status": "ok" if check.ok else "degraded",
         "backend": service.backend_name,
-        "sandbox": {"ok": check.ok, "detail": check.detail},
+        "sandbox": {"ok": check.ok, "detail": check.detail, "limits": check.limits},
         "executions": {
             "admitted": service.admission.admitted,
             "warmSandboxes": service.warm_sandboxes,
         },
     }
+    budget = service.admission.budget
+    if budget is not None:
+        body["memory"] = {"budgetMb": budget.total_mb, "heldMb": budget.held_mb}
     # 503 while the sandbox is not proven: load balancers stop sending executions here.
     return JSONResponse(body, status_code=200 if check.ok else 503)

@@ -1,0 +1,228 @@
+"""Whole-execution limits in local mode: a cgroup per sandbox, tried as an attacker would.
+
+This machine has cgroup v1 (memory, pids, cpu); the v2 half of the interface is tested
+against its file interface in tests/unit/test_cgroup.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from runner.cgroup import Placement, host_placement
+
+from controller.execution.local import subtree_name
+from tests.integration.test_sandbox_limits import host_processes_matching, wait_until_gone
+from tests.support import ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+CAP_MB = 192
+
+
+def placement() -> Placement:
+    where = host_placement()
+    assert not isinstance(where, str), where
+    return where
+
+
+def subtree(state_dir: str) -> list[Path]:
+    return [parent / subtree_name(state_dir) for parent in placement().parents.values()]
+
+
+def groups(state_dir: str) -> set[str]:
+    """The sandbox cgroups of the service with this state directory, by name."""
+    names: set[str] = set()
+    for root in subtree(state_dir):
+        if root.is_dir():
+            names |= {p.name for p in root.iterdir() if p.is_dir()}
+    return names
+
+
+def until(condition: object, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="module")
+def capped() -> Iterator[ServiceProcess]:
+    with ServiceProcess(
+        memory_limit_mb=str(CAP_MB),
+        max_processes="24",
+        workspace_size_mb="512",
+        tmp_size_mb="512",
+        warm_sandboxes="1",
+        sandbox_cgroups="required",
+    ) as svc:
+        yield svc
+
+
+def test_health_says_how_whole_executions_are_bounded(capped: ServiceProcess) -> None:
+    sandbox = capped.client.get("/health").json()["sandbox"]
+    assert sandbox["ok"] is True
+    assert sandbox["limits"].startswith(f"cgroup v{placement().version} per execution")
+    assert subtree_name(capped.state_dir) in sandbox["limits"]
+
+
+def test_children_that_each_stay_under_the_process_limit_are_capped_together(
+    capped: ServiceProcess,
+) -> None:
+    # The held-out attack: eight children, each allocating up to its own address-space
+    # limit (which alone would allow 8 x CAP_MB), touching every page.
+    code = (
+        "import os, time\n"
+        "for _ in range(8):\n"
+        "    if os.fork() == 0:\n"
+        "        held = []\n"
+        "        try:\n"
+        f"            for _ in range({CAP_MB // 16}):\n"
+        "                held.append(bytearray(16 << 20))\n"
+        "        except MemoryError:\n"
+        "            pass\n"
+        "        time.sleep(30)\n"
+        "        os._exit(0)\n"
+        "for _ in range(8):\n"
+        "    os.wait()\n"
+    )
+    result = capped.execute(code, timeoutMs=15000)
+    memory = [v for v in result["violations"] if v["target"] == "memory"]
+    assert memory and memory[0]["kind"] == "limit", result
+    assert "MEMORY_LIMIT_MB" in memory[0]["detail"]
+    assert "peak" in memory[0]["detail"]
+    assert result["usage"]["peakMemoryKb"] <= CAP_MB * 1024
+    assert "[sandbox] limit memory" in result["stderr"]
+
+
+def test_tmpfs_pages_count_against_the_execution(capped: ServiceProcess) -> None:
+    # /tmp alone would take 512 MiB (in files under the 64 MiB file-size limit): the
+    # execution's memory is what stops it.
+    code = (
+        "block = b'x' * (1 << 20)\n"
+        "for n in range(12):\n"
+        "    with open(f'/tmp/fill{n}', 'wb') as f:\n"
+        "        for _ in range(32):\n"
+        "            f.write(block)\n"
+        "print('wrote all')\n"
+    )
+    result = capped.execute(code, timeoutMs=15000)
+    assert "wrote all" not in result["stdout"]
+    assert result["usage"]["peakMemoryKb"] <= CAP_MB * 1024
+    assert {"kind": "limit", "target": "memory"} in [
+        {"kind": v["kind"], "target": v["target"]} for v in result["violations"]
+    ]
+
+
+def test_socket_buffers_cannot_hold_memory_beyond_the_execution(capped: ServiceProcess) -> None:
+    # Found by review: v1 leaves TCP buffers outside memory.limit_in_bytes; a hundred
+    # loopback pairs with full send buffers queued about 1 GiB in a 192 MiB execution.
+    code = (
+        "import socket\n"
+        "srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(200)\n"
+        "pairs, total = [], 0\n"
+        "for _ in range(100):\n"
+        "    c = socket.create_connection(srv.getsockname()); s, _ = srv.accept()\n"
+        "    c.setblocking(False); pairs.append((c, s))\n"
+        "    while True:\n"
+        "        try:\n"
+        "            total += c.send(b'x' * 65536)\n"
+        "        except OSError:\n"
+        "            break\n"
+        "print(total >> 20)\n"
+    )
+    result = capped.execute(code, timeoutMs=20000)
+    assert result["exitCode"] == 0, result
+    queued_mb = int(result["stdout"])
+    bound_mb = CAP_MB if placement().version == 2 else min(CAP_MB // 4, 64)
+    assert queued_mb <= bound_mb + 8
+
+
+def test_processes_are_counted_for_the_whole_execution(capped: ServiceProcess) -> None:
+    # Children that each start one more: a tree, not one parent's children.
+    code = (
+        "import os, time\n"
+        "started = 0\n"
+        "try:\n"
+        "    for _ in range(200):\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(20)\n"
+        "            os._exit(0)\n"
+        "        started += 1\n"
+        "except BlockingIOError:\n"
+        "    print('refused after', started)\n"
+    )
+    result = capped.execute(code, timeoutMs=10000)
+    assert result["stdout"].startswith("refused after "), result
+    assert int(result["stdout"].split()[-1]) < 24
+    assert {"kind": "limit", "target": "processes"} in [
+        {"kind": v["kind"], "target": v["target"]} for v in result["violations"]
+    ]
+
+
+def test_a_plain_run_reports_its_whole_peak_and_no_violation(capped: ServiceProcess) -> None:
+    result = capped.execute("x = bytearray(48 << 20); print(len(x))")
+    assert result["stdout"] == f"{48 << 20}\n"
+    assert result["violations"] == []
+    assert 48 * 1024 < result["usage"]["peakMemoryKb"] <= CAP_MB * 1024
+
+
+def test_no_cgroup_outlives_its_sandbox(capped: ServiceProcess) -> None:
+    for _ in range(3):
+        capped.execute("print(1)")
+    # What remains is the warm pool's (one sandbox), each with its cgroup.
+    assert until(lambda: len(groups(capped.state_dir)) == 1)
+
+
+def test_the_subtree_is_gone_after_a_stop_and_reaped_after_a_kill() -> None:
+    svc = ServiceProcess(warm_sandboxes="2", sandbox_cgroups="required")
+    state_dir = svc.state_dir
+    try:
+        assert until(lambda: len(groups(state_dir)) == 2)
+        # SIGKILL in the middle of a run: the sandboxes die with the service
+        # (--die-with-parent); their empty cgroups are left for the next start.
+        marker = str(800_000 + os.getpid() % 99_999)
+        code = f"import subprocess; subprocess.run(['sleep', '{marker}'])"
+        runner = subprocess.Popen(
+            [
+                "curl", "-s", "-o", "/dev/null", "-H", f"Authorization: Bearer {svc.token}",
+                "-H", "Content-Type: application/json",
+                "-d", json.dumps({"code": code, "timeoutMs": 30000}),
+                f"{svc.base_url}/execute",
+            ]
+        )  # fmt: skip
+        assert until(lambda: bool(host_processes_matching(f"sleep {marker}")))
+        os.kill(svc.proc.pid, signal.SIGKILL)
+        svc.proc.wait(10)
+        runner.wait(10)
+        left = groups(state_dir)
+        assert len(left) == 2  # the run's and a warm sandbox's
+        assert until(lambda: all(not _procs(state_dir, name) for name in left))
+        assert wait_until_gone(f"sleep {marker}") == []
+    finally:
+        svc.stop()
+    again = ServiceProcess(state_dir=state_dir, warm_sandboxes="1", sandbox_cgroups="required")
+    try:
+        assert until(lambda: len(groups(state_dir)) == 1)
+        assert not (groups(state_dir) & left)
+        assert "reaped" in again.output()
+    finally:
+        again.stop()
+    assert not any(root.exists() for root in subtree(state_dir))
+
+
+def _procs(state_dir: str, name: str) -> list[str]:
+    found: list[str] = []
+    for root in subtree(state_dir):
+        with contextlib.suppress(OSError):
+            found += (root / name / "cgroup.procs").read_text().split()
+    return found
