@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "runner-image"))
 
 from runner.cgroup import host_placement  # noqa: E402
 
-from controller.execution.local import subtree_name  # noqa: E402
+from controller.cgroups import subtree_name  # noqa: E402
 from tests.support import ServiceProcess  # noqa: E402
 
 MEMORY_MB = 256

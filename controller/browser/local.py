@@ -10,12 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import shutil
 from pathlib import Path
+
+from runner.cgroup import CgroupError, GroupLimits, SandboxCgroups
+from runner.supervisor import remove_when_empty
 
 from controller.browser.backend import AgentHandle
 from controller.browser.process import AgentProcess, write_launcher
 from controller.browser.uids import Lease, UidLeases
+from controller.cgroups import PER_PROCESS_ONLY, open_cgroups
 from controller.errors import BrowserUnavailable
 from controller.pool import Backoff, PoolClosed, WarmPool
 from controller.settings import Settings
@@ -23,8 +28,19 @@ from controller.settings import Settings
 log = logging.getLogger(__name__)
 
 START_BACKOFF = Backoff(first_s=5.0, max_s=120.0)
+MIB = 1 << 20
+AGENT_TASKS = 2048
+"""Tasks of one agent's cgroup: Chromium runs a few hundred threads; a fork bomb in a
+page's renderer cannot (renderers cannot fork) but this bounds any that could."""
 TAKE_TIMEOUT_S = 35.0
 """Longer than an agent's own start-up deadline (process.READY_TIMEOUT_S)."""
+
+
+def agent_limits(settings: Settings) -> GroupLimits:
+    """One agent's cgroup: BROWSER_MEMORY_MB for the agent, its driver and its Chromium
+    together (a browser pod's limit, the same figure); Chromium's many threads are
+    bounded, its CPU is a fair share."""
+    return GroupLimits(settings.browser_memory_mb * MIB, AGENT_TASKS, None)
 
 
 class LocalSessionBackend:
@@ -38,6 +54,9 @@ class LocalSessionBackend:
         self._agents: dict[str, AgentProcess] = {}
         self.device_names: list[str] = []
         self._launcher: Path | None = None
+        self._cgroups: SandboxCgroups | None = None
+        self.limits = PER_PROCESS_ONLY
+        """How each agent is bounded (its own cgroup of BROWSER_MEMORY_MB, or why not)."""
         self._unavailable: str | None = None
         """Why no agent can start at all (set at start), for every creation's 503."""
         # As root, every agent's Chromium gets a uid and gid of its own, leased host-wide,
@@ -70,6 +89,10 @@ class LocalSessionBackend:
             self._unavailable = self._disk_refusal(exc)
             log.error("browser sessions unavailable: %s", self._unavailable)
             return
+        self._cgroups, self.limits = await asyncio.to_thread(
+            open_cgroups, self._settings.state_dir, "-browsers"
+        )
+        log.info("browser agents' limits: %s", self.limits)
         self._pool.open()
 
     def _disk_refusal(self, exc: OSError) -> str:
@@ -88,11 +111,20 @@ class LocalSessionBackend:
                     "use on this host (setting BROWSER_UID)"
                 )
         ids = (lease.uid, lease.gid) if lease is not None else None
+        group = None
         try:
-            agent = AgentProcess(self._settings, self._root, ids, self._launcher)
+            if self._cgroups is not None:
+                group = await asyncio.to_thread(
+                    self._cgroups.create, f"br-{secrets.token_hex(6)}", agent_limits(self._settings)
+                )
+            agent = AgentProcess(self._settings, self._root, ids, self._launcher, group)
         except BaseException as exc:
             if lease is not None:
                 UidLeases.release(lease)
+            if group is not None:
+                await asyncio.shield(remove_when_empty(group))
+            if isinstance(exc, CgroupError):
+                raise BrowserUnavailable(f"cannot make a browser agent's cgroup: {exc}") from exc
             if isinstance(exc, OSError):
                 raise BrowserUnavailable(self._disk_refusal(exc)) from exc
             raise
@@ -150,3 +182,8 @@ class LocalSessionBackend:
 
     async def stop(self) -> None:
         await self._pool.stop()
+        if self._cgroups is not None:
+            try:
+                await asyncio.to_thread(self._cgroups.close)
+            except CgroupError as exc:
+                log.warning("%s (reaped at the next start)", exc)

@@ -27,6 +27,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from runner.cgroup import SandboxCgroup, enter_argv
+from runner.supervisor import remove_when_empty
+
 from controller.browser.backend import AgentHandle
 from controller.errors import BrowserUnavailable
 from controller.settings import Settings
@@ -123,11 +126,14 @@ class AgentProcess:
         root_dir: Path,
         ids: tuple[int, int] | None = None,
         launcher: Path | None = None,
+        cgroup: SandboxCgroup | None = None,
     ) -> None:
-        """Start the agent now; its Chromium as uid/gid ``ids`` through ``launcher``.
+        """Start the agent now; its Chromium as uid/gid ``ids`` through ``launcher``;
+        the agent, its driver and its Chromium inside ``cgroup`` (removed with them).
 
         Call from the event loop's thread: the parent-death signal follows that thread.
         """
+        self.cgroup = cgroup
         self.agent_id = "ag-" + secrets.token_hex(8)
         self.token = secrets.token_urlsafe(32)
         self.data_dir = root_dir / self.agent_id
@@ -145,8 +151,11 @@ class AgentProcess:
         stdin_r, self._stdin_w = os.pipe2(os.O_CLOEXEC)
         self._stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
         try:
+            argv = agent_argv(settings, self.data_dir, launcher if ids is not None else None)
+            if cgroup is not None:
+                argv = enter_argv(cgroup.procs_files, argv)
             self._proc = subprocess.Popen(
-                agent_argv(settings, self.data_dir, launcher if ids is not None else None),
+                argv,
                 stdin=stdin_r,
                 stdout=stdout_w,
                 stderr=log_fd,
@@ -239,6 +248,8 @@ class AgentProcess:
         removed (and the uid reused), so nothing writes into it afterwards.
         """
         self.kill()
+        if self.cgroup is not None:
+            self.cgroup.kill()  # everything of the agent, whatever its group or parent
         await self._wait_exit(10)
         for _ in range(SWEEPS):
             uid = self.ids[0] if self.ids is not None else None
@@ -250,6 +261,9 @@ class AgentProcess:
             if not self.data_dir.exists():
                 break
             await asyncio.sleep(0.1)
+        if self.cgroup is not None:
+            group, self.cgroup = self.cgroup, None
+            await remove_when_empty(group)
 
 
 def sweep(directory: Path, uid: int | None) -> int:

@@ -9,19 +9,19 @@ serves exactly one execution, and is then killed; the warm pool (controller.pool
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import platform
 import secrets
 from dataclasses import replace
 from pathlib import Path
 
-from runner.cgroup import SANDBOX_TASKS, CgroupError, SandboxCgroups, host_placement
+from runner.cgroup import SANDBOX_TASKS, CgroupError, SandboxCgroups
 from runner.contract import Job, Outcome
 from runner.launch import SETUP_ERRORS, SandboxCommand, sandbox_command
 from runner.supervisor import Sandbox, SandboxError
 from runner.support import prepare_support_dir
 
+from controller.cgroups import PER_PROCESS_ONLY, open_cgroups
 from controller.errors import SandboxUnavailable
 from controller.execution.backend import NOT_STARTED, SandboxCheck
 from controller.execution.limits import group_limits, sandbox_limits
@@ -33,14 +33,6 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 10.0
 START_BACKOFF = Backoff(first_s=1.0, max_s=30.0)
-PER_PROCESS_ONLY = "per process only (rlimits: RLIMIT_AS, RLIMIT_NPROC), no cgroup"
-
-
-def subtree_name(state_dir: str | Path) -> str:
-    """The service's cgroup subtree: one per state directory, so that two services on a
-    host never reap each other's sandboxes, and a restarted one finds its own leftovers."""
-    digest = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()
-    return f"sandbox-controller-{digest[:12]}"
 
 
 def with_nproc_backstop(job: Job) -> Job:
@@ -49,22 +41,6 @@ def with_nproc_backstop(job: Job) -> Job:
     RLIMIT_NPROC stays just above it as a backstop."""
     ceiling = job.limits.max_processes + SANDBOX_TASKS + 1
     return replace(job, limits=replace(job.limits, max_processes=ceiling))
-
-
-def open_cgroups(state_dir: str | Path) -> tuple[SandboxCgroups | None, str]:
-    """The service's cgroup subtree, made and reaped, and how limits are enforced; or
-    None and why there are only per-process limits."""
-    where = host_placement()
-    if isinstance(where, str):
-        return None, f"{PER_PROCESS_ONLY}: {where}"
-    tree = SandboxCgroups(where, subtree_name(state_dir))
-    try:
-        reaped = tree.open()
-    except CgroupError as exc:
-        return None, f"{PER_PROCESS_ONLY}: {exc}"
-    if reaped:
-        log.warning("reaped %d sandbox cgroups left by an earlier run of the service", reaped)
-    return tree, tree.describe()
 
 
 class LocalBackend:
@@ -108,7 +84,7 @@ class LocalBackend:
                 detail=f"cannot prepare the sandbox under {settings.state_dir} (STATE_DIR): {exc}",
             )
             return self.check
-        self._cgroups, limits = await asyncio.to_thread(open_cgroups, settings.state_dir)
+        self._cgroups, limits = await asyncio.to_thread(open_cgroups, settings.state_dir, "")
         self._limits = limits
         log.log(logging.INFO if self._cgroups else logging.WARNING, "execution limits: %s", limits)
         if self._cgroups is None and settings.sandbox_cgroups == "required":

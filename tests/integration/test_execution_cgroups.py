@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 from runner.cgroup import Placement, host_placement
 
-from controller.execution.local import subtree_name
+from controller.cgroups import subtree_name
+from tests.browser_support import agent_pids
+from tests.integration.test_browser_lifecycle import is_chromium
 from tests.integration.test_sandbox_limits import host_processes_matching, wait_until_gone
 from tests.support import ServiceProcess
 
@@ -226,3 +228,26 @@ def _procs(state_dir: str, name: str) -> list[str]:
         with contextlib.suppress(OSError):
             found += (root / name / "cgroup.procs").read_text().split()
     return found
+
+
+def test_each_browser_agent_is_bounded_by_a_cgroup_of_its_own() -> None:
+    svc = ServiceProcess(browser_warm_agents="1", browser_memory_mb="512")
+    try:
+        created = svc.client.post("/browser/sessions")
+        assert created.status_code == 201, created.text
+        subtree = subtree_name(svc.state_dir, "-browsers")
+        memory_root = placement().parents["" if placement().version == 2 else "memory"] / subtree
+        browsers = [pid for pid in agent_pids(svc.state_dir) if is_chromium(pid)]
+        assert browsers
+        for pid in browsers:
+            assert f"/{subtree}/br-" in Path(f"/proc/{pid}/cgroup").read_text()
+        groups_now = sorted(p for p in memory_root.iterdir() if p.is_dir())
+        assert len(groups_now) == 2  # the session's agent and the warm one
+        limit = "memory.max" if placement().version == 2 else "memory.limit_in_bytes"
+        assert {(g / limit).read_text().strip() for g in groups_now} == {str(512 << 20)}
+        deleted = svc.client.delete(f"/browser/sessions/{created.json()['sessionId']}")
+        assert deleted.status_code == 204
+        assert until(lambda: len([p for p in memory_root.iterdir() if p.is_dir()]) == 1)
+    finally:
+        svc.stop()
+    assert not memory_root.exists()

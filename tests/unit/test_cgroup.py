@@ -20,8 +20,8 @@ from runner.cgroup import (
     placement,
 )
 
+from controller.cgroups import subtree_name
 from controller.execution.limits import group_limits
-from controller.execution.local import subtree_name
 from controller.settings import Settings
 
 pytestmark = pytest.mark.unit
