@@ -2,7 +2,8 @@
 
 Each subtree is the service's own, named after its state directory (two services on a
 host never reap each other's), made and reaped at start and removed at stop by its owner
-(controller.execution.local for sandboxes, controller.browser.local for browsers).
+(controller.execution.local for sandboxes, controller.browser.local for browsers); a
+janitor removes it when the service ends without stopping (runner.cgroup).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ def open_cgroups(state_dir: str | Path, suffix: str) -> tuple[SandboxCgroups | N
     where = host_placement()
     if isinstance(where, str):
         return None, f"{PER_PROCESS_ONLY}: {where}"
-    tree = SandboxCgroups(where, subtree_name(state_dir, suffix))
+    name = subtree_name(state_dir, suffix)
+    tree = SandboxCgroups(where, name)
     try:
-        reaped = tree.open()
+        reaped = tree.open(lock=Path(state_dir) / f"{name}.lock")
     except CgroupError as exc:
         return None, f"{PER_PROCESS_ONLY}: {exc}"
     if reaped:

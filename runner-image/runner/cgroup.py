@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -44,6 +46,27 @@ ENTER = 'while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift;
 """sh: move this process into each cgroup named before ``--`` (0 means the writer), then
 exec the rest: bubblewrap and everything it starts are inside from their first instant."""
 SH = "/bin/sh"
+JANITOR = """
+lock="$1"; shift
+cat > /dev/null
+exec 9>> "$lock"
+flock 9
+for root in "$@"; do
+    tries=0
+    while [ -d "$root" ] && [ "$tries" -lt 100 ]; do
+        for group in "$root"/*/; do
+            [ -d "$group" ] || continue
+            while read -r pid; do kill -9 "$pid" 2> /dev/null; done < "${group}cgroup.procs"
+            rmdir "$group" 2> /dev/null
+        done
+        rmdir "$root" 2> /dev/null || { tries=$((tries + 1)); sleep 0.05; }
+    done
+done
+"""
+"""sh: wait for end of input (the service, which holds the pipe, is gone), then, holding
+the lock, kill what is left in each cgroup of each root, remove them and the root (at
+most 100 rounds of 50 ms while processes exit)."""
+JANITOR_WAIT_S = 2.0
 V1_MEMSW = "memory.memsw.limit_in_bytes"
 V1_TCP = "memory.kmem.tcp.limit_in_bytes"
 
@@ -348,6 +371,7 @@ class SandboxCgroups:
         self.version = where.version
         self.roots = {c: parent / subtree for c, parent in where.parents.items()}
         self.cpu = self.version == 2 or "cpu" in self.roots
+        self._janitor: subprocess.Popen[bytes] | None = None
         self.swap_capped = True
         """Whether the execution's memory can be kept from swap (known after open)."""
 
@@ -357,19 +381,39 @@ class SandboxCgroups:
         swap = "" if self.swap_capped else "; swap is on and not accounted: not capped"
         return f"cgroup v{self.version} per execution ({controllers}; subtree {subtree}{swap})"
 
-    def open(self) -> int:
-        """Make the subtree (reaping what a crashed predecessor left); how many it reaped."""
-        for directory in self.roots.values():
-            try:
-                directory.mkdir(exist_ok=True)
-            except OSError as exc:
-                raise CgroupError(f"cannot make {directory}: {exc.strerror or exc}") from exc
-        if self.version == 2:
-            self._enable_v2()
-        memory = self.roots["" if self.version == 2 else "memory"]
-        accounted = (memory / ("memory.swap.max" if self.version == 2 else V1_MEMSW)).exists()
-        self.swap_capped = accounted or not host_swaps()
-        return self.reap()
+    def open(self, lock: Path | None = None) -> int:
+        """Make the subtree (reaping what a crashed predecessor left); how many it reaped.
+
+        With ``lock`` (a file of the service's own), a janitor is started too: a small
+        process of its own session that waits for the service to end, however it ends
+        (SIGKILL included), then kills what is left in the subtree and removes it.  The
+        lock keeps a predecessor's janitor and this start from working at once.
+        """
+        held = _locked(lock) if lock is not None else None
+        try:
+            for directory in self.roots.values():
+                try:
+                    directory.mkdir(exist_ok=True)
+                except OSError as exc:
+                    raise CgroupError(f"cannot make {directory}: {exc.strerror or exc}") from exc
+            if self.version == 2:
+                self._enable_v2()
+            memory = self.roots["" if self.version == 2 else "memory"]
+            accounted = (memory / ("memory.swap.max" if self.version == 2 else V1_MEMSW)).exists()
+            self.swap_capped = accounted or not host_swaps()
+            reaped = self.reap()
+        finally:
+            if held is not None:
+                os.close(held)  # releases the lock
+        if lock is not None:
+            self._janitor = subprocess.Popen(
+                janitor_argv(lock, list(self.roots.values())),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # not in the service's group: its signals miss it
+            )
+        return reaped
 
     def _enable_v2(self) -> None:
         """Give the subtree's children the controllers: in the service's own cgroup, then
@@ -457,11 +501,32 @@ class SandboxCgroups:
         return len(found)
 
     def close(self) -> None:
-        """Reap, then remove the subtree itself."""
-        self.reap()
-        for directory in self.roots.values():
-            with contextlib.suppress(FileNotFoundError):
-                directory.rmdir()
+        """Reap, then remove the subtree itself; the janitor then has nothing to do."""
+        try:
+            self.reap()
+            for directory in self.roots.values():
+                with contextlib.suppress(FileNotFoundError):
+                    directory.rmdir()
+        finally:
+            janitor, self._janitor = self._janitor, None
+            if janitor is not None and janitor.stdin is not None:
+                janitor.stdin.close()  # the end it waits for
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    janitor.wait(JANITOR_WAIT_S)
+
+
+def _locked(lock: Path) -> int:
+    """An exclusive flock on ``lock`` (its descriptor: closing it releases the lock)."""
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as exc:
+        raise CgroupError(f"cannot lock {lock}: {exc.strerror or exc}") from exc
+    return fd
+
+
+def janitor_argv(lock: Path, roots: list[Path]) -> list[str]:
+    return [SH, "-c", JANITOR, "janitor", str(lock), *(str(r) for r in roots)]
 
 
 def host_swaps(swaps: Path = Path("/proc/swaps")) -> bool:

@@ -110,7 +110,7 @@ def test_no_new_privileges_and_dies_with_the_service() -> None:
     try:
         assert "NoNewPrivs:\t1" in run_ok(svc, "print(open('/proc/self/status').read())")
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
-        sandboxes = [p for p in pids if _parent_is(p, svc.proc.pid)]
+        sandboxes = [p for p in pids if _parent_is(p, svc.proc.pid) and _is_bwrap(p)]
         assert sandboxes, "the service has no warm sandboxes to check"
         svc.proc.kill()
         svc.proc.wait()
@@ -120,6 +120,14 @@ def test_no_new_privileges_and_dies_with_the_service() -> None:
             time.sleep(0.02)
     finally:
         svc.stop()
+
+
+def _is_bwrap(pid: str) -> bool:
+    """A sandbox, not another child of the service (its cgroup janitor, a root sh)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/usr/bin/bwrap")
+    except OSError:
+        return False
 
 
 def _parent_is(pid: str, parent: int) -> bool:
@@ -133,7 +141,11 @@ def _parent_is(pid: str, parent: int) -> bool:
 def test_as_root_sandboxes_run_as_the_unprivileged_host_uid(service: ServiceProcess) -> None:
     if os.geteuid() != 0:
         pytest.skip("the service drops to SANDBOX_UID only when it runs as root")
-    sandboxes = [p for p in os.listdir("/proc") if p.isdigit() and _parent_is(p, service.proc.pid)]
+    sandboxes = [
+        p
+        for p in os.listdir("/proc")
+        if p.isdigit() and _parent_is(p, service.proc.pid) and _is_bwrap(p)
+    ]
     assert sandboxes, "the service has no warm sandboxes to check"
     for pid in sandboxes:
         status = Path(f"/proc/{pid}/status").read_text()
