@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "runner-image"))
 from runner.cgroup import host_placement  # noqa: E402
 
 from controller.cgroups import subtree_name  # noqa: E402
-from tests.support import ServiceProcess  # noqa: E402
+from tests.support import ServiceProcess, parent_pid  # noqa: E402
 
 MEMORY_MB = 256
 Check = Callable[[dict[str, Any]], bool]
@@ -183,7 +183,7 @@ def snapshot(svc: ServiceProcess) -> dict[str, int]:
 
 def _ppid(proc: Path) -> int:
     try:
-        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        return parent_pid(proc.name)
     except (OSError, IndexError, ValueError):
         return -1
 

@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from runner.cgroup import host_placement
+
 from controller.errors import Overloaded
 
 BUDGET_SHARE = 0.75
@@ -46,17 +48,13 @@ def host_memory_mb(
 
 
 def own_cgroup_limits() -> tuple[Path, ...]:
-    """The memory limit files of this process's own cgroup (v2 and v1)."""
-    found: list[Path] = []
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, controllers, path = line.split(":", 2)
-            relative = path.lstrip("/")
-            if not controllers:
-                found.append(Path("/sys/fs/cgroup") / relative / "memory.max")
-            elif "memory" in controllers.split(","):
-                found.append(Path("/sys/fs/cgroup/memory") / relative / "memory.limit_in_bytes")
-    return tuple(found)
+    """The memory limit file of this process's own cgroup (runner.cgroup finds it)."""
+    where = host_placement()
+    if isinstance(where, str):
+        return ()
+    if where.version == 2:
+        return (where.parents[""] / "memory.max",)
+    return (where.parents["memory"] / "memory.limit_in_bytes",)
 
 
 def default_budget_mb() -> int:

@@ -22,6 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
+def parent_pid(pid: int | str) -> int:
+    """The parent of a host process (from /proc/PID/stat; OSError when it is gone)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def wait_for(
     check: Callable[[], T | None],
     timeout_s: float = 15,

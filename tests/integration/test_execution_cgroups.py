@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from controller.cgroups import subtree_name
 from tests.browser_support import agent_pids
 from tests.integration.test_browser_lifecycle import is_chromium
 from tests.integration.test_sandbox_limits import host_processes_matching, wait_until_gone
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,15 +45,6 @@ def groups(state_dir: str) -> set[str]:
         if root.is_dir():
             names |= {p.name for p in root.iterdir() if p.is_dir()}
     return names
-
-
-def until(condition: object, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -182,14 +172,14 @@ def test_no_cgroup_outlives_its_sandbox(capped: ServiceProcess) -> None:
     for _ in range(3):
         capped.execute("print(1)")
     # What remains is the warm pool's (one sandbox), each with its cgroup.
-    assert until(lambda: len(groups(capped.state_dir)) == 1)
+    wait_for(lambda: len(groups(capped.state_dir)) == 1)
 
 
 def test_the_subtree_is_gone_after_a_stop_and_after_a_kill() -> None:
     svc = ServiceProcess(warm_sandboxes="2", sandbox_cgroups="required")
     state_dir = svc.state_dir
     try:
-        assert until(lambda: len(groups(state_dir)) == 2)
+        wait_for(lambda: len(groups(state_dir)) == 2)
         # SIGKILL in the middle of a run: the sandboxes die with the service
         # (--die-with-parent), and its janitor removes what is left of the subtree.
         marker = str(800_000 + os.getpid() % 99_999)
@@ -202,16 +192,16 @@ def test_the_subtree_is_gone_after_a_stop_and_after_a_kill() -> None:
                 f"{svc.base_url}/execute",
             ]
         )  # fmt: skip
-        assert until(lambda: bool(host_processes_matching(f"sleep {marker}")))
+        wait_for(lambda: bool(host_processes_matching(f"sleep {marker}")))
         os.kill(svc.proc.pid, signal.SIGKILL)
         svc.proc.wait(10)
         runner.wait(10)
-        assert until(lambda: not any(root.exists() for root in subtree(state_dir)))
+        wait_for(lambda: not any(root.exists() for root in subtree(state_dir)))
         assert wait_until_gone(f"sleep {marker}") == []
         # The next start with the same state directory is healthy.
         again = ServiceProcess(state_dir=state_dir, warm_sandboxes="1", sandbox_cgroups="required")
         try:
-            assert until(lambda: len(groups(state_dir)) == 1)
+            wait_for(lambda: len(groups(state_dir)) == 1)
             assert again.execute("print(2+2)")["stdout"] == "4\n"
         finally:
             again.stop()
@@ -245,7 +235,7 @@ def test_each_browser_agent_is_bounded_by_a_cgroup_of_its_own() -> None:
         assert {(g / limit).read_text().strip() for g in groups_now} == {str(512 << 20)}
         deleted = svc.client.delete(f"/browser/sessions/{created.json()['sessionId']}")
         assert deleted.status_code == 204
-        assert until(lambda: len([p for p in memory_root.iterdir() if p.is_dir()]) == 1)
+        wait_for(lambda: len([p for p in memory_root.iterdir() if p.is_dir()]) == 1)
     finally:
         svc.stop()
     assert not memory_root.exists()

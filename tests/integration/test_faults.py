@@ -12,7 +12,6 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,13 +22,9 @@ import pytest
 from tests.browser_support import agent_pids
 from tests.integration.test_browser_lifecycle import is_chromium
 from tests.integration.test_sandbox_limits import host_processes_matching
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, parent_pid, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def ppid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def ancestor_agent(pid: int) -> int:
@@ -37,17 +32,8 @@ def ancestor_agent(pid: int) -> int:
     while pid > 1:
         if b"browser_agent" in Path(f"/proc/{pid}/cmdline").read_bytes():
             return pid
-        pid = ppid(pid)
+        pid = parent_pid(pid)
     raise AssertionError("no agent process above the browser")
-
-
-def until(condition: Any, timeout_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_supervisor_killed_from_outside_fails_only_its_own_execution(
@@ -61,9 +47,11 @@ def test_a_supervisor_killed_from_outside_fails_only_its_own_execution(
         )
     )
     run.start()
-    assert until(lambda: bool(host_processes_matching(f"sleep {marker}")))
+    wait_for(lambda: bool(host_processes_matching(f"sleep {marker}")))
     sleeper = int(host_processes_matching(f"sleep {marker}")[0].split()[0])
-    supervisor = ppid(ppid(sleeper))  # sleep <- the code's process <- the supervisor (PID 1)
+    supervisor = parent_pid(
+        parent_pid(sleeper)
+    )  # sleep <- the code's process <- the supervisor (PID 1)
     assert b"stub" in Path(f"/proc/{supervisor}/cmdline").read_bytes()
     os.kill(supervisor, signal.SIGKILL)
     run.join(30)
@@ -137,7 +125,7 @@ def test_a_browser_killed_from_outside_fails_its_session_clearly() -> None:
         main = [  # the browser process itself, not its children or crash handlers
             pid
             for pid in browsers
-            if ppid(pid) not in browsers
+            if parent_pid(pid) not in browsers
             and Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/usr/lib/chromium/chromium")
         ]
         assert main
@@ -148,7 +136,7 @@ def test_a_browser_killed_from_outside_fails_its_session_clearly() -> None:
         assert answer.status_code == 502, answer.text
         assert answer.json()["error"] == "browser_exited", answer.text
         # The agent ends with its browser; the session is then closed, and says so once.
-        assert until(lambda: not Path(f"/proc/{agent}").exists())
+        wait_for(lambda: not Path(f"/proc/{agent}").exists())
         closed = svc.client.post(f"/browser/sessions/{sid}/navigate", json={"url": "about:blank"})
         assert closed.status_code == 502
         assert "session is closed" in closed.json()["message"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, ServiceProcess
+from tests.support import ROOT, ServiceProcess, parent_pid
 
 
 def run_ok(service: ServiceProcess, code: str) -> str:
@@ -132,10 +132,9 @@ def _is_bwrap(pid: str) -> bool:
 
 def _parent_is(pid: str, parent: int) -> bool:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return parent_pid(pid) == parent
     except OSError:
         return False
-    return int(stat.rsplit(")", 1)[1].split()[1]) == parent
 
 
 def test_as_root_sandboxes_run_as_the_unprivileged_host_uid(service: ServiceProcess) -> None:
