@@ -1,8 +1,9 @@
 """The host's memory budget (local placement): what executions and browsers hold together.
 
 Every running execution holds its cap (MEMORY_LIMIT_MB, which its cgroup enforces),
-every warm sandbox the same (it becomes a running one when taken), every browser agent,
-warm or in a session, BROWSER_MEMORY_MB.  Their sum never exceeds MEMORY_BUDGET_MB, so
+every warm sandbox what the start-up self-test's sandbox measured (an idle interpreter:
+taken, it becomes a running execution holding its cap), every browser agent, warm or in
+a session, BROWSER_MEMORY_MB (its cgroup's limit).  Their sum never exceeds MEMORY_BUDGET_MB, so
 however the caps are used at once, the host keeps memory for itself and the service
 (the kernel's OOM killer then never chooses among the service and its neighbours).
 Executions wait for memory in order of arrival, a bounded time; browsers are refused
@@ -19,6 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from runner.cgroup import host_placement
+from runner.contract import MIB
 
 from controller.errors import Overloaded
 
@@ -27,7 +29,6 @@ BUDGET_SHARE = 0.75
 limit, when it has one), the rest left to the system and the service itself."""
 MEMORY_WAIT_S = 30.0
 """How long an admitted execution waits for memory before its 429."""
-MIB = 1 << 20
 
 
 def host_memory_mb(

@@ -97,7 +97,8 @@ class BrowserSessionRules(BaseSettings):
         1024,
         ge=256,
         description="Memory of one browser: a browser pod's request and limit; locally, "
-        "what each agent (warm or in a session) counts against MEMORY_BUDGET_MB.",
+        "each agent's cgroup limit (agent, driver and Chromium together) and what it, "
+        "warm or in a session, counts against MEMORY_BUDGET_MB.",
     )
 
     def over_ceiling(self, idle: int | None, lifetime: int | None) -> tuple[str, int, str] | None:

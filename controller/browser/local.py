@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from runner.cgroup import CgroupError, GroupLimits, SandboxCgroups
+from runner.contract import MIB
 from runner.supervisor import remove_when_empty
 
 from controller.browser.backend import AgentHandle
@@ -28,7 +29,6 @@ from controller.settings import Settings
 log = logging.getLogger(__name__)
 
 START_BACKOFF = Backoff(first_s=5.0, max_s=120.0)
-MIB = 1 << 20
 AGENT_TASKS = 2048
 """Tasks of one agent's cgroup: Chromium runs a few hundred threads; a fork bomb in a
 page's renderer cannot (renderers cannot fork) but this bounds any that could."""

@@ -41,7 +41,6 @@ class ExecutionService:
             budget,
             settings.memory_limit_mb,
         )
-        self._warm_held_mb = 0
         self.upload_policy = UploadPolicy(settings.upload_allowed_hosts)
         self._uploads = httpx.AsyncClient(
             transport=GuardedTransport(self.upload_policy, settings.upload_concurrency * 4),
@@ -79,7 +78,6 @@ class ExecutionService:
                     max(room, 0),
                 )
                 want = max(room, 0)
-            self._warm_held_mb = want
             budget.hold(want, "the warm sandboxes")
             log.info(
                 "memory budget %d MiB: executions %d MiB each, warm sandboxes %d MiB each",
