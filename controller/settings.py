@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
 from browser_agent import protocol as agent_protocol
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from runner.contract import MAX_TIMEOUT_MS, MIB, HarvestLimits, RunLimits, SandboxLimits
 from runner.policy import DEFAULT_HOST_ID
@@ -17,6 +18,7 @@ from runner.policy import DEFAULT_HOST_ID
 from controller.budget import default_budget_mb
 from sandbox_common.addresses import HostPort, parse_host_ports
 from sandbox_common.bearer import MIN_TOKEN_CHARS
+from sandbox_common.domains import DomainPolicy, PatternError, parse_internal_hosts, parse_patterns
 
 # The defaults of the limits are the runner contract's own (one source for both).
 RUN = RunLimits()
@@ -29,6 +31,10 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|Ki|Mi|Gi)?$"
 SECCOMP_PROFILE = "sandbox-controller/runner-seccomp.json"
 """The chart's Localhost seccomp profile (helm/seccomp), for runner and browser pods."""
+HOST_LIST_PARSERS: dict[str, Callable[[str], object]] = {
+    "upload_allowed_hosts": parse_host_ports,
+    "network_internal_hosts": parse_internal_hosts,
+}
 RUNNER_OVERHEAD_MB = 128
 """Memory of a runner pod beyond the execution's own: the runner and the sandbox's stub."""
 
@@ -349,6 +355,32 @@ class Settings(BrowserSessionRules):
     upload_concurrency: int = Field(4, ge=1, le=64, description="Uploads in flight per run.")
     upload_timeout_s: float = Field(30.0, gt=0, le=600, description="Timeout of each upload.")
 
+    # --- network by name: the egress proxy (docs/network.md) ---------------------------
+    network_allowed_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated names the code may reach through the egress proxy: "
+        "exact (`api.github.com`) or wildcards (`*.github.com`: the names under it). Empty: "
+        "no network at all. A request's `network.allowedDomains` may only narrow it.",
+    )
+    network_denied_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Names never reached, whatever is allowed (deny wins)."
+    )
+    network_allowed_ports: Annotated[frozenset[int], NoDecode] = Field(
+        frozenset({80, 443}), description="Comma-separated ports the proxy connects to."
+    )
+    network_internal_hosts: Annotated[dict[str, str], NoDecode] = Field(
+        {},
+        description="Comma-separated `name=address` pairs (like curl's --resolve): the only "
+        "way an allowed name may lead to a loopback or private address (an internal "
+        "mirror). Every other name must resolve to public addresses only.",
+    )
+    network_max_connections: int = Field(
+        64, ge=1, le=100_000, description="Connections through the proxy per execution."
+    )
+    network_max_mb: int = Field(
+        256, ge=1, le=1_000_000, description="MiB through the proxy per execution, both ways."
+    )
+
     # --- browser sessions ----------------------------------------------------------------
     browser_executable: str = Field(
         "/usr/bin/chromium", description="Chromium binary the browser agents launch."
@@ -409,11 +441,46 @@ class Settings(BrowserSessionRules):
             return tuple(p.strip() for p in value.split(",") if p.strip())
         return value
 
-    @field_validator("upload_allowed_hosts", mode="before")
+    @field_validator("network_allowed_domains", "network_denied_domains", mode="before")
     @classmethod
-    def _parse_allowed_hosts(cls, value: object) -> object:
+    def _parse_domains(cls, value: object) -> object:
         if isinstance(value, str):
-            return parse_host_ports(value)  # raises ValueError naming the bad entry
+            value = value.split(",")
+        if isinstance(value, (list, tuple)):
+            try:  # refuses `*`, `*.com`, IP literals and bad names, naming the entry
+                return tuple(str(p) for p in parse_patterns(str(v) for v in value))
+            except PatternError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("network_allowed_ports", mode="before")
+    @classmethod
+    def _parse_ports(cls, value: object) -> object:
+        if isinstance(value, str):
+            ports = set()
+            for item in (i.strip() for i in value.split(",")):
+                if not item:
+                    continue
+                if not item.isdigit() or not 0 < int(item) < 65536:
+                    raise ValueError(f"{item!r} is not a port (1-65535)")
+                ports.add(int(item))
+            return frozenset(ports)
+        return value
+
+    @property
+    def network_ceiling(self) -> DomainPolicy:
+        """What any execution may reach at most (nothing, unless domains are allowed)."""
+        return DomainPolicy(
+            parse_patterns(self.network_allowed_domains),
+            parse_patterns(self.network_denied_domains),
+            self.network_allowed_ports,
+        )
+
+    @field_validator("upload_allowed_hosts", "network_internal_hosts", mode="before")
+    @classmethod
+    def _parse_host_lists(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str):  # each parser raises ValueError naming the bad entry
+            return HOST_LIST_PARSERS[info.field_name or ""](value)
         return value
 
     @property
@@ -429,6 +496,15 @@ class Settings(BrowserSessionRules):
         if self.memory_budget_mb is not None:
             return self.memory_budget_mb
         return default_budget_mb()
+
+    @model_validator(mode="after")
+    def _network_where_the_proxy_runs(self) -> Settings:
+        if self.backend != "local" and self.network_allowed_domains:
+            raise ValueError(
+                "NETWORK_ALLOWED_DOMAINS needs BACKEND=local for now: the egress proxy's "
+                "Kubernetes Deployment is not built yet (runner pods have no network)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _budget_holds_one_of_each(self) -> Settings:

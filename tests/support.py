@@ -89,8 +89,10 @@ class ServiceProcess:
 
     backend = "local"
 
-    def __init__(self, *, expect_healthy: bool = True, **settings: str) -> None:
-        self.port = free_port()
+    def __init__(
+        self, *, expect_healthy: bool = True, port: int | None = None, **settings: str
+    ) -> None:
+        self.port = port or free_port()
         self.token = secrets.token_urlsafe(24)
         self.state_dir = traversable_tempdir("sandbox-test-state-")
         env = {

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import platform
 import secrets
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 from runner.cgroup import SANDBOX_TASKS, CgroupError, SandboxCgroups
-from runner.contract import Job, Outcome
+from runner.contract import Denial, Job, NetworkUsage, Outcome
 from runner.launch import SETUP_ERRORS, SandboxCommand, sandbox_command
 from runner.supervisor import Sandbox, SandboxError
 from runner.support import prepare_support_dir
 
 from controller.cgroups import PER_PROCESS_ONLY, open_cgroups
+from controller.egress.channel import EgressChannel
+from controller.egress.gate import EgressGate, EgressRules
 from controller.errors import SandboxUnavailable
 from controller.execution.backend import NOT_STARTED, SandboxCheck
 from controller.execution.limits import group_limits, sandbox_limits
@@ -55,7 +59,7 @@ class LocalBackend:
             "sandbox",
             settings.warm_pool_size,
             start=self._new_sandbox,
-            close=lambda sandbox: sandbox.close(),
+            close=self._close_sandbox,
             alive=lambda sandbox: sandbox.alive,
             backoff=START_BACKOFF,
             max_age_s=settings.warm_sandbox_max_age_s,
@@ -65,6 +69,14 @@ class LocalBackend:
         self._limits = PER_PROCESS_ONLY
         self.warm_sandbox_mb = 0
         """What the self-test's sandbox held at its peak: what each warm one holds."""
+        self._egress_root = Path(settings.state_dir) / "egress"
+        self._egress_dirs: dict[Sandbox, Path] = {}
+        self._egress_rules = EgressRules(
+            internal_hosts=settings.network_internal_hosts,
+            reserved_ports=frozenset({settings.port}),
+            max_connections=settings.network_max_connections,
+            max_bytes=settings.network_max_mb * 1024 * 1024,
+        )
 
     @property
     def warm_sandboxes(self) -> int:
@@ -92,6 +104,17 @@ class LocalBackend:
                 ok=False, detail="SANDBOX_CGROUPS=required, and " + limits, limits=limits
             )
             return self.check
+        egress = settings.network_ceiling.allows_anything
+        if egress:
+            try:  # a killed predecessor's sockets go: their sandboxes are gone too
+                await asyncio.to_thread(self._reset_egress_root)
+            except OSError as exc:
+                self.check = SandboxCheck(
+                    ok=False,
+                    detail=f"cannot prepare {self._egress_root} (STATE_DIR) for the egress "
+                    f"proxy: {exc}",
+                )
+                return self.check
         # The command depends only on settings; per-run limits travel in the job.
         self._command = sandbox_command(
             support,
@@ -100,6 +123,7 @@ class LocalBackend:
             extra_ro_paths=settings.sandbox_extra_ro_paths,
             preload=settings.sandbox_preload,
             host_ids=(settings.sandbox_uid, settings.sandbox_gid),
+            egress=egress,
         )
         self.check = await self._self_test()
         if self.check.ok:
@@ -112,7 +136,7 @@ class LocalBackend:
             try:
                 outcome = await self._run_in(sandbox, self_test_job(self._settings))
             finally:
-                await sandbox.close()
+                await self._close_sandbox(sandbox)
         except SandboxError as exc:
             return SandboxCheck(ok=False, detail=str(exc), limits=self._limits)
         self.warm_sandbox_mb = -(-(outcome.max_rss_kb or 0) // 1024)  # rounded up
@@ -125,9 +149,47 @@ class LocalBackend:
             outcome, f"bubblewrap sandbox verified; seccomp filter {seccomp}", self._limits
         )
 
+    def _reset_egress_root(self) -> None:
+        shutil.rmtree(self._egress_root, ignore_errors=True)
+        self._egress_root.mkdir(mode=0o711, parents=True)
+        self._egress_root.chmod(0o711)  # traversable, not listable, by the sandboxes' uid
+
+    @property
+    def _sandbox_group(self) -> int | None:
+        """The host gid sandboxes run as when this service is root (else its own user's)."""
+        return self._settings.sandbox_gid if os.geteuid() == 0 else None
+
+    def _new_egress_dir(self) -> Path:
+        directory = self._egress_root / secrets.token_hex(8)
+        directory.mkdir(mode=0o700)
+        if self._sandbox_group is not None:
+            os.chown(directory, -1, self._sandbox_group)
+            directory.chmod(0o750)
+        return directory
+
+    async def _close_sandbox(self, sandbox: Sandbox) -> None:
+        try:
+            await sandbox.close()
+        finally:
+            directory = self._egress_dirs.pop(sandbox, None)
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
+
     async def _new_sandbox(self) -> Sandbox:
         if self._command is None:
             raise SandboxError("the backend was not started")
+        egress_dir = self._new_egress_dir() if self._command.egress else None
+        try:
+            sandbox = await self._start_sandbox(self._command, egress_dir)
+        except BaseException:
+            if egress_dir is not None:
+                shutil.rmtree(egress_dir, ignore_errors=True)
+            raise
+        if egress_dir is not None:
+            self._egress_dirs[sandbox] = egress_dir
+        return sandbox
+
+    async def _start_sandbox(self, command: SandboxCommand, egress_dir: Path | None) -> Sandbox:
         group = None
         if self._cgroups is not None:
             name = f"sb-{secrets.token_hex(6)}"
@@ -138,7 +200,7 @@ class LocalBackend:
             except CgroupError as exc:
                 raise SandboxError(f"cannot make the sandbox's cgroup: {exc}") from exc
         try:
-            sandbox = self._command.start(group)
+            sandbox = command.start(group, str(egress_dir) if egress_dir else None)
         except BaseException:
             if group is not None:
                 await asyncio.to_thread(group.remove)
@@ -160,12 +222,38 @@ class LocalBackend:
         except (SandboxError, PoolClosed) as exc:
             raise SandboxUnavailable(f"sandbox failed: {exc}") from exc
         try:
-            return await self._run_in(sandbox, job)
+            if job.network is None:
+                return await self._run_in(sandbox, job)
+            return await self._run_with_egress(sandbox, job)
         finally:
             self._pool.retire(sandbox)
             # Refill once this response is on its way: starting a sandbox costs CPU
             # that the execution in flight should not have to share.
             asyncio.get_running_loop().call_soon(self._pool.fill)
+
+    async def _run_with_egress(self, sandbox: Sandbox, job: Job) -> Outcome:
+        """Run ``job`` with its own egress channel open; the proxy's refusals become the
+        execution's ``network`` violations, whatever program made the connection."""
+        assert job.network is not None
+        directory = self._egress_dirs.get(sandbox)
+        if directory is None:
+            raise SandboxUnavailable("the sandbox has no egress directory (no domain allowed)")
+        gate = EgressGate(job.network, self._egress_rules)
+        channel = EgressChannel(gate)
+        try:
+            await channel.open(directory, self._sandbox_group)
+        except OSError as exc:
+            raise SandboxUnavailable(f"cannot open the execution's egress proxy: {exc}") from exc
+        try:
+            outcome = await self._run_in(sandbox, job)
+        finally:
+            await channel.close()
+        refused = tuple(Denial("network", r.target, r.reason) for r in gate.refusals)
+        return replace(
+            outcome,
+            denials=outcome.denials + refused,
+            network=NetworkUsage(gate.connections, gate.meter.sent, gate.meter.received),
+        )
 
     async def _run_in(self, sandbox: Sandbox, job: Job) -> Outcome:
         if self._cgroups is not None:
@@ -177,6 +265,8 @@ class LocalBackend:
 
     async def stop(self) -> None:
         await self._pool.stop()
+        if self._command is not None and self._command.egress:
+            await asyncio.to_thread(shutil.rmtree, self._egress_root, True)
         if self._cgroups is not None:
             try:
                 await asyncio.to_thread(self._cgroups.close)

@@ -20,6 +20,10 @@ from pydantic_core import PydanticCustomError
 from runner.contract import MAX_PATH_CHARS, MAX_TIMEOUT_MS
 from runner.policy import PathRefused, input_path
 
+from sandbox_common.domains import MAX_NAME_CHARS
+
+MAX_REQUESTED_DOMAINS = 64
+
 UploadUrl = Annotated[AnyHttpUrl, UrlConstraints(allowed_schemes=["http", "https"])]
 
 
@@ -57,6 +61,21 @@ class InputFile(BaseModel):
         return self._data
 
 
+class NetworkRequest(BaseModel):
+    """Which of the deployment's allowed domains this execution may reach."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    allowedDomains: list[Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS + 2)]] = (
+        Field(
+            max_length=MAX_REQUESTED_DOMAINS,
+            description="Names or `*.` wildcards, each within NETWORK_ALLOWED_DOMAINS and "
+            "not denied (else 422 naming it). Empty: no network for this execution.",
+            examples=[["api.github.com", "*.githubusercontent.com"]],
+        )
+    )
+
+
 class ExecuteRequest(BaseModel):
     """What a caller asks to run.  Unknown fields and wrong types are refused (422)."""
 
@@ -79,6 +98,11 @@ class ExecuteRequest(BaseModel):
     public: bool = Field(False, description="Passed to the file service with each upload.")
     files: list[InputFile] = Field(
         default_factory=list, description="Files written into the workspace before the run."
+    )
+    network: NetworkRequest | None = Field(
+        None,
+        description="Narrows the deployment's allowed domains for this run (omitted: all "
+        "of them; with none allowed, the sandbox has no network at all).",
     )
 
     @field_validator("files")
@@ -110,12 +134,23 @@ class Truncated(BaseModel):
     stderr: bool
 
 
+class NetworkUsage(BaseModel):
+    """What went through the egress proxy (refused connections included in the count)."""
+
+    connections: int
+    bytesSent: int
+    bytesReceived: int
+
+
 class Usage(BaseModel):
     """Resources the user's code used (its main process and the children it waited for)."""
 
     cpuUserMs: float | None
     cpuSystemMs: float | None
     peakMemoryKb: int | None
+    network: NetworkUsage | None = Field(
+        None, description="Through the egress proxy; null when no domain was allowed."
+    )
 
 
 class Upload(BaseModel):

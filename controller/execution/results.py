@@ -7,7 +7,13 @@ from typing import Literal
 
 from runner.contract import Outcome
 
-from controller.execution.models import ExecuteResponse, Truncated, Usage, Violation
+from controller.execution.models import (
+    ExecuteResponse,
+    NetworkUsage,
+    Truncated,
+    Usage,
+    Violation,
+)
 
 # Signals that mean "a limit was hit", with the limit's name for the annotation.
 LIMIT_SIGNALS = {
@@ -126,6 +132,13 @@ def response_for(execution_id: str, outcome: Outcome, timeout_ms: int) -> Execut
             cpuUserMs=outcome.cpu_user_ms,
             cpuSystemMs=outcome.cpu_system_ms,
             peakMemoryKb=outcome.max_rss_kb,
+            network=NetworkUsage(
+                connections=outcome.network.connections,
+                bytesSent=outcome.network.bytes_sent,
+                bytesReceived=outcome.network.bytes_received,
+            )
+            if outcome.network is not None
+            else None,
         ),
         uploads=[],
         files=[],

@@ -19,6 +19,7 @@ from controller.execution.results import response_for
 from controller.settings import Settings
 from controller.uploads.policy import UploadPolicy
 from controller.uploads.transport import GuardedTransport, check_target
+from sandbox_common.domains import DomainPolicy, PatternError
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,28 @@ class ExecutionService:
         if refusal:
             raise InvalidRequest("fileUploadUrl", "upload_target", refusal)
 
+    def network_for(self, request: ExecuteRequest) -> DomainPolicy | None:
+        """What the execution may reach: the ceiling, narrowed by the request; None: nothing."""
+        ceiling = self.settings.network_ceiling
+        if request.network is None:
+            return ceiling if ceiling.allows_anything else None
+        requested = request.network.allowedDomains
+        if requested and not ceiling.allows_anything:
+            raise InvalidRequest(
+                "network.allowedDomains",
+                "no_network",
+                "this deployment allows no domain (setting NETWORK_ALLOWED_DOMAINS)",
+            )
+        for index, entry in enumerate(requested):
+            try:
+                ceiling.narrowed([entry])
+            except PatternError as exc:
+                raise InvalidRequest(
+                    f"network.allowedDomains[{index}]", exc.rule, str(exc)
+                ) from None
+        policy = ceiling.narrowed(requested)
+        return policy if policy.allows_anything else None
+
     def job_for(self, request: ExecuteRequest) -> Job:
         settings = self.settings
         return Job(
@@ -138,6 +161,7 @@ class ExecutionService:
             sandbox=sandbox_limits(settings),
             limits=run_limits(settings, request.timeoutMs or settings.default_timeout_ms),
             harvest=harvest_limits(settings),
+            network=self.network_for(request),
         )
 
     async def execute(self, request: ExecuteRequest) -> ExecuteResponse:

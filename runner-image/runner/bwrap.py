@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from runner.contract import SandboxLimits
 from runner.policy import (
+    EGRESS_MOUNT,
     PROTECTED_DIRS,
     PROTECTED_FILES,
     SANDBOX_ENV,
@@ -15,6 +16,7 @@ from runner.policy import (
     SUPPORT_MOUNT,
     WORKSPACE,
     Layout,
+    egress_option,
 )
 
 BWRAP = "/usr/bin/bwrap"
@@ -25,6 +27,8 @@ TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # this package -> compiled name in the support directory's "sandbox" folder.
 SANDBOX_CODE = {"stub.py": "stub.pyc", "sandbox_files.py": "_sandbox_files.pyc"}
 STUB_NAME = "stub.pyc"
+EGRESS_DIR = "@EGRESS_DIR@"
+"""Replaced by the host directory of each sandbox's own egress socket at its start."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,8 @@ def bwrap_argv(
         argv += ["--ro-bind", f"{support}/empty-file", f"{WORKSPACE}/{name}"]
     for name in PROTECTED_DIRS:
         argv += ["--ro-bind", f"{support}/empty-dir", f"{WORKSPACE}/{name}"]
+    if layout.egress:
+        argv += ["--ro-bind", EGRESS_DIR, EGRESS_MOUNT]
     argv += [
         *(["--seccomp", seccomp_fd] if seccomp_fd else []),
         "--remount-ro",
@@ -151,6 +157,7 @@ def bwrap_argv(
         "-S",
         f"{SUPPORT_MOUNT}/{STUB_NAME}",
         status_fd,
+        *([egress_option()] if layout.egress else []),
         *layout.preload,
     ]
     return argv

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sandbox_common.domains import DomainPolicy
+
 MIB = 1024 * 1024
 WIRE_VERSION = 1
 MAX_TIMEOUT_MS = 120_000
@@ -90,6 +92,9 @@ class Job:
     limits: RunLimits = field(default_factory=RunLimits)
     harvest: HarvestLimits | None = None
     """None: collect nothing the code wrote."""
+    network: DomainPolicy | None = None
+    """The names the code may reach through the egress proxy; None: no network at all
+    (the sandbox has a loopback of its own and nothing else)."""
 
 
 @dataclass(frozen=True)
@@ -151,3 +156,12 @@ class Outcome:
     process_limit_hit: bool = False
     """The task limit of the whole execution (its cgroup's pids.max) refused a fork."""
     harvested: Harvested = field(default_factory=Harvested)
+    network: NetworkUsage | None = None
+    """What went through the egress proxy (filled in by the placement that runs it)."""
+
+
+@dataclass(frozen=True)
+class NetworkUsage:
+    connections: int
+    bytes_sent: int
+    bytes_received: int

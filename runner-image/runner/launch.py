@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
-from runner.bwrap import bwrap_argv, launcher_argv, probe_host
+from runner.bwrap import EGRESS_DIR, bwrap_argv, launcher_argv, probe_host
 from runner.cgroup import SandboxCgroup
 from runner.contract import SandboxLimits
 from runner.policy import Layout, sandbox_view
@@ -40,10 +40,21 @@ class SandboxCommand:
     def seccomp(self) -> bool:
         return SECCOMP_FD in self.fd_data
 
-    def start(self, cgroup: SandboxCgroup | None = None) -> Sandbox:
-        """Start one sandbox now (from the event loop's thread), in ``cgroup`` if given."""
+    @property
+    def egress(self) -> bool:
+        """Whether each sandbox needs a directory for its egress socket (``start``'s)."""
+        return EGRESS_DIR in self.argv
+
+    def start(self, cgroup: SandboxCgroup | None = None, egress_dir: str | None = None) -> Sandbox:
+        """Start one sandbox now (from the event loop's thread), in ``cgroup`` if given,
+        with ``egress_dir`` (its own, empty) mounted where its stub finds the proxy."""
+        argv = self.argv
+        if self.egress:
+            if egress_dir is None:
+                raise ValueError("this sandbox command needs an egress directory")
+            argv = [egress_dir if a == EGRESS_DIR else a for a in argv]
         return Sandbox(
-            self.argv,
+            argv,
             status_fd_placeholder=STATUS_FD,
             mounted=self.mounted,
             view=self.view,
@@ -60,15 +71,23 @@ def sandbox_command(
     extra_ro_paths: tuple[str, ...] = (),
     preload: tuple[str, ...] = (),
     host_ids: tuple[int, int] | None = None,
+    egress: bool = False,
 ) -> SandboxCommand:
     """The command for sandboxes running ``python`` (its virtual environment mounted too).
 
     ``host_ids``: the unprivileged uid and gid to launch bwrap as; used only when this
-    process is root (a sandbox is never host root).
+    process is root (a sandbox is never host root).  ``egress``: each sandbox mounts a
+    directory of its own for its egress socket (a domain may be allowed).
     """
     env_root = python_env_root(python)
     visible = (*extra_ro_paths, *([env_root] if env_root else []))
-    layout = Layout(support_dir=support_dir, python=python, extra_ro_paths=visible, preload=preload)
+    layout = Layout(
+        support_dir=support_dir,
+        python=python,
+        extra_ro_paths=visible,
+        preload=preload,
+        egress=egress,
+    )
     program = filter_program()
     argv = bwrap_argv(
         layout, mounted, probe_host(layout), STATUS_FD, seccomp_fd=SECCOMP_FD if program else None

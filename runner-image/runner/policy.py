@@ -64,6 +64,12 @@ HIDDEN_PATHS: tuple[str, ...] = (
 )
 
 WORKSPACE = "/workspace"
+# The way out when a domain is allowed: the host directory of this sandbox's egress
+# socket is mounted here (controller.egress.channel serves it), and the stub forwards
+# the sandbox's own loopback port EGRESS_PORT to it, for clients that speak HTTP proxy.
+EGRESS_MOUNT = "/.egress"
+EGRESS_SOCKET = "proxy.sock"
+EGRESS_PORT = 3128
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000
 SUPPORT_MOUNT = "/.sandbox"
@@ -130,6 +136,24 @@ def sandbox_view(visible_paths: tuple[str, ...]) -> dict[str, object]:
     }
 
 
+def egress_view() -> dict[str, object]:
+    """What the stub is told when the execution may reach allowed names: forward (the
+    stub has the socket's path and the port from its command line, runner.bwrap), and
+    the environment that points HTTP clients (urllib, requests, httpx, pip, curl; both
+    spellings, as curl reads only the lower-case ones) at the proxy."""
+    proxy = f"http://127.0.0.1:{EGRESS_PORT}"
+    env = {"NO_PROXY": "localhost,127.0.0.1,::1"}
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        env[name] = proxy
+    env.update({name.lower(): value for name, value in env.items()})
+    return {"egress": {"proxy": f"127.0.0.1:{EGRESS_PORT}"}, "env": env}
+
+
+def egress_option() -> str:
+    """The stub's option for a sandbox that may be given a domain: where to forward."""
+    return f"--egress={EGRESS_MOUNT}/{EGRESS_SOCKET}:{EGRESS_PORT}"
+
+
 @dataclass(frozen=True)
 class Layout:
     """What the sandbox can see of the host, all read-only."""
@@ -142,3 +166,5 @@ class Layout:
     """More read-only paths, each mounted at the same place (e.g. a Python environment)."""
     preload: tuple[str, ...] = field(default=())
     """Modules imported while the sandbox warms up, so the code's imports of them are free."""
+    egress: bool = False
+    """Mount a per-sandbox egress directory (runner.bwrap's EGRESS_DIR placeholder)."""

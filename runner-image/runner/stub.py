@@ -35,7 +35,12 @@ import select
 import sys
 import types
 
+TYPE_CHECKING = False  # typing's own costs an import at every start; mypy knows the name
+if TYPE_CHECKING:
+    import socket
+
 SITE_CONFIG = "site.marshal"
+EGRESS_OPTION = "--egress="  # runner.policy.egress_option writes it: that is the rule
 MAX_VIOLATION_BYTES = 256
 
 # Devices the code may write to, besides the writable directories the job names.
@@ -136,6 +141,13 @@ def _violation_hook(fd: int, job: dict[str, object]) -> object:
     dirs = [p.rstrip("/") for p in writable]
     writable_detail = f"write denied: only {', '.join(dirs[:-1])} and {dirs[-1]} are writable"
     max_violations = int(job["maxViolations"])  # type: ignore[call-overload]
+    egress = job.get("egress")
+    if isinstance(egress, dict):
+        direct = f"network denied: only the proxy at {egress['proxy']} leads out"
+        lookup = "name resolution is not available in the sandbox: the proxy resolves names"
+    else:
+        direct = "network denied: the sandbox has no network access"
+        lookup = "network denied: name resolution is not available in the sandbox"
     seen: set[tuple[str, str]] = set()
     abspath = os.path.abspath
     fspath = os.fsdecode
@@ -206,20 +218,12 @@ def _violation_hook(fd: int, job: dict[str, object]) -> object:
                 and isinstance(address[0], str)
                 and not _is_loopback(address[0])
             ):
-                report(
-                    "network",
-                    f"{address[0]}:{address[1]}",
-                    "network denied: the sandbox has no network access",
-                )
+                report("network", f"{address[0]}:{address[1]}", direct)
         elif event == "socket.getaddrinfo":
             name = args[0]
             host = name.decode("ascii", "replace") if isinstance(name, bytes) else name
             if isinstance(host, str) and host and not _is_loopback(host):
-                report(
-                    "network",
-                    f"{host}:{args[1]}",
-                    "network denied: name resolution is not available in the sandbox",
-                )
+                report("network", f"{host}:{args[1]}", lookup)
 
     return hook
 
@@ -254,6 +258,9 @@ def _run_child(job_fd: int, violations_fd: int) -> None:
     os.write(violations_fd, b"B %r %r\n" % (before.ru_utime, before.ru_stime))
     stdin = job.get("stdin")
     _install_stdin(stdin if isinstance(stdin, str) else None)
+    env = job.get("env")
+    if isinstance(env, dict):
+        os.environ.update({str(k): str(v) for k, v in env.items()})
     limits = job.get("limits")
     _apply_limits(limits if isinstance(limits, dict) else {})
     os.chdir(str(job["workspace"]))
@@ -356,13 +363,97 @@ def _report(
     os.write(status_fd, _json(message).encode() + b"\n")
 
 
-def _wait(pid: int, timeout_ms: int | None) -> bool:
+class _Forwarder:
+    """The sandbox's loopback proxy port, forwarded to the execution's egress socket.
+
+    Runs in this process's own loop while it waits for the child (no thread, so no task
+    of the execution's is spent on it), and only when the job allows a domain.  The
+    port is bound while the sandbox warms up, before the code exists, so the code cannot
+    take it; a job that allows no domain closes it.  Each connection
+    gets a connection of its own to the socket, where the controller's proxy decides.
+    """
+
+    def __init__(self, socket_path: str, port: int) -> None:
+        import selectors  # while the sandbox warms up: nothing of this on a request's path
+        import socket
+
+        self._socket = socket
+        self._path = socket_path
+        self._selector = selectors.DefaultSelector()
+        self._read = selectors.EVENT_READ
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", port))
+        self._listener.listen(128)
+        self._selector.register(self._listener, self._read, None)
+
+    def close(self) -> None:
+        """Stop listening (in the code's process, or when the job allows no domain)."""
+        self._selector.close()
+        self._listener.close()
+
+    def wait(self, pidfd: int, timeout_s: float | None) -> bool:
+        """Forward until the child exits (the pidfd is readable); True on the timeout."""
+        import time
+
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._selector.register(pidfd, self._read, "child")
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return True
+            for key, _ in self._selector.select(left):
+                if key.data == "child":
+                    return False
+                if key.data is None:
+                    self._accept()
+                else:
+                    self._relay(key.fileobj, key.data)  # type: ignore[arg-type]
+
+    def _accept(self) -> None:
+        socket = self._socket
+        try:
+            client, _ = self._listener.accept()
+        except OSError:
+            return
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(self._path)
+        except OSError:
+            client.close()  # the proxy is gone: the client sees a closed connection
+            upstream.close()
+            return
+        for sock in (client, upstream):
+            sock.settimeout(10)  # a peer that stops reading stalls its sends at most this
+        self._selector.register(client, self._read, upstream)
+        self._selector.register(upstream, self._read, client)
+
+    def _relay(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            data = source.recv(1 << 16)
+            if data:
+                sink.sendall(data)
+                return
+        except OSError:
+            pass
+        for sock in (source, sink):  # one side ended: so does the connection
+            try:
+                self._selector.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+            sock.close()
+
+
+def _wait(pid: int, timeout_ms: int | None, forwarder: _Forwarder | None = None) -> bool:
     """Wait for the child; True when the timeout came first (the child is still running)."""
-    if timeout_ms is None:
+    if timeout_ms is None and forwarder is None:
         return False
     pidfd = os.pidfd_open(pid)
+    timeout_s = None if timeout_ms is None else timeout_ms / 1000
     try:
-        ready, _, _ = select.select([pidfd], [], [], timeout_ms / 1000)
+        if forwarder is not None:
+            return forwarder.wait(pidfd, timeout_s)
+        ready, _, _ = select.select([pidfd], [], [], timeout_s)
     finally:
         os.close(pidfd)
     return not ready
@@ -450,7 +541,12 @@ def main() -> None:
     del sys.path[0]
     _site(os.path.join(here, SITE_CONFIG))
     _seed(os.path.join(here, "tmp-seed"), "/tmp")
-    _preload(sys.argv[2:])
+    options = [a for a in sys.argv[2:] if a.startswith(EGRESS_OPTION)]
+    _preload([a for a in sys.argv[2:] if not a.startswith(EGRESS_OPTION)])
+    forwarder = None
+    if options:  # --egress=SOCKET:PORT (runner.bwrap): this sandbox may be given a domain
+        socket_path, _, port = options[0][len(EGRESS_OPTION) :].rpartition(":")
+        forwarder = _Forwarder(socket_path, int(port))
     job_r, job_w = os.pipe2(os.O_CLOEXEC)
     violations_r, violations_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     # Keep the warm heap out of the collector's reach, so the child does not copy
@@ -460,6 +556,8 @@ def main() -> None:
     pid = os.fork()
     if pid == 0:
         gc.enable()
+        if forwarder is not None:
+            forwarder.close()
         os.close(status_fd)
         os.close(job_w)
         os.close(violations_r)
@@ -475,9 +573,12 @@ def main() -> None:
     except (OSError, ValueError) as exc:
         os.write(status_fd, _json({"setupError": f"input files: {exc}"}).encode() + b"\n")
         return
+    if forwarder is not None and not job.get("egress"):
+        forwarder.close()
+        forwarder = None
     _send_job(job_w, job)
     timeout_ms = job.get("timeoutMs")
-    timed_out = _wait(pid, timeout_ms if isinstance(timeout_ms, int) else None)
+    timed_out = _wait(pid, timeout_ms if isinstance(timeout_ms, int) else None, forwarder)
     # Whatever is still running (the code on a timeout, daemons it left behind) is killed
     # before the workspace is read: nothing can change the files while they are collected.
     try:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from runner.cgroup import CgroupError, SandboxCgroup, enter_argv
 from runner.contract import MAX_ERROR_CHARS, MAX_VIOLATIONS, Harvested, Job, Outcome, SandboxLimits
-from runner.policy import SANDBOX_ENV
+from runner.policy import SANDBOX_ENV, egress_view
 from runner.protocol import (
     PipeReader,
     StatusReader,
@@ -195,6 +195,7 @@ class Sandbox:
                 "limits": limits.rlimits(),
                 "timeoutMs": limits.timeout_ms,
                 "harvest": harvest_fields(harvest),
+                **(egress_view() if job.network is not None else {}),
             }
         )
         started = time.monotonic()

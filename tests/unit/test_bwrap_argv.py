@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
-from runner.bwrap import BWRAP, CHROOT, HostFacts, bwrap_argv, launcher_argv
+from runner.bwrap import BWRAP, CHROOT, EGRESS_DIR, STUB_NAME, HostFacts, bwrap_argv, launcher_argv
 from runner.contract import RunLimits, SandboxLimits
-from runner.policy import SANDBOX_ENV, Layout
+from runner.policy import (
+    EGRESS_MOUNT,
+    EGRESS_PORT,
+    EGRESS_SOCKET,
+    SANDBOX_ENV,
+    SUPPORT_MOUNT,
+    Layout,
+)
+
+STUB_PATH = f"{SUPPORT_MOUNT}/{STUB_NAME}"
 
 HOST = HostFacts(
     symlinks={"/bin": "usr/bin", "/lib": "usr/lib", "/lib64": "usr/lib64"},
@@ -110,3 +121,18 @@ def test_limits_become_rlimits_with_a_cpu_backstop() -> None:
         "maxOpenFiles": 5,
         "cpuSeconds": 4,
     }
+
+
+def test_an_egress_sandbox_mounts_its_own_directory_read_only_and_keeps_the_network_private(
+    argv: list[str],
+) -> None:
+    assert EGRESS_DIR not in argv and not any(a.startswith("--egress=") for a in argv)
+    egress = bwrap_argv(replace(LAYOUT, egress=True), LIMITS, HOST, status_fd="7")
+    assert (EGRESS_DIR, EGRESS_MOUNT) in pairs(egress, "--ro-bind")
+    assert "--unshare-net" in egress and "--share-net" not in egress
+    # The mount comes before the root is made read-only; the stub learns where to forward.
+    assert egress.index(EGRESS_DIR) < egress.index("--remount-ro")
+    assert (
+        egress[egress.index(STUB_PATH) + 2]
+        == f"--egress={EGRESS_MOUNT}/{EGRESS_SOCKET}:{EGRESS_PORT}"
+    )

@@ -7,6 +7,8 @@ from pydantic import ValidationError
 
 from controller.settings import Settings
 
+TOKEN = "a-test-token-of-32-characters-ok"
+
 
 def make(**values: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -64,3 +66,42 @@ def test_preload_takes_module_names_only() -> None:
     assert settings.sandbox_preload == ("numpy", "matplotlib.pyplot")
     with pytest.raises(ValidationError, match="not a module name"):
         make(auth_token="a" * 32, sandbox_preload="os; import shutil")
+
+
+def test_the_network_ceiling_is_read_and_checked_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_TOKEN", TOKEN)
+    monkeypatch.setenv("NETWORK_ALLOWED_DOMAINS", "API.github.com, *.example.org,")
+    monkeypatch.setenv("NETWORK_ALLOWED_PORTS", "443, 8443")
+    monkeypatch.setenv("NETWORK_INTERNAL_HOSTS", "pypi.internal=10.0.0.5")
+    settings = make()
+    ceiling = settings.network_ceiling
+    assert [str(p) for p in ceiling.allowed] == ["api.github.com", "*.example.org"]
+    assert ceiling.ports == {443, 8443} and ceiling.allows_anything
+    assert settings.network_internal_hosts == {"pypi.internal": "10.0.0.5"}
+    assert not make(network_allowed_domains=()).network_ceiling.allows_anything
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("NETWORK_ALLOWED_DOMAINS", "*", "allows every name"),
+        ("NETWORK_ALLOWED_DOMAINS", "github.com,*.com", "public suffix"),
+        ("NETWORK_DENIED_DOMAINS", "10.0.0.1", "IP address"),
+        ("NETWORK_ALLOWED_PORTS", "443,http", "not a port"),
+        ("NETWORK_INTERNAL_HOSTS", "meta=169.254.169.254", "never a destination"),
+    ],
+)
+def test_bad_network_settings_are_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv("AUTH_TOKEN", TOKEN)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        make()
+    assert caught.value.error_count() == 1
+    assert name.lower() in str(caught.value) and says in str(caught.value)
+
+
+def test_names_need_the_local_placement_for_now() -> None:
+    with pytest.raises(ValidationError, match="BACKEND=local"):
+        make(auth_token=TOKEN, backend="kubernetes", network_allowed_domains="api.github.com")

@@ -1,0 +1,1 @@
+"""The egress proxy: how executions reach allowed names, and nothing else."""

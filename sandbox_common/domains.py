@@ -1,0 +1,191 @@
+"""Network by name: domain patterns, the deployment's ceiling, and a request's narrowing of it.
+
+A pattern is an exact name (``api.github.com``) or a wildcard for the names under one
+(``*.github.com``: ``a.github.com`` and ``a.b.github.com``, not ``github.com`` itself;
+list both for both).  Names are compared in their ASCII (IDNA) form, lower-case,
+without a trailing dot.  An IP address is never a pattern: the policy is about names,
+and the proxy resolves them itself (sandbox_common.addresses judges what they lead to).
+
+The same rules serve the execution's egress proxy and the browser agent's, in every
+placement: what a name *is allowed* to be is decided here, once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sandbox_common import addresses
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+MAX_NAME_CHARS = 253
+# Suffixes under which anyone can register a name: a wildcard right above one of them
+# allows the whole world's names.  The one-label ones (``*.com``) are refused by rule;
+# these are the common two-label registries (a full public-suffix list is not worth a
+# dependency: this guards against a slip, the ceiling itself is the operator's choice).
+PUBLIC_SUFFIXES = frozenset(
+    f"{second}.{top}"
+    for top, seconds in {
+        "uk": ("co", "org", "ac", "gov", "me", "net", "ltd", "plc"),
+        "au": ("com", "net", "org", "edu", "gov", "id"),
+        "nz": ("co", "org", "net", "ac", "govt"),
+        "jp": ("co", "ne", "or", "ac", "go"),
+        "br": ("com", "net", "org", "gov"),
+        "cn": ("com", "net", "org", "gov", "edu"),
+        "in": ("co", "net", "org", "gov", "ac"),
+        "za": ("co", "org", "net", "gov", "ac"),
+        "mx": ("com", "org", "gob"),
+        "tr": ("com", "org", "net", "gov"),
+        "sg": ("com", "org", "net", "gov", "edu"),
+        "hk": ("com", "org", "net", "gov", "edu"),
+        "kr": ("co", "or", "ne", "go", "ac"),
+        "tw": ("com", "org", "net", "gov", "edu"),
+        "ar": ("com", "org", "net", "gob"),
+        "il": ("co", "org", "net", "ac", "gov"),
+    }.items()
+    for second in seconds
+)
+
+
+NEVER_INTERNAL = frozenset(
+    {addresses.Kind.METADATA, addresses.Kind.MULTICAST, addresses.Kind.UNSPECIFIED}
+)
+
+
+class PatternError(ValueError):
+    """A pattern or name that the policy refuses; ``rule`` names the rule it broke."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+def normalize_name(raw: str) -> str:
+    """``raw`` as compared: IDNA ASCII, lower-case, no trailing dot; PatternError if no name."""
+    text = raw.strip().rstrip(".").lower()
+    if not text:
+        raise PatternError("empty", "a domain name cannot be empty")
+    if _is_ip_literal(text):
+        raise PatternError(
+            "ip_literal", f"{raw!r} is an IP address: the network policy allows names only"
+        )
+    try:
+        ascii_name = text.encode("idna").decode("ascii") if not text.isascii() else text
+    except UnicodeError:
+        raise PatternError("invalid_name", f"{raw!r} is not a valid domain name") from None
+    labels = ascii_name.split(".")
+    if len(ascii_name) > MAX_NAME_CHARS or not all(_LABEL.match(label) for label in labels):
+        raise PatternError("invalid_name", f"{raw!r} is not a valid domain name")
+    return ascii_name
+
+
+def _is_ip_literal(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, order=True)
+class Pattern:
+    """An exact name, or (``wildcard``) every name under ``name``."""
+
+    name: str
+    wildcard: bool = False
+
+    @classmethod
+    def parse(cls, raw: str) -> Pattern:
+        text = raw.strip()
+        if text in ("*", "*."):
+            raise PatternError("too_broad", f"{raw!r} allows every name")
+        if text.startswith("*."):
+            base = normalize_name(text[2:])
+            if "." not in base or base in PUBLIC_SUFFIXES:
+                raise PatternError("too_broad", f"{raw!r} allows every name under a public suffix")
+            return cls(base, wildcard=True)
+        if "*" in text:
+            raise PatternError("invalid_wildcard", f"{raw!r}: a wildcard is only '*.' in front")
+        return cls(normalize_name(text))
+
+    def matches(self, name: str) -> bool:
+        """Whether the normalized ``name`` is one this pattern names."""
+        return name.endswith("." + self.name) if self.wildcard else name == self.name
+
+    def covers(self, other: Pattern) -> bool:
+        """Whether every name ``other`` matches is one this pattern matches too."""
+        if not self.wildcard:
+            return not other.wildcard and other.name == self.name
+        return other.name.endswith("." + self.name) or (other.wildcard and other.name == self.name)
+
+    def __str__(self) -> str:
+        return f"*.{self.name}" if self.wildcard else self.name
+
+
+def parse_patterns(raw: Iterable[str]) -> tuple[Pattern, ...]:
+    """Distinct patterns in a stable order; PatternError names the first bad one."""
+    return tuple(sorted({Pattern.parse(item) for item in raw if item.strip()}))
+
+
+@dataclass(frozen=True)
+class DomainPolicy:
+    """What names one execution (or session) may reach, and on which ports."""
+
+    allowed: tuple[Pattern, ...] = ()
+    denied: tuple[Pattern, ...] = ()
+    ports: frozenset[int] = field(default_factory=lambda: frozenset({80, 443}))
+
+    @property
+    def allows_anything(self) -> bool:
+        return bool(self.allowed) and bool(self.ports)
+
+    def decision(self, name: str) -> str | None:
+        """``allowed``, ``denied`` (deny wins), or None: a name neither list names."""
+        if any(p.matches(name) for p in self.denied):
+            return "denied"
+        if any(p.matches(name) for p in self.allowed):
+            return "allowed"
+        return None
+
+    def narrowed(self, requested: Iterable[str]) -> DomainPolicy:
+        """This ceiling with only ``requested`` allowed; PatternError (rule
+        ``outside_ceiling`` or ``denied``) names the first entry the ceiling does not allow."""
+        chosen = []
+        for raw in requested:
+            pattern = Pattern.parse(raw)
+            if any(d.covers(pattern) for d in self.denied):
+                raise PatternError("denied", f"{pattern} is denied by the deployment's policy")
+            if not any(a.covers(pattern) for a in self.allowed):
+                raise PatternError(
+                    "outside_ceiling",
+                    f"{pattern} is not within the deployment's allowed domains",
+                )
+            chosen.append(pattern)
+        return DomainPolicy(tuple(sorted(set(chosen))), self.denied, self.ports)
+
+
+def parse_internal_hosts(value: str) -> dict[str, str]:
+    """``"pypi.internal=10.0.0.5, git.internal=::1"`` -> {name: address}.
+
+    ValueError names the bad pair: no ``=``, a bad name, an address that is not one, or
+    one that is never a destination (metadata, multicast, unspecified).
+    """
+    found: dict[str, str] = {}
+    for raw in value.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        name, sep, address_text = item.partition("=")
+        if not sep:
+            raise ValueError(f"{item!r} is not name=address")
+        try:
+            name = normalize_name(name)
+            address = addresses.parse(address_text.strip().strip("[]"))
+        except ValueError as exc:
+            raise ValueError(f"{item!r}: {exc}") from None
+        if addresses.classify(address) in NEVER_INTERNAL:
+            raise ValueError(f"{item!r}: {address} is never a destination")
+        found[name] = str(address)
+    return found

@@ -1,0 +1,238 @@
+"""A forward proxy's mechanics (HTTP and CONNECT), with the decision left to a gate.
+
+One client connection carries exactly one request or one tunnel.  The gate resolves the
+name itself and returns only addresses it checked, or refuses; the proxy connects to
+nothing else, so a name that resolves to a forbidden address (or re-resolves to one
+later: DNS rebinding) gets no further.  Plain HTTP responses are told to close, so a
+client never sends a request for another host down an already-checked connection.
+
+Serves the browser agent's proxy and the executions' egress proxy; each brings its own
+gate (what may be reached) and, if it wants one, a meter (how much may flow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+HEAD_LIMIT = 64 * 1024
+HEAD_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
+CHUNK = 64 * 1024
+# Per-hop headers of the client's request to the proxy: never sent upstream.
+HOP_HEADERS = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te", b"upgrade"}
+)
+REASONS = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway"}
+
+
+class Refused(Exception):
+    """The destination is forbidden by the gate's policy (the message says why)."""
+
+
+class Gate(Protocol):
+    async def resolve(self, host: str, port: int) -> list[str]:
+        """The checked addresses to try for ``host:port``; raise Refused if forbidden."""
+
+
+class Meter:
+    """Bytes through one client's connections, up to a cap shared by all of them."""
+
+    def __init__(self, max_bytes: int | None = None) -> None:
+        self.sent = 0
+        self.received = 0
+        self.max_bytes = max_bytes
+
+    @property
+    def exhausted(self) -> bool:
+        return self.max_bytes is not None and self.sent + self.received >= self.max_bytes
+
+    def count(self, n: int, *, upstream: bool) -> None:
+        if upstream:
+            self.sent += n
+        else:
+            self.received += n
+
+
+async def serve(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    gate: Gate,
+    *,
+    refused_header: str,
+    meter: Meter | None = None,
+) -> None:
+    """Serve one client connection: read its request, ask the gate, connect, relay."""
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
+        await _dispatch(head, reader, writer, gate, refused_header, meter)
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+        pass
+    except (ConnectionError, OSError) as exc:
+        log.debug("proxy connection ended: %s", exc)
+    finally:
+        writer.close()
+
+
+async def _dispatch(
+    head: bytes,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    gate: Gate,
+    refused_header: str,
+    meter: Meter | None,
+) -> None:
+    request_line, _, header_block = head.partition(b"\r\n")
+    parts = request_line.split(b" ")
+    if len(parts) != 3:
+        await answer(writer, 400, "malformed request line")
+        return
+    method, target, _version = (p.decode("latin-1") for p in parts)
+    try:
+        if method == "CONNECT":
+            host, port = split_authority(target, default_port=443)
+        else:
+            url = urlsplit(target)
+            if url.scheme != "http" or not url.hostname:
+                await answer(writer, 400, "only absolute http:// requests and CONNECT")
+                return
+            host, port = url.hostname, url.port or 80
+    except ValueError as exc:
+        await answer(writer, 400, str(exc))
+        return
+    try:
+        up_reader, up_writer = await _connect(gate, host, port)
+    except Refused as exc:
+        await answer(writer, 403, str(exc), refused_header=refused_header)
+        return
+    except (OSError, ValueError) as exc:
+        await answer(writer, 502, str(exc))
+        return
+    try:
+        if method == "CONNECT":
+            writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            await writer.drain()
+        else:
+            request = _origin_request(method, url.path, url.query, header_block)
+            if meter is not None:
+                meter.count(len(request), upstream=True)
+            up_writer.write(request)
+            await up_writer.drain()
+            await _forward_response_head(up_reader, writer, meter)
+        await _splice(reader, writer, up_reader, up_writer, meter)
+    finally:
+        up_writer.close()
+
+
+async def _connect(
+    gate: Gate, host: str, port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    last: OSError | None = None
+    for address in await gate.resolve(host, port):
+        try:
+            return await asyncio.wait_for(
+                asyncio.open_connection(address, port, limit=HEAD_LIMIT), CONNECT_TIMEOUT_S
+            )
+        except (OSError, TimeoutError) as exc:
+            last = OSError(f"cannot connect to {host}:{port}: {exc}")
+    raise last or OSError(f"no address for {host}")
+
+
+def split_authority(authority: str, default_port: int) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError on a bad port."""
+    if authority.startswith("["):
+        host, _, rest = authority[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = authority.rpartition(":") if ":" in authority else (authority, "", "")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"bad port in {authority!r}")
+    return host, int(port) if port else default_port
+
+
+def _origin_request(method: str, path: str, query: str, header_block: bytes) -> bytes:
+    target = (path or "/") + (f"?{query}" if query else "")
+    lines = [f"{method} {target} HTTP/1.1".encode("latin-1")]
+    for line in header_block.split(b"\r\n"):
+        name = line.partition(b":")[0].strip().lower()
+        if line and name not in HOP_HEADERS:
+            lines.append(line)
+    lines.append(b"Connection: close")
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+async def _forward_response_head(
+    upstream: asyncio.StreamReader, writer: asyncio.StreamWriter, meter: Meter | None
+) -> None:
+    head = await asyncio.wait_for(upstream.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
+    if meter is not None:
+        meter.count(len(head), upstream=False)
+    status_line, _, header_block = head.partition(b"\r\n")
+    lines = [status_line]
+    for line in header_block.split(b"\r\n"):
+        name = line.partition(b":")[0].strip().lower()
+        if line and name not in (b"connection", b"keep-alive", b"proxy-connection"):
+            lines.append(line)
+    lines += [b"Connection: close", b"Proxy-Connection: close"]
+    writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
+    await writer.drain()
+
+
+async def _pipe(
+    source: asyncio.StreamReader,
+    sink: asyncio.StreamWriter,
+    meter: Meter | None,
+    *,
+    upstream: bool,
+) -> None:
+    with contextlib.suppress(ConnectionError, OSError):
+        while data := await source.read(CHUNK):
+            if meter is not None:
+                if meter.exhausted:
+                    sink.close()  # the cap is reached: the connection ends, both ways
+                    return
+                meter.count(len(data), upstream=upstream)
+            sink.write(data)
+            await sink.drain()
+        if sink.can_write_eof():
+            sink.write_eof()
+
+
+async def _splice(
+    client_r: asyncio.StreamReader,
+    client_w: asyncio.StreamWriter,
+    up_r: asyncio.StreamReader,
+    up_w: asyncio.StreamWriter,
+    meter: Meter | None,
+) -> None:
+    """Copy both ways until the upstream side is done, then end the client side too."""
+    upload = asyncio.create_task(_pipe(client_r, up_w, meter, upstream=True))
+    try:
+        await _pipe(up_r, client_w, meter, upstream=False)
+    finally:
+        upload.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await upload
+
+
+async def answer(
+    writer: asyncio.StreamWriter, status: int, message: str, *, refused_header: str | None = None
+) -> None:
+    """A short plain-text answer from the proxy itself (``refused_header`` marks a refusal)."""
+    body = (message + "\n").encode()
+    headers = [
+        f"HTTP/1.1 {status} {REASONS[status]}",
+        "Content-Type: text/plain; charset=utf-8",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+    ]
+    if refused_header:
+        headers.append(f"{refused_header}: " + message.replace("\r", " ").replace("\n", " "))
+    writer.write(("\r\n".join(headers) + "\r\n\r\n").encode("latin-1", "replace") + body)
+    with contextlib.suppress(ConnectionError, OSError):
+        await writer.drain()
