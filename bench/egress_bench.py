@@ -15,10 +15,8 @@ Figures, not assertions: the machines are shared and noisy.
 from __future__ import annotations
 
 import argparse
-import http.server
 import statistics
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -26,18 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the shared service launcher is in tests/
 
+from tests.origin import start_origin  # noqa: E402
 from tests.support import ServiceProcess  # noqa: E402
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def main() -> int:
@@ -45,8 +33,7 @@ def main() -> int:
     parser.add_argument("--executions", type=int, default=200)
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = start_origin()
     port = server.server_address[1]
     with ServiceProcess(
         network_allowed_domains="files.test",

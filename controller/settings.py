@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from browser_agent import protocol as agent_protocol
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from runner.contract import MAX_TIMEOUT_MS, MIB, HarvestLimits, RunLimits, SandboxLimits
 from runner.policy import DEFAULT_HOST_ID
@@ -18,7 +18,13 @@ from runner.policy import DEFAULT_HOST_ID
 from controller.budget import default_budget_mb
 from sandbox_common.addresses import HostPort, parse_host_ports
 from sandbox_common.bearer import MIN_TOKEN_CHARS
-from sandbox_common.domains import DomainPolicy, PatternError, parse_internal_hosts, parse_patterns
+from sandbox_common.domains import (
+    DomainPolicy,
+    PatternError,
+    parse_internal_hosts,
+    parse_patterns,
+    parse_ports,
+)
 
 # The defaults of the limits are the runner contract's own (one source for both).
 RUN = RunLimits()
@@ -31,10 +37,21 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|Ki|Mi|Gi)?$"
 SECCOMP_PROFILE = "sandbox-controller/runner-seccomp.json"
 """The chart's Localhost seccomp profile (helm/seccomp), for runner and browser pods."""
-HOST_LIST_PARSERS: dict[str, Callable[[str], object]] = {
-    "upload_allowed_hosts": parse_host_ports,
-    "network_internal_hosts": parse_internal_hosts,
-}
+
+
+def from_text(parser: Callable[[str], object]) -> BeforeValidator:
+    """A list setting given as text (the environment), parsed by ``parser``, which raises
+    ValueError naming the bad entry; anything else is validated as it is."""
+    return BeforeValidator(lambda value: parser(value) if isinstance(value, str) else value)
+
+
+def pattern_list(text: str) -> tuple[str, ...]:
+    try:  # refuses `*`, `*.com`, IP literals and bad names, naming the entry
+        return tuple(str(p) for p in parse_patterns(text.split(",")))
+    except PatternError as exc:
+        raise ValueError(str(exc)) from None
+
+
 RUNNER_OVERHEAD_MB = 128
 """Memory of a runner pod beyond the execution's own: the runner and the sandbox's stub."""
 
@@ -128,7 +145,62 @@ class BrowserSessionRules(BaseSettings):
         )
 
 
-class Settings(BrowserSessionRules):
+class NetworkRules(BaseSettings):
+    """Network by name (docs/network.md): what the controller and the egress proxy both read."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    network_allowed_domains: Annotated[tuple[str, ...], NoDecode, from_text(pattern_list)] = Field(
+        (),
+        description="Comma-separated names the code may reach through the egress proxy: "
+        "exact (`api.github.com`) or wildcards (`*.github.com`: the names under it). Empty: "
+        "no network at all. A request's `network.allowedDomains` may only narrow it.",
+    )
+    network_denied_domains: Annotated[tuple[str, ...], NoDecode, from_text(pattern_list)] = Field(
+        (), description="Names never reached, whatever is allowed (deny wins)."
+    )
+    network_allowed_ports: Annotated[frozenset[int], NoDecode, from_text(parse_ports)] = Field(
+        frozenset({80, 443}), description="Comma-separated ports the proxy connects to."
+    )
+    network_internal_hosts: Annotated[dict[str, str], NoDecode, from_text(parse_internal_hosts)] = (
+        Field(
+            {},
+            description="Comma-separated `name=address` pairs (like curl's --resolve): the only "
+            "way an allowed name may lead to a loopback or private address (an internal "
+            "mirror). Every other name must resolve to public addresses only.",
+        )
+    )
+    network_max_connections: int = Field(
+        64, ge=1, le=100_000, description="Connections through the proxy per execution."
+    )
+    network_max_mb: int = Field(
+        256, ge=1, le=1_000_000, description="MiB through the proxy per execution, both ways."
+    )
+    egress_grant_key: SecretStr | None = Field(
+        None,
+        description="Key the controller signs each execution's egress grant with and the "
+        "egress proxy checks it with (BACKEND=kubernetes; the chart generates it).",
+    )
+    egress_proxy: str = Field(
+        "",
+        description="host:port of the egress proxy's Service (BACKEND=kubernetes; the chart "
+        "sets it); runner pods are given its address, since they have no DNS.",
+    )
+    egress_proxy_port: int = Field(
+        3128, ge=1, le=65535, description="Port the egress proxy listens on (its own process)."
+    )
+
+    @property
+    def network_ceiling(self) -> DomainPolicy:
+        """What any execution may reach at most (nothing, unless domains are allowed)."""
+        return DomainPolicy(
+            parse_patterns(self.network_allowed_domains),
+            parse_patterns(self.network_denied_domains),
+            self.network_allowed_ports,
+        )
+
+
+class Settings(BrowserSessionRules, NetworkRules):
     """Every knob of the service.  Environment variable names are the field names, upper-cased."""
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -346,40 +418,16 @@ class Settings(BrowserSessionRules):
         description="Total size of files returned inline (without "
         "fileUploadUrl); the rest are listed in skippedFiles.",
     )
-    upload_allowed_hosts: Annotated[frozenset[HostPort], NoDecode] = Field(
-        frozenset(),
-        description="Comma-separated host or host:port upload targets. Empty: any "
-        "public host. Loopback and private addresses only when listed; link-local and "
-        "metadata addresses never.",
+    upload_allowed_hosts: Annotated[frozenset[HostPort], NoDecode, from_text(parse_host_ports)] = (
+        Field(
+            frozenset(),
+            description="Comma-separated host or host:port upload targets. Empty: any "
+            "public host. Loopback and private addresses only when listed; link-local and "
+            "metadata addresses never.",
+        )
     )
     upload_concurrency: int = Field(4, ge=1, le=64, description="Uploads in flight per run.")
     upload_timeout_s: float = Field(30.0, gt=0, le=600, description="Timeout of each upload.")
-
-    # --- network by name: the egress proxy (docs/network.md) ---------------------------
-    network_allowed_domains: Annotated[tuple[str, ...], NoDecode] = Field(
-        (),
-        description="Comma-separated names the code may reach through the egress proxy: "
-        "exact (`api.github.com`) or wildcards (`*.github.com`: the names under it). Empty: "
-        "no network at all. A request's `network.allowedDomains` may only narrow it.",
-    )
-    network_denied_domains: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="Names never reached, whatever is allowed (deny wins)."
-    )
-    network_allowed_ports: Annotated[frozenset[int], NoDecode] = Field(
-        frozenset({80, 443}), description="Comma-separated ports the proxy connects to."
-    )
-    network_internal_hosts: Annotated[dict[str, str], NoDecode] = Field(
-        {},
-        description="Comma-separated `name=address` pairs (like curl's --resolve): the only "
-        "way an allowed name may lead to a loopback or private address (an internal "
-        "mirror). Every other name must resolve to public addresses only.",
-    )
-    network_max_connections: int = Field(
-        64, ge=1, le=100_000, description="Connections through the proxy per execution."
-    )
-    network_max_mb: int = Field(
-        256, ge=1, le=1_000_000, description="MiB through the proxy per execution, both ways."
-    )
 
     # --- browser sessions ----------------------------------------------------------------
     browser_executable: str = Field(
@@ -441,48 +489,6 @@ class Settings(BrowserSessionRules):
             return tuple(p.strip() for p in value.split(",") if p.strip())
         return value
 
-    @field_validator("network_allowed_domains", "network_denied_domains", mode="before")
-    @classmethod
-    def _parse_domains(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.split(",")
-        if isinstance(value, (list, tuple)):
-            try:  # refuses `*`, `*.com`, IP literals and bad names, naming the entry
-                return tuple(str(p) for p in parse_patterns(str(v) for v in value))
-            except PatternError as exc:
-                raise ValueError(str(exc)) from None
-        return value
-
-    @field_validator("network_allowed_ports", mode="before")
-    @classmethod
-    def _parse_ports(cls, value: object) -> object:
-        if isinstance(value, str):
-            ports = set()
-            for item in (i.strip() for i in value.split(",")):
-                if not item:
-                    continue
-                if not item.isdigit() or not 0 < int(item) < 65536:
-                    raise ValueError(f"{item!r} is not a port (1-65535)")
-                ports.add(int(item))
-            return frozenset(ports)
-        return value
-
-    @property
-    def network_ceiling(self) -> DomainPolicy:
-        """What any execution may reach at most (nothing, unless domains are allowed)."""
-        return DomainPolicy(
-            parse_patterns(self.network_allowed_domains),
-            parse_patterns(self.network_denied_domains),
-            self.network_allowed_ports,
-        )
-
-    @field_validator("upload_allowed_hosts", "network_internal_hosts", mode="before")
-    @classmethod
-    def _parse_host_lists(cls, value: object, info: ValidationInfo) -> object:
-        if isinstance(value, str):  # each parser raises ValueError naming the bad entry
-            return HOST_LIST_PARSERS[info.field_name or ""](value)
-        return value
-
     @property
     def sandbox_interpreter(self) -> str:
         if self.sandbox_python:
@@ -499,10 +505,11 @@ class Settings(BrowserSessionRules):
 
     @model_validator(mode="after")
     def _network_where_the_proxy_runs(self) -> Settings:
-        if self.backend != "local" and self.network_allowed_domains:
+        proxy_known = self.egress_grant_key is not None and bool(self.egress_proxy)
+        if self.backend == "kubernetes" and self.network_allowed_domains and not proxy_known:
             raise ValueError(
-                "NETWORK_ALLOWED_DOMAINS needs BACKEND=local for now: the egress proxy's "
-                "Kubernetes Deployment is not built yet (runner pods have no network)"
+                "NETWORK_ALLOWED_DOMAINS with BACKEND=kubernetes needs the egress proxy: "
+                "EGRESS_PROXY and EGRESS_GRANT_KEY (the chart sets both)"
             )
         return self
 

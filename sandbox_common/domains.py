@@ -189,3 +189,15 @@ def parse_internal_hosts(value: str) -> dict[str, str]:
             raise ValueError(f"{item!r}: {address} is never a destination")
         found[name] = str(address)
     return found
+
+
+def parse_ports(value: str) -> frozenset[int]:
+    """``"80, 443"`` -> {80, 443}; ValueError names an entry that is not a port."""
+    ports = set()
+    for item in (i.strip() for i in value.split(",")):
+        if not item:
+            continue
+        if not item.isdigit() or not 0 < int(item) < 65536:
+            raise ValueError(f"{item!r} is not a port (1-65535)")
+        ports.add(int(item))
+    return frozenset(ports)

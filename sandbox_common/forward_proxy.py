@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,20 @@ CHUNK = 64 * 1024
 HOP_HEADERS = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te", b"upgrade"}
 )
-REASONS = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway"}
+REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    407: "Proxy Authentication Required",
+    502: "Bad Gateway",
+}
 
 
 class Refused(Exception):
     """The destination is forbidden by the gate's policy (the message says why)."""
+
+
+class Unauthorized(Exception):
+    """The client did not prove who it is (a proxy that needs credentials: 407)."""
 
 
 class Gate(Protocol):
@@ -59,18 +69,50 @@ class Meter:
             self.received += n
 
 
+GateFor = Callable[[bytes], Gate]
+"""The gate of one request, from its header block (raises Unauthorized: a 407)."""
+
+
+def header_value(header_block: bytes, name: bytes) -> str | None:
+    """The first value of header ``name`` (lower-case) in a request's header block."""
+    for line in header_block.split(b"\r\n"):
+        key, sep, value = line.partition(b":")
+        if sep and key.strip().lower() == name:
+            return value.strip().decode("latin-1")
+    return None
+
+
+def request_target(request_line: bytes) -> tuple[str, str, int, SplitResult | None]:
+    """(method, host, port, the URL of a plain request) of a proxy request's first line.
+
+    ValueError says what is wrong: only CONNECT and absolute ``http://`` requests are
+    proxied (an https:// URL is a CONNECT's business).
+    """
+    parts = request_line.split(b" ")
+    if len(parts) != 3:
+        raise ValueError("malformed request line")
+    method, target, _version = (p.decode("latin-1") for p in parts)
+    if method == "CONNECT":
+        host, port = split_authority(target, default_port=443)
+        return method, host, port, None
+    url = urlsplit(target)
+    if url.scheme != "http" or not url.hostname:
+        raise ValueError("only absolute http:// requests and CONNECT")
+    return method, url.hostname, url.port or 80, url
+
+
 async def serve(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    gate: Gate,
+    gate_for: GateFor,
     *,
     refused_header: str,
     meter: Meter | None = None,
 ) -> None:
-    """Serve one client connection: read its request, ask the gate, connect, relay."""
+    """Serve one client connection: read its request, ask its gate, connect, relay."""
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
-        await _dispatch(head, reader, writer, gate, refused_header, meter)
+        await _dispatch(head, reader, writer, gate_for, refused_header, meter)
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
         pass
     except (ConnectionError, OSError) as exc:
@@ -83,27 +125,20 @@ async def _dispatch(
     head: bytes,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    gate: Gate,
+    gate_for: GateFor,
     refused_header: str,
     meter: Meter | None,
 ) -> None:
     request_line, _, header_block = head.partition(b"\r\n")
-    parts = request_line.split(b" ")
-    if len(parts) != 3:
-        await answer(writer, 400, "malformed request line")
-        return
-    method, target, _version = (p.decode("latin-1") for p in parts)
     try:
-        if method == "CONNECT":
-            host, port = split_authority(target, default_port=443)
-        else:
-            url = urlsplit(target)
-            if url.scheme != "http" or not url.hostname:
-                await answer(writer, 400, "only absolute http:// requests and CONNECT")
-                return
-            host, port = url.hostname, url.port or 80
+        method, host, port, url = request_target(request_line)
     except ValueError as exc:
         await answer(writer, 400, str(exc))
+        return
+    try:
+        gate = gate_for(header_block)
+    except Unauthorized as exc:
+        await answer(writer, 407, str(exc))
         return
     try:
         up_reader, up_writer = await _connect(gate, host, port)
@@ -118,13 +153,14 @@ async def _dispatch(
             writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             await writer.drain()
         else:
+            assert url is not None
             request = _origin_request(method, url.path, url.query, header_block)
             if meter is not None:
                 meter.count(len(request), upstream=True)
             up_writer.write(request)
             await up_writer.drain()
-            await _forward_response_head(up_reader, writer, meter)
-        await _splice(reader, writer, up_reader, up_writer, meter)
+            await _forward_response_head(up_reader, writer, meter, refused_header)
+        await splice(reader, writer, up_reader, up_writer, meter)
     finally:
         up_writer.close()
 
@@ -167,16 +203,21 @@ def _origin_request(method: str, path: str, query: str, header_block: bytes) -> 
 
 
 async def _forward_response_head(
-    upstream: asyncio.StreamReader, writer: asyncio.StreamWriter, meter: Meter | None
+    upstream: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    meter: Meter | None,
+    refused_header: str,
 ) -> None:
     head = await asyncio.wait_for(upstream.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
     if meter is not None:
         meter.count(len(head), upstream=False)
     status_line, _, header_block = head.partition(b"\r\n")
     lines = [status_line]
+    # The refusal header is the proxy's word: an origin that sends one is not believed.
+    dropped = (b"connection", b"keep-alive", b"proxy-connection", refused_header.lower().encode())
     for line in header_block.split(b"\r\n"):
         name = line.partition(b":")[0].strip().lower()
-        if line and name not in (b"connection", b"keep-alive", b"proxy-connection"):
+        if line and name not in dropped:
             lines.append(line)
     lines += [b"Connection: close", b"Proxy-Connection: close"]
     writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
@@ -203,7 +244,7 @@ async def _pipe(
             sink.write_eof()
 
 
-async def _splice(
+async def splice(
     client_r: asyncio.StreamReader,
     client_w: asyncio.StreamWriter,
     up_r: asyncio.StreamReader,
@@ -233,6 +274,8 @@ async def answer(
     ]
     if refused_header:
         headers.append(f"{refused_header}: " + message.replace("\r", " ").replace("\n", " "))
+    if status == 407:
+        headers.append("Proxy-Authenticate: Bearer")
     writer.write(("\r\n".join(headers) + "\r\n\r\n").encode("latin-1", "replace") + body)
     with contextlib.suppress(ConnectionError, OSError):
         await writer.drain()

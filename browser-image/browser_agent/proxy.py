@@ -71,4 +71,4 @@ class FilteringProxy:
         return found
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await forward_proxy.serve(reader, writer, self, refused_header=REFUSED_HEADER)
+        await forward_proxy.serve(reader, writer, lambda _head: self, refused_header=REFUSED_HEADER)

@@ -9,54 +9,24 @@ to it (runner.policy.EGRESS_PORT).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-from pathlib import Path
 
-from runner.policy import EGRESS_SOCKET
+from runner.egress import EgressSocket
 
 from controller.egress.gate import EgressGate
 from sandbox_common import forward_proxy
+from sandbox_common.egress_account import REFUSED_HEADER
 
-REFUSED_HEADER = "X-Sandbox-Proxy-Refused"
 
+class EgressChannel(EgressSocket):
+    """A local execution's egress socket, served by the proxy in this process."""
 
-class EgressChannel:
     def __init__(self, gate: EgressGate) -> None:
+        super().__init__()
         self.gate = gate
-        self._server: asyncio.Server | None = None
-        self._clients: set[asyncio.Task[None]] = set()
 
-    async def open(self, directory: Path, group: int | None) -> None:
-        """Serve on ``directory``/EGRESS_SOCKET; ``group`` (the sandboxes' host gid, when
-        this service is root) may connect, nobody else but this service's user."""
-        path = directory / EGRESS_SOCKET
-        self._server = await asyncio.start_unix_server(
-            self._serve, path=str(path), limit=forward_proxy.HEAD_LIMIT
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        gate = self.gate
+        meter = gate.account.meter if gate.account is not None else None
+        await forward_proxy.serve(
+            reader, writer, lambda _head: gate, refused_header=REFUSED_HEADER, meter=meter
         )
-        if group is not None:
-            os.chown(path, -1, group)
-        os.chmod(path, 0o660 if group is not None else 0o600)
-
-    async def close(self) -> None:
-        """Stop serving and end every connection still open (the execution is over)."""
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._clients):
-            task.cancel()
-        if self._clients:
-            await asyncio.wait(set(self._clients), timeout=5)
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._clients.add(task)
-        try:
-            await forward_proxy.serve(
-                reader, writer, self.gate, refused_header=REFUSED_HEADER, meter=self.gate.meter
-            )
-        finally:
-            self._clients.discard(task)

@@ -1,13 +1,12 @@
-"""One execution's gate: may this connection go out, and to which checked addresses.
+"""The gate of an execution's connections: may this one go out, to which checked addresses.
 
-The decision, in order: the execution's connection and byte caps, the port, the name
-(an IP literal is never allowed: the policy is about names), the domain policy (deny
-wins), then what the name resolves to.  Only NETWORK_INTERNAL_HOSTS may lead to a
-loopback or private address, and then only to the address given there; every other
-name must resolve to public addresses only, all of them, or the connection is refused
-(an answer that mixes a public and a private address is an attack, not a choice).  The
-service's own ports on this host are refused whatever the name.  Every refusal is kept
-with its reason: it becomes a ``network`` violation of the execution.
+The decision, in order: the execution's caps (when this gate keeps its account), the
+port, the name (an IP literal is never allowed: the policy is about names), the domain
+policy (deny wins), then what the name resolves to.  Only NETWORK_INTERNAL_HOSTS may
+lead to a loopback or private address, and then only to the address given there; every
+other name must resolve to public addresses only, all of them, or the connection is
+refused (an answer that mixes a public and a private address is an attack, not a
+choice).  The service's own ports on this host are refused whatever the name.
 """
 
 from __future__ import annotations
@@ -18,9 +17,8 @@ from dataclasses import dataclass, field
 
 from sandbox_common import addresses
 from sandbox_common.domains import DomainPolicy, PatternError, normalize_name
-from sandbox_common.forward_proxy import Meter, Refused
-
-MAX_REFUSALS = 32
+from sandbox_common.egress_account import EgressAccount
+from sandbox_common.forward_proxy import Refused
 
 
 @dataclass(frozen=True)
@@ -30,50 +28,35 @@ class EgressRules:
     internal_hosts: dict[str, str] = field(default_factory=dict)
     reserved_ports: frozenset[int] = frozenset()
     """Ports of this host that are the service's own: never reached through the proxy."""
-    max_connections: int = 64
-    max_bytes: int = 256 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Refusal:
-    target: str
-    """``host:port`` as the code asked for it."""
-    reason: str
 
 
 class EgressGate:
-    """The gate of one execution's connections (sandbox_common.forward_proxy.Gate)."""
+    """One execution's gate (sandbox_common.forward_proxy.Gate).
 
-    def __init__(self, policy: DomainPolicy, rules: EgressRules) -> None:
+    With ``account``, it also counts the connections against the execution's caps and
+    keeps the refusals (local mode); a runner pod's relay keeps them there instead.
+    """
+
+    def __init__(
+        self, policy: DomainPolicy, rules: EgressRules, account: EgressAccount | None = None
+    ) -> None:
         self.policy = policy
         self.rules = rules
-        self.meter = Meter(rules.max_bytes)
-        self.connections = 0
-        self.refusals: list[Refusal] = []
-        self.refused_total = 0
+        self.account = account
 
     async def resolve(self, host: str, port: int) -> list[str]:
+        target = f"{host}:{port}"
         try:
+            if self.account is not None and (reason := self.account.admit()) is not None:
+                raise Refused(reason)
             return await self._resolve(host, port)
         except Refused as exc:
-            self.refused_total += 1
-            if len(self.refusals) < MAX_REFUSALS:
-                self.refusals.append(Refusal(f"{host}:{port}", str(exc)))
-            raise Refused(f"{host}:{port} refused by the sandbox's network policy: {exc}") from None
+            if self.account is not None:
+                self.account.refuse(target, str(exc))
+            raise Refused(f"{target} refused by the sandbox's network policy: {exc}") from None
 
     async def _resolve(self, host: str, port: int) -> list[str]:
         rules = self.rules
-        if self.connections >= rules.max_connections:
-            raise Refused(
-                f"the execution's {rules.max_connections} connections are used "
-                "(setting NETWORK_MAX_CONNECTIONS)"
-            )
-        if self.meter.exhausted:
-            raise Refused(
-                f"the execution's {rules.max_bytes // (1024 * 1024)} MiB are used "
-                "(setting NETWORK_MAX_MB)"
-            )
-        self.connections += 1
         if port not in self.policy.ports:
             raise Refused(f"port {port} is not allowed (setting NETWORK_ALLOWED_PORTS)")
         try:

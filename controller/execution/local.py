@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import platform
 import secrets
 import shutil
@@ -18,7 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from runner.cgroup import SANDBOX_TASKS, CgroupError, SandboxCgroups
-from runner.contract import Denial, Job, NetworkUsage, Outcome
+from runner.contract import MIB, Job, Outcome
+from runner.egress import new_egress_dir, sandbox_group, with_egress
 from runner.launch import SETUP_ERRORS, SandboxCommand, sandbox_command
 from runner.supervisor import Sandbox, SandboxError
 from runner.support import prepare_support_dir
@@ -32,6 +32,7 @@ from controller.execution.limits import group_limits, sandbox_limits
 from controller.execution.selftest import judge, self_test_job
 from controller.pool import Backoff, PoolClosed, WarmPool
 from controller.settings import Settings
+from sandbox_common.egress_account import EgressAccount
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,6 @@ class LocalBackend:
         self._egress_rules = EgressRules(
             internal_hosts=settings.network_internal_hosts,
             reserved_ports=frozenset({settings.port}),
-            max_connections=settings.network_max_connections,
-            max_bytes=settings.network_max_mb * 1024 * 1024,
         )
 
     @property
@@ -156,16 +155,7 @@ class LocalBackend:
 
     @property
     def _sandbox_group(self) -> int | None:
-        """The host gid sandboxes run as when this service is root (else its own user's)."""
-        return self._settings.sandbox_gid if os.geteuid() == 0 else None
-
-    def _new_egress_dir(self) -> Path:
-        directory = self._egress_root / secrets.token_hex(8)
-        directory.mkdir(mode=0o700)
-        if self._sandbox_group is not None:
-            os.chown(directory, -1, self._sandbox_group)
-            directory.chmod(0o750)
-        return directory
+        return sandbox_group((self._settings.sandbox_uid, self._settings.sandbox_gid))
 
     async def _close_sandbox(self, sandbox: Sandbox) -> None:
         try:
@@ -178,7 +168,9 @@ class LocalBackend:
     async def _new_sandbox(self) -> Sandbox:
         if self._command is None:
             raise SandboxError("the backend was not started")
-        egress_dir = self._new_egress_dir() if self._command.egress else None
+        egress_dir = None
+        if self._command.egress:
+            egress_dir = new_egress_dir(self._egress_root, self._sandbox_group)
         try:
             sandbox = await self._start_sandbox(self._command, egress_dir)
         except BaseException:
@@ -238,8 +230,10 @@ class LocalBackend:
         directory = self._egress_dirs.get(sandbox)
         if directory is None:
             raise SandboxUnavailable("the sandbox has no egress directory (no domain allowed)")
-        gate = EgressGate(job.network, self._egress_rules)
-        channel = EgressChannel(gate)
+        account = EgressAccount(
+            self._settings.network_max_connections, self._settings.network_max_mb * MIB
+        )
+        channel = EgressChannel(EgressGate(job.network, self._egress_rules, account))
         try:
             await channel.open(directory, self._sandbox_group)
         except OSError as exc:
@@ -248,12 +242,7 @@ class LocalBackend:
             outcome = await self._run_in(sandbox, job)
         finally:
             await channel.close()
-        refused = tuple(Denial("network", r.target, r.reason) for r in gate.refusals)
-        return replace(
-            outcome,
-            denials=outcome.denials + refused,
-            network=NetworkUsage(gate.connections, gate.meter.sent, gate.meter.received),
-        )
+        return with_egress(outcome, account)
 
     async def _run_in(self, sandbox: Sandbox, job: Job) -> Outcome:
         if self._cgroups is not None:

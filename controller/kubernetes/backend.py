@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from runner.contract import Job, Outcome
+from runner.contract import MIB, EgressGrant, Job, Outcome
 from runner.wire import Failure, WireError, decode_result, encode_job, outcome_cap
 
+from controller.egress.grants import sign
 from controller.errors import SandboxUnavailable
 from controller.execution.backend import NOT_STARTED, SandboxCheck
 from controller.execution.limits import sandbox_limits
@@ -55,6 +59,17 @@ DELIVERY_ATTEMPTS = 3
 LABEL_AFTER_S = 1.0
 
 
+async def proxy_address(service: str) -> str:
+    """``host:port`` of the egress proxy's Service as ``address:port`` (resolved here, once:
+    a Service's address does not change, and runner pods cannot resolve names)."""
+    host, _, port = service.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"EGRESS_PROXY must be host:port, not {service!r}")
+    infos = await asyncio.get_running_loop().getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    address = str(infos[0][4][0])
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 class _NotDelivered(Exception):
     """The job never reached the pod (it was gone): another pod may take it."""
 
@@ -71,6 +86,7 @@ def pod_spec(settings: Settings) -> RunnerPodSpec:
         memory_limit_mb=settings.runner_pod_memory_mb,
         ephemeral_storage_mb=settings.runner_ephemeral_storage_mb,
         max_idle_s=settings.warm_sandbox_max_age_s + 60,
+        egress=settings.network_ceiling.allows_anything,
     )
 
 
@@ -91,6 +107,8 @@ class KubernetesBackend:
         self._housekeeping: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._lease = lease_name(settings.replica_name)
+        self._egress_address = ""
+        """The egress proxy's Service, as an address (runner pods have no DNS)."""
         self.check = NOT_STARTED
 
     @property
@@ -107,6 +125,8 @@ class KubernetesBackend:
                     await asyncio.to_thread(load_client), settings.kubernetes_namespace
                 )
             owner = await self._take_lease()
+            if settings.network_ceiling.allows_anything:
+                self._egress_address = await proxy_address(settings.egress_proxy)
         except (KubernetesUnavailable, OSError, ValueError) as exc:
             self.check = SandboxCheck(ok=False, detail=f"cannot use the Kubernetes API: {exc}")
             return self.check
@@ -198,6 +218,27 @@ class KubernetesBackend:
                 asyncio.get_running_loop().call_soon(self._pool.fill)
         raise SandboxUnavailable(f"{DELIVERY_ATTEMPTS} runner pods in a row could not take the job")
 
+    def _with_grant(self, job: Job) -> Job:
+        """``job`` as a runner pod takes it: its policy signed into a grant for the proxy."""
+        if job.network is None:
+            return job
+        settings = self._settings
+        key = settings.egress_grant_key
+        assert key is not None  # the settings refuse NETWORK_ALLOWED_DOMAINS without one
+        deadline = (
+            time.time()
+            + settings.runner_pod_start_timeout_s * DELIVERY_ATTEMPTS
+            + job.limits.timeout_ms / 1000
+            + ANSWER_MARGIN_S
+        )
+        grant = EgressGrant(
+            proxy=self._egress_address,
+            token=sign(key.get_secret_value().encode(), job.execution_id, job.network, deadline),
+            max_connections=settings.network_max_connections,
+            max_bytes=settings.network_max_mb * MIB,
+        )
+        return replace(job, network=None, egress=grant)
+
     async def _run_in(self, runner: RunnerPod, job: Job) -> Outcome:
         """Send the job to the pod and read its answer with the contract's caps."""
         assert self._api is not None
@@ -216,6 +257,7 @@ class KubernetesBackend:
             labelling.cancel()
 
     async def _exchange(self, runner: RunnerPod, job: Job) -> Outcome:
+        job = self._with_grant(job)
         timeout = job.limits.timeout_ms / 1000 + ANSWER_MARGIN_S
         try:
             async with self._http.stream(

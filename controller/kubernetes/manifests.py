@@ -50,6 +50,8 @@ class RunnerPodSpec:
     ephemeral_storage_mb: int
     max_idle_s: int
     """A warm pod that got no job this long exits by itself (the pool replaces it sooner)."""
+    egress: bool = False
+    """Its sandbox mounts an egress directory: a job may reach names (runner.egress)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ def runner_pod(spec: RunnerPodSpec, name: str, token_digest: str, owner: Owner) 
         str(spec.mounted.tmp_bytes),
         "--max-idle-s",
         str(spec.max_idle_s),
+        *(["--egress"] if spec.egress else []),
     ]
     resources = {
         "requests": {

@@ -39,6 +39,64 @@ app.kubernetes.io/component: operator
 - {name: BROWSER_CHROMIUM_SANDBOX, value: {{ $b.chromiumSandbox | quote }}}
 {{- end -}}
 
+{{/* The egress proxy (docs/network.md): its name, its pods, and what it and the
+controller both read (one source). */}}
+{{- define "sandbox.egressProxy" -}}
+{{- printf "%s-egress" (include "sandbox.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "sandbox.egressProxySelector" -}}
+app.kubernetes.io/name: sandbox-controller
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: egress-proxy
+{{- end -}}
+
+{{- define "sandbox.egressEnv" -}}
+{{- $n := .Values.network -}}
+{{- $pairs := list -}}
+{{- range $host, $address := $n.internalHosts -}}
+{{- $pairs = append $pairs (printf "%s=%s" $host $address) -}}
+{{- end -}}
+- {name: NETWORK_INTERNAL_HOSTS, value: {{ join "," $pairs | quote }}}
+- name: EGRESS_GRANT_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "sandbox.egressProxy" . }}
+      key: grant-key
+{{- end -}}
+
+{{/* Egress to cluster DNS and to the public network: every IPv4 address but
+publicNetwork.deniedCIDRs, on "ports" if given (browser pods, the egress proxy). */}}
+{{- define "sandbox.publicEgress" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: kube-system
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+  # Numbered, and named as CoreDNS's pods name theirs: the rule sees the pod's own
+  # port after the Service's translation, which need not be 53.
+  ports:
+    - {protocol: UDP, port: 53}
+    - {protocol: TCP, port: 53}
+    - {protocol: UDP, port: dns}
+    - {protocol: TCP, port: dns-tcp}
+- to:
+    - ipBlock:
+        cidr: 0.0.0.0/0
+        except:
+          {{- range .Values.publicNetwork.deniedCIDRs }}
+          - {{ . }}
+          {{- end }}
+  {{- with .ports }}
+  ports:
+    {{- range . }}
+    - {protocol: TCP, port: {{ . }}}
+    {{- end }}
+  {{- end }}
+{{- end -}}
+
 {{- define "sandbox.image" -}}
 {{- printf "%s:%s" .image.repository (default .chart.AppVersion .image.tag) -}}
 {{- end -}}
@@ -64,7 +122,7 @@ app.kubernetes.io/component: operator
 {{- if eq .Values.sandbox.namespace .Release.Namespace -}}
 {{- fail (printf "sandbox.namespace (%s) must not be the release's namespace: runner pods get a namespace of their own" .Values.sandbox.namespace) -}}
 {{- end -}}
-{{- $reserved := list "AUTH_TOKEN" "BACKEND" "HOST" "PORT" "STATE_DIR" "KUBERNETES_NAMESPACE" "RUNNER_IMAGE" "RUNNER_IMAGE_PULL_POLICY" "RUNNER_SECCOMP_PROFILE" "REPLICA_NAME" "WARM_SANDBOXES" "WARM_SANDBOX_MAX_AGE_S" "RUNNER_POD_START_TIMEOUT_S" "RUNNER_CPU_REQUEST" "RUNNER_CPU_LIMIT" "RUNNER_MEMORY_REQUEST_MB" "RUNNER_MEMORY_LIMIT_MB" "RUNNER_EPHEMERAL_STORAGE_MB" "BROWSER_NAMESPACE" "BROWSER_WARM_AGENTS" "BROWSER_IDLE_TIMEOUT_S" "BROWSER_MAX_IDLE_TIMEOUT_S" "BROWSER_SESSION_LIFETIME_S" "BROWSER_MAX_SESSION_LIFETIME_S" "BROWSER_ALLOW_PRIVATE_NETWORKS" "BROWSER_CHROMIUM_SANDBOX" "MAX_BROWSER_SESSIONS" "BROWSER_SESSION_START_TIMEOUT_S" -}}
+{{- $reserved := list "AUTH_TOKEN" "BACKEND" "HOST" "PORT" "STATE_DIR" "KUBERNETES_NAMESPACE" "RUNNER_IMAGE" "RUNNER_IMAGE_PULL_POLICY" "RUNNER_SECCOMP_PROFILE" "REPLICA_NAME" "WARM_SANDBOXES" "WARM_SANDBOX_MAX_AGE_S" "RUNNER_POD_START_TIMEOUT_S" "RUNNER_CPU_REQUEST" "RUNNER_CPU_LIMIT" "RUNNER_MEMORY_REQUEST_MB" "RUNNER_MEMORY_LIMIT_MB" "RUNNER_EPHEMERAL_STORAGE_MB" "BROWSER_NAMESPACE" "BROWSER_WARM_AGENTS" "BROWSER_IDLE_TIMEOUT_S" "BROWSER_MAX_IDLE_TIMEOUT_S" "BROWSER_SESSION_LIFETIME_S" "BROWSER_MAX_SESSION_LIFETIME_S" "BROWSER_ALLOW_PRIVATE_NETWORKS" "BROWSER_CHROMIUM_SANDBOX" "MAX_BROWSER_SESSIONS" "BROWSER_SESSION_START_TIMEOUT_S" "NETWORK_ALLOWED_DOMAINS" "NETWORK_DENIED_DOMAINS" "NETWORK_ALLOWED_PORTS" "NETWORK_INTERNAL_HOSTS" "NETWORK_MAX_CONNECTIONS" "NETWORK_MAX_MB" "EGRESS_PROXY" "EGRESS_GRANT_KEY" -}}
 {{- range $name, $_ := .Values.settings -}}
 {{- if has $name $reserved -}}
 {{- fail (printf "settings.%s is set by the chart itself; use its own value instead" $name) -}}

@@ -67,6 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     serve.add_argument(
         "--max-idle-s", type=float, default=600.0, help="exit when no job came this long"
     )
+    serve.add_argument(
+        "--egress",
+        action="store_true",
+        help="mount an egress directory in the sandbox: the job may then reach names "
+        "through the egress proxy its grant names (runner.egress)",
+    )
     prepare = sub.add_parser("prepare", help="prepare a support directory ahead (an image build)")
     prepare.add_argument("directory")
     return parser.parse_args(argv)
@@ -84,6 +90,7 @@ def options_from(args: argparse.Namespace) -> RunnerOptions:
         preload=_split(args.preload),
         extra_ro_paths=_split(args.extra_ro_paths),
         support_dir=args.support_dir,
+        egress=bool(getattr(args, "egress", False)),
     )
 
 

@@ -95,6 +95,24 @@ class Job:
     network: DomainPolicy | None = None
     """The names the code may reach through the egress proxy; None: no network at all
     (the sandbox has a loopback of its own and nothing else)."""
+    egress: EgressGrant | None = None
+    """How a runner pod reaches the egress proxy for this job (Kubernetes placement:
+    the proxy holds the policy, signed into the grant; ``network`` stays None there)."""
+
+    @property
+    def reaches_proxy(self) -> bool:
+        """Whether the code may reach any name, through whichever proxy serves it."""
+        return self.network is not None or self.egress is not None
+
+
+@dataclass(frozen=True)
+class EgressGrant:
+    proxy: str
+    """``address:port`` of the egress proxy (an address: a runner pod has no DNS)."""
+    token: str
+    """The signed grant the proxy checks on every connection (Proxy-Authorization)."""
+    max_connections: int
+    max_bytes: int
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,8 @@ class RunnerOptions:
     """A support directory prepared ahead (the runner image's, at build time): a pod then
     starts without preparing one, which costs seconds of CPU (compiling the stub, warming
     matplotlib's caches)."""
+    egress: bool = False
+    """Sandboxes mount an egress directory (a job may reach names: runner.egress)."""
 
     def prepare(self, mounted: SandboxLimits) -> tuple[SandboxCommand, str | None]:
         """The command for a sandbox mounted with ``mounted``, and the support directory
@@ -128,5 +130,6 @@ class RunnerOptions:
             extra_ro_paths=self.extra_ro_paths,
             preload=self.preload,
             host_ids=self.host_ids,
+            egress=self.egress,
         )
         return command, made

@@ -25,10 +25,13 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from runner.cli import run_counting_oom_kills
-from runner.contract import Job, SandboxLimits
+from runner.contract import Job, Outcome, SandboxLimits
+from runner.egress import EgressRelay, new_egress_dir, sandbox_group, with_egress
 from runner.launch import READY_TIMEOUT_S, SETUP_ERRORS, RunnerOptions
 from runner.supervisor import Sandbox, SandboxError
 from runner.wire import (
@@ -126,9 +129,17 @@ def error(status: int, message: str) -> bytes:
 class OneJobServer:
     """Serves the readiness probe and exactly one job on a warm sandbox."""
 
-    def __init__(self, sandbox: Sandbox, token_digest: bytes) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        token_digest: bytes,
+        egress_dir: Path | None = None,
+        egress_group: int | None = None,
+    ) -> None:
         self._sandbox = sandbox
         self._digest = token_digest
+        self._egress_dir = egress_dir
+        self._egress_group = egress_group
         self.claimed = False
         self.finished = asyncio.Event()
         """Set once the job's answer has been written: the runner may exit."""
@@ -173,11 +184,27 @@ class OneJobServer:
             self.claimed = False  # the sandbox is untouched: it can still take a job
             return refused.answer, False
         try:
-            outcome = await run_counting_oom_kills(self._sandbox, job)
+            outcome = await self._run(job)
         except SandboxError as exc:
             failure = Failure("sandbox_failed", str(exc))
             return response(500, encode_failure(job.execution_id, failure)), True
         return response(200, encode_outcome(job.execution_id, outcome)), True
+
+    async def _run(self, job: Job) -> Outcome:
+        if job.egress is None:
+            return await run_counting_oom_kills(self._sandbox, job)
+        relay = EgressRelay(job.egress)
+        directory = self._egress_dir
+        assert directory is not None  # a job with egress was refused without one (_read_job)
+        try:
+            await relay.open(directory, self._egress_group)
+        except OSError as exc:
+            raise SandboxError(f"cannot open the execution's egress socket: {exc}") from exc
+        try:
+            outcome = await run_counting_oom_kills(self._sandbox, job)
+        finally:
+            await relay.close()
+        return with_egress(outcome, relay.account)
 
     async def _read_job(self, reader: asyncio.StreamReader, length: int) -> Job:
         try:
@@ -190,6 +217,11 @@ class OneJobServer:
             raise _Refused(
                 response(422, encode_failure("", Failure("bad_job", str(exc))))
             ) from None
+        if job.egress is not None and self._egress_dir is None:
+            message = "this runner was started without --egress: the job cannot reach names"
+            raise _Refused(
+                response(422, encode_failure(job.execution_id, Failure("bad_job", message)))
+            )
         if job.sandbox != self._sandbox.mounted:
             message = f"the sandbox is mounted with {self._sandbox.mounted}, not {job.sandbox}"
             failure = encode_failure(job.execution_id, Failure("bad_job", message))
@@ -213,10 +245,14 @@ async def serve(options: RunnerOptions, serving: ServeOptions) -> int:
     except SETUP_ERRORS as exc:
         print(f"runner: cannot prepare the sandbox: {exc}", flush=True)
         return 3
-    sandbox = command.start()
+    group = sandbox_group(options.host_ids)
+    egress_dir = None
+    if command.egress:
+        egress_dir = new_egress_dir(Path(tempfile.gettempdir()), group)
+    sandbox = command.start(egress_dir=str(egress_dir) if egress_dir else None)
     try:
         await sandbox.wait_ready(READY_TIMEOUT_S)
-        runner = OneJobServer(sandbox, serving.token_digest)
+        runner = OneJobServer(sandbox, serving.token_digest, egress_dir, group)
         server = await asyncio.start_server(
             runner.handle, serving.host, serving.port, limit=HEAD_LIMIT, reuse_address=True
         )
@@ -231,6 +267,7 @@ async def serve(options: RunnerOptions, serving: ServeOptions) -> int:
         return 3
     finally:
         await sandbox.close()
-        if made is not None:
-            shutil.rmtree(made, ignore_errors=True)
+        for directory in (made, egress_dir):
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
     return 0

@@ -195,7 +195,7 @@ class Sandbox:
                 "limits": limits.rlimits(),
                 "timeoutMs": limits.timeout_ms,
                 "harvest": harvest_fields(harvest),
-                **(egress_view() if job.network is not None else {}),
+                **(egress_view() if job.reaches_proxy else {}),
             }
         )
         started = time.monotonic()

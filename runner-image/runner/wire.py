@@ -11,10 +11,12 @@ refused whole, since only a broken or tampered runner sends them.
               sandbox: {workspaceBytes, tmpBytes},
               limits: {timeoutMs, memoryBytes, maxProcesses, maxFileBytes, maxOpenFiles,
                        outputBytes},
-              harvest: {maxFiles, maxFileBytes, maxTotalBytes} | null}
+              harvest: {maxFiles, maxFileBytes, maxTotalBytes} | null,
+              egress: {proxy, token, maxConnections, maxBytes} | null}
     outcome  {version, executionId, exitCode, signal, timedOut, stdout, stderr (base64),
               truncated: {stdout, stderr}, durationMs,
-              usage: {cpuUserMs, cpuSystemMs, maxRssKb},
+              usage: {cpuUserMs, cpuSystemMs, maxRssKb,
+                      network: {connections, bytesSent, bytesReceived} | null},
               denials: [{kind, target, detail}], statusMissing, setupError, memoryLimitHit,
               harvest: {files: [{path, content}], skipped: [{path, reason, size}], error}}
     failure  {version, executionId, failure: {code, message}}   the runner itself failed
@@ -40,11 +42,13 @@ from runner.contract import (
     MIB,
     WIRE_VERSION,
     Denial,
+    EgressGrant,
     Harvested,
     HarvestedFile,
     HarvestLimits,
     InputFile,
     Job,
+    NetworkUsage,
     Outcome,
     RunLimits,
     SandboxLimits,
@@ -55,6 +59,7 @@ from runner.policy import PathRefused, input_path
 MAX_JOB_BYTES = 64 * MIB
 """Largest job document a runner accepts (code, stdin and input files, base64)."""
 MAX_ID_CHARS = 64
+MAX_GRANT_CHARS = 16 * 1024
 MAX_CODE_CHARS = 16 * MIB
 MAX_INPUT_FILES = 10_000
 MAX_LIMIT = 1 << 50
@@ -110,6 +115,14 @@ def encode_job(job: Job) -> bytes:
                 "outputBytes": job.limits.output_bytes,
             },
             "harvest": harvest_fields(job.harvest),
+            "egress": None
+            if job.egress is None
+            else {
+                "proxy": job.egress.proxy,
+                "token": job.egress.token,
+                "maxConnections": job.egress.max_connections,
+                "maxBytes": job.egress.max_bytes,
+            },
         }
     )
 
@@ -142,6 +155,13 @@ def encode_outcome(execution_id: str, outcome: Outcome) -> bytes:
                 "cpuUserMs": outcome.cpu_user_ms,
                 "cpuSystemMs": outcome.cpu_system_ms,
                 "maxRssKb": outcome.max_rss_kb,
+                "network": None
+                if outcome.network is None
+                else {
+                    "connections": outcome.network.connections,
+                    "bytesSent": outcome.network.bytes_sent,
+                    "bytesReceived": outcome.network.bytes_received,
+                },
             },
             "denials": [
                 {"kind": d.kind, "target": d.target, "detail": d.detail} for d in outcome.denials
@@ -341,8 +361,18 @@ def decode_job(raw: bytes, max_bytes: int = MAX_JOB_BYTES) -> Job:
             max_total_bytes=harvest_obj.integer("maxTotalBytes"),
         )
         harvest_obj.done()
+    egress_obj = doc.optional_nested("egress")
+    egress = None
+    if egress_obj is not None:
+        egress = EgressGrant(
+            proxy=egress_obj.text("proxy", 300),
+            token=egress_obj.text("token", MAX_GRANT_CHARS),
+            max_connections=egress_obj.integer("maxConnections", 1),
+            max_bytes=egress_obj.integer("maxBytes", 1),
+        )
+        egress_obj.done()
     doc.done()
-    return Job(execution_id, code, stdin, files, sandbox, limits, harvest)
+    return Job(execution_id, code, stdin, files, sandbox, limits, harvest, egress=egress)
 
 
 def outcome_cap(job: Job) -> int:
@@ -386,6 +416,15 @@ def _outcome(doc: _Object, job: Job) -> Outcome:
     cpu_user_ms = usage.optional_number("cpuUserMs")
     cpu_system_ms = usage.optional_number("cpuSystemMs")
     max_rss_kb = usage.optional_integer("maxRssKb")
+    network_obj = usage.optional_nested("network")
+    network = None
+    if network_obj is not None:
+        network = NetworkUsage(
+            network_obj.integer("connections"),
+            network_obj.integer("bytesSent"),
+            network_obj.integer("bytesReceived"),
+        )
+        network_obj.done()
     usage.done()
     denials = doc.items(
         "denials",
@@ -437,4 +476,5 @@ def _outcome(doc: _Object, job: Job) -> Outcome:
         setup_error=setup_error,
         memory_limit_hit=memory_limit_hit,
         harvested=Harvested(files, skipped, error),
+        network=network,
     )

@@ -39,8 +39,8 @@ if [ -f "$STATE_DIR/images/release.images" ] && [ "$(cat "$STATE_DIR/images/rele
 fi
 echo "$images" > "$STATE_DIR/images/release.images"
 
-secret=$("${KUBECTL[@]}" -n "$NAMESPACE" get secret -l "app.kubernetes.io/instance=$RELEASE" -o name | head -n 1)
-(umask 077; "${KUBECTL[@]}" -n "$NAMESPACE" get "$secret" -o jsonpath='{.data.token}' | base64 -d > "$TOKEN_FILE")
+(umask 077; "${KUBECTL[@]}" -n "$NAMESPACE" get secret "$RELEASE-sandbox-controller-auth" \
+    -o jsonpath='{.data.token}' | base64 -d > "$TOKEN_FILE")
 wait_for 180 "/health through the Ingress at $URL" curl -fsS --max-time 5 "$URL/health"
 log "installed and healthy in $((SECONDS - start))s"
 echo "SANDBOX_URL=$URL"

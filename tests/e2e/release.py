@@ -33,8 +33,8 @@ INSTALL_TIMEOUT_S = 15 * 60
 """The first install builds the controller image (pip) and starts everything."""
 
 
-def install() -> tuple[str, str]:
-    """``make k8s-up`` with the e2e values: (SANDBOX_URL, token)."""
+def install(*more_values: Path) -> tuple[str, str]:
+    """``make k8s-up`` with the e2e values (and ``more_values``): (SANDBOX_URL, token)."""
     done = subprocess.run(
         [str(CLUSTER_DIR / "k8s-up.sh")],
         stdout=subprocess.PIPE,
@@ -42,7 +42,9 @@ def install() -> tuple[str, str]:
         timeout=INSTALL_TIMEOUT_S,
         env={
             **os.environ,
-            "SANDBOX_EXTRA_VALUES": str(ROOT / "tests/e2e/values.yaml"),
+            "SANDBOX_EXTRA_VALUES": ":".join(
+                str(p) for p in (ROOT / "tests/e2e/values.yaml", *more_values)
+            ),
         },
         check=False,
     )

@@ -203,9 +203,13 @@ def test_settings_pass_through_and_the_local_values_file_renders() -> None:
         (("browser.namespace=sandbox-runners",), "must differ"),
         (("browser.idleTimeoutSeconds=4000",), "must not exceed"),
         (("browser.warmPods=100",), "warmPods"),
-        (("browser.egress.deniedCIDRs={nonsense}",), "deniedCIDRs"),
+        (("publicNetwork.deniedCIDRs={nonsense}",), "deniedCIDRs"),
         # IPv6 is not admitted at all; an IPv6 exception would read as if it were.
-        (("browser.egress.deniedCIDRs={fd00::/8}",), "deniedCIDRs"),
+        (("publicNetwork.deniedCIDRs={fd00::/8}",), "deniedCIDRs"),
+        (("network.allowedDomains={bad domain}",), "allowedDomains"),
+        (("network.allowedPorts={70000}",), "allowedPorts"),
+        (("network.internalHosts.mirror=not-an-address",), "internalHosts"),
+        (("settings.NETWORK_ALLOWED_DOMAINS=a.example",), "set by the chart itself"),
         (("settings.BROWSER_NAMESPACE=x",), "set by the chart itself"),
     ],
 )
@@ -331,3 +335,58 @@ def role_names(objects: list) -> list[str]:  # type: ignore[type-arg]
         for o in objects
         if o["kind"] == "Role" and o["metadata"].get("namespace") == BROWSERS
     ]
+
+
+NAMES = (
+    "network.allowedDomains={files.test,*.example.org}",
+    "network.internalHosts.files\\.test=10.1.2.3",
+)
+
+
+def test_without_names_there_is_no_proxy_and_runner_pods_send_nothing(default: list) -> None:  # type: ignore[type-arg]
+    assert not [o for o in default if "egress" in o["metadata"]["name"]]
+    assert not [k for k in env(one(default, "Deployment", CONTROLLER)) if k.startswith("NETWORK_")]
+
+
+def test_names_bring_a_locked_down_proxy_that_only_runner_pods_reach() -> None:
+    objects = render(*NAMES, "network.allowedPorts={443}")
+    proxy_name = f"{CONTROLLER}-egress"
+    controller = env(one(objects, "Deployment", CONTROLLER))
+    assert controller["NETWORK_ALLOWED_DOMAINS"] == "files.test,*.example.org"
+    assert controller["EGRESS_PROXY"] == f"{proxy_name}.sandbox.svc:3128"
+    proxy = one(objects, "Deployment", proxy_name)["spec"]["template"]["spec"]
+    (container,) = proxy["containers"]
+    assert container["command"][-2:] == ["-m", "controller.egress"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert proxy["automountServiceAccountToken"] is False
+    # The controller and the proxy hold the same key, from the chart's Secret.
+    keys = [
+        e["valueFrom"]["secretKeyRef"]
+        for e in (
+            *one(objects, "Deployment", CONTROLLER)["spec"]["template"]["spec"]["containers"][0][
+                "env"
+            ],
+            *container["env"],
+        )
+        if e["name"] == "EGRESS_GRANT_KEY"
+    ]
+    assert keys == [{"name": proxy_name, "key": "grant-key"}] * 2
+    assert one(objects, "Secret", proxy_name)["data"]["grant-key"]
+    runners = one(objects, "NetworkPolicy", "runners-from-controller")["spec"]
+    (to_proxy,) = runners["egress"]
+    assert to_proxy["ports"] == [{"protocol": "TCP", "port": 3128}]
+    assert (
+        to_proxy["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        == "egress-proxy"
+    )
+    policy = one(objects, "NetworkPolicy", proxy_name)["spec"]
+    (ingress,) = policy["ingress"]
+    assert (
+        ingress["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "runner"
+    )
+    dns, public, internal = policy["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53, "dns", "dns-tcp"}
+    assert public["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert "10.0.0.0/8" in public["to"][0]["ipBlock"]["except"]
+    assert public["ports"] == internal["ports"] == [{"protocol": "TCP", "port": 443}]
+    assert internal["to"] == [{"ipBlock": {"cidr": "10.1.2.3/32"}}]

@@ -9,39 +9,18 @@ socket) to show that nothing but the proxy leads out.
 from __future__ import annotations
 
 import base64
-import http.server
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.origin import start_origin
 from tests.support import ServiceProcess, free_port
 
 pytestmark = pytest.mark.integration
-
-BODY = b"hello from an allowed name"
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        if self.path.startswith("/redirect"):
-            self.send_response(302)
-            self.send_header("Location", self.path.split("to=", 1)[1])
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        body = BODY + b" " + self.headers.get("Host", "").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 class Servers:
@@ -55,13 +34,10 @@ class Servers:
              "-keyout", str(key), "-out", str(self.ca)],
             check=True, capture_output=True,
         )  # fmt: skip
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.https = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.ca, key)
-        self.https.socket = context.wrap_socket(self.https.socket, server_side=True)
-        for server in (self.http, self.https):
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.http = start_origin()
+        self.https = start_origin(tls=context)
         self.http_port = self.http.server_address[1]
         self.https_port = self.https.server_address[1]
 
@@ -128,11 +104,11 @@ print(subprocess.run(["curl", "-sS", "--cacert", "ca.pem", {https_url!r}],
     assert result["exitCode"] == 0, result["stderr"]
     lines = result["stdout"].splitlines()
     assert lines == [
-        f"{BODY.decode()} files.test:{p}" for p in (servers.http_port,) + (servers.https_port,) * 3
+        f"hello files.test:{p}" for p in (servers.http_port,) + (servers.https_port,) * 3
     ]
     assert result["violations"] == []
     usage = result["usage"]["network"]
-    assert usage["connections"] == 4 and usage["bytesReceived"] > 4 * len(BODY)
+    assert usage["connections"] == 4 and usage["bytesReceived"] > 4 * len("hello files.test")
     assert usage["bytesSent"] > 0
 
 

@@ -157,12 +157,15 @@ def test_a_bad_job_is_reported(image_path: str, document: bytes, field: str) -> 
 class ServedRunner:
     """``python -m runner serve`` on a loopback port, as a runner pod runs it."""
 
-    def __init__(self, image_path: str, token: str, *, max_idle_s: float = 60) -> None:
+    def __init__(
+        self, image_path: str, token: str, *, max_idle_s: float = 60, egress: bool = False
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         digest = hashlib.sha256(token.encode()).hexdigest()
         argv = ["/usr/bin/python3", "-m", "runner", "serve", "--host", "127.0.0.1"]
         argv += ["--port", str(self.port), "--max-idle-s", str(max_idle_s)]
+        argv += ["--egress"] if egress else []
         self.proc = subprocess.Popen(
             argv,
             cwd="/",

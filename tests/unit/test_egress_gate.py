@@ -6,6 +6,7 @@ import pytest
 
 from controller.egress.gate import EgressGate, EgressRules
 from sandbox_common.domains import DomainPolicy, parse_patterns
+from sandbox_common.egress_account import EgressAccount
 from sandbox_common.forward_proxy import Refused
 
 pytestmark = pytest.mark.unit
@@ -18,16 +19,20 @@ POLICY = DomainPolicy(
 RULES = EgressRules(
     internal_hosts={"files.test": "127.0.0.1", "a.mirror.test": "10.1.2.3", "service.test": "::1"},
     reserved_ports=frozenset({8080}),
-    max_connections=3,
-    max_bytes=1000,
 )
 
 
+def gate() -> EgressGate:
+    """A gate that keeps its execution's account (local mode), with small caps."""
+    return EgressGate(POLICY, RULES, EgressAccount(max_connections=3, max_bytes=1000))
+
+
 async def test_an_internal_host_leads_to_its_address_only() -> None:
-    gate = EgressGate(POLICY, RULES)
-    assert await gate.resolve("files.test", 443) == ["127.0.0.1"]
-    assert await gate.resolve("A.Mirror.Test.", 80) == ["10.1.2.3"]
-    assert gate.refusals == [] and gate.connections == 2
+    one = gate()
+    assert await one.resolve("files.test", 443) == ["127.0.0.1"]
+    assert await one.resolve("A.Mirror.Test.", 80) == ["10.1.2.3"]
+    assert one.account is not None
+    assert one.account.refusals == [] and one.account.connections == 2
 
 
 @pytest.mark.parametrize(
@@ -45,22 +50,28 @@ async def test_an_internal_host_leads_to_its_address_only() -> None:
     ],
 )
 async def test_refusals_say_why(host: str, port: int, reason: str) -> None:
-    gate = EgressGate(POLICY, RULES)
+    one = gate()
     with pytest.raises(Refused, match="refused by the sandbox's network policy"):
-        await gate.resolve(host, port)
-    assert len(gate.refusals) == 1
-    assert gate.refusals[0].target == f"{host}:{port}" and reason in gate.refusals[0].reason
+        await one.resolve(host, port)
+    assert one.account is not None and len(one.account.refusals) == 1
+    refusal = one.account.refusals[0]
+    assert refusal.target == f"{host}:{port}" and reason in refusal.reason
+    # Without an account (the proxy of Kubernetes mode) the decision is the same.
+    with pytest.raises(Refused, match=reason):
+        await EgressGate(POLICY, RULES).resolve(host, port)
 
 
 async def test_connections_and_bytes_are_capped_per_execution() -> None:
-    gate = EgressGate(POLICY, RULES)
+    busy = gate()
     for _ in range(3):
-        await gate.resolve("files.test", 443)
+        await busy.resolve("files.test", 443)
     with pytest.raises(Refused):
-        await gate.resolve("files.test", 443)
-    assert "NETWORK_MAX_CONNECTIONS" in gate.refusals[-1].reason
-    spent = EgressGate(POLICY, RULES)
-    spent.meter.count(1000, upstream=False)
+        await busy.resolve("files.test", 443)
+    assert busy.account is not None
+    assert "NETWORK_MAX_CONNECTIONS" in busy.account.refusals[-1].reason
+    spent = gate()
+    assert spent.account is not None
+    spent.account.meter.count(1000, upstream=False)
     with pytest.raises(Refused):
         await spent.resolve("files.test", 443)
-    assert "NETWORK_MAX_MB" in spent.refusals[-1].reason
+    assert "NETWORK_MAX_MB" in spent.account.refusals[-1].reason

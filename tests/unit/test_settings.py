@@ -102,6 +102,14 @@ def test_bad_network_settings_are_refused_naming_the_setting(
     assert name.lower() in str(caught.value) and says in str(caught.value)
 
 
-def test_names_need_the_local_placement_for_now() -> None:
-    with pytest.raises(ValidationError, match="BACKEND=local"):
+def test_names_on_kubernetes_need_the_egress_proxy() -> None:
+    with pytest.raises(ValidationError, match="EGRESS_PROXY and EGRESS_GRANT_KEY"):
         make(auth_token=TOKEN, backend="kubernetes", network_allowed_domains="api.github.com")
+    ready = make(
+        auth_token=TOKEN,
+        backend="kubernetes",
+        network_allowed_domains="api.github.com",
+        egress_proxy="egress-proxy.sandbox.svc:3128",
+        egress_grant_key="k" * 32,
+    )
+    assert ready.network_ceiling.allows_anything

@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 from runner.contract import (
     Denial,
+    EgressGrant,
     Harvested,
     HarvestedFile,
     HarvestLimits,
     InputFile,
     Job,
+    NetworkUsage,
     Outcome,
     RunLimits,
     SandboxLimits,
@@ -63,6 +65,10 @@ def test_jobs_and_outcomes_round_trip() -> None:
     assert decode_result(encode_outcome("ex-1", OUTCOME), JOB) == OUTCOME
     without_harvest = replace(JOB, harvest=None, files=(), stdin=None)
     assert decode_job(encode_job(without_harvest)) == without_harvest
+    egress = replace(JOB, egress=EgressGrant("10.96.0.9:3128", "grant.sig", 8, 1 << 20))
+    assert decode_job(encode_job(egress)) == egress
+    used = replace(OUTCOME, network=NetworkUsage(connections=2, bytes_sent=10, bytes_received=20))
+    assert decode_result(encode_outcome("ex-1", used), JOB) == used
 
 
 def test_failures_round_trip() -> None:

@@ -22,6 +22,12 @@ async def health(service: ExecutionServiceDep) -> JSONResponse:
             "warmSandboxes": service.warm_sandboxes,
         },
     }
+    ceiling = service.settings.network_ceiling
+    # Counts, not names: /health answers anyone, and the allowlist is the operator's.
+    body["network"] = {
+        "allowedDomains": len(ceiling.allowed) if ceiling.allows_anything else 0,
+        "deniedDomains": len(ceiling.denied),
+    }
     budget = service.admission.budget
     if budget is not None:
         body["memory"] = {"budgetMb": budget.total_mb, "heldMb": budget.held_mb}

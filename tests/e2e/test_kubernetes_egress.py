@@ -1,0 +1,117 @@
+"""Network by name on Kubernetes: runner pods reach allowed names through the proxy only.
+
+The release is installed again with tests/e2e/egress-values.yaml (two names leading to a
+server this test runs on the host, at the pod bridge's address), then installed without
+it once the module is done.  Executions go through the Ingress, as a caller's do; the
+runner pod's relay takes the sandbox's connections to the egress proxy's Deployment,
+which checks the grant and the names; NetworkPolicy lets the runner pods reach that
+proxy and nothing else, and the proxy the public network and those two names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.release import Ingress, install, wait_healthy
+from tests.origin import start_origin
+from tests.support import ROOT, wait_for
+
+pytestmark = pytest.mark.e2e
+
+BRIDGE = "10.244.0.1"
+PORT = 18081
+VALUES = ROOT / "tests/e2e/egress-values.yaml"
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[None]:
+    server = start_origin(BRIDGE, PORT)
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def networked(release: Ingress, origin: None) -> Iterator[Ingress]:
+    """The release with names allowed; afterwards, as the rest of the tier expects it."""
+
+    def names_allowed(count: int) -> bool:
+        body = release.healthy()
+        return (
+            bool(body)
+            and body["network"]["allowedDomains"] == count
+            and (body["executions"]["warmSandboxes"] >= 1)
+        )
+
+    install(VALUES)
+    wait_for(lambda: names_allowed(2), timeout_s=180, what="the controller with names allowed")
+    try:
+        yield release
+    finally:
+        install()
+        wait_for(lambda: names_allowed(0), timeout_s=180, what="the controller without names")
+        wait_healthy(release)
+
+
+def fetch(*hosts: str) -> str:
+    return (
+        "import urllib.request\n"
+        f"for host in {list(hosts)!r}:\n"
+        "    try:\n"
+        f"        print(urllib.request.urlopen(f'http://{{host}}:{PORT}/').read().decode())\n"
+        "    except Exception as exc:\n"
+        "        print(type(exc).__name__, exc)\n"
+    )
+
+
+def refusals(result: dict[str, Any]) -> dict[str, str]:
+    return {v["target"]: v["detail"] for v in result["violations"] if v["kind"] == "network"}
+
+
+def test_allowed_names_are_reached_and_others_refused_and_reported(networked: Ingress) -> None:
+    result = networked.execute(fetch("files.test", "evil.test"))
+    lines = result["stdout"].splitlines()
+    assert lines[0] == f"hello files.test:{PORT}", result
+    assert lines[1].startswith("HTTPError HTTP Error 403")
+    assert "not an allowed domain" in refusals(result)[f"evil.test:{PORT}"]
+    assert f"[sandbox] network evil.test:{PORT}: " in result["stderr"]
+    usage = result["usage"]["network"]
+    assert usage["connections"] == 2 and usage["bytesReceived"] > 0
+
+
+def test_requests_goes_through_the_proxy_too_and_a_request_narrows_the_names(
+    networked: Ingress,
+) -> None:
+    code = (
+        "import requests\n"
+        "for host in ('files.test', 'other.test'):\n"
+        f"    print(requests.get(f'http://{{host}}:{PORT}/').text)\n"
+    )
+    result = networked.execute(code, network={"allowedDomains": ["files.test"]})
+    lines = result["stdout"].splitlines()
+    assert lines[0] == f"hello files.test:{PORT}"
+    assert f"other.test:{PORT}" in refusals(result)
+    refused = networked.client.post(
+        "/execute", json={"code": "pass", "network": {"allowedDomains": ["github.com"]}}
+    )
+    assert refused.status_code == 422
+    assert refused.json()["details"][0]["rule"] == "outside_ceiling"
+
+
+def test_nothing_but_the_proxy_leads_out_of_a_runner_pod(networked: Ingress) -> None:
+    code = (
+        "import socket\n"
+        "for target in [('10.244.0.1', 18081), ('10.96.0.1', 443), ('1.1.1.1', 53)]:\n"
+        "    try:\n"
+        "        socket.create_connection(target, timeout=2)\n"
+        "        print('REACHED', target)\n"
+        "    except OSError as exc:\n"
+        "        print('failed', type(exc).__name__)\n"
+    )
+    result = networked.execute(code)
+    lines = result["stdout"].splitlines()
+    assert len(lines) == 3 and all(line.startswith("failed ") for line in lines), lines
+    assert "10.244.0.1:18081" in refusals(result)
