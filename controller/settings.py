@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from browser_agent import protocol as agent_protocol
-from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    UrlConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from runner.contract import MAX_TIMEOUT_MS, MIB, HarvestLimits, RunLimits, SandboxLimits
 from runner.policy import DEFAULT_HOST_ID
@@ -176,6 +184,17 @@ class NetworkRules(BaseSettings):
     network_max_mb: int = Field(
         256, ge=1, le=1_000_000, description="MiB through the proxy per execution, both ways."
     )
+    network_ask_url: (
+        Annotated[AnyHttpUrl, UrlConstraints(allowed_schemes=["http", "https"])] | None
+    ) = Field(
+        None,
+        description="The operator's webhook for names neither allowed nor denied: it gets "
+        'POST {executionId, host, port, labels} and answers {"allow": true|false}; a '
+        "timeout or an error denies. Asked once per name and execution.",
+    )
+    network_ask_timeout_ms: int = Field(
+        2000, ge=10, le=30_000, description="How long the proxy waits for the ask-callback."
+    )
     egress_grant_key: SecretStr | None = Field(
         None,
         description="Key the controller signs each execution's egress grant with and the "
@@ -197,6 +216,7 @@ class NetworkRules(BaseSettings):
             parse_patterns(self.network_allowed_domains),
             parse_patterns(self.network_denied_domains),
             self.network_allowed_ports,
+            ask_unlisted=self.network_ask_url is not None,
         )
 
 
@@ -506,7 +526,11 @@ class Settings(BrowserSessionRules, NetworkRules):
     @model_validator(mode="after")
     def _network_where_the_proxy_runs(self) -> Settings:
         proxy_known = self.egress_grant_key is not None and bool(self.egress_proxy)
-        if self.backend == "kubernetes" and self.network_allowed_domains and not proxy_known:
+        if (
+            self.backend == "kubernetes"
+            and self.network_ceiling.allows_anything
+            and not proxy_known
+        ):
             raise ValueError(
                 "NETWORK_ALLOWED_DOMAINS with BACKEND=kubernetes needs the egress proxy: "
                 "EGRESS_PROXY and EGRESS_GRANT_KEY (the chart sets both)"

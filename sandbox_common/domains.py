@@ -136,10 +136,13 @@ class DomainPolicy:
     allowed: tuple[Pattern, ...] = ()
     denied: tuple[Pattern, ...] = ()
     ports: frozenset[int] = field(default_factory=lambda: frozenset({80, 443}))
+    ask_unlisted: bool = False
+    """A name neither list names is decided by the operator's ask-callback (the ceiling
+    only: a request that lists its names has said which it needs)."""
 
     @property
     def allows_anything(self) -> bool:
-        return bool(self.allowed) and bool(self.ports)
+        return (bool(self.allowed) or self.ask_unlisted) and bool(self.ports)
 
     def decision(self, name: str) -> str | None:
         """``allowed``, ``denied`` (deny wins), or None: a name neither list names."""
@@ -163,7 +166,7 @@ class DomainPolicy:
                     f"{pattern} is not within the deployment's allowed domains",
                 )
             chosen.append(pattern)
-        return DomainPolicy(tuple(sorted(set(chosen))), self.denied, self.ports)
+        return DomainPolicy(tuple(sorted(set(chosen))), self.denied, self.ports, ask_unlisted=False)
 
 
 def parse_internal_hosts(value: str) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 The decision, in order: the execution's caps (when this gate keeps its account), the
 port, the name (an IP literal is never allowed: the policy is about names), the domain
-policy (deny wins), then what the name resolves to.  Only NETWORK_INTERNAL_HOSTS may
+policy (deny wins; a name neither list names is asked about when there is an
+ask-callback), then what the name resolves to.  Only NETWORK_INTERNAL_HOSTS may
 lead to a loopback or private address, and then only to the address given there; every
 other name must resolve to public addresses only, all of them, or the connection is
 refused (an answer that mixes a public and a private address is an attack, not a
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sandbox_common import addresses
@@ -38,11 +40,18 @@ class EgressGate:
     """
 
     def __init__(
-        self, policy: DomainPolicy, rules: EgressRules, account: EgressAccount | None = None
+        self,
+        policy: DomainPolicy,
+        rules: EgressRules,
+        account: EgressAccount | None = None,
+        ask: Callable[[str, int], Awaitable[bool]] | None = None,
     ) -> None:
+        """``ask``: the execution's ask-callback (controller.egress.ask), for the names
+        that neither list names, when its policy lets them be asked about."""
         self.policy = policy
         self.rules = rules
         self.account = account
+        self.ask = ask if policy.ask_unlisted else None
 
     async def resolve(self, host: str, port: int) -> list[str]:
         target = f"{host}:{port}"
@@ -67,7 +76,10 @@ class EgressGate:
         if decision == "denied":
             raise Refused(f"{name} is denied (setting NETWORK_DENIED_DOMAINS)")
         if decision is None:
-            raise Refused(f"{name} is not an allowed domain")
+            if self.ask is None:
+                raise Refused(f"{name} is not an allowed domain")
+            if not await self.ask(name, port):
+                raise Refused(f"{name} is not an allowed domain (the ask-callback said no)")
         internal = rules.internal_hosts.get(name)
         found = [internal] if internal else await self._lookup(name, port)
         for text in found:

@@ -8,7 +8,7 @@ its deadline, for the names it was given, nothing more.  A grant is not a secret
 the execution (its runner holds it), and it cannot be widened: changing one byte
 breaks the signature.
 
-    grant = base64url(JSON {id, exp, allowed, denied, ports}) "." base64url(HMAC-SHA256)
+    grant = base64url(JSON {id, exp, allowed, denied, ports, ask}) "." base64url(HMAC-SHA256)
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def sign(key: bytes, execution_id: str, policy: DomainPolicy, expires_at: float)
             "allowed": [str(p) for p in policy.allowed],
             "denied": [str(p) for p in policy.denied],
             "ports": sorted(policy.ports),
+            "ask": policy.ask_unlisted,
         },
         separators=(",", ":"),
     ).encode()
@@ -79,6 +80,7 @@ def verify(key: bytes, token: str, now: float | None = None) -> Grant:
                 parse_patterns(document["allowed"]),
                 parse_patterns(document["denied"]),
                 frozenset(int(p) for p in document["ports"]),
+                ask_unlisted=document["ask"] is True,
             ),
             expires_at,
         )

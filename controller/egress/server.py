@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
+from controller.egress.ask import Ask, AskCallback, AskedOnce
 from controller.egress.gate import EgressGate, EgressRules
-from controller.egress.grants import GrantError, verify
+from controller.egress.grants import Grant, GrantError, verify
 from controller.settings import NetworkRules
 from sandbox_common import forward_proxy
 from sandbox_common.egress_account import REFUSED_HEADER
@@ -24,11 +26,30 @@ log = logging.getLogger(__name__)
 
 
 class GrantGates:
-    """The gate of each connection, from the grant it carries."""
+    """The gate of each connection, from the grant it carries.
 
-    def __init__(self, key: bytes, rules: EgressRules) -> None:
+    With an ask-callback, each execution's answers are kept until its grant expires
+    (controller.egress.ask.AskedOnce), whichever connection asked.
+    """
+
+    def __init__(self, key: bytes, rules: EgressRules, ask: Ask | None = None) -> None:
         self._key = key
         self._rules = rules
+        self._ask = ask
+        self._asked: dict[str, tuple[float, AskedOnce]] = {}
+
+    def _asked_for(self, grant: Grant) -> AskedOnce | None:
+        if self._ask is None:
+            return None
+        now = time.time()
+        for execution_id, (expires_at, _) in list(self._asked.items()):
+            if expires_at < now:
+                del self._asked[execution_id]
+        entry = self._asked.get(grant.execution_id)
+        if entry is None:
+            entry = (grant.expires_at, AskedOnce(self._ask, grant.execution_id))
+            self._asked[grant.execution_id] = entry
+        return entry[1]
 
     def __call__(self, header_block: bytes) -> Gate:
         value = header_value(header_block, b"proxy-authorization") or ""
@@ -39,15 +60,19 @@ class GrantGates:
             grant = verify(self._key, token.strip())
         except GrantError as exc:
             raise Unauthorized(str(exc)) from None
-        return EgressGate(grant.policy, self._rules)
+        return EgressGate(grant.policy, self._rules, ask=self._asked_for(grant))
 
 
 async def serve(rules: NetworkRules, host: str = "0.0.0.0") -> None:  # noqa: S104 - a pod
     if rules.egress_grant_key is None:
         raise SystemExit("EGRESS_GRANT_KEY is required: the key the controller signs grants with")
+    ask = None
+    if rules.network_ask_url is not None:
+        ask = AskCallback(str(rules.network_ask_url), rules.network_ask_timeout_ms)
     gates = GrantGates(
         rules.egress_grant_key.get_secret_value().encode(),
         EgressRules(internal_hosts=rules.network_internal_hosts),
+        ask,
     )
 
     async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

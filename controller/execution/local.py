@@ -24,6 +24,7 @@ from runner.supervisor import Sandbox, SandboxError
 from runner.support import prepare_support_dir
 
 from controller.cgroups import PER_PROCESS_ONLY, open_cgroups
+from controller.egress.ask import AskCallback, AskedOnce
 from controller.egress.channel import EgressChannel
 from controller.egress.gate import EgressGate, EgressRules
 from controller.errors import SandboxUnavailable
@@ -72,6 +73,11 @@ class LocalBackend:
         """What the self-test's sandbox held at its peak: what each warm one holds."""
         self._egress_root = Path(settings.state_dir) / "egress"
         self._egress_dirs: dict[Sandbox, Path] = {}
+        self._ask = (
+            AskCallback(str(settings.network_ask_url), settings.network_ask_timeout_ms)
+            if settings.network_ask_url is not None
+            else None
+        )
         self._egress_rules = EgressRules(
             internal_hosts=settings.network_internal_hosts,
             reserved_ports=frozenset({settings.port}),
@@ -233,7 +239,8 @@ class LocalBackend:
         account = EgressAccount(
             self._settings.network_max_connections, self._settings.network_max_mb * MIB
         )
-        channel = EgressChannel(EgressGate(job.network, self._egress_rules, account))
+        ask = AskedOnce(self._ask, job.execution_id) if self._ask is not None else None
+        channel = EgressChannel(EgressGate(job.network, self._egress_rules, account, ask))
         try:
             await channel.open(directory, self._sandbox_group)
         except OSError as exc:
@@ -254,6 +261,8 @@ class LocalBackend:
 
     async def stop(self) -> None:
         await self._pool.stop()
+        if self._ask is not None:
+            await self._ask.close()
         if self._command is not None and self._command.egress:
             await asyncio.to_thread(shutil.rmtree, self._egress_root, True)
         if self._cgroups is not None:

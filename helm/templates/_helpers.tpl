@@ -51,6 +51,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: egress-proxy
 {{- end -}}
 
+{{/* Whether executions may reach any name: then the proxy runs. */}}
+{{- define "sandbox.networkOn" -}}
+{{- if or .Values.network.allowedDomains .Values.network.askUrl }}true{{ end -}}
+{{- end -}}
+
 {{- define "sandbox.egressEnv" -}}
 {{- $n := .Values.network -}}
 {{- $pairs := list -}}
@@ -58,6 +63,10 @@ app.kubernetes.io/component: egress-proxy
 {{- $pairs = append $pairs (printf "%s=%s" $host $address) -}}
 {{- end -}}
 - {name: NETWORK_INTERNAL_HOSTS, value: {{ join "," $pairs | quote }}}
+{{- with $n.askUrl }}
+- {name: NETWORK_ASK_URL, value: {{ . | quote }}}
+- {name: NETWORK_ASK_TIMEOUT_MS, value: {{ $n.askTimeoutMs | quote }}}
+{{- end }}
 - name: EGRESS_GRANT_KEY
   valueFrom:
     secretKeyRef:
@@ -122,7 +131,7 @@ publicNetwork.deniedCIDRs, on "ports" if given (browser pods, the egress proxy).
 {{- if eq .Values.sandbox.namespace .Release.Namespace -}}
 {{- fail (printf "sandbox.namespace (%s) must not be the release's namespace: runner pods get a namespace of their own" .Values.sandbox.namespace) -}}
 {{- end -}}
-{{- $reserved := list "AUTH_TOKEN" "BACKEND" "HOST" "PORT" "STATE_DIR" "KUBERNETES_NAMESPACE" "RUNNER_IMAGE" "RUNNER_IMAGE_PULL_POLICY" "RUNNER_SECCOMP_PROFILE" "REPLICA_NAME" "WARM_SANDBOXES" "WARM_SANDBOX_MAX_AGE_S" "RUNNER_POD_START_TIMEOUT_S" "RUNNER_CPU_REQUEST" "RUNNER_CPU_LIMIT" "RUNNER_MEMORY_REQUEST_MB" "RUNNER_MEMORY_LIMIT_MB" "RUNNER_EPHEMERAL_STORAGE_MB" "BROWSER_NAMESPACE" "BROWSER_WARM_AGENTS" "BROWSER_IDLE_TIMEOUT_S" "BROWSER_MAX_IDLE_TIMEOUT_S" "BROWSER_SESSION_LIFETIME_S" "BROWSER_MAX_SESSION_LIFETIME_S" "BROWSER_ALLOW_PRIVATE_NETWORKS" "BROWSER_CHROMIUM_SANDBOX" "MAX_BROWSER_SESSIONS" "BROWSER_SESSION_START_TIMEOUT_S" "NETWORK_ALLOWED_DOMAINS" "NETWORK_DENIED_DOMAINS" "NETWORK_ALLOWED_PORTS" "NETWORK_INTERNAL_HOSTS" "NETWORK_MAX_CONNECTIONS" "NETWORK_MAX_MB" "EGRESS_PROXY" "EGRESS_GRANT_KEY" -}}
+{{- $reserved := list "AUTH_TOKEN" "BACKEND" "HOST" "PORT" "STATE_DIR" "KUBERNETES_NAMESPACE" "RUNNER_IMAGE" "RUNNER_IMAGE_PULL_POLICY" "RUNNER_SECCOMP_PROFILE" "REPLICA_NAME" "WARM_SANDBOXES" "WARM_SANDBOX_MAX_AGE_S" "RUNNER_POD_START_TIMEOUT_S" "RUNNER_CPU_REQUEST" "RUNNER_CPU_LIMIT" "RUNNER_MEMORY_REQUEST_MB" "RUNNER_MEMORY_LIMIT_MB" "RUNNER_EPHEMERAL_STORAGE_MB" "BROWSER_NAMESPACE" "BROWSER_WARM_AGENTS" "BROWSER_IDLE_TIMEOUT_S" "BROWSER_MAX_IDLE_TIMEOUT_S" "BROWSER_SESSION_LIFETIME_S" "BROWSER_MAX_SESSION_LIFETIME_S" "BROWSER_ALLOW_PRIVATE_NETWORKS" "BROWSER_CHROMIUM_SANDBOX" "MAX_BROWSER_SESSIONS" "BROWSER_SESSION_START_TIMEOUT_S" "NETWORK_ALLOWED_DOMAINS" "NETWORK_DENIED_DOMAINS" "NETWORK_ALLOWED_PORTS" "NETWORK_INTERNAL_HOSTS" "NETWORK_MAX_CONNECTIONS" "NETWORK_MAX_MB" "EGRESS_PROXY" "EGRESS_GRANT_KEY" "NETWORK_ASK_URL" "NETWORK_ASK_TIMEOUT_MS" -}}
 {{- range $name, $_ := .Values.settings -}}
 {{- if has $name $reserved -}}
 {{- fail (printf "settings.%s is set by the chart itself; use its own value instead" $name) -}}

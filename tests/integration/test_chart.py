@@ -390,3 +390,17 @@ def test_names_bring_a_locked_down_proxy_that_only_runner_pods_reach() -> None:
     assert "10.0.0.0/8" in public["to"][0]["ipBlock"]["except"]
     assert public["ports"] == internal["ports"] == [{"protocol": "TCP", "port": 443}]
     assert internal["to"] == [{"ipBlock": {"cidr": "10.1.2.3/32"}}]
+
+
+def test_an_ask_callback_alone_brings_the_proxy_and_reaches_its_peers() -> None:
+    objects = render(
+        "network.askUrl=http://ask.hooks.svc:8080/ask",
+        "network.askTo[0].namespaceSelector.matchLabels.name=hooks",
+    )
+    proxy_name = f"{CONTROLLER}-egress"
+    proxy_env = env(one(objects, "Deployment", proxy_name))
+    controller = env(one(objects, "Deployment", CONTROLLER))
+    assert proxy_env["NETWORK_ASK_URL"] == controller["NETWORK_ASK_URL"]
+    assert controller["NETWORK_ALLOWED_DOMAINS"] == ""
+    egress = one(objects, "NetworkPolicy", proxy_name)["spec"]["egress"]
+    assert {"to": [{"namespaceSelector": {"matchLabels": {"name": "hooks"}}}]} in egress

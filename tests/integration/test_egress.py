@@ -9,11 +9,18 @@ socket) to show that nothing but the proxy leads out.
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
+import http.server
+import json
 import ssl
 import subprocess
+import threading
+import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -21,6 +28,55 @@ from tests.origin import start_origin
 from tests.support import ServiceProcess, free_port
 
 pytestmark = pytest.mark.integration
+
+
+def build_wheel(directory: Path) -> str:
+    """A pure-Python wheel, ``demo_pkg`` 1.0, written into ``directory``; its file name."""
+    name = "demo_pkg-1.0-py3-none-any.whl"
+    files = {
+        "demo_pkg/__init__.py": b"VALUE = 42\n",
+        "demo_pkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n",
+        "demo_pkg-1.0.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = [
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}"
+        for path, data in files.items()
+    ]
+    record.append("demo_pkg-1.0.dist-info/RECORD,,")
+    files["demo_pkg-1.0.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    with zipfile.ZipFile(directory / name, "w") as wheel:
+        for path, data in files.items():
+            wheel.writestr(path, data)
+    return name
+
+
+class PackageIndex:
+    """A PEP 503 simple index on loopback, serving one wheel."""
+
+    def __init__(self, root: Path) -> None:
+        (root / "files").mkdir()
+        wheel = build_wheel(root / "files")
+        digest = hashlib.sha256((root / "files" / wheel).read_bytes()).hexdigest()
+        page = root / "simple" / "demo-pkg"
+        page.mkdir(parents=True)
+        (page / "index.html").write_text(
+            f'<a href="/files/{wheel}#sha256={digest}">{wheel}</a>\n', encoding="utf-8"
+        )
+        handler = functools.partial(QuietFiles, directory=str(root))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.port = self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 class Servers:
@@ -55,14 +111,25 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 
 
 @pytest.fixture(scope="module")
-def networked(servers: Servers) -> Iterator[ServiceProcess]:
+def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PackageIndex]:
+    found = PackageIndex(tmp_path_factory.mktemp("package-index"))
+    yield found
+    found.close()
+
+
+@pytest.fixture(scope="module")
+def networked(servers: Servers, index: PackageIndex) -> Iterator[ServiceProcess]:
     port = free_port()
-    internal = ["files.test", "other.test", "a.mirror.test", "bad.mirror.test", "ctl.test"]
+    internal = [
+        "files.test", "other.test", "a.mirror.test", "bad.mirror.test", "ctl.test", "pypi.test"
+    ]  # fmt: skip
+    ports = (servers.http_port, servers.https_port, index.port, port)
     with ServiceProcess(
         port=port,
-        network_allowed_domains="files.test, other.test, *.mirror.test, localhost, ctl.test",
+        network_allowed_domains="files.test, other.test, *.mirror.test, localhost, ctl.test, "
+        "pypi.test",
         network_denied_domains="bad.mirror.test",
-        network_allowed_ports=f"{servers.http_port},{servers.https_port},{port}",
+        network_allowed_ports=",".join(str(p) for p in ports),
         network_internal_hosts=",".join(f"{name}=127.0.0.1" for name in internal),
     ) as svc:
         yield svc
@@ -137,6 +204,27 @@ def test_refused_destinations_are_reported_whatever_the_client(
     assert result["stdout"].strip() != "0"
     assert reason in network_violations(result)[target]
     assert f"[sandbox] network {target}: " in result["stderr"]
+
+
+def test_pip_installs_from_an_allowed_index(networked: ServiceProcess, index: PackageIndex) -> None:
+    # --target: the sandbox's interpreter is isolated (-I), so it has no user site.
+    # --trusted-host: pip ignores a plain-HTTP index elsewhere than on localhost.
+    code = (
+        "import subprocess, sys\n"
+        "done = subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet',\n"
+        "    '--disable-pip-version-check', '--no-cache-dir', '--target', 'lib',\n"
+        f"    '--index-url', 'http://pypi.test:{index.port}/simple',\n"
+        "    '--trusted-host', 'pypi.test', 'demo-pkg'],\n"
+        "    capture_output=True, text=True)\n"
+        "print(done.returncode, done.stderr[-500:])\n"
+        "sys.path.insert(0, 'lib')\n"
+        "import demo_pkg\n"
+        "print(demo_pkg.VALUE)\n"
+    )
+    result = networked.execute(code, timeoutMs=60_000)
+    assert result["stdout"].splitlines()[-1] == "42", result["stdout"] + result["stderr"]
+    assert result["stdout"].startswith("0 ")
+    assert network_violations(result) == {}
 
 
 def test_the_service_itself_is_refused_even_by_an_internal_name(
@@ -257,3 +345,73 @@ def test_without_an_allowlist_nothing_is_bound_in(service: ServiceProcess) -> No
     )
     assert response.status_code == 422
     assert response.json()["details"][0]["rule"] == "no_network"
+
+
+class Webhook(http.server.BaseHTTPRequestHandler):
+    """The operator's ask-callback: yes for yes.test, no for no.test, too slow for
+    slow.test, broken for broken.test."""
+
+    asked: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        Webhook.asked.append(body)
+        host = body["host"]
+        if host == "slow.test":
+            time.sleep(1.0)
+        status, answer = (500, b"oops") if host == "broken.test" else (200, b"")
+        if not answer:
+            answer = json.dumps({"allow": host == "yes.test"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def asking(servers: Servers) -> Iterator[ServiceProcess]:
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    names = ["files.test", "yes.test", "no.test", "slow.test", "broken.test"]
+    try:
+        with ServiceProcess(
+            network_allowed_domains="files.test",
+            network_allowed_ports=str(servers.http_port),
+            network_internal_hosts=",".join(f"{name}=127.0.0.1" for name in names),
+            network_ask_url=f"http://127.0.0.1:{hook.server_address[1]}/ask",
+            network_ask_timeout_ms="300",
+        ) as svc:
+            yield svc
+    finally:
+        hook.shutdown()
+        hook.server_close()
+
+
+def test_the_ask_callback_decides_unlisted_names_once_and_denies_on_silence(
+    asking: ServiceProcess, servers: Servers
+) -> None:
+    Webhook.asked.clear()
+    hosts = ["yes.test", "yes.test", "no.test", "slow.test", "broken.test", "files.test"]
+    code = "".join(try_open(f"http://{host}:{servers.http_port}/") for host in hosts)
+    result = asking.execute(code)
+    assert result["stdout"].splitlines() == ["opened", "opened"] + [
+        "HTTPError HTTP Error 403: Forbidden"
+    ] * 3 + ["opened"]
+    refused = network_violations(result)
+    for host in ("no.test", "slow.test", "broken.test"):
+        assert "the ask-callback said no" in refused[f"{host}:{servers.http_port}"]
+    assert sorted(a["host"] for a in Webhook.asked) == [
+        "broken.test", "no.test", "slow.test", "yes.test"
+    ]  # fmt: skip
+    assert {a["executionId"] for a in Webhook.asked} == {result["executionId"]}
+    assert Webhook.asked[0]["port"] == servers.http_port and Webhook.asked[0]["labels"] == {}
+    # A request that lists its names is not asked about others.
+    Webhook.asked.clear()
+    narrowed = asking.execute(
+        try_open(f"http://yes.test:{servers.http_port}/"),
+        network={"allowedDomains": ["files.test"]},
+    )
+    assert narrowed["stdout"].startswith("HTTPError") and Webhook.asked == []

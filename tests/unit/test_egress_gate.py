@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from controller.egress.ask import AskedOnce
 from controller.egress.gate import EgressGate, EgressRules
 from sandbox_common.domains import DomainPolicy, parse_patterns
 from sandbox_common.egress_account import EgressAccount
@@ -75,3 +76,27 @@ async def test_connections_and_bytes_are_capped_per_execution() -> None:
     with pytest.raises(Refused):
         await spent.resolve("files.test", 443)
     assert "NETWORK_MAX_MB" in spent.account.refusals[-1].reason
+
+
+async def test_names_neither_list_names_are_asked_about_once_per_execution() -> None:
+    asked: list[tuple[str, str, int]] = []
+
+    async def ask(execution_id: str, name: str, port: int) -> bool:
+        asked.append((execution_id, name, port))
+        return name == "yes.test"
+
+    ceiling = DomainPolicy(POLICY.allowed, POLICY.denied, POLICY.ports, ask_unlisted=True)
+    rules = EgressRules(internal_hosts={"yes.test": "127.0.0.1", "no.test": "127.0.0.1"})
+    one = EgressGate(ceiling, rules, EgressAccount(10, 1000), AskedOnce(ask, "ex-1"))
+    assert await one.resolve("yes.test", 443) == ["127.0.0.1"]
+    assert await one.resolve("yes.test", 443) == ["127.0.0.1"]
+    with pytest.raises(Refused, match="the ask-callback said no"):
+        await one.resolve("no.test", 443)
+    with pytest.raises(Refused, match="is denied"):  # deny wins: never asked
+        await one.resolve("bad.mirror.test", 443)
+    assert asked == [("ex-1", "yes.test", 443), ("ex-1", "no.test", 443)]
+    # A request that listed its names has said which it needs: nothing is asked.
+    narrowed = ceiling.narrowed(["files.test"])
+    with pytest.raises(Refused, match=r"not an allowed domain$"):
+        await EgressGate(narrowed, rules, None, AskedOnce(ask, "ex-2")).resolve("yes.test", 443)
+    assert len(asked) == 2

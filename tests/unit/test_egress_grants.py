@@ -1,11 +1,18 @@
-"""Egress grants (controller.egress.grants): signed policies that cannot be widened."""
+"""Egress grants (controller.egress.grants): signed policies that cannot be widened, and
+the proxy's gates made from them (controller.egress.server)."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 import pytest
 
+from controller.egress.gate import EgressRules
 from controller.egress.grants import GrantError, sign, verify
+from controller.egress.server import GrantGates
 from sandbox_common.domains import DomainPolicy, parse_patterns
+from sandbox_common.forward_proxy import Unauthorized
 
 pytestmark = pytest.mark.unit
 
@@ -36,3 +43,22 @@ def test_a_tampered_forged_or_expired_grant_is_refused() -> None:
             verify(KEY, bad, now=1000.0)
     with pytest.raises(GrantError, match="expired"):
         verify(KEY, token, now=2001.0)
+
+
+async def test_the_proxy_takes_each_connections_gate_from_its_grant() -> None:
+    asked: list[str] = []
+
+    async def ask(execution_id: str, name: str, port: int) -> bool:
+        asked.append(f"{execution_id} {name}")
+        return True
+
+    gates = GrantGates(KEY, EgressRules(internal_hosts={"new.test": "127.0.0.1"}), ask)
+    token = sign(KEY, "ex-9", replace(POLICY, ask_unlisted=True), time.time() + 60)
+    header = f"Proxy-Authorization: Bearer {token}"
+    for _ in range(2):  # two connections of one execution: one question
+        gate = gates(header.encode())
+        assert await gate.resolve("new.test", 443) == ["127.0.0.1"]
+    assert asked == ["ex-9 new.test"]
+    for bad in (b"", b"Proxy-Authorization: Basic eDp5", b"Proxy-Authorization: Bearer forged.x"):
+        with pytest.raises(Unauthorized):
+            gates(bad)
