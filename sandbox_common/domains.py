@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sandbox_common import addresses
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_HEX = frozenset("0123456789abcdef")
 MAX_NAME_CHARS = 253
 # Suffixes under which anyone can register a name: a wildcard right above one of them
 # allows the whole world's names.  The one-label ones (``*.com``) are refused by rule;
@@ -63,28 +65,48 @@ class PatternError(ValueError):
 
 
 def normalize_name(raw: str) -> str:
-    """``raw`` as compared: IDNA ASCII, lower-case, no trailing dot; PatternError if no name."""
-    text = raw.strip().rstrip(".").lower()
+    """``raw`` as compared: IDNA ASCII, lower-case, no trailing dot; PatternError if no name.
+
+    What is an address is decided on the final form (IDNA drops and maps characters: a
+    soft hyphen in ``8.8.8.8\xad`` is not there any more), and in every spelling the
+    resolver takes for one (``134744072``, ``0x7f.1``, ``1.2.3.04``): a name whose last
+    label is a number is never a name.
+    """
+    text = raw.strip()
     if not text:
         raise PatternError("empty", "a domain name cannot be empty")
-    if _is_ip_literal(text):
-        raise PatternError(
-            "ip_literal", f"{raw!r} is an IP address: the network policy allows names only"
-        )
     try:
         ascii_name = text.encode("idna").decode("ascii") if not text.isascii() else text
     except UnicodeError:
-        raise PatternError("invalid_name", f"{raw!r} is not a valid domain name") from None
+        ascii_name = text if _is_ip_literal(text) else ""
+        if not ascii_name:
+            raise PatternError("invalid_name", f"{raw!r} is not a valid domain name") from None
+    ascii_name = ascii_name.rstrip(".").lower()
+    if _is_ip_literal(ascii_name):
+        raise PatternError(
+            "ip_literal", f"{raw!r} is an IP address: the network policy allows names only"
+        )
     labels = ascii_name.split(".")
-    if len(ascii_name) > MAX_NAME_CHARS or not all(_LABEL.match(label) for label in labels):
+    if len(ascii_name) > MAX_NAME_CHARS or not all(_LABEL.fullmatch(label) for label in labels):
         raise PatternError("invalid_name", f"{raw!r} is not a valid domain name")
     return ascii_name
 
 
 def _is_ip_literal(text: str) -> bool:
+    """An address in any spelling: IPv6 (bracketed, zoned), dotted IPv4, and the forms
+    the resolver reads as IPv4 (one number, hexadecimal or octal parts)."""
     try:
         ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
     except ValueError:
+        pass
+    else:
+        return True
+    last = text.rstrip(".").rsplit(".", 1)[-1]
+    if last.isdigit() or (last.startswith("0x") and all(c in _HEX for c in last[2:])):
+        return True
+    try:
+        socket.inet_aton(text)
+    except (OSError, ValueError):
         return False
     return True
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 from urllib.parse import SplitResult, urlsplit
 
@@ -25,6 +25,8 @@ HEAD_LIMIT = 64 * 1024
 HEAD_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10.0
 CHUNK = 64 * 1024
+IDLE_TIMEOUT_S = 300.0
+"""A connection with nothing to copy either way this long ends (no half-open leftovers)."""
 # Per-hop headers of the client's request to the proxy: never sent upstream.
 HOP_HEADERS = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"te", b"upgrade"}
@@ -59,8 +61,15 @@ class Meter:
         self.max_bytes = max_bytes
 
     @property
+    def remaining(self) -> int | None:
+        """Bytes left under the cap (None: no cap)."""
+        if self.max_bytes is None:
+            return None
+        return max(self.max_bytes - self.sent - self.received, 0)
+
+    @property
     def exhausted(self) -> bool:
-        return self.max_bytes is not None and self.sent + self.received >= self.max_bytes
+        return self.remaining == 0
 
     def count(self, n: int, *, upstream: bool) -> None:
         if upstream:
@@ -152,15 +161,22 @@ async def _dispatch(
         if method == "CONNECT":
             writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             await writer.drain()
-        else:
-            assert url is not None
-            request = _origin_request(method, url.path, url.query, header_block)
-            if meter is not None:
-                meter.count(len(request), upstream=True)
-            up_writer.write(request)
-            await up_writer.drain()
-            await _forward_response_head(up_reader, writer, meter, refused_header)
-        await splice(reader, writer, up_reader, up_writer, meter)
+            await splice(reader, writer, up_reader, up_writer, meter)
+            return
+        assert url is not None
+        request = _origin_request(method, url, header_block)
+        if meter is not None:
+            meter.count(len(request), upstream=True)
+        up_writer.write(request)
+        await up_writer.drain()
+        await splice(
+            reader,
+            writer,
+            up_reader,
+            up_writer,
+            meter,
+            lambda: _forward_response_head(up_reader, writer, meter, refused_header),
+        )
     finally:
         up_writer.close()
 
@@ -191,12 +207,15 @@ def split_authority(authority: str, default_port: int) -> tuple[str, int]:
     return host, int(port) if port else default_port
 
 
-def _origin_request(method: str, path: str, query: str, header_block: bytes) -> bytes:
-    target = (path or "/") + (f"?{query}" if query else "")
+def _origin_request(method: str, url: SplitResult, header_block: bytes) -> bytes:
+    target = (url.path or "/") + (f"?{url.query}" if url.query else "")
     lines = [f"{method} {target} HTTP/1.1".encode("latin-1")]
+    # Host is the URL's, the one the gate checked: a client's own Host would otherwise
+    # pick another site behind the same address (domain fronting).
+    lines.append(f"Host: {url.netloc.rpartition('@')[2]}".encode("latin-1"))
     for line in header_block.split(b"\r\n"):
         name = line.partition(b":")[0].strip().lower()
-        if line and name not in HOP_HEADERS:
+        if line and name not in HOP_HEADERS and name != b"host":
             lines.append(line)
     lines.append(b"Connection: close")
     return b"\r\n".join(lines) + b"\r\n\r\n"
@@ -231,10 +250,11 @@ async def _pipe(
     *,
     upstream: bool,
 ) -> None:
-    with contextlib.suppress(ConnectionError, OSError):
-        while data := await source.read(CHUNK):
+    with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+        while data := await asyncio.wait_for(source.read(CHUNK), IDLE_TIMEOUT_S):
             if meter is not None:
-                if meter.exhausted:
+                data = data[: meter.remaining]
+                if not data:
                     sink.close()  # the cap is reached: the connection ends, both ways
                     return
                 meter.count(len(data), upstream=upstream)
@@ -250,10 +270,17 @@ async def splice(
     up_r: asyncio.StreamReader,
     up_w: asyncio.StreamWriter,
     meter: Meter | None,
+    response_head: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Copy both ways until the upstream side is done, then end the client side too."""
+    """Copy both ways until the upstream side is done, then end the client side too.
+
+    ``response_head`` handles the upstream's first answer before the rest is copied; the
+    client's upload already flows meanwhile (a request body is sent before its answer).
+    """
     upload = asyncio.create_task(_pipe(client_r, up_w, meter, upstream=True))
     try:
+        if response_head is not None:
+            await response_head()
         await _pipe(up_r, client_w, meter, upstream=False)
     finally:
         upload.cancel()

@@ -1,7 +1,8 @@
 """A small origin server for the network tests: it answers who was asked for, or redirects.
 
 ``GET /redirect?to=URL`` answers 302 to URL; any other GET answers ``hello <Host>`` (the
-name and port the client asked for, as the proxy passed it on).  Used on loopback by
+name and port the client asked for, as the proxy passed it on); a POST answers ``got
+<its body>``.  Used on loopback by
 the integration tier and the bench, and on the pod bridge's address by the e2e tier.
 """
 
@@ -25,6 +26,14 @@ class Origin(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        answer = b"got " + body
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
 
     def log_message(self, *args: object) -> None:
         pass

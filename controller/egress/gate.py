@@ -97,7 +97,11 @@ class EgressGate:
     async def _lookup(self, name: str, port: int) -> list[str]:
         loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+            # A dotted name is absolute (the trailing dot): no search domain of this host
+            # (a pod's ndots:5) is tried first.  A single label stays as it is, for the
+            # hosts file: what it finds is private, and refused, anyway.
+            absolute = name + "." if "." in name else name
+            infos = await loop.getaddrinfo(absolute, port, type=socket.SOCK_STREAM)
         except OSError as exc:  # not the policy's doing: a 502 to the client, no violation
             raise OSError(f"{name} does not resolve: {exc.strerror or exc}") from None
         return list(dict.fromkeys(str(info[4][0]) for info in infos))

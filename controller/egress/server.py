@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 
 from controller.egress.ask import Ask, AskCallback, AskedOnce
@@ -23,6 +24,9 @@ from sandbox_common.egress_account import REFUSED_HEADER
 from sandbox_common.forward_proxy import Gate, Unauthorized, header_value
 
 log = logging.getLogger(__name__)
+
+MAX_OPEN = 4096
+"""Connections open at once through one proxy replica, all executions together."""
 
 
 class GrantGates:
@@ -75,8 +79,21 @@ async def serve(rules: NetworkRules, host: str = "0.0.0.0") -> None:  # noqa: S1
         ask,
     )
 
+    open_now = 0
+
     async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await forward_proxy.serve(reader, writer, gates, refused_header=REFUSED_HEADER)
+        nonlocal open_now
+        if open_now >= MAX_OPEN:  # each runner relay keeps its own execution's cap
+            writer.close()
+            return
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # a runner pod that vanished leaves no half-open connection
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        open_now += 1
+        try:
+            await forward_proxy.serve(reader, writer, gates, refused_header=REFUSED_HEADER)
+        finally:
+            open_now -= 1
 
     server = await asyncio.start_server(
         one, host, rules.egress_proxy_port, limit=forward_proxy.HEAD_LIMIT, reuse_address=True

@@ -240,7 +240,10 @@ class LocalBackend:
             self._settings.network_max_connections, self._settings.network_max_mb * MIB
         )
         ask = AskedOnce(self._ask, job.execution_id) if self._ask is not None else None
-        channel = EgressChannel(EgressGate(job.network, self._egress_rules, account, ask))
+        channel = EgressChannel(
+            EgressGate(job.network, self._egress_rules, account, ask),
+            self._settings.network_max_connections,
+        )
         try:
             await channel.open(directory, self._sandbox_group)
         except OSError as exc:

@@ -56,6 +56,31 @@ app.kubernetes.io/component: egress-proxy
 {{- if or .Values.network.allowedDomains .Values.network.askUrl }}true{{ end -}}
 {{- end -}}
 
+{{/* The grant key: the Secret's, once it exists, else a new one. Where the cluster
+cannot be read (helm template), each render makes a new key, and the checksum of it on
+both Deployments restarts both: they never sign and check with different keys. */}}
+{{- define "sandbox.egressKey" -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "sandbox.egressProxy" .) -}}
+{{- if $existing -}}
+{{- index $existing.data "grant-key" | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 48 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The ask-callback's port (network.askUrl's, else its scheme's). */}}
+{{- define "sandbox.askPort" -}}
+{{- $url := urlParse .Values.network.askUrl -}}
+{{- $host := get $url "host" -}}
+{{- if contains ":" $host -}}
+{{- last (splitList ":" $host) -}}
+{{- else if eq (get $url "scheme") "https" -}}
+443
+{{- else -}}
+80
+{{- end -}}
+{{- end -}}
+
 {{- define "sandbox.egressEnv" -}}
 {{- $n := .Values.network -}}
 {{- $pairs := list -}}

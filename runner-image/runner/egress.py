@@ -55,9 +55,12 @@ class EgressSocket:
     is over.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_open: int) -> None:
+        """``max_open``: connections open at once; more are closed as they arrive (each
+        holds a descriptor of this process, which serves more than this execution)."""
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
+        self._max_open = max_open
 
     async def open(self, directory: Path, group: int | None) -> None:
         path = directory / EGRESS_SOCKET
@@ -85,6 +88,9 @@ class EgressSocket:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._clients) >= self._max_open:
+            writer.close()
+            return
         self._clients.add(task)
         try:
             await self.handle(reader, writer)
@@ -97,7 +103,7 @@ class EgressRelay(EgressSocket):
     """A runner pod's egress socket: every connection goes on to the proxy, with the grant."""
 
     def __init__(self, grant: EgressGrant) -> None:
-        super().__init__()
+        super().__init__(grant.max_connections)
         self.grant = grant
         self.account = EgressAccount(grant.max_connections, grant.max_bytes)
         host, _, port = grant.proxy.rpartition(":")
@@ -146,16 +152,20 @@ class EgressRelay(EgressSocket):
             credential = f"Proxy-Authorization: Bearer {self.grant.token}".encode()
             up_writer.write(b"\r\n".join([request_line, credential, *kept]) + b"\r\n\r\n")
             meter.count(len(head), upstream=True)
-            answer = await asyncio.wait_for(up_reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
-            refused = forward_proxy.header_value(
-                answer.partition(b"\r\n")[2], REFUSED_HEADER.lower().encode()
-            )
-            if refused is not None:
-                self.account.refuse(target, refused.partition(": ")[2] or refused)
-            meter.count(len(answer), upstream=False)
-            writer.write(answer)
-            await writer.drain()
-            await forward_proxy.splice(reader, writer, up_reader, up_writer, meter)
+
+            async def first_answer() -> None:
+                """The proxy's answer (or the origin's, through it); a refusal is noted."""
+                answer = await asyncio.wait_for(up_reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
+                refused = forward_proxy.header_value(
+                    answer.partition(b"\r\n")[2], REFUSED_HEADER.lower().encode()
+                )
+                if refused is not None:
+                    self.account.refuse(target, refused.partition(": ")[2] or refused)
+                meter.count(len(answer), upstream=False)
+                writer.write(answer)
+                await writer.drain()
+
+            await forward_proxy.splice(reader, writer, up_reader, up_writer, meter, first_answer)
         finally:
             up_writer.close()
             with contextlib.suppress(Exception):

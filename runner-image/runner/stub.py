@@ -417,14 +417,16 @@ class _Forwarder:
         except OSError:
             return
         upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # A peer that stops reading stalls this loop (which also keeps the job's
+        # timeout) at most this long per send; then its connection ends.
+        for sock in (client, upstream):
+            sock.settimeout(2)
         try:
             upstream.connect(self._path)
         except OSError:
             client.close()  # the proxy is gone: the client sees a closed connection
             upstream.close()
             return
-        for sock in (client, upstream):
-            sock.settimeout(10)  # a peer that stops reading stalls its sends at most this
         self._selector.register(client, self._read, upstream)
         self._selector.register(upstream, self._read, client)
 

@@ -403,4 +403,21 @@ def test_an_ask_callback_alone_brings_the_proxy_and_reaches_its_peers() -> None:
     assert proxy_env["NETWORK_ASK_URL"] == controller["NETWORK_ASK_URL"]
     assert controller["NETWORK_ALLOWED_DOMAINS"] == ""
     egress = one(objects, "NetworkPolicy", proxy_name)["spec"]["egress"]
-    assert {"to": [{"namespaceSelector": {"matchLabels": {"name": "hooks"}}}]} in egress
+    assert {
+        "to": [{"namespaceSelector": {"matchLabels": {"name": "hooks"}}}],
+        "ports": [{"protocol": "TCP", "port": 8080}],  # the webhook's own port, only
+    } in egress
+
+
+def test_both_sides_of_a_grant_restart_with_a_new_key_and_the_key_outlives_an_uninstall() -> None:
+    objects = render(*NAMES, "network.askUrl=https://hooks.example/ask")
+    proxy_name = f"{CONTROLLER}-egress"
+    for name in (CONTROLLER, proxy_name):
+        annotations = one(objects, "Deployment", name)["spec"]["template"]["metadata"][
+            "annotations"
+        ]
+        assert len(annotations["checksum/egress-key"]) == 64
+    secret = one(objects, "Secret", proxy_name)
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    public = one(objects, "NetworkPolicy", proxy_name)["spec"]["egress"][1]
+    assert {p["port"] for p in public["ports"]} == {80, 443}  # the webhook's port joins

@@ -227,6 +227,22 @@ def test_pip_installs_from_an_allowed_index(networked: ServiceProcess, index: Pa
     assert network_violations(result) == {}
 
 
+def test_a_request_body_goes_through_and_the_checked_name_is_the_host(
+    networked: ServiceProcess, servers: Servers
+) -> None:
+    # The body is sent before its answer comes; a Host of the client's own choosing
+    # would reach another site behind the same address: the URL's is what is sent.
+    url = f"http://files.test:{servers.http_port}/"
+    code = (
+        "import urllib.request\n"
+        f"print(urllib.request.urlopen({url!r}, data=b'hello').read().decode())\n"
+        f"request = urllib.request.Request({url!r}, headers={{'Host': 'elsewhere.test'}})\n"
+        "print(urllib.request.urlopen(request).read().decode())\n"
+    )
+    result = networked.execute(code)
+    assert result["stdout"].splitlines() == ["got hello", f"hello files.test:{servers.http_port}"]
+
+
 def test_the_service_itself_is_refused_even_by_an_internal_name(
     networked: ServiceProcess,
 ) -> None:
