@@ -20,8 +20,8 @@ from sandbox_common.egress_account import REFUSED_HEADER
 class EgressChannel(EgressSocket):
     """A local execution's egress socket, served by the proxy in this process."""
 
-    def __init__(self, gate: EgressGate, max_open: int) -> None:
-        super().__init__(max_open)
+    def __init__(self, gate: EgressGate, max_connections: int) -> None:
+        super().__init__(max_connections)
         self.gate = gate
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

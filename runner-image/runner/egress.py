@@ -47,6 +47,9 @@ def with_egress(outcome: Outcome, account: EgressAccount) -> Outcome:
     return replace(outcome, denials=outcome.denials + refused, network=usage)
 
 
+OPEN_PER_CONNECTION_CAP = 2
+
+
 class EgressSocket:
     """One execution's egress socket, served here; ``handle`` serves each connection.
 
@@ -55,12 +58,14 @@ class EgressSocket:
     is over.
     """
 
-    def __init__(self, max_open: int) -> None:
-        """``max_open``: connections open at once; more are closed as they arrive (each
-        holds a descriptor of this process, which serves more than this execution)."""
+    def __init__(self, max_connections: int) -> None:
+        """Connections open at once are bounded by the execution's cap: twice it, since
+        one the client has closed may still be finishing here (its refusal beyond the
+        cap is the account's business, with a reason).  More are closed as they arrive:
+        each holds a descriptor of this process, which serves more than this execution."""
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
-        self._max_open = max_open
+        self._max_open = OPEN_PER_CONNECTION_CAP * max_connections
 
     async def open(self, directory: Path, group: int | None) -> None:
         path = directory / EGRESS_SOCKET

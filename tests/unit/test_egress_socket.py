@@ -20,7 +20,7 @@ class Holding(EgressSocket):
 
 
 async def test_connections_beyond_the_cap_are_closed_as_they_arrive(tmp_path: Path) -> None:
-    egress = Holding(max_open=2)
+    egress = Holding(max_connections=1)  # twice as many may be open
     await egress.open(tmp_path, None)
     path = str(tmp_path / EGRESS_SOCKET)
     clients = [await asyncio.open_unix_connection(path) for _ in range(3)]
