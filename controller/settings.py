@@ -6,6 +6,7 @@ import os
 import re
 import socket
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -209,7 +210,7 @@ class NetworkRules(BaseSettings):
         3128, ge=1, le=65535, description="Port the egress proxy listens on (its own process)."
     )
 
-    @property
+    @cached_property
     def network_ceiling(self) -> DomainPolicy:
         """What any execution may reach at most (nothing, unless domains are allowed)."""
         return DomainPolicy(

@@ -62,6 +62,8 @@ class PatternError(ValueError):
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(message)
         self.rule = rule
+        self.index: int | None = None
+        """Which entry of a list broke it (DomainPolicy.narrowed)."""
 
 
 def normalize_name(raw: str) -> str:
@@ -176,19 +178,25 @@ class DomainPolicy:
 
     def narrowed(self, requested: Iterable[str]) -> DomainPolicy:
         """This ceiling with only ``requested`` allowed; PatternError (rule
-        ``outside_ceiling`` or ``denied``) names the first entry the ceiling does not allow."""
+        ``outside_ceiling``, ``denied``, or the pattern's own) names the first entry the
+        ceiling does not allow, and its ``index``."""
         chosen = []
-        for raw in requested:
-            pattern = Pattern.parse(raw)
-            if any(d.covers(pattern) for d in self.denied):
-                raise PatternError("denied", f"{pattern} is denied by the deployment's policy")
-            if not any(a.covers(pattern) for a in self.allowed):
-                raise PatternError(
-                    "outside_ceiling",
-                    f"{pattern} is not within the deployment's allowed domains",
-                )
-            chosen.append(pattern)
+        for index, raw in enumerate(requested):
+            try:
+                chosen.append(self._within(Pattern.parse(raw)))
+            except PatternError as exc:
+                exc.index = index
+                raise
         return DomainPolicy(tuple(sorted(set(chosen))), self.denied, self.ports, ask_unlisted=False)
+
+    def _within(self, pattern: Pattern) -> Pattern:
+        if any(d.covers(pattern) for d in self.denied):
+            raise PatternError("denied", f"{pattern} is denied by the deployment's policy")
+        if not any(a.covers(pattern) for a in self.allowed):
+            raise PatternError(
+                "outside_ceiling", f"{pattern} is not within the deployment's allowed domains"
+            )
+        return pattern
 
 
 def parse_internal_hosts(value: str) -> dict[str, str]:

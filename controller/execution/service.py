@@ -141,14 +141,12 @@ class ExecutionService:
                 "no_network",
                 "this deployment allows no domain (setting NETWORK_ALLOWED_DOMAINS)",
             )
-        for index, entry in enumerate(requested):
-            try:
-                ceiling.narrowed([entry])
-            except PatternError as exc:
-                raise InvalidRequest(
-                    f"network.allowedDomains[{index}]", exc.rule, str(exc)
-                ) from None
-        policy = ceiling.narrowed(requested)
+        try:
+            policy = ceiling.narrowed(requested)
+        except PatternError as exc:
+            raise InvalidRequest(
+                f"network.allowedDomains[{exc.index}]", exc.rule, str(exc)
+            ) from None
         return policy if policy.allows_anything else None
 
     def job_for(self, request: ExecuteRequest) -> Job:
