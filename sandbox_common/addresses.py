@@ -1,10 +1,10 @@
 """Address safety: what kind of place an IP address leads to, whatever its spelling.
 
 The one module that every connection made on someone else's behalf asks: the upload
-client (controller.uploads), the browser agent's proxy (browser_agent.netpolicy) and the
-egress proxy.  Two copies of this rule drift, and a drift is a way around it, so each
-policy there decides only what to do with a ``Kind``; what the address *is* is decided
-here, once.
+client (controller.uploads), and the gate (sandbox_common.egress_gate) of the egress
+proxy and of the browser agent's proxy.  Two copies of this rule drift, and a drift is
+a way around it, so each policy there decides only what to do with a ``Kind``; what the
+address *is* is decided here, once.
 
 An IPv6 address can carry an IPv4 one, and the kernel or a NAT64 gateway may deliver it
 there: IPv4-mapped (``::ffff:10.0.0.1``), IPv4-compatible (``::10.0.0.1``), NAT64 with the

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 from sandbox_common import addresses
 
-_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+# Underscores too: DNS carries them and browsers reach such hosts (``my_app.example``).
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 _HEX = frozenset("0123456789abcdef")
 MAX_NAME_CHARS = 253
 # Suffixes under which anyone can register a name: a wildcard right above one of them
@@ -163,18 +164,25 @@ class DomainPolicy:
     ask_unlisted: bool = False
     """A name neither list names is decided by the operator's ask-callback (the ceiling
     only: a request that lists its names has said which it needs)."""
+    every_name: bool = False
+    """The public web: every name the denied list does not name, and IP addresses, on
+    any port (a browser session in a deployment that allows no domain).  ``ports`` is
+    then what a narrowing of it gets."""
 
     @property
     def allows_anything(self) -> bool:
-        return (bool(self.allowed) or self.ask_unlisted) and bool(self.ports)
+        return self.every_name or ((bool(self.allowed) or self.ask_unlisted) and bool(self.ports))
 
     def decision(self, name: str) -> str | None:
         """``allowed``, ``denied`` (deny wins), or None: a name neither list names."""
         if any(p.matches(name) for p in self.denied):
             return "denied"
-        if any(p.matches(name) for p in self.allowed):
+        if self.every_name or any(p.matches(name) for p in self.allowed):
             return "allowed"
         return None
+
+    def allows_port(self, port: int) -> bool:
+        return self.every_name or port in self.ports
 
     def narrowed(self, requested: Iterable[str]) -> DomainPolicy:
         """This ceiling with only ``requested`` allowed; PatternError (rule
@@ -192,7 +200,7 @@ class DomainPolicy:
     def _within(self, pattern: Pattern) -> Pattern:
         if any(d.covers(pattern) for d in self.denied):
             raise PatternError("denied", f"{pattern} is denied by the deployment's policy")
-        if not any(a.covers(pattern) for a in self.allowed):
+        if not self.every_name and not any(a.covers(pattern) for a in self.allowed):
             raise PatternError(
                 "outside_ceiling", f"{pattern} is not within the deployment's allowed domains"
             )
@@ -202,8 +210,7 @@ class DomainPolicy:
 def parse_internal_hosts(value: str) -> dict[str, str]:
     """``"pypi.internal=10.0.0.5, git.internal=::1"`` -> {name: address}.
 
-    ValueError names the bad pair: no ``=``, a bad name, an address that is not one, or
-    one that is never a destination (metadata, multicast, unspecified).
+    ValueError names the bad pair: no ``=``, or what internal_host refuses.
     """
     found: dict[str, str] = {}
     for raw in value.split(","):
@@ -214,14 +221,21 @@ def parse_internal_hosts(value: str) -> dict[str, str]:
         if not sep:
             raise ValueError(f"{item!r} is not name=address")
         try:
-            name = normalize_name(name)
-            address = addresses.parse(address_text.strip().strip("[]"))
+            name, address = internal_host(name, address_text)
         except ValueError as exc:
             raise ValueError(f"{item!r}: {exc}") from None
-        if addresses.classify(address) in NEVER_INTERNAL:
-            raise ValueError(f"{item!r}: {address} is never a destination")
-        found[name] = str(address)
+        found[name] = address
     return found
+
+
+def internal_host(name: str, address_text: str) -> tuple[str, str]:
+    """One internal host, normalized; ValueError for a bad name, an address that is not
+    one, or one that is never a destination (metadata, multicast, unspecified)."""
+    name = normalize_name(name)
+    address = addresses.parse(address_text.strip().strip("[]"))
+    if addresses.classify(address) in NEVER_INTERNAL:
+        raise ValueError(f"{address} is never a destination")
+    return name, str(address)
 
 
 def parse_ports(value: str) -> frozenset[int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import html
 import json
 import sys
 import threading
@@ -115,6 +116,9 @@ class PageServer:
             request.end_headers()
         elif url.path == "/fetch":
             self.send(request, 200, fetch_page(query["to"][0]))
+        elif url.path == "/image":  # a subresource the page's load waits for
+            src = html.escape(query["src"][0])
+            self.send(request, 200, f'<title>image</title><img src="{src}">')
         elif url.path == "/download":
             body = b"downloaded bytes"
             request.send_response(200)

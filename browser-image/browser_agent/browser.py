@@ -49,6 +49,10 @@ def chromium_args(proxy_port: int) -> list[str]:
         "--no-first-run",
         "--no-default-browser-check",
         "--metrics-recording-only",
+        # Forms would otherwise be described to Google's autofill service, through the
+        # proxy: a file: URL sends its queries nowhere (a --disable-features here would
+        # replace Playwright's own list, not add to it).
+        "--autofill-server-url=file:///dev/null/",
         # An error page would otherwise reload itself later and interrupt the next call.
         "--disable-auto-reload",
         "--disable-dev-shm-usage",

@@ -108,6 +108,7 @@ async def navigate(
         url=page.url,
         status=response.status if response is not None else None,
         title=await page.title(),
+        violations=proxy.violations_since(refused_before),
     )
 
 
@@ -156,8 +157,9 @@ def _page_error(exc: PlaywrightError, tab_id: str) -> AgentError:
     return AgentError(first_line(exc))
 
 
-async def act(browser: SessionBrowser, action: Action) -> ActionResponse:
+async def act(browser: SessionBrowser, proxy: FilteringProxy, action: Action) -> ActionResponse:
     tab_id, page = browser.tab(action.tabId)
+    refused_before = proxy.refused_total
     timeout = action.timeoutMs or DEFAULT_ACTION_TIMEOUT_MS
     selector = getattr(action, "selector", None)
     try:
@@ -171,7 +173,13 @@ async def act(browser: SessionBrowser, action: Action) -> ActionResponse:
     except PlaywrightError as exc:
         browser.check_running()
         raise _action_error(exc, action, tab_id) from None
-    return ActionResponse(tabId=tab_id, action=action.action, url=page.url, result=result)
+    return ActionResponse(
+        tabId=tab_id,
+        action=action.action,
+        url=page.url,
+        result=result,
+        violations=proxy.violations_since(refused_before),
+    )
 
 
 def _action_error(exc: PlaywrightError, action: Action, tab_id: str) -> AgentError:

@@ -10,6 +10,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from sandbox_common.domains import (
+    MAX_NAME_CHARS,
+    DomainPolicy,
+    PatternError,
+    internal_host,
+    parse_patterns,
+)
+
 MAX_TIMEOUT_MS = 120_000
 DEFAULT_NAVIGATION_TIMEOUT_MS = 30_000
 DEFAULT_ACTION_TIMEOUT_MS = 5_000
@@ -28,10 +36,84 @@ class Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+DomainText = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS + 2)]
+MAX_POLICY_ENTRIES = 1024
+
+
+class NetworkRefused(ValueError):
+    """A session network the agent refuses; ``field`` and ``rule`` say where and why."""
+
+    def __init__(self, field: str, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.rule = rule
+
+
+class SessionNetwork(Strict):
+    """What a session's browser may reach, as the controller decided it (docs/network.md).
+
+    The agent's proxy builds its gate (sandbox_common.egress_gate) from it.
+    """
+
+    allowedDomains: Annotated[list[DomainText], Field(max_length=MAX_POLICY_ENTRIES)] | None = (
+        Field(
+            None,
+            description="Names or `*.` wildcards; null: the public web (every name but the "
+            "denied ones, and IP addresses, on any port).",
+        )
+    )
+    deniedDomains: list[DomainText] = Field(default_factory=list, max_length=MAX_POLICY_ENTRIES)
+    allowedPorts: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        default_factory=lambda: [80, 443], max_length=MAX_POLICY_ENTRIES
+    )
+    internalHosts: dict[DomainText, Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=dict, max_length=MAX_POLICY_ENTRIES
+    )
+
+    @classmethod
+    def of(cls, policy: DomainPolicy, internal_hosts: dict[str, str]) -> SessionNetwork:
+        return cls(
+            allowedDomains=None if policy.every_name else [str(p) for p in policy.allowed],
+            deniedDomains=[str(p) for p in policy.denied],
+            allowedPorts=sorted(policy.ports),
+            internalHosts=dict(internal_hosts),
+        )
+
+    def policy(self) -> DomainPolicy:
+        """The policy; NetworkRefused names the first entry that is not one."""
+        lists = {"allowedDomains": self.allowedDomains or [], "deniedDomains": self.deniedDomains}
+        parsed = {}
+        for name, entries in lists.items():
+            try:
+                parsed[name] = parse_patterns(entries)
+            except PatternError as exc:
+                raise NetworkRefused(f"network.{name}", exc.rule, str(exc)) from None
+        return DomainPolicy(
+            parsed["allowedDomains"],
+            parsed["deniedDomains"],
+            frozenset(self.allowedPorts),
+            every_name=self.allowedDomains is None,
+        )
+
+    def internal_hosts(self) -> dict[str, str]:
+        found = {}
+        for name, address in self.internalHosts.items():
+            try:
+                key, value = internal_host(name, address)
+            except ValueError as exc:
+                raise NetworkRefused("network.internalHosts", "invalid", str(exc)) from None
+            found[key] = value
+        return found
+
+
 class ConfigureRequest(Strict):
-    """POST /session on the agent: bind the pre-started browser to one session's device."""
+    """POST /session on the agent: bind the pre-started browser to one session's device
+    and network."""
 
     device: str = Field("desktop", min_length=1, max_length=64)
+    network: SessionNetwork | None = Field(
+        None, description="Omitted: the public web, as the agent was started."
+    )
 
 
 class Viewport(BaseModel):
@@ -54,11 +136,23 @@ class NavigateRequest(Strict):
     timeoutMs: TimeoutMs | None = None
 
 
+class Violation(BaseModel):
+    """A connection the session's network policy refused (the shape of an execution's)."""
+
+    kind: Literal["network"] = "network"
+    target: str = Field(description="`host:port` as the page asked for it.")
+    detail: str
+
+
 class NavigateResponse(BaseModel):
     tabId: str
     url: str
     status: int | None = Field(description="HTTP status of the main resource; null if none.")
     title: str
+    violations: list[Violation] = Field(
+        default_factory=list,
+        description="Connections refused while the call ran (subresources, scripts' fetches).",
+    )
 
 
 class Tab(BaseModel):
@@ -204,6 +298,9 @@ class ActionResponse(BaseModel):
     action: str
     url: str
     result: dict[str, object] | None = None
+    violations: list[Violation] = Field(
+        default_factory=list, description="Connections refused while the action ran."
+    )
 
 
 ELEMENT_STATES = frozenset({"attached", "detached", "visible", "hidden"})

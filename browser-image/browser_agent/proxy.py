@@ -3,25 +3,34 @@
 Chromium is started with ``--proxy-server`` pointing here and ``<-loopback>`` in its
 bypass list, so every request of every kind (documents, subresources, redirects, fetch,
 XHR, WebSockets, and requests to loopback itself) arrives here.  The mechanics are
-sandbox_common.forward_proxy's; this module is the gate: it resolves the name itself,
-refuses the request if any address is forbidden (netpolicy), and keeps the refusals so
-that a failed navigation can be explained.
+sandbox_common.forward_proxy's and the decision is sandbox_common.egress_gate's, the
+same gate as the executions' egress proxy: it resolves the name itself and refuses
+the request unless the session's policy allows the name and every address it leads
+to.  This module keeps the refusals, so that a failed navigation can be explained and
+every call can report what it had refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections import deque
 from dataclasses import dataclass
 
-from browser_agent.netpolicy import DestinationPolicy, refusal
-from sandbox_common import addresses, forward_proxy
+from browser_agent.protocol import Violation
+from sandbox_common import forward_proxy
+from sandbox_common.domains import DomainPolicy
+from sandbox_common.egress_gate import EgressGate, EgressRules
 from sandbox_common.forward_proxy import HEAD_LIMIT, Refused
 
 REFUSED_HEADER = "X-Browser-Agent-Refused"
+MAX_REFUSALS = 64
+
+
+def public_web(rules: EgressRules) -> EgressGate:
+    """The gate of an agent that no session has narrowed: every name, on any port."""
+    return EgressGate(DomainPolicy(every_name=True), rules)
 
 
 @dataclass(frozen=True)
@@ -35,11 +44,15 @@ class Refusal:
 
 
 class FilteringProxy:
-    """Serves on loopback; each client connection carries exactly one request or tunnel."""
+    """Serves on loopback; each client connection carries exactly one request or tunnel.
 
-    def __init__(self, policy: DestinationPolicy) -> None:
-        self.policy = policy
-        self.refusals: deque[Refusal] = deque(maxlen=64)
+    ``gate`` is replaced once, when the agent is bound to a session (before any page of
+    it loads): each connection is decided by the gate of the moment it arrives.
+    """
+
+    def __init__(self, gate: EgressGate) -> None:
+        self.gate = gate
+        self.refusals: deque[Refusal] = deque(maxlen=MAX_REFUSALS)
         self.refused_total = 0
         self._server: asyncio.Server | None = None
 
@@ -55,20 +68,19 @@ class FilteringProxy:
                 await asyncio.wait_for(self._server.wait_closed(), 2)
 
     async def resolve(self, host: str, port: int) -> list[str]:
-        """Every address of ``host``; refuse them all if any one of them is forbidden."""
-        loop = asyncio.get_running_loop()
+        """The checked addresses of ``host``; the refusal is kept when there are none."""
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise OSError(f"cannot resolve {host}: {exc}") from None
-        found = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        for address in found:
-            reason = refusal(addresses.parse(address), port, self.policy)
-            if reason is not None:
-                self.refused_total += 1
-                self.refusals.append(Refusal(host, port, reason, time.monotonic()))
-                raise Refused(f"{host}:{port} refused: {reason}")
-        return found
+            return await self.gate.check(host, port)
+        except Refused as exc:
+            self.refused_total += 1
+            self.refusals.append(Refusal(host, port, str(exc), time.monotonic()))
+            raise Refused(f"{host}:{port} refused: {exc}") from None
+
+    def violations_since(self, refused_before: int) -> list[Violation]:
+        """What was refused after the count was ``refused_before`` (those still kept)."""
+        new = min(self.refused_total - refused_before, len(self.refusals))
+        recent = list(self.refusals)[len(self.refusals) - new :] if new > 0 else []
+        return [Violation(target=f"{r.host}:{r.port}", detail=r.reason) for r in recent]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await forward_proxy.serve(reader, writer, lambda _head: self, refused_header=REFUSED_HEADER)

@@ -1,7 +1,8 @@
 """The agent's HTTP API (Starlette): the contract the controller speaks in both placements.
 
     GET  /health                      readiness (and whether a session is bound)
-    POST /session      {device}       bind the pre-started browser to a session's device
+    POST /session      {device, network}  bind the pre-started browser to a session's
+                                      device and network policy
     GET  /tabs | POST /tabs | DELETE /tabs/{tabId}
     POST /navigate     NavigateRequest
     GET  /content?tabId=              text/html
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -35,12 +37,14 @@ from browser_agent.protocol import (
     ACTION_ADAPTER,
     ConfigureRequest,
     NavigateRequest,
+    NetworkRefused,
     TabId,
     action_error_locs,
     action_rule_violation,
 )
 from browser_agent.proxy import FilteringProxy
 from sandbox_common import bearer
+from sandbox_common.egress_gate import EgressGate
 
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -139,7 +143,18 @@ def build_app(browser: SessionBrowser, proxy: FilteringProxy, token_digest: byte
 
     async def configure(request: Request) -> Response:
         body = parse(await request.body(), ConfigureRequest)
-        return JSONResponse((await browser.configure(body.device)).model_dump())
+        gate = proxy.gate
+        if body.network is not None:  # checked before anything changes
+            try:
+                rules = replace(gate.rules, internal_hosts=body.network.internal_hosts())
+                gate = EgressGate(body.network.policy(), rules)
+            except NetworkRefused as exc:
+                raise BadInput(exc.field, exc.rule, str(exc)) from None
+        configured = await browser.configure(body.device)
+        # No page of the session has loaded yet (its first tab is blank): each of them
+        # meets the session's gate.
+        proxy.gate = gate
+        return JSONResponse(configured.model_dump())
 
     async def tabs(request: Request) -> Response:
         if request.method == "POST":
@@ -166,7 +181,7 @@ def build_app(browser: SessionBrowser, proxy: FilteringProxy, token_digest: byte
         violation = action_rule_violation(parsed)
         if violation is not None:
             raise BadInput(*violation)
-        return JSONResponse((await operations.act(browser, parsed)).model_dump())
+        return JSONResponse((await operations.act(browser, proxy, parsed)).model_dump())
 
     async def screenshot(request: Request) -> Response:
         full = request.query_params.get("fullPage", "false").lower()

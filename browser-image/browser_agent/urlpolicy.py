@@ -2,7 +2,8 @@
 
 Pure: the controller refuses a bad URL before it reaches an agent, and the agent checks
 again, since it is reachable on its own in Kubernetes mode.  Whether the *destination*
-may be reached is decided by the agent's proxy, on the resolved address (netpolicy).
+may be reached is decided by the agent's proxy, on the name and its resolved addresses
+(sandbox_common.egress_gate).
 """
 
 from __future__ import annotations

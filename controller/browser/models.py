@@ -11,6 +11,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.network import NetworkRequest
+
 LabelKey = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][\w.-]*$")]
 LabelValue = Annotated[str, Field(max_length=256)]
 
@@ -36,6 +38,11 @@ class CreateSessionRequest(BaseModel):
         default_factory=dict,
         max_length=16,
         description="The caller's own tags (e.g. who asked); never part of the session id.",
+    )
+    network: NetworkRequest | None = Field(
+        None,
+        description="Narrows what the browser may reach (omitted: the deployment's allowed "
+        "domains, or the public web when it allows none; docs/network.md).",
     )
 
 

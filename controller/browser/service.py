@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import httpx
+from browser_agent.protocol import SessionNetwork
 
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo
 from controller.errors import InvalidRequest, Overloaded
+from controller.network import session_policy
 from controller.settings import Settings
 
 
@@ -60,6 +62,13 @@ def checked_timeouts(settings: Settings, request: CreateSessionRequest) -> tuple
         field, bound, env = over
         raise InvalidRequest(field, "less_than_equal", f"at most {bound} (setting {env})")
     return settings.session_timeouts(request.idleTimeoutS, request.maxLifetimeS)
+
+
+def session_network(settings: Settings, request: CreateSessionRequest) -> SessionNetwork:
+    """What the session's browser may reach, as its agent is told; a 422 when the request
+    asks beyond the deployment's ceiling."""
+    policy = session_policy(settings.network_ceiling, request.network)
+    return SessionNetwork.of(policy, settings.network_internal_hosts)
 
 
 def check_capacity(settings: Settings, open_sessions: int) -> None:

@@ -25,7 +25,7 @@ from browser_agent.protocol import ConfigureResponse
 from controller.browser.backend import AgentHandle, SessionBackend
 from controller.browser.client import AgentClient, reply_model
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, Viewport
-from controller.browser.service import check_capacity, checked_timeouts
+from controller.browser.service import check_capacity, checked_timeouts, session_network
 from controller.budget import MemoryBudget
 from controller.errors import (
     AgentRefused,
@@ -147,6 +147,7 @@ class SessionService:
     async def create(self, request: CreateSessionRequest) -> CreatedSession:
         s = self.settings
         idle, lifetime = checked_timeouts(s, request)
+        network = session_network(s, request)
         names = self._backend.device_names
         if names and not known_device(request.device, names):
             raise InvalidRequest(
@@ -162,9 +163,8 @@ class SessionService:
         try:
             agent = await self._backend.acquire()
             try:
-                response = await self.client.request(
-                    agent, "POST", "/session", json={"device": request.device}
-                )
+                body = {"device": request.device, "network": network.model_dump()}
+                response = await self.client.request(agent, "POST", "/session", json=body)
                 bound = reply_model(response, ConfigureResponse)
             except AgentRefused:
                 self._backend.give_back(agent)  # untouched: a bad device name changes nothing

@@ -12,9 +12,9 @@ import asyncio
 
 from runner.egress import EgressSocket
 
-from controller.egress.gate import EgressGate
 from sandbox_common import forward_proxy
 from sandbox_common.egress_account import REFUSED_HEADER
+from sandbox_common.egress_gate import EgressGate
 
 
 class EgressChannel(EgressSocket):

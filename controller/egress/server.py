@@ -16,11 +16,11 @@ import socket
 import time
 
 from controller.egress.ask import Ask, AskCallback, AskedOnce
-from controller.egress.gate import EgressGate, EgressRules
 from controller.egress.grants import Grant, GrantError, verify
 from controller.settings import NetworkRules
 from sandbox_common import forward_proxy
 from sandbox_common.egress_account import REFUSED_HEADER
+from sandbox_common.egress_gate import EgressGate, EgressRules
 from sandbox_common.forward_proxy import Gate, Unauthorized, header_value
 
 log = logging.getLogger(__name__)

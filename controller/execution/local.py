@@ -26,7 +26,6 @@ from runner.support import prepare_support_dir
 from controller.cgroups import PER_PROCESS_ONLY, open_cgroups
 from controller.egress.ask import AskCallback, AskedOnce
 from controller.egress.channel import EgressChannel
-from controller.egress.gate import EgressGate, EgressRules
 from controller.errors import SandboxUnavailable
 from controller.execution.backend import NOT_STARTED, SandboxCheck
 from controller.execution.limits import group_limits, sandbox_limits
@@ -34,6 +33,7 @@ from controller.execution.selftest import judge, self_test_job
 from controller.pool import Backoff, PoolClosed, WarmPool
 from controller.settings import Settings
 from sandbox_common.egress_account import EgressAccount
+from sandbox_common.egress_gate import EgressGate, EgressRules
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,7 @@ from pydantic_core import PydanticCustomError
 from runner.contract import MAX_PATH_CHARS, MAX_TIMEOUT_MS
 from runner.policy import PathRefused, input_path
 
-from sandbox_common.domains import MAX_NAME_CHARS
-
-MAX_REQUESTED_DOMAINS = 64
+from controller.network import NetworkRequest
 
 UploadUrl = Annotated[AnyHttpUrl, UrlConstraints(allowed_schemes=["http", "https"])]
 
@@ -59,21 +57,6 @@ class InputFile(BaseModel):
     @property
     def data(self) -> bytes:
         return self._data
-
-
-class NetworkRequest(BaseModel):
-    """Which of the deployment's allowed domains this execution may reach."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
-
-    allowedDomains: list[Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS + 2)]] = (
-        Field(
-            max_length=MAX_REQUESTED_DOMAINS,
-            description="Names or `*.` wildcards, each within NETWORK_ALLOWED_DOMAINS and "
-            "not denied (else 422 naming it). Empty: no network for this execution.",
-            examples=[["api.github.com", "*.githubusercontent.com"]],
-        )
-    )
 
 
 class ExecuteRequest(BaseModel):

@@ -16,10 +16,10 @@ from controller.execution.backend import ExecutionBackend, SandboxCheck
 from controller.execution.limits import harvest_limits, run_limits, sandbox_limits
 from controller.execution.models import ExecuteRequest, ExecuteResponse
 from controller.execution.results import response_for
+from controller.network import execution_policy
 from controller.settings import Settings
 from controller.uploads.policy import UploadPolicy
 from controller.uploads.transport import GuardedTransport, check_target
-from sandbox_common.domains import DomainPolicy, PatternError
 
 log = logging.getLogger(__name__)
 
@@ -129,26 +129,6 @@ class ExecutionService:
         if refusal:
             raise InvalidRequest("fileUploadUrl", "upload_target", refusal)
 
-    def network_for(self, request: ExecuteRequest) -> DomainPolicy | None:
-        """What the execution may reach: the ceiling, narrowed by the request; None: nothing."""
-        ceiling = self.settings.network_ceiling
-        if request.network is None:
-            return ceiling if ceiling.allows_anything else None
-        requested = request.network.allowedDomains
-        if requested and not ceiling.allows_anything:
-            raise InvalidRequest(
-                "network.allowedDomains",
-                "no_network",
-                "this deployment allows no domain (setting NETWORK_ALLOWED_DOMAINS)",
-            )
-        try:
-            policy = ceiling.narrowed(requested)
-        except PatternError as exc:
-            raise InvalidRequest(
-                f"network.allowedDomains[{exc.index}]", exc.rule, str(exc)
-            ) from None
-        return policy if policy.allows_anything else None
-
     def job_for(self, request: ExecuteRequest) -> Job:
         settings = self.settings
         return Job(
@@ -159,7 +139,7 @@ class ExecutionService:
             sandbox=sandbox_limits(settings),
             limits=run_limits(settings, request.timeoutMs or settings.default_timeout_ms),
             harvest=harvest_limits(settings),
-            network=self.network_for(request),
+            network=execution_policy(settings.network_ceiling, request.network),
         )
 
     async def execute(self, request: ExecuteRequest) -> ExecuteResponse:

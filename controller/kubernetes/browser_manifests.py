@@ -252,8 +252,11 @@ def browser_session(
     idle_timeout_s: int,
     max_lifetime_s: int,
     labels: dict[str, str],
+    network: dict[str, Any],
 ) -> dict[str, Any]:
-    """The BrowserSession a controller creates; the caller's labels stay in the spec."""
+    """The BrowserSession a controller creates; the caller's labels stay in the spec, and
+    ``network`` is what its browser may reach (browser_agent.protocol.SessionNetwork),
+    passed to the agent as it is."""
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -263,5 +266,6 @@ def browser_session(
             "idleTimeoutS": idle_timeout_s,
             "maxLifetimeS": max_lifetime_s,
             "labels": labels,
+            "network": network,
         },
     }

@@ -23,7 +23,7 @@ import httpx
 from controller.browser.backend import AgentHandle
 from controller.browser.client import AgentClient
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, Viewport
-from controller.browser.service import check_capacity, checked_timeouts
+from controller.browser.service import check_capacity, checked_timeouts, session_network
 from controller.browser.sessions import is_session_id, new_session_id
 from controller.errors import (
     AgentRefused,
@@ -192,13 +192,16 @@ class KubernetesSessions:
 
     async def create(self, request: CreateSessionRequest) -> CreatedSession:
         idle, lifetime = checked_timeouts(self.settings, request)
+        network = session_network(self.settings, request)
         check_capacity(self.settings, self._open_count())
         assert self._api is not None
         name = new_session_id()
         changed = self._changed[name] = asyncio.Event()
         self._creating += 1
         try:
-            manifest = browser_session(name, request.device, idle, lifetime, dict(request.labels))
+            manifest = browser_session(
+                name, request.device, idle, lifetime, dict(request.labels), network.model_dump()
+            )
             await self._api.create_custom(SESSIONS, manifest)
             try:
                 body = await self._until_settled(name, changed)

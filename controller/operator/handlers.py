@@ -121,12 +121,14 @@ class Operator:
             pod_name = pod["metadata"]["name"]
             endpoint = await self.pool.until_ready(pod_name)
             handle = AgentHandle(pod_name, endpoint, await self.pool.token(pod_name))
-            device = (body.get("spec") or {}).get("device", "desktop")
+            spec = body.get("spec") or {}
+            # The network as the controller decided it: the agent checks it again (422).
+            configure = {"device": spec.get("device", "desktop"), "network": spec.get("network")}
             response = await self.agents.request(
                 handle,
                 "POST",
                 "/session",
-                json={"device": device},
+                json=configure,
                 timeout_s=CONFIGURE_TIMEOUT_S,
                 max_bytes=SMALL_REPLY_BYTES,
             )

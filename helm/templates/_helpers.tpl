@@ -81,13 +81,22 @@ both Deployments restarts both: they never sign and check with different keys. *
 {{- end -}}
 {{- end -}}
 
-{{- define "sandbox.egressEnv" -}}
+{{/* The network settings that hold browsers too, whether or not names are allowed:
+the controller's (its sessions' policies) and the egress proxy's. */}}
+{{- define "sandbox.networkEnv" -}}
 {{- $n := .Values.network -}}
 {{- $pairs := list -}}
 {{- range $host, $address := $n.internalHosts -}}
 {{- $pairs = append $pairs (printf "%s=%s" $host $address) -}}
 {{- end -}}
+- {name: NETWORK_DENIED_DOMAINS, value: {{ join "," $n.deniedDomains | quote }}}
+- {name: NETWORK_ALLOWED_PORTS, value: {{ join "," $n.allowedPorts | quote }}}
 - {name: NETWORK_INTERNAL_HOSTS, value: {{ join "," $pairs | quote }}}
+{{- end -}}
+
+{{/* What the controller and the egress proxy share when names are allowed. */}}
+{{- define "sandbox.egressEnv" -}}
+{{- $n := .Values.network -}}
 {{- with $n.askUrl }}
 - {name: NETWORK_ASK_URL, value: {{ . | quote }}}
 - {name: NETWORK_ASK_TIMEOUT_MS, value: {{ $n.askTimeoutMs | quote }}}
@@ -129,6 +138,23 @@ publicNetwork.deniedCIDRs, on "ports" if given (browser pods, the egress proxy).
     - {protocol: TCP, port: {{ . }}}
     {{- end }}
   {{- end }}
+{{- end -}}
+
+{{/* Egress to the addresses of network.internalHosts on network.allowedPorts: the only
+private destinations (the egress proxy, browser pods). */}}
+{{- define "sandbox.internalHostsEgress" -}}
+{{- $n := .Values.network }}
+{{- if $n.internalHosts }}
+- to:
+    {{- range $host, $address := $n.internalHosts }}
+    - ipBlock:
+        cidr: {{ $address }}/{{ if contains ":" $address }}128{{ else }}32{{ end }}
+    {{- end }}
+  ports:
+    {{- range $n.allowedPorts }}
+    - {protocol: TCP, port: {{ . }}}
+    {{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "sandbox.image" -}}

@@ -115,3 +115,44 @@ def test_nothing_but_the_proxy_leads_out_of_a_runner_pod(networked: Ingress) -> 
     lines = result["stdout"].splitlines()
     assert len(lines) == 3 and all(line.startswith("failed ") for line in lines), lines
     assert "10.244.0.1:18081" in refusals(result)
+
+
+def open_session(release: Ingress, **body: Any) -> str:
+    response = release.client.post("/browser/sessions", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["sessionId"])
+
+
+def test_a_browser_session_is_held_to_the_same_names_by_its_agent(networked: Ingress) -> None:
+    """The BrowserSession carries the policy the controller decided; the operator gives
+    it to the pod's agent, whose proxy enforces it; the browser pods' NetworkPolicy
+    routes the internal names' address, on the allowed ports only."""
+    sessions = "/browser/sessions"
+    held = open_session(networked)
+    narrow = open_session(networked, network={"allowedDomains": ["other.test"]})
+    try:
+
+        def go(sid: str, url: str) -> Any:
+            return networked.client.post(f"{sessions}/{sid}/navigate", json={"url": url})
+
+        loaded = go(held, f"http://files.test:{PORT}/")
+        assert loaded.status_code == 200, loaded.text
+        assert loaded.json()["violations"] == []
+        content = networked.client.get(f"{sessions}/{held}/content")
+        assert f"hello files.test:{PORT}" in content.text
+        for sid, url, reason in [
+            (held, f"http://evil.test:{PORT}/", "evil.test is not an allowed domain"),
+            (held, f"http://{BRIDGE}:{PORT}/", "is an IP address"),
+            (held, f"https://github.com:{PORT}/", "github.com is not an allowed domain"),
+            (narrow, f"http://files.test:{PORT}/", "files.test is not an allowed domain"),
+        ]:
+            refused = go(sid, url)
+            assert refused.status_code == 403, (url, refused.text)
+            assert reason in refused.json()["message"], refused.text
+        assert go(narrow, f"http://other.test:{PORT}/").status_code == 200
+    finally:
+        for sid in (held, narrow):
+            networked.client.delete(f"{sessions}/{sid}")
+    wider = networked.client.post(sessions, json={"network": {"allowedDomains": ["github.com"]}})
+    assert wider.status_code == 422
+    assert wider.json()["details"][0]["field"] == "network.allowedDomains[0]"

@@ -74,6 +74,19 @@ def test_configure_once_then_use(agent: tuple[subprocess.Popen[bytes], str]) -> 
     auth = {"Authorization": f"Bearer {TOKEN}"}
     health = httpx.get(base + "/health", headers=auth).json()
     assert (health["ok"], health["configured"]) == (True, False)
+    # The agent checks the network it is given again: a bad one configures nothing.
+    for network, field in [
+        ({"allowedDomains": ["*"]}, "network.allowedDomains"),
+        ({"deniedDomains": ["10.0.0.1"]}, "network.deniedDomains"),
+        ({"internalHosts": {"m.test": "169.254.169.254"}}, "network.internalHosts"),
+        ({"allowedPorts": [0]}, "network.allowedPorts"),
+    ]:
+        bad = httpx.post(
+            base + "/session", json={"device": "Pixel 7", "network": network}, headers=auth
+        )
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["details"][0]["field"] == field
+    assert httpx.get(base + "/health", headers=auth).json()["configured"] is False
     configured = httpx.post(base + "/session", json={"device": "Pixel 7"}, headers=auth)
     assert configured.status_code == 200, configured.text
     # A call resets the idle clock; health checks do not count as use.

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 from browser_agent.browser import BrowserOptions, SessionBrowser
-from browser_agent.netpolicy import DestinationPolicy
-from browser_agent.proxy import FilteringProxy
+from browser_agent.proxy import FilteringProxy, public_web
 from playwright.async_api import Page
 
+from sandbox_common.egress_gate import EgressRules
 from tests.pages import PageServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -41,7 +41,7 @@ IMAGE = """url => new Promise(done => {
 
 @pytest.fixture
 async def browser() -> AsyncIterator[tuple[SessionBrowser, FilteringProxy, Page]]:
-    proxy = FilteringProxy(DestinationPolicy())
+    proxy = FilteringProxy(public_web(EgressRules()))
     port = await proxy.start()
     downloads = Path(tempfile.mkdtemp(prefix="browser-enforcement-"))
     session = SessionBrowser(
@@ -73,7 +73,7 @@ async def test_websockets_fetch_and_images_to_loopback_are_refused(
     assert {r.host for r in proxy.refusals} == {"127.0.0.1", "localhost"}
 
     # The positive control: the same requests go through once private networks are allowed.
-    proxy.policy = DestinationPolicy(allow_private=True)
+    proxy.gate = public_web(EgressRules(private_allowed=True))
     assert await page.evaluate(OPEN_WEBSOCKET, f"ws://127.0.0.1:{pages.port}/ws?ok") == "open"
     assert await page.evaluate(FETCH, f"{pages.base}/form?ok") == "answered"
     assert pages.hits("/ws?ok") == 1 and pages.hits("/form?ok") == 1
@@ -83,7 +83,9 @@ async def test_reserved_ports_stay_refused_when_private_networks_are_allowed(
     browser: tuple[SessionBrowser, FilteringProxy, Page], pages: PageServer
 ) -> None:
     _, proxy, page = browser
-    proxy.policy = DestinationPolicy(allow_private=True, local_ports=frozenset({pages.port}))
+    proxy.gate = public_web(
+        EgressRules(private_allowed=True, reserved_ports=frozenset({pages.port}))
+    )
     await page.set_content("<title>scripted</title>")
     assert await page.evaluate(OPEN_WEBSOCKET, f"ws://[::1]:{pages.port}/ws?reserved") == "error"
     await page.evaluate(FETCH, f"{pages.base}/form?reserved")

@@ -6,15 +6,17 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from browser_agent.netpolicy import DestinationPolicy
-from browser_agent.proxy import REFUSED_HEADER, FilteringProxy
+from browser_agent.proxy import REFUSED_HEADER, FilteringProxy, public_web
 
+from sandbox_common.egress_gate import EgressRules
 from tests.pages import PageServer
 
 
 @pytest.fixture
 async def open_proxy(pages: PageServer) -> AsyncIterator[tuple[FilteringProxy, int]]:
-    proxy = FilteringProxy(DestinationPolicy(allow_private=True, local_ports=frozenset({1})))
+    proxy = FilteringProxy(
+        public_web(EgressRules(private_allowed=True, reserved_ports=frozenset({1})))
+    )
     port = await proxy.start()
     yield proxy, port
     await proxy.stop()
@@ -70,7 +72,7 @@ async def test_connect_tunnels_to_an_allowed_destination(
 
 
 async def test_default_policy_refuses_loopback_names(pages: PageServer) -> None:
-    proxy = FilteringProxy(DestinationPolicy())
+    proxy = FilteringProxy(public_web(EgressRules()))
     port = await proxy.start()
     try:
         path = "/form?proxy-default"

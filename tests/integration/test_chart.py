@@ -6,6 +6,7 @@ import base64
 import json
 
 import pytest
+from browser_agent.protocol import SessionNetwork
 
 from controller.settings import Settings
 from tests.chart import CHART, helm, one, refusal, render
@@ -230,6 +231,12 @@ def test_browser_sessions_are_a_resource_with_a_schema_a_status_and_columns(defa
     spec = schema["spec"]
     assert set(spec["required"]) == {"device", "idleTimeoutS", "maxLifetimeS"}
     assert spec["properties"]["idleTimeoutS"]["maximum"] == 86400
+    # The network the agent is given, field for field (browser_agent.protocol).
+    network = spec["properties"]["network"]["properties"]
+    assert set(network) == set(SessionNetwork.model_fields)
+    assert network["allowedDomains"]["nullable"] is True  # null: the public web
+    limit = SessionNetwork.model_fields["deniedDomains"].metadata[0].max_length
+    assert network["deniedDomains"]["maxItems"] == limit
     assert schema["status"]["properties"]["phase"]["enum"] == [
         "Pending",
         "Ready",
@@ -345,7 +352,13 @@ NAMES = (
 
 def test_without_names_there_is_no_proxy_and_runner_pods_send_nothing(default: list) -> None:  # type: ignore[type-arg]
     assert not [o for o in default if "egress" in o["metadata"]["name"]]
-    assert not [k for k in env(one(default, "Deployment", CONTROLLER)) if k.startswith("NETWORK_")]
+    names = {
+        k
+        for k in env(one(default, "Deployment", CONTROLLER))
+        if k.startswith(("NETWORK_", "EGRESS_"))
+    }
+    # What holds browser sessions whether or not names are allowed; nothing of a proxy.
+    assert names == {"NETWORK_DENIED_DOMAINS", "NETWORK_ALLOWED_PORTS", "NETWORK_INTERNAL_HOSTS"}
 
 
 def test_names_bring_a_locked_down_proxy_that_only_runner_pods_reach() -> None:
@@ -390,6 +403,8 @@ def test_names_bring_a_locked_down_proxy_that_only_runner_pods_reach() -> None:
     assert "10.0.0.0/8" in public["to"][0]["ipBlock"]["except"]
     assert public["ports"] == internal["ports"] == [{"protocol": "TCP", "port": 443}]
     assert internal["to"] == [{"ipBlock": {"cidr": "10.1.2.3/32"}}]
+    # Browser sessions are held to the same names: their pods get the same route.
+    assert internal in one(objects, "NetworkPolicy", "browsers", BROWSERS)["spec"]["egress"]
 
 
 def test_an_ask_callback_alone_brings_the_proxy_and_reaches_its_peers() -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from browser_agent.netpolicy import DestinationPolicy, refusal
+from browser_agent.proxy import public_web
 
 from controller.uploads.policy import UploadPolicy
 from sandbox_common.addresses import Kind, canonical, classify, parse, parse_host_ports
+from sandbox_common.egress_gate import EgressRules
+from sandbox_common.forward_proxy import Refused
 
 SPELLINGS = {
     # address: what it really is
@@ -80,9 +82,13 @@ def test_embedded_addresses_are_unwrapped() -> None:
 
 
 @pytest.mark.parametrize(("address", "kind"), SPELLINGS.items())
-def test_uploads_and_browsers_agree_on_every_address(address: str, kind: Kind) -> None:
+async def test_uploads_and_browsers_agree_on_every_address(address: str, kind: Kind) -> None:
     upload = UploadPolicy().address_refusal("target.example", 443, address)
-    browser = refusal(parse(address), 443, DestinationPolicy())
+    try:
+        await public_web(EgressRules()).check(address, 443)
+        browser = None
+    except Refused as exc:
+        browser = str(exc)
     assert (upload is None) is (browser is None) is (kind is Kind.PUBLIC)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -185,3 +186,64 @@ async def test_bad_urls_never_reach_an_agent(app: InProcess) -> None:
         response = await app.client.post(f"{B}/{sid}/navigate", json={"url": url})
         assert response.status_code == 422
     assert len(app.agents.seen) == before
+
+
+def configured_network(app: InProcess) -> object:
+    """The network the last session's agent was given (its POST /session)."""
+    (configure, *_) = [r for r in reversed(app.agents.seen) if r.url.path == "/session"]
+    return json.loads(configure.content)["network"]
+
+
+async def test_without_allowed_domains_a_browser_has_the_public_web_less_the_denied(
+    tmp_path: Path,
+) -> None:
+    async with running_app(tmp_path, network_denied_domains="*.ads.test") as app:
+        await create(app)
+        assert configured_network(app) == {
+            "allowedDomains": None,  # every name
+            "deniedDomains": ["*.ads.test"],
+            "allowedPorts": [80, 443],
+            "internalHosts": {},
+        }
+        # A session may still hold its own browser to a few names; never a denied one.
+        await create(app, network={"allowedDomains": ["Docs.Example.com", "*.cdn.test"]})
+        network = configured_network(app)
+        assert isinstance(network, dict)
+        assert network["allowedDomains"] == ["*.cdn.test", "docs.example.com"]
+        denied = await app.client.post(B, json={"network": {"allowedDomains": ["x.ads.test"]}})
+        assert denied.status_code == 422
+        assert denied.json()["details"][0] == {
+            "field": "network.allowedDomains[0]",
+            "rule": "denied",
+            "message": "x.ads.test is denied by the deployment's policy",
+        }
+
+
+async def test_with_allowed_domains_a_browser_is_held_to_them(tmp_path: Path) -> None:
+    ceiling = {
+        "network_allowed_domains": "*.example.com,files.test",
+        "network_internal_hosts": "files.test=127.0.0.1",
+        "network_ask_url": "http://127.0.0.1:9/ask",  # for executions only
+        "max_browser_sessions": 4,
+    }
+    async with running_app(tmp_path, **ceiling) as app:
+        await create(app)
+        assert configured_network(app) == {
+            "allowedDomains": ["*.example.com", "files.test"],
+            "deniedDomains": [],
+            "allowedPorts": [80, 443],
+            "internalHosts": {"files.test": "127.0.0.1"},
+        }
+        await create(app, network={"allowedDomains": []})  # about:blank, and nothing else
+        network = configured_network(app)
+        assert isinstance(network, dict) and network["allowedDomains"] == []
+        acquired = len(app.sessions.acquired)
+        for names, rule in (
+            (["docs.example.com", "github.com"], "outside_ceiling"),
+            (["*"], "too_broad"),
+        ):
+            refused = await app.client.post(B, json={"network": {"allowedDomains": names}})
+            assert refused.status_code == 422
+            detail = refused.json()["details"][0]
+            assert detail["rule"] == rule and detail["field"].startswith("network.allowedDomains[")
+        assert len(app.sessions.acquired) == acquired  # checked before an agent is taken

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from browser_agent.protocol import SessionNetwork
 
 from controller.kubernetes.browser_manifests import (
     AGENT_UID,
@@ -21,6 +22,7 @@ from controller.kubernetes.browser_manifests import (
     token_secret,
 )
 from controller.operator.settings import OperatorSettings
+from sandbox_common.domains import DomainPolicy, parse_patterns
 
 POOL = {
     "apiVersion": "v1",
@@ -142,14 +144,24 @@ def test_the_secret_holds_the_token_is_owned_by_its_pod_and_the_names_are_genera
     assert len(names) == 50 and all(n.startswith("brw-") and len(n) == 20 for n in names)
 
 
-def test_a_session_keeps_the_callers_labels_in_its_spec() -> None:
-    body = browser_session("bs-1", "mobile", 60, 600, {"caller": "agent 7"})
+def test_a_session_keeps_the_callers_labels_and_its_network_in_its_spec() -> None:
+    policy = DomainPolicy(parse_patterns(["*.a.test"]), parse_patterns(["x.a.test"]))
+    network = SessionNetwork.of(policy, {"m.a.test": "10.0.0.1"}).model_dump()
+    body = browser_session("bs-1", "mobile", 60, 600, {"caller": "agent 7"}, network)
     assert body["spec"] == {
         "device": "mobile",
         "idleTimeoutS": 60,
         "maxLifetimeS": 600,
         "labels": {"caller": "agent 7"},
+        "network": {
+            "allowedDomains": ["*.a.test"],
+            "deniedDomains": ["x.a.test"],
+            "allowedPorts": [80, 443],
+            "internalHosts": {"m.a.test": "10.0.0.1"},
+        },
     }
+    # What the agent is given is what it reads back.
+    assert SessionNetwork.model_validate(body["spec"]["network"]).policy() == policy
     assert "caller" not in body["metadata"]["labels"]
 
 

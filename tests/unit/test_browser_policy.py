@@ -1,14 +1,25 @@
-"""The browser's URL policy (schemes) and destination policy (resolved addresses)."""
+"""The browser's URL policy (schemes) and its public web's gate on addresses."""
 
 from __future__ import annotations
 
 import ipaddress
 
 import pytest
-from browser_agent.netpolicy import DestinationPolicy, refusal
+from browser_agent.proxy import public_web
 from browser_agent.urlpolicy import UrlRefused, check_navigation_url
 
 from sandbox_common.addresses import is_public, is_this_host
+from sandbox_common.egress_gate import EgressRules
+from sandbox_common.forward_proxy import Refused
+
+
+async def refused(address: str, port: int, rules: EgressRules | None = None) -> bool:
+    """Whether a browser no session narrowed may not reach ``address:port``."""
+    try:
+        await public_web(rules or EgressRules()).check(address, port)
+    except Refused:
+        return True
+    return False
 
 
 @pytest.mark.parametrize(
@@ -95,32 +106,33 @@ NON_PUBLIC = [
 
 
 @pytest.mark.parametrize("address", NON_PUBLIC)
-def test_non_public_addresses_are_refused_by_default(address: str) -> None:
+async def test_non_public_addresses_are_refused_by_default(address: str) -> None:
     assert not is_public(ip(address))
-    assert refusal(ip(address), 80, DestinationPolicy()) is not None
+    assert await refused(address, 80)
 
 
 @pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700::1111"])
-def test_public_addresses_are_allowed(address: str) -> None:
-    assert refusal(ip(address), 443, DestinationPolicy()) is None
+async def test_public_addresses_are_allowed(address: str) -> None:
+    assert not await refused(address, 443)
+    assert not await refused(f"[{address}]" if ":" in address else address, 8443)
 
 
-def test_allow_private_opens_private_ranges_but_not_reserved_ports() -> None:
-    policy = DestinationPolicy(allow_private=True, local_ports=frozenset({8080}))
-    assert refusal(ip("10.1.2.3"), 80, policy) is None
-    assert refusal(ip("127.0.0.1"), 8081, policy) is None
-    assert refusal(ip("127.0.0.1"), 8080, policy) is not None
-    assert refusal(ip("127.0.0.2"), 8080, policy) is not None
-    assert refusal(ip("::1"), 8080, policy) is not None
-    assert refusal(ip("::ffff:127.0.0.1"), 8080, policy) is not None
+async def test_allow_private_opens_private_ranges_but_not_reserved_ports() -> None:
+    rules = EgressRules(private_allowed=True, reserved_ports=frozenset({8080}))
+    assert not await refused("10.1.2.3", 80, rules)
+    assert not await refused("127.0.0.1", 8081, rules)
+    assert await refused("127.0.0.1", 8080, rules)
+    assert await refused("127.0.0.2", 8080, rules)
+    assert await refused("::1", 8080, rules)
+    assert await refused("::ffff:127.0.0.1", 8080, rules)
     # The reserved port of another host is not the controller's.
-    assert refusal(ip("10.1.2.3"), 8080, policy) is None
+    assert not await refused("10.1.2.3", 8080, rules)
 
 
-def test_multicast_and_unspecified_are_never_destinations() -> None:
-    policy = DestinationPolicy(allow_private=True)
-    for address in ("0.0.0.0", "::", "224.0.0.1", "ff02::1"):
-        assert refusal(ip(address), 80, policy) is not None
+async def test_metadata_multicast_and_unspecified_are_never_destinations() -> None:
+    rules = EgressRules(private_allowed=True)
+    for address in ("0.0.0.0", "::", "224.0.0.1", "ff02::1", "169.254.169.254", "fd00:ec2::254"):
+        assert await refused(address, 80, rules), address
 
 
 def test_this_host_includes_loopback_and_its_own_addresses() -> None:

@@ -1,13 +1,13 @@
-"""One execution's egress gate (controller.egress.gate): each refusal, with its reason kept."""
+"""The egress gate of executions and browsers (sandbox_common.egress_gate): each refusal."""
 
 from __future__ import annotations
 
 import pytest
 
 from controller.egress.ask import AskedOnce
-from controller.egress.gate import EgressGate, EgressRules
-from sandbox_common.domains import DomainPolicy, parse_patterns
+from sandbox_common.domains import DomainPolicy, PatternError, parse_patterns
 from sandbox_common.egress_account import EgressAccount
+from sandbox_common.egress_gate import EgressGate, EgressRules
 from sandbox_common.forward_proxy import Refused
 
 pytestmark = pytest.mark.unit
@@ -100,3 +100,40 @@ async def test_names_neither_list_names_are_asked_about_once_per_execution() -> 
     with pytest.raises(Refused, match=r"not an allowed domain$"):
         await EgressGate(narrowed, rules, None, AskedOnce(ask, "ex-2")).resolve("yes.test", 443)
     assert len(asked) == 2
+
+
+PUBLIC_WEB = DomainPolicy(denied=parse_patterns(["*.ads.test"]), every_name=True)
+
+
+async def test_a_browsers_public_web_is_every_name_but_the_denied_and_no_private_address() -> None:
+    web = EgressGate(PUBLIC_WEB, RULES)
+    assert await web.check("files.test", 443) == ["127.0.0.1"]  # internal hosts stay mapped
+    assert await web.check("93.184.216.34", 8443) == ["93.184.216.34"]  # any port, IP literals
+    assert await web.check("[2606:4700::1111]", 80) == ["2606:4700::1111"]
+    assert PUBLIC_WEB.decision("my_app.example.com") == "allowed"  # names DNS carries
+    for host, port, reason in [
+        ("x.ads.test", 443, "is denied"),
+        ("localhost", 443, "a loopback address"),
+        ("127.0.0.1", 80, "a loopback address"),
+        ("[::ffff:10.0.0.1]", 80, "a private address"),
+        ("169.254.169.254", 80, "a metadata address"),
+        ("files.test", 8443, "port 8443 is not allowed"),  # internal hosts: allowed ports only
+        ("0x7f.1", 80, "is not an address"),  # a resolver's spelling: refused, not guessed
+    ]:
+        with pytest.raises(Refused, match=reason):
+            await web.check(host, port)
+    # Private networks opened for a browser (BROWSER_ALLOW_PRIVATE_NETWORKS): never metadata.
+    private = EgressGate(PUBLIC_WEB, EgressRules(private_allowed=True))
+    assert await private.check("10.1.2.3", 80) == ["10.1.2.3"]
+    with pytest.raises(Refused, match="metadata"):
+        await private.check("169.254.169.254", 80)
+
+
+def test_a_session_narrows_the_public_web_to_its_names_on_the_allowed_ports() -> None:
+    narrowed = PUBLIC_WEB.narrowed(["docs.example.com"])
+    assert not narrowed.every_name and narrowed.ports == frozenset({80, 443})
+    assert narrowed.decision("docs.example.com") == "allowed"
+    assert narrowed.decision("example.com") is None
+    with pytest.raises(PatternError) as denied:
+        PUBLIC_WEB.narrowed(["ok.test", "x.ads.test"])
+    assert (denied.value.rule, denied.value.index) == ("denied", 1)

@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from controller.egress.gate import EgressRules
 from controller.egress.grants import GrantError, sign, verify
 from controller.egress.server import GrantGates
 from sandbox_common.domains import DomainPolicy, parse_patterns
+from sandbox_common.egress_gate import EgressRules
 from sandbox_common.forward_proxy import Unauthorized
 
 pytestmark = pytest.mark.unit

@@ -1,13 +1,16 @@
-"""The gate of an execution's connections: may this one go out, to which checked addresses.
+"""The gate of a sandbox's connections: may this one go out, to which checked addresses.
 
-The decision, in order: the execution's caps (when this gate keeps its account), the
-port, the name (an IP literal is never allowed: the policy is about names), the domain
-policy (deny wins; a name neither list names is asked about when there is an
-ask-callback), then what the name resolves to.  Only NETWORK_INTERNAL_HOSTS may
-lead to a loopback or private address, and then only to the address given there; every
-other name must resolve to public addresses only, all of them, or the connection is
-refused (an answer that mixes a public and a private address is an attack, not a
-choice).  The service's own ports on this host are refused whatever the name.
+One gate for both proxies: the egress proxy of executions (controller.egress, a runner
+pod's relay) and the browser agent's.  The decision, in order: the execution's caps
+(when this gate keeps its account), the port, the name (an IP literal is never allowed:
+the policy is about names, unless it is a browser's public web), the domain policy (deny
+wins; a name neither list names is asked about when there is an ask-callback), then
+what the name resolves to.  Only NETWORK_INTERNAL_HOSTS may lead to a loopback or
+private address, and then only to the address given there (or, for a browser,
+BROWSER_ALLOW_PRIVATE_NETWORKS to any but metadata); every other name must resolve to
+public addresses only, all of them, or the connection is refused (an answer that mixes
+a public and a private address is an attack, not a choice).  The service's own ports on
+this host are refused whatever the name.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sandbox_common import addresses
-from sandbox_common.domains import DomainPolicy, PatternError, normalize_name
+from sandbox_common.domains import NEVER_INTERNAL, DomainPolicy, PatternError, normalize_name
 from sandbox_common.egress_account import EgressAccount
 from sandbox_common.forward_proxy import Refused
 
@@ -30,10 +33,13 @@ class EgressRules:
     internal_hosts: dict[str, str] = field(default_factory=dict)
     reserved_ports: frozenset[int] = frozenset()
     """Ports of this host that are the service's own: never reached through the proxy."""
+    private_allowed: bool = False
+    """Any name may lead to a loopback or private address, never to a metadata one (a
+    browser with BROWSER_ALLOW_PRIVATE_NETWORKS)."""
 
 
 class EgressGate:
-    """One execution's gate (sandbox_common.forward_proxy.Gate).
+    """One execution's or browser session's gate (sandbox_common.forward_proxy.Gate).
 
     With ``account``, it also counts the connections against the execution's caps and
     keeps the refusals (local mode); a runner pod's relay keeps them there instead.
@@ -58,19 +64,22 @@ class EgressGate:
         try:
             if self.account is not None and (reason := self.account.admit()) is not None:
                 raise Refused(reason)
-            return await self._resolve(host, port)
+            return await self.check(host, port)
         except Refused as exc:
             if self.account is not None:
                 self.account.refuse(target, str(exc))
             raise Refused(f"{target} refused by the sandbox's network policy: {exc}") from None
 
-    async def _resolve(self, host: str, port: int) -> list[str]:
+    async def check(self, host: str, port: int) -> list[str]:
+        """The checked addresses of ``host``; Refused with the bare reason if none may be."""
         rules = self.rules
-        if port not in self.policy.ports:
+        if not self.policy.allows_port(port):
             raise Refused(f"port {port} is not allowed (setting NETWORK_ALLOWED_PORTS)")
         try:
             name = normalize_name(host)
         except PatternError as exc:
+            if exc.rule == "ip_literal" and self.policy.every_name:
+                return self._checked(host, port, [host.strip("[]")], internal=False)
             raise Refused(str(exc)) from None
         decision = self.policy.decision(name)
         if decision == "denied":
@@ -81,17 +90,34 @@ class EgressGate:
             if not await self.ask(name, port):
                 raise Refused(f"{name} is not an allowed domain (the ask-callback said no)")
         internal = rules.internal_hosts.get(name)
-        found = [internal] if internal else await self._lookup(name, port)
+        if internal:
+            if port not in self.policy.ports:  # even on a browser's public web
+                raise Refused(f"port {port} is not allowed (setting NETWORK_ALLOWED_PORTS)")
+            return self._checked(name, port, [internal], internal=True)
+        return self._checked(name, port, await self._lookup(name, port), internal=False)
+
+    def _checked(self, name: str, port: int, found: list[str], *, internal: bool) -> list[str]:
+        """``found``, if every address may be reached; else Refused naming the first."""
+        rules = self.rules
         for text in found:
-            address = addresses.parse(text)
+            try:
+                address = addresses.parse(text)
+            except ValueError:
+                raise Refused(f"{name} is not an address") from None
             kind = addresses.classify(address)
             if port in rules.reserved_ports and addresses.is_this_host(address):
                 raise Refused(f"{name} leads to the service itself ({address}:{port})")
-            if internal is None and kind is not addresses.Kind.PUBLIC:
-                raise Refused(
-                    f"{name} resolves to {address}, a {kind.value} address "
-                    "(only NETWORK_INTERNAL_HOSTS may lead to one)"
-                )
+            if internal or kind is addresses.Kind.PUBLIC:
+                continue
+            if rules.private_allowed and kind not in NEVER_INTERNAL:
+                continue
+            hint = (
+                "setting BROWSER_ALLOW_PRIVATE_NETWORKS, or NETWORK_INTERNAL_HOSTS"
+                if self.policy.every_name
+                else "only NETWORK_INTERNAL_HOSTS may lead to one"
+            )
+            lead = f"{address} is" if text == name.strip("[]") else f"{name} resolves to {address},"
+            raise Refused(f"{lead} a {kind.value} address ({hint})")
         return found
 
     async def _lookup(self, name: str, port: int) -> list[str]:
