@@ -24,6 +24,14 @@ from sandbox_common import addresses
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 _HEX = frozenset("0123456789abcdef")
 MAX_NAME_CHARS = 253
+MAX_PATTERNS = 1024
+"""Entries in one list of a policy (allowed, denied, internal hosts): what a session's
+agent and its BrowserSession accept, so a deployment's settings are held to it too."""
+# The four characters IDNA2003 (Python's ``idna`` codec) maps where UTS 46, as browsers
+# apply it, keeps them (``faß.de`` is ``fass.de`` to one and ``xn--fa-hia.de`` to the
+# other): a name with one would be checked as someone else's domain.  Punycode says
+# which is meant.
+IDNA_DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")
 # Suffixes under which anyone can register a name: a wildcard right above one of them
 # allows the whole world's names.  The one-label ones (``*.com``) are refused by rule;
 # these are the common two-label registries (a full public-suffix list is not worth a
@@ -78,6 +86,12 @@ def normalize_name(raw: str) -> str:
     text = raw.strip()
     if not text:
         raise PatternError("empty", "a domain name cannot be empty")
+    if not IDNA_DEVIATIONS.isdisjoint(text):
+        raise PatternError(
+            "ambiguous_name",
+            f"{raw!r} has a character IDNA versions map differently (ß, ς, ZWJ, ZWNJ): "
+            "write the name in punycode (xn--)",
+        )
     try:
         ascii_name = text.encode("idna").decode("ascii") if not text.isascii() else text
     except UnicodeError:
@@ -150,8 +164,12 @@ class Pattern:
 
 
 def parse_patterns(raw: Iterable[str]) -> tuple[Pattern, ...]:
-    """Distinct patterns in a stable order; PatternError names the first bad one."""
-    return tuple(sorted({Pattern.parse(item) for item in raw if item.strip()}))
+    """Distinct patterns in a stable order; PatternError names the first bad one, or
+    says there are more than MAX_PATTERNS."""
+    patterns = tuple(sorted({Pattern.parse(item) for item in raw if item.strip()}))
+    if len(patterns) > MAX_PATTERNS:
+        raise PatternError("too_many", f"{len(patterns)} names, at most {MAX_PATTERNS}")
+    return patterns
 
 
 @dataclass(frozen=True)
@@ -210,7 +228,8 @@ class DomainPolicy:
 def parse_internal_hosts(value: str) -> dict[str, str]:
     """``"pypi.internal=10.0.0.5, git.internal=::1"`` -> {name: address}.
 
-    ValueError names the bad pair: no ``=``, or what internal_host refuses.
+    ValueError names the bad pair: no ``=``, or what internal_host refuses; or says
+    there are more than MAX_PATTERNS.
     """
     found: dict[str, str] = {}
     for raw in value.split(","):
@@ -225,6 +244,8 @@ def parse_internal_hosts(value: str) -> dict[str, str]:
         except ValueError as exc:
             raise ValueError(f"{item!r}: {exc}") from None
         found[name] = address
+    if len(found) > MAX_PATTERNS:
+        raise ValueError(f"{len(found)} internal hosts, at most {MAX_PATTERNS}")
     return found
 
 

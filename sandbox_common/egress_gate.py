@@ -79,8 +79,22 @@ class EgressGate:
             name = normalize_name(host)
         except PatternError as exc:
             if exc.rule == "ip_literal" and self.policy.every_name:
-                return self._checked(host, port, [host.strip("[]")], internal=False)
+                # The canonical spelling is what is connected to: a zone or a resolver's
+                # spelling would be looked up as a name.
+                return self._checked(host, port, [_address_text(host)], internal=False)
             raise Refused(str(exc)) from None
+        internal = rules.internal_hosts.get(name)
+        if self.policy.every_name and (internal or "." not in name):
+            # The public web is public names: an internal host is reached by a session
+            # that lists it, and a single label would be completed by this host's search
+            # domains into a name no list was asked about.
+            if internal:
+                raise Refused(f"{name} is an internal host: a session must list it")
+            if not rules.private_allowed:
+                raise Refused(
+                    f"{name} is a single-label name, not a public one "
+                    "(setting BROWSER_ALLOW_PRIVATE_NETWORKS)"
+                )
         decision = self.policy.decision(name)
         if decision == "denied":
             raise Refused(f"{name} is denied (setting NETWORK_DENIED_DOMAINS)")
@@ -89,7 +103,6 @@ class EgressGate:
                 raise Refused(f"{name} is not an allowed domain")
             if not await self.ask(name, port):
                 raise Refused(f"{name} is not an allowed domain (the ask-callback said no)")
-        internal = rules.internal_hosts.get(name)
         if internal:
             if port not in self.policy.ports:  # even on a browser's public web
                 raise Refused(f"port {port} is not allowed (setting NETWORK_ALLOWED_PORTS)")
@@ -131,3 +144,12 @@ class EgressGate:
         except OSError as exc:  # not the policy's doing: a 502 to the client, no violation
             raise OSError(f"{name} does not resolve: {exc.strerror or exc}") from None
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _address_text(host: str) -> str:
+    """An IP literal as it is connected to; a spelling that is not one stays as it is
+    (and is refused by _checked)."""
+    try:
+        return str(addresses.parse(host.strip("[]")))
+    except ValueError:
+        return host.strip("[]")

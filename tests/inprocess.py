@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from browser_agent.protocol import ConfigureRequest
 from fastapi import FastAPI
 from runner.contract import Job, Outcome
 
@@ -160,7 +161,9 @@ class FakeAgents:
     def _default(request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if path == "/session":
-            device = json.loads(request.content).get("device", "desktop")
+            # Read as the real agent reads it: a controller that leaves out what the
+            # agent requires (its network) fails here too.
+            device = ConfigureRequest.model_validate_json(request.content).device
             return httpx.Response(
                 200,
                 json={

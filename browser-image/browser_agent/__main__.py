@@ -23,7 +23,7 @@ from pathlib import Path
 import uvicorn
 
 from browser_agent.browser import BrowserOptions, SessionBrowser
-from browser_agent.proxy import FilteringProxy, public_web
+from browser_agent.proxy import FilteringProxy
 from browser_agent.server import build_app
 from sandbox_common import bearer
 from sandbox_common.bearer import MIN_TOKEN_CHARS
@@ -103,14 +103,15 @@ async def serve(args: argparse.Namespace, token_digest: bytes) -> bool:
     """Serve until told to stop; whether Chromium exited under the agent meanwhile."""
     api = listening_socket(args.host, args.port)
     api_port = api.getsockname()[1]
-    proxy = FilteringProxy(EgressGate(DomainPolicy(), EgressRules()))  # nothing, yet
+    # Nothing gets out until a session's policy arrives (POST /session).
+    proxy = FilteringProxy(EgressGate(DomainPolicy(), EgressRules()))
     proxy_port = await proxy.start()
     # The agent's own ports are reserved like the controller's: a page cannot call them.
     rules = EgressRules(
         reserved_ports=frozenset({*args.reserved_port, api_port, proxy_port}),
         private_allowed=args.allow_private_networks,
     )
-    proxy.gate = public_web(rules)  # until a session says otherwise (POST /session)
+    proxy.gate = EgressGate(DomainPolicy(), rules)
     downloads = args.data_dir / "downloads"
     downloads.mkdir(mode=0o700, parents=True, exist_ok=True)
     browser = SessionBrowser(

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Locator, Page, Response
@@ -47,6 +48,7 @@ from browser_agent.protocol import (
 from browser_agent.proxy import REFUSED_HEADER, FilteringProxy
 from browser_agent.urlpolicy import UrlRefused, check_navigation_url
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
 ERROR_PAGE_PREFIX = "chrome-error://"
 ERROR_PAGE_WAIT_S = 1.0
 CLOSED_MARKERS = ("has been closed", "Target closed", "Target page, context or browser")
@@ -94,12 +96,15 @@ async def navigate(
             # before that would let the commit interrupt the caller's next navigation.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(error_page.wait(), ERROR_PAGE_WAIT_S)
-        _raise_if_refused(proxy, refused_before, started)
+        _raise_if_refused(proxy, url, refused_before, started)
         raise NavigationFailed(f"cannot load {url}: {first_line(exc)}") from None
     finally:
         page.remove_listener("framenavigated", on_navigated)
-    if response is not None:
-        # The provisional headers are at hand (all_headers would cost a driver round trip).
+    if response is not None and response.url.startswith("http:"):
+        # The proxy answers a refused plain-HTTP request itself, with this header (and
+        # strips it from what origins send); over HTTPS the header would be the origin's
+        # own, since a refused tunnel fails the navigation instead.  The provisional
+        # headers are at hand (all_headers would cost a driver round trip).
         refused = response.headers.get(REFUSED_HEADER.lower())
         if refused:
             raise Forbidden(f"navigation refused by the network policy: {refused}")
@@ -122,15 +127,22 @@ async def _goto(page: Page, url: str, wait_until: WaitUntil, wait_ms: int) -> Re
     return await page.goto(url, wait_until=wait_until, timeout=wait_ms)
 
 
-def _raise_if_refused(proxy: FilteringProxy, refused_before: int, started: float) -> None:
-    """A failed navigation during which the proxy refused a destination: say so (403)."""
-    if proxy.refused_total > refused_before and proxy.refusals:
-        latest = proxy.refusals[-1]
-        if latest.at >= started:
-            raise Forbidden(
-                f"navigation refused by the network policy: {latest.host}:{latest.port}: "
-                f"{latest.reason}"
-            )
+def _raise_if_refused(proxy: FilteringProxy, url: str, refused_before: int, started: float) -> None:
+    """A failed navigation during which the proxy refused a destination: say so (403),
+    naming the navigation's own destination when it was among the refused (the previous
+    page's favicon or a script of another tab may have been refused meanwhile), else the
+    latest (a redirect's)."""
+    new = proxy.refused_total - refused_before
+    recent = [r for r in list(proxy.refusals)[-new:] if r.at >= started] if new > 0 else []
+    if not recent:
+        return
+    parts = urlsplit(url)
+    target = (parts.hostname or "", parts.port or DEFAULT_PORTS.get(parts.scheme, 0))
+    refusal = next((r for r in recent if (r.host.lower().strip("[]"), r.port) == target), None)
+    refusal = refusal or recent[-1]
+    raise Forbidden(
+        f"navigation refused by the network policy: {refusal.host}:{refusal.port}: {refusal.reason}"
+    )
 
 
 async def content(browser: SessionBrowser, tab_id: str | None) -> str:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from sandbox_common.domains import (
     MAX_NAME_CHARS,
+    MAX_PATTERNS,
     DomainPolicy,
     PatternError,
     internal_host,
@@ -37,7 +38,6 @@ class Strict(BaseModel):
 
 
 DomainText = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS + 2)]
-MAX_POLICY_ENTRIES = 1024
 
 
 class NetworkRefused(ValueError):
@@ -52,22 +52,19 @@ class NetworkRefused(ValueError):
 class SessionNetwork(Strict):
     """What a session's browser may reach, as the controller decided it (docs/network.md).
 
-    The agent's proxy builds its gate (sandbox_common.egress_gate) from it.
+    The agent's proxy builds its gate (sandbox_common.egress_gate) from it.  Every field
+    is required, the public web included (``allowedDomains: null``): an agent never
+    guesses a policy that a controller or an operator of another version left out.
     """
 
-    allowedDomains: Annotated[list[DomainText], Field(max_length=MAX_POLICY_ENTRIES)] | None = (
-        Field(
-            None,
-            description="Names or `*.` wildcards; null: the public web (every name but the "
-            "denied ones, and IP addresses, on any port).",
-        )
+    allowedDomains: Annotated[list[DomainText], Field(max_length=MAX_PATTERNS)] | None = Field(
+        description="Names or `*.` wildcards; null: the public web (every name but the "
+        "denied ones and the internal hosts, and public IP addresses, on any port)."
     )
-    deniedDomains: list[DomainText] = Field(default_factory=list, max_length=MAX_POLICY_ENTRIES)
-    allowedPorts: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
-        default_factory=lambda: [80, 443], max_length=MAX_POLICY_ENTRIES
-    )
+    deniedDomains: list[DomainText] = Field(max_length=MAX_PATTERNS)
+    allowedPorts: list[Annotated[int, Field(ge=1, le=65535)]] = Field(max_length=65535)
     internalHosts: dict[DomainText, Annotated[str, Field(max_length=64)]] = Field(
-        default_factory=dict, max_length=MAX_POLICY_ENTRIES
+        max_length=MAX_PATTERNS
     )
 
     @classmethod
@@ -111,8 +108,8 @@ class ConfigureRequest(Strict):
     and network."""
 
     device: str = Field("desktop", min_length=1, max_length=64)
-    network: SessionNetwork | None = Field(
-        None, description="Omitted: the public web, as the agent was started."
+    network: SessionNetwork = Field(
+        description="Required: until a session's policy arrives the agent's proxy lets nothing out."
     )
 
 
@@ -151,7 +148,8 @@ class NavigateResponse(BaseModel):
     title: str
     violations: list[Violation] = Field(
         default_factory=list,
-        description="Connections refused while the call ran (subresources, scripts' fetches).",
+        description="Connections the session's browser had refused while the call ran "
+        "(subresources, scripts' fetches, other tabs), the latest 64 at most.",
     )
 
 

@@ -29,7 +29,8 @@ MAX_REFUSALS = 64
 
 
 def public_web(rules: EgressRules) -> EgressGate:
-    """The gate of an agent that no session has narrowed: every name, on any port."""
+    """The gate of a session on the public web (a deployment that allows no domain, a
+    session that narrows nothing): every public name and address, on any port."""
     return EgressGate(DomainPolicy(every_name=True), rules)
 
 

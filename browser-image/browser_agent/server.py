@@ -17,6 +17,7 @@ activity from the agent instead of being told of every call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -135,6 +136,7 @@ def guarded(endpoint: Endpoint) -> Endpoint:
 
 def build_app(browser: SessionBrowser, proxy: FilteringProxy, token_digest: bytes) -> ASGIApp:
     activity = Activity()
+    configuring = asyncio.Lock()
 
     async def health(_: Request) -> Response:
         return JSONResponse(
@@ -143,17 +145,18 @@ def build_app(browser: SessionBrowser, proxy: FilteringProxy, token_digest: byte
 
     async def configure(request: Request) -> Response:
         body = parse(await request.body(), ConfigureRequest)
-        gate = proxy.gate
-        if body.network is not None:  # checked before anything changes
-            try:
-                rules = replace(gate.rules, internal_hosts=body.network.internal_hosts())
-                gate = EgressGate(body.network.policy(), rules)
-            except NetworkRefused as exc:
-                raise BadInput(exc.field, exc.rule, str(exc)) from None
-        configured = await browser.configure(body.device)
-        # No page of the session has loaded yet (its first tab is blank): each of them
-        # meets the session's gate.
-        proxy.gate = gate
+        try:  # checked before anything changes
+            rules = replace(proxy.gate.rules, internal_hosts=body.network.internal_hosts())
+            gate = EgressGate(body.network.policy(), rules)
+        except NetworkRefused as exc:
+            raise BadInput(exc.field, exc.rule, str(exc)) from None
+        # One at a time (an operator retries a configure that timed out): the second
+        # finds the session bound and is refused, and never sets its own gate.
+        async with configuring:
+            configured = await browser.configure(body.device)
+            # Until now the proxy let nothing out, and no page of the session has loaded
+            # (its first tab is blank): each of them meets the session's gate.
+            proxy.gate = gate
         return JSONResponse(configured.model_dump())
 
     async def tabs(request: Request) -> Response:

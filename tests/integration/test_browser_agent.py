@@ -17,6 +17,12 @@ import pytest
 from tests.support import ROOT
 
 TOKEN = "a-session-token-of-32-characters"
+PUBLIC_WEB = {
+    "allowedDomains": None,
+    "deniedDomains": [],
+    "allowedPorts": [80, 443],
+    "internalHosts": {},
+}
 
 
 @pytest.fixture(scope="module")
@@ -74,27 +80,35 @@ def test_configure_once_then_use(agent: tuple[subprocess.Popen[bytes], str]) -> 
     auth = {"Authorization": f"Bearer {TOKEN}"}
     health = httpx.get(base + "/health", headers=auth).json()
     assert (health["ok"], health["configured"]) == (True, False)
-    # The agent checks the network it is given again: a bad one configures nothing.
+    # The agent checks the network it is given again: a bad or missing one (a controller
+    # or an operator of another version) configures nothing.
+    without_hosts = {k: v for k, v in PUBLIC_WEB.items() if k != "internalHosts"}
     for network, field in [
-        ({"allowedDomains": ["*"]}, "network.allowedDomains"),
-        ({"deniedDomains": ["10.0.0.1"]}, "network.deniedDomains"),
-        ({"internalHosts": {"m.test": "169.254.169.254"}}, "network.internalHosts"),
-        ({"allowedPorts": [0]}, "network.allowedPorts"),
+        ({**PUBLIC_WEB, "allowedDomains": ["*"]}, "network.allowedDomains"),
+        ({**PUBLIC_WEB, "deniedDomains": ["10.0.0.1"]}, "network.deniedDomains"),
+        ({**PUBLIC_WEB, "deniedDomains": ["faß.de"]}, "network.deniedDomains"),
+        ({**PUBLIC_WEB, "internalHosts": {"m.test": "169.254.169.254"}}, "network.internalHosts"),
+        ({**PUBLIC_WEB, "allowedPorts": [0]}, "network.allowedPorts"),
+        (without_hosts, "network.internalHosts"),
+        (None, "network"),
     ]:
-        bad = httpx.post(
-            base + "/session", json={"device": "Pixel 7", "network": network}, headers=auth
-        )
+        body = {"device": "Pixel 7", "network": network}
+        bad = httpx.post(base + "/session", json=body, headers=auth)
         assert bad.status_code == 422, bad.text
-        assert bad.json()["details"][0]["field"] == field
+        assert bad.json()["details"][0]["field"] == field, bad.text
     assert httpx.get(base + "/health", headers=auth).json()["configured"] is False
-    configured = httpx.post(base + "/session", json={"device": "Pixel 7"}, headers=auth)
+    configured = httpx.post(
+        base + "/session", json={"device": "Pixel 7", "network": PUBLIC_WEB}, headers=auth
+    )
     assert configured.status_code == 200, configured.text
     # A call resets the idle clock; health checks do not count as use.
     idle = [httpx.get(base + "/health", headers=auth).json()["idleS"] for _ in range(3)]
     assert idle == sorted(idle) and idle[0] < 1.0, idle
     assert httpx.get(base + "/health", headers=auth).json()["configured"] is True
     assert configured.json()["isMobile"] is True
-    again = httpx.post(base + "/session", json={"device": "desktop"}, headers=auth)
+    again = httpx.post(
+        base + "/session", json={"device": "desktop", "network": PUBLIC_WEB}, headers=auth
+    )
     assert again.status_code == 422
     assert again.json()["details"][0]["rule"] == "already_configured"
     refused = httpx.post(base + "/navigate", json={"url": "file:///etc/passwd"}, headers=auth)

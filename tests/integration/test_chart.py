@@ -229,7 +229,7 @@ def test_browser_sessions_are_a_resource_with_a_schema_a_status_and_columns(defa
     assert columns["Pod"] == ".status.pod"
     schema = version["schema"]["openAPIV3Schema"]["properties"]
     spec = schema["spec"]
-    assert set(spec["required"]) == {"device", "idleTimeoutS", "maxLifetimeS"}
+    assert set(spec["required"]) == {"device", "idleTimeoutS", "maxLifetimeS", "network"}
     assert spec["properties"]["idleTimeoutS"]["maximum"] == 86400
     # The network the agent is given, field for field (browser_agent.protocol).
     network = spec["properties"]["network"]["properties"]

@@ -38,6 +38,10 @@ pytestmark = pytest.mark.unit
         ("-bad.example.com", "invalid_name"),
         ("a" * 64 + ".com", "invalid_name"),
         ("", "empty"),
+        # IDNA2003 (Python) and UTS 46 (browsers) map these apart: fass.de or xn--fa-hia.de.
+        ("faß.de", "ambiguous_name"),
+        ("*.\u03c3\u03bf\u03c6\u03bf\u03c2.gr", "ambiguous_name"),
+        ("a\u200db.example", "ambiguous_name"),
     ],
 )
 def test_refused_patterns_name_their_rule(raw: str, rule: str) -> None:

@@ -107,31 +107,42 @@ PUBLIC_WEB = DomainPolicy(denied=parse_patterns(["*.ads.test"]), every_name=True
 
 async def test_a_browsers_public_web_is_every_name_but_the_denied_and_no_private_address() -> None:
     web = EgressGate(PUBLIC_WEB, RULES)
-    assert await web.check("files.test", 443) == ["127.0.0.1"]  # internal hosts stay mapped
     assert await web.check("93.184.216.34", 8443) == ["93.184.216.34"]  # any port, IP literals
     assert await web.check("[2606:4700::1111]", 80) == ["2606:4700::1111"]
+    # Connected to as checked: a zone would make the literal a name to look up.
+    assert await web.check("[2606:4700::1111%eth0]", 80) == ["2606:4700::1111"]
     assert PUBLIC_WEB.decision("my_app.example.com") == "allowed"  # names DNS carries
     for host, port, reason in [
         ("x.ads.test", 443, "is denied"),
-        ("localhost", 443, "a loopback address"),
+        # An internal host is private: on the public web only a session that lists it
+        # reaches it (test_a_session_narrows_...).
+        ("files.test", 443, "files.test is an internal host: a session must list it"),
+        # A search domain of this host would complete it into a name nobody checked.
+        ("intranet", 443, "a single-label name"),
+        ("localhost", 443, "a single-label name"),
         ("127.0.0.1", 80, "a loopback address"),
         ("[::ffff:10.0.0.1]", 80, "a private address"),
         ("169.254.169.254", 80, "a metadata address"),
-        ("files.test", 8443, "port 8443 is not allowed"),  # internal hosts: allowed ports only
         ("0x7f.1", 80, "is not an address"),  # a resolver's spelling: refused, not guessed
     ]:
         with pytest.raises(Refused, match=reason):
             await web.check(host, port)
-    # Private networks opened for a browser (BROWSER_ALLOW_PRIVATE_NETWORKS): never metadata.
-    private = EgressGate(PUBLIC_WEB, EgressRules(private_allowed=True))
+    # Private networks opened for a browser (BROWSER_ALLOW_PRIVATE_NETWORKS): never metadata,
+    # and internal hosts still only by name.
+    private = EgressGate(PUBLIC_WEB, EgressRules({"files.test": "127.0.0.1"}, private_allowed=True))
     assert await private.check("10.1.2.3", 80) == ["10.1.2.3"]
-    with pytest.raises(Refused, match="metadata"):
-        await private.check("169.254.169.254", 80)
+    for host in ("169.254.169.254", "files.test"):
+        with pytest.raises(Refused, match=r"metadata|internal host"):
+            await private.check(host, 80)
 
 
-def test_a_session_narrows_the_public_web_to_its_names_on_the_allowed_ports() -> None:
-    narrowed = PUBLIC_WEB.narrowed(["docs.example.com"])
+async def test_a_session_narrows_the_public_web_to_its_names_on_the_allowed_ports() -> None:
+    narrowed = PUBLIC_WEB.narrowed(["docs.example.com", "files.test"])
     assert not narrowed.every_name and narrowed.ports == frozenset({80, 443})
+    listed = EgressGate(narrowed, RULES)
+    assert await listed.check("files.test", 443) == ["127.0.0.1"]  # listed: mapped
+    with pytest.raises(Refused, match="port 8443 is not allowed"):
+        await listed.check("files.test", 8443)
     assert narrowed.decision("docs.example.com") == "allowed"
     assert narrowed.decision("example.com") is None
     with pytest.raises(PatternError) as denied:

@@ -89,6 +89,14 @@ def test_the_network_ceiling_is_read_and_checked_at_start(monkeypatch: pytest.Mo
         ("NETWORK_DENIED_DOMAINS", "10.0.0.1", "IP address"),
         ("NETWORK_ALLOWED_PORTS", "443,http", "not a port"),
         ("NETWORK_INTERNAL_HOSTS", "meta=169.254.169.254", "never a destination"),
+        # What a session's agent and its BrowserSession accept (MAX_PATTERNS).
+        ("NETWORK_DENIED_DOMAINS", ",".join(f"a{i}.ads.test" for i in range(1025)), "at most"),
+        (
+            "NETWORK_INTERNAL_HOSTS",
+            ",".join(f"h{i}.test=10.0.0.1" for i in range(1025)),
+            "at most 1024",
+        ),
+        ("NETWORK_DENIED_DOMAINS", "straße.de", "punycode"),
     ],
 )
 def test_bad_network_settings_are_refused_naming_the_setting(
