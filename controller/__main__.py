@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import uvicorn
 from pydantic import ValidationError
 
+from controller import logs
 from controller.app import create_app
 from controller.settings import Settings
 
@@ -25,12 +25,15 @@ def load_settings() -> Settings:
 
 def main() -> None:
     settings = load_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.log_format)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        access_log=settings.access_log,
+        # The service logs its own line per request (controller.api.middleware.RequestLog):
+        # uvicorn's would carry query strings and no request id.
+        access_log=False,
+        log_config=None,
         log_level="info",
         # Our own limits apply (body size, admission); uvicorn's defaults are fine otherwise.
         server_header=False,

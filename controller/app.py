@@ -10,7 +10,8 @@ from fastapi import FastAPI
 
 from controller import placement
 from controller.api.errors import install_error_handlers
-from controller.api.middleware import BearerAuth, BodyLimit
+from controller.api.middleware import PUBLIC_PATHS, BearerAuth, BodyLimit, RequestLog
+from controller.api.openapi import openapi
 from controller.api.routes import browser, execute, health
 from controller.browser.backend import SessionBackend
 from controller.browser.client import AgentClient
@@ -18,6 +19,9 @@ from controller.browser.sessions import SessionService
 from controller.execution.backend import ExecutionBackend
 from controller.execution.service import ExecutionService
 from controller.settings import Settings
+
+DOCS_PATHS = ("/openapi.json", "/docs", "/redoc")
+"""The API's description and two readers of it, public unless API_DOCS is false."""
 
 
 def create_app(
@@ -55,18 +59,29 @@ def create_app(
         finally:
             await app.state.execution.stop()
 
+    docs = settings.api_docs
     app = FastAPI(
         title="Sandbox controller",
-        summary="Runs untrusted Python in bubblewrap sandboxes.",
+        summary="Runs untrusted Python in bubblewrap sandboxes and drives headless browsers.",
         version="0.1.0",
         lifespan=lifespan,
+        openapi_url=DOCS_PATHS[0] if docs else None,
+        docs_url=DOCS_PATHS[1] if docs else None,
+        redoc_url=DOCS_PATHS[2] if docs else None,
     )
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(execute.router)
     app.include_router(browser.router)
-    # Outermost first: authentication, then the body cap, then the application.
+    app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
+    # Outermost first (added last): the request's id and log line, authentication, the
+    # body cap, then the application.
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
-    app.add_middleware(BearerAuth, token=settings.auth_token.get_secret_value())
+    app.add_middleware(
+        BearerAuth,
+        token=settings.auth_token.get_secret_value(),
+        public_paths=PUBLIC_PATHS | (frozenset(DOCS_PATHS) if docs else frozenset()),
+    )
+    app.add_middleware(RequestLog, access_log=settings.access_log)
     return app

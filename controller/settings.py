@@ -239,7 +239,19 @@ class Settings(BrowserSessionRules, NetworkRules):
         description="Where executions run: `local` (bubblewrap sandboxes on this host) or "
         "`kubernetes` (one runner pod per execution, docs/kubernetes.md).",
     )
-    access_log: bool = Field(True, description="Log one line per request (no query strings).")
+    access_log: bool = Field(
+        True, description="Log one line per request: method, path, status, time (no query)."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text: one readable line per event; json: one JSON object per line, "
+        "with the request id (`requestId`) on every line written for a request.",
+    )
+    api_docs: bool = Field(
+        True,
+        description="Serve the API's description without a token: /openapi.json, and "
+        "/docs and /redoc to read it; false: none of them.",
+    )
     state_dir: Path = Field(
         Path("/var/lib/sandbox-controller") if os.geteuid() == 0 else Path(".state"),
         description="Directory for the service's own files (the sandbox support files).",

@@ -133,7 +133,7 @@ class NavigateRequest(Strict):
     timeoutMs: TimeoutMs | None = None
 
 
-class Violation(BaseModel):
+class NetworkViolation(BaseModel):
     """A connection the session's network policy refused (the shape of an execution's)."""
 
     kind: Literal["network"] = "network"
@@ -146,7 +146,7 @@ class NavigateResponse(BaseModel):
     url: str
     status: int | None = Field(description="HTTP status of the main resource; null if none.")
     title: str
-    violations: list[Violation] = Field(
+    violations: list[NetworkViolation] = Field(
         default_factory=list,
         description="Connections the session's browser had refused while the call ran "
         "(subresources, scripts' fetches, other tabs), the latest 64 at most.",
@@ -296,7 +296,7 @@ class ActionResponse(BaseModel):
     action: str
     url: str
     result: dict[str, object] | None = None
-    violations: list[Violation] = Field(
+    violations: list[NetworkViolation] = Field(
         default_factory=list, description="Connections refused while the action ran."
     )
 

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from browser_agent.protocol import Violation
+from browser_agent.protocol import NetworkViolation
 from sandbox_common import forward_proxy
 from sandbox_common.domains import DomainPolicy
 from sandbox_common.egress_gate import EgressGate, EgressRules
@@ -77,11 +77,11 @@ class FilteringProxy:
             self.refusals.append(Refusal(host, port, str(exc), time.monotonic()))
             raise Refused(f"{host}:{port} refused: {exc}") from None
 
-    def violations_since(self, refused_before: int) -> list[Violation]:
+    def violations_since(self, refused_before: int) -> list[NetworkViolation]:
         """What was refused after the count was ``refused_before`` (those still kept)."""
         new = min(self.refused_total - refused_before, len(self.refusals))
         recent = list(self.refusals)[len(self.refusals) - new :] if new > 0 else []
-        return [Violation(target=f"{r.host}:{r.port}", detail=r.reason) for r in recent]
+        return [NetworkViolation(target=f"{r.host}:{r.port}", detail=r.reason) for r in recent]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await forward_proxy.serve(reader, writer, lambda _head: self, refused_header=REFUSED_HEADER)

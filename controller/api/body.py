@@ -24,13 +24,3 @@ async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
         for error in exc.errors(include_url=False):
             errors.append({**error, "loc": ("body", *error["loc"])})
         raise RequestValidationError(errors) from None
-
-
-def body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` for a route that parses its body with ``parse_body``."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,11 +17,12 @@ log = logging.getLogger(__name__)
 
 
 def _field_name(loc: tuple[Any, ...], rule: str) -> str:
-    """("body", "files", 0, "path") -> "files[0].path"; a JSON syntax error -> "body"."""
+    """("body", "files", 0, "path") -> "files[0].path", ("query", "tabId") -> "tabId"; a
+    JSON syntax error -> "body"."""
     if rule == "json_invalid":
         return "body"
     name = ""
-    for part in loc[1:] if loc[:1] == ("body",) else loc:
+    for part in loc[1:] if loc[:1] in (("body",), ("query",), ("path",)) else loc:
         name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
     return name or "body"
 
@@ -40,6 +42,16 @@ def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
     return details
 
 
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method the OpenAPI document gives for ``path``."""
+    methods: set[str] = set()
+    for template, operations in app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ControllerError)
     async def controller_error(_: Request, exc: ControllerError) -> JSONResponse:
@@ -56,12 +68,17 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route of the path only; a path
+            # served by two routes (GET and POST /browser/sessions) allows both.
+            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
         return JSONResponse(
             {"error": code, "message": str(exc.detail)},
             status_code=exc.status_code,
-            headers=exc.headers,
+            headers=headers,
         )
 
     @app.exception_handler(Exception)

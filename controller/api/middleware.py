@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: bearer authentication first, then the request-body size cap.
+"""Pure ASGI middleware: the request's id and log line, bearer authentication, the body cap.
 
 Plain ASGI (not BaseHTTPMiddleware) keeps them off the hot path's cost, and running them
 before routing means an unauthenticated caller learns nothing, not even validation errors.
@@ -7,13 +7,19 @@ before routing means an unauthenticated caller learns nothing, not even validati
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from controller import logs
 from controller.errors import ControllerError, RequestTooLarge, Unauthorized
 from sandbox_common import bearer
 
+access = logging.getLogger("controller.access")
+
 PUBLIC_PATHS = frozenset({"/health"})
+"""Always public; the API's description too unless API_DOCS is false (controller.app)."""
 REFUSALS = {
     bearer.Verdict.MISSING: (
         "missing bearer token: send one 'Authorization: Bearer <token>' header",
@@ -31,15 +37,54 @@ async def send_error(send: Send, error: ControllerError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class BearerAuth:
-    """Every path but the public ones needs the bearer token (sandbox_common.bearer)."""
+class RequestLog:
+    """Gives each request its id (``X-Request-ID`` if the caller sent a safe one), answers
+    it back in the same header, and logs one line when the answer has been sent: method,
+    path (never the query string), status, milliseconds."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, access_log: bool) -> None:
         self.app = app
-        self._expected = bearer.digest(token)
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        context = logs.RequestContext(logs.request_id(given.decode("latin-1") if given else None))
+        token = logs.current.set(context)
+        header = (b"x-request-id", context.request_id.encode())
+        status = 0
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if self.access_log:
+                ms = (time.perf_counter() - started) * 1000
+                method, path = scope["method"], scope["path"]
+                fields = {"method": method, "path": path, "status": status, "ms": round(ms, 1)}
+                access.info("%s %s %d %.1fms", method, path, status, ms, extra={"fields": fields})
+            logs.current.reset(token)
+
+
+class BearerAuth:
+    """Every path but ``public_paths`` needs the bearer token (sandbox_common.bearer)."""
+
+    def __init__(self, app: ASGIApp, token: str, public_paths: frozenset[str]) -> None:
+        self.app = app
+        self._expected = bearer.digest(token)
+        self._public = public_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self._public:
             await self.app(scope, receive, send)
             return
         verdict = bearer.check(bearer.authorization_values(scope["headers"]), self._expected)

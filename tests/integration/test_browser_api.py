@@ -492,7 +492,7 @@ def test_a_body_that_is_not_json(svc: ServiceProcess, session: str, path: str) -
 @pytest.mark.parametrize(
     ("query", "field", "rule"),
     [
-        ("/content?tabId=zz", "tabId", "pattern"),
+        ("/content?tabId=zz", "tabId", "string_pattern_mismatch"),
         ("/screenshot?fullPage=maybe", "fullPage", "bool_parsing"),
     ],
 )

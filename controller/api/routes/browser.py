@@ -6,8 +6,7 @@ a browser) and forwarded; what the agent answers is passed on.
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 from browser_agent.protocol import (
@@ -20,12 +19,14 @@ from browser_agent.protocol import (
     action_rule_violation,
 )
 from browser_agent.urlpolicy import UrlRefused, check_navigation_url
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
-from controller.api.body import body_schema, parse_body
+from controller.api.body import parse_body
 from controller.api.deps import BrowserServiceDep
+from controller.api.openapi import AUTHENTICATED, SESSION_CALL, WITH_BODY, body_schema, errors
 from controller.browser.client import reply_model, reply_object
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, SessionList
 from controller.browser.service import BrowserSessions
@@ -33,24 +34,19 @@ from controller.errors import InvalidRequest
 
 router = APIRouter(prefix="/browser/sessions", tags=["browser"])
 
-TAB_ID = re.compile(r"^t[0-9]{1,30}$")
+TAB_ID = r"^t[0-9]{1,30}$"
 REQUEST_MARGIN_S = 5.0
 
 
+TabIdQuery = Annotated[
+    str | None,
+    Query(pattern=TAB_ID, description="A tab id such as `t1`; default: the current tab."),
+]
+TabIdPath = Annotated[str, Path(pattern=TAB_ID)]
+
+
 def tab_param(value: str | None) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not TAB_ID.match(value):
-        raise InvalidRequest("tabId", "pattern", "a tab id such as 't1'")
-    return {"tabId": value}
-
-
-def bool_param(name: str, value: str | None) -> bool:
-    if value is None:
-        return False
-    if value.lower() not in ("true", "false", "1", "0"):
-        raise InvalidRequest(name, "bool_parsing", "true or false")
-    return value.lower() in ("true", "1")
+    return {} if value is None else {"tabId": value}
 
 
 async def forward(
@@ -72,7 +68,8 @@ async def forward(
     "",
     status_code=201,
     summary="Open a browser session",
-    openapi_extra=body_schema(CreateSessionRequest),
+    openapi_extra=body_schema("CreateSessionRequest", CreateSessionRequest, required=False),
+    responses=errors(*AUTHENTICATED, *WITH_BODY, 429, 502, 503, 504),
 )
 async def create_session(request: Request, service: BrowserServiceDep) -> CreatedSession:
     if not (await request.body()).strip():
@@ -80,7 +77,7 @@ async def create_session(request: Request, service: BrowserServiceDep) -> Create
     return await service.create(await parse_body(request, CreateSessionRequest))
 
 
-@router.get("", summary="List the open browser sessions")
+@router.get("", summary="List the open browser sessions", responses=errors(*AUTHENTICATED))
 async def list_sessions(service: BrowserServiceDep) -> SessionList:
     return SessionList(
         sessions=service.list(),
@@ -89,12 +86,17 @@ async def list_sessions(service: BrowserServiceDep) -> SessionList:
     )
 
 
-@router.get("/{session_id}", summary="One browser session")
+@router.get("/{session_id}", summary="One browser session", responses=errors(*SESSION_CALL))
 async def get_session(session_id: str, service: BrowserServiceDep) -> SessionInfo:
     return (await service.find(session_id)).info()
 
 
-@router.delete("/{session_id}", status_code=204, summary="Close a session and kill its browser")
+@router.delete(
+    "/{session_id}",
+    status_code=204,
+    summary="Close a session and kill its browser",
+    responses=errors(*SESSION_CALL),
+)
 async def delete_session(session_id: str, service: BrowserServiceDep) -> Response:
     await service.delete(session_id)
     return Response(status_code=204)
@@ -103,7 +105,8 @@ async def delete_session(session_id: str, service: BrowserServiceDep) -> Respons
 @router.post(
     "/{session_id}/navigate",
     summary="Load a URL in a tab",
-    openapi_extra=body_schema(NavigateRequest),
+    openapi_extra=body_schema("NavigateRequest", NavigateRequest),
+    responses=errors(*SESSION_CALL, *WITH_BODY, 403),
 )
 async def navigate(
     session_id: str, request: Request, service: BrowserServiceDep
@@ -118,29 +121,45 @@ async def navigate(
     return reply_model(response, NavigateResponse)
 
 
-@router.get("/{session_id}/content", summary="The page's HTML (text/html)")
+@router.get(
+    "/{session_id}/content",
+    summary="The page's HTML",
+    response_class=HTMLResponse,
+    responses={200: {"description": "The tab's current HTML."}, **errors(*SESSION_CALL)},
+)
 async def content(
-    session_id: str, service: BrowserServiceDep, tabId: str | None = None
+    session_id: str, service: BrowserServiceDep, tabId: TabIdQuery = None
 ) -> Response:
     response = await service.call(session_id, "GET", "/content", params=tab_param(tabId))
     return Response(response.content, media_type="text/html; charset=utf-8")
 
 
-@router.get("/{session_id}/tabs", summary="The session's open tabs")
+@router.get(
+    "/{session_id}/tabs", summary="The session's open tabs", responses=errors(*SESSION_CALL)
+)
 async def list_tabs(session_id: str, service: BrowserServiceDep) -> TabList:
     response = await service.call(session_id, "GET", "/tabs")
     return reply_model(response, TabList)
 
 
-@router.post("/{session_id}/tabs", status_code=201, summary="Open a new tab")
+@router.post(
+    "/{session_id}/tabs",
+    status_code=201,
+    summary="Open a new tab",
+    responses=errors(*SESSION_CALL, 409),
+)
 async def open_tab(session_id: str, service: BrowserServiceDep) -> dict[str, Any]:
     response = await service.call(session_id, "POST", "/tabs")
     return reply_object(response)
 
 
-@router.delete("/{session_id}/tabs/{tab_id}", status_code=204, summary="Close a tab")
-async def close_tab(session_id: str, tab_id: str, service: BrowserServiceDep) -> Response:
-    tab_param(tab_id)
+@router.delete(
+    "/{session_id}/tabs/{tab_id}",
+    status_code=204,
+    summary="Close a tab",
+    responses=errors(*SESSION_CALL),
+)
+async def close_tab(session_id: str, tab_id: TabIdPath, service: BrowserServiceDep) -> Response:
     await service.call(session_id, "DELETE", f"/tabs/{tab_id}")
     return Response(status_code=204)
 
@@ -157,7 +176,12 @@ async def parse_action(request: Request) -> Action:
     return action
 
 
-@router.post("/{session_id}/action", summary="Click, fill, type, press, ... in a tab")
+@router.post(
+    "/{session_id}/action",
+    summary="Click, fill, type, press, ... in a tab",
+    openapi_extra=body_schema("Action", ACTION_ADAPTER),
+    responses=errors(*SESSION_CALL, *WITH_BODY, 403, 409),
+)
 async def action(session_id: str, request: Request, service: BrowserServiceDep) -> dict[str, Any]:
     parsed = await parse_action(request)
     default_ms = service.settings.browser_action_timeout_ms
@@ -165,15 +189,26 @@ async def action(session_id: str, request: Request, service: BrowserServiceDep) 
     return reply_object(response)
 
 
-@router.get("/{session_id}/screenshot", summary="A PNG of the tab (image/png)")
+@router.get(
+    "/{session_id}/screenshot",
+    summary="A PNG of the tab",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The tab as a PNG image.",
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **errors(*SESSION_CALL),
+    },
+)
 async def screenshot(
     session_id: str,
     service: BrowserServiceDep,
-    tabId: str | None = None,
-    fullPage: str | None = None,
+    tabId: TabIdQuery = None,
+    fullPage: Annotated[bool, Query(description="The whole page, not the viewport.")] = False,
 ) -> Response:
     params = tab_param(tabId)
-    params["fullPage"] = "true" if bool_param("fullPage", fullPage) else "false"
+    params["fullPage"] = "true" if fullPage else "false"
     response = await service.call(
         session_id, "GET", "/screenshot", params=params, timeout_s=30 + REQUEST_MARGIN_S
     )

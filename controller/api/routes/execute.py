@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from controller.api.body import body_schema, parse_body
+from controller.api.body import parse_body
 from controller.api.deps import ExecutionServiceDep
+from controller.api.openapi import AUTHENTICATED, WITH_BODY, body_schema, errors
 from controller.execution.models import ExecuteRequest, ExecuteResponse
 
 router = APIRouter()
@@ -15,7 +16,8 @@ router = APIRouter()
     "/execute",
     summary="Run Python code in a sandbox",
     response_model=ExecuteResponse,
-    openapi_extra=body_schema(ExecuteRequest),
+    openapi_extra=body_schema("ExecuteRequest", ExecuteRequest),
+    responses=errors(*AUTHENTICATED, *WITH_BODY, 429, 503),
 )
 async def execute(request: Request, service: ExecutionServiceDep) -> Response:
     result = await service.execute(await parse_body(request, ExecuteRequest))

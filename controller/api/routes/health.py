@@ -6,11 +6,20 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from controller.api.deps import ExecutionServiceDep
+from controller.api.openapi import public
 
 router = APIRouter()
 
 
-@router.get("/health", summary="Service health (no authentication)")
+@router.get(
+    "/health",
+    summary="Service health (no authentication)",
+    openapi_extra=public({}),
+    responses={
+        200: {"description": "The sandbox proved to work: executions are admitted."},
+        503: {"description": "Executions are refused: the body's `sandbox.detail` says why."},
+    },
+)
 async def health(service: ExecutionServiceDep) -> JSONResponse:
     check = service.check
     body = {

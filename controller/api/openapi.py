@@ -1,0 +1,121 @@
+"""The OpenAPI document: every status an operation answers, one error schema, bearer auth.
+
+The routes parse their own bodies (controller.api.body), so FastAPI does not see their
+request models; ``body_schema`` registers each here and ``openapi`` puts it, and every
+model it refers to, under ``components/schemas``, where references resolve.  A client
+generated from the document, or a validator such as schemathesis, then knows every
+answer it can get: the statuses below are the ones the error tree (controller.errors)
+and the middleware produce, each with the shared ``ErrorBody``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, Field, TypeAdapter
+
+REF = "#/components/schemas/{model}"
+BEARER = "bearerAuth"
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="The request field, e.g. `files[0].path` or `body`.")
+    rule: str = Field(description="The rule it broke, e.g. `max_bytes`, `outside_ceiling`.")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """What every error answers (controller.errors)."""
+
+    error: str = Field(description="A stable code: `invalid_request`, `overloaded`, ...")
+    message: str = Field(description="What went wrong, naming the setting to change if any.")
+    details: list[ErrorDetail] | None = Field(
+        None, description="Per field, for `invalid_request` and `request_too_large`."
+    )
+
+
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
+    401: (
+        "Missing or invalid bearer token.",
+        {"WWW-Authenticate": {"description": "`Bearer`.", "schema": {"type": "string"}}},
+    ),
+    403: ("The destination is refused by the network policy (`destination_forbidden`).", {}),
+    404: ("No such session or tab (`not_found`, `tab_not_found`).", {}),
+    409: ("The page did not allow it: `element_timeout`, `action_failed`, `tab_limit`.", {}),
+    410: ("The session existed and failed (its browser died); it is gone.", {}),
+    413: ("The body exceeds MAX_REQUEST_BYTES (`request_too_large`).", {}),
+    422: ("A field breaks a rule; `details` names each field and rule.", {}),
+    429: ("Too many executions or sessions (`overloaded`); retry after a while.", RETRY_AFTER),
+    502: ("The browser failed or could not be reached, or the page could not load.", {}),
+    503: ("The sandbox or the browser cannot run here, or the service is stopping.", RETRY_AFTER),
+    504: ("The browser or the page did not answer in time.", {}),
+}
+AUTHENTICATED = (401,)
+WITH_BODY = (413, 422)
+SESSION_CALL = (*AUTHENTICATED, 404, 410, 422, 502, 504)
+"""What any call through a session's browser may answer."""
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """FastAPI ``responses`` for ``statuses``, each with the shared error body.
+
+    The content is spelled out rather than given as a ``model``: FastAPI would file a
+    model under the route's own media type, which is HTML or PNG for some.
+    """
+    content = {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}}
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(set(statuses)):
+        description, headers = ERRORS[status]
+        documented[status] = {"description": description, "content": content}
+        if headers:
+            documented[status]["headers"] = headers
+    return documented
+
+
+_REQUEST_BODIES: dict[str, TypeAdapter[Any]] = {"ErrorBody": TypeAdapter(ErrorBody)}
+"""The schemas ``openapi`` adds to the components: the request bodies, the errors'."""
+
+
+def body_schema(
+    name: str, body: type[BaseModel] | TypeAdapter[Any], *, required: bool = True
+) -> dict[str, Any]:
+    """``openapi_extra`` of a route whose body ``controller.api.body`` parses: a
+    reference to ``name``, which ``openapi`` defines."""
+    adapter = body if isinstance(body, TypeAdapter) else TypeAdapter(body)
+    if _REQUEST_BODIES.setdefault(name, adapter) is not adapter:
+        raise ValueError(f"two request bodies named {name}")
+    schema = {"$ref": REF.format(model=name)}
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": required, "content": content}}
+
+
+def openapi(app: FastAPI) -> dict[str, Any]:
+    """The document, built once: FastAPI's, with the request bodies and bearer auth."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        description=app.description,
+        routes=app.routes,
+    )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, adapter in _REQUEST_BODIES.items():
+        schema = adapter.json_schema(ref_template=REF)
+        for defined, definition in {**schema.pop("$defs", {}), name: schema}.items():
+            if schemas.setdefault(defined, definition) != definition:
+                # Two models of one name: a reference would reach the wrong one.
+                raise ValueError(f"two schemas named {defined} in the OpenAPI document")
+    document["components"]["securitySchemes"] = {BEARER: {"type": "http", "scheme": "bearer"}}
+    document["security"] = [{BEARER: []}]
+    app.openapi_schema = document
+    return document
+
+
+def public(operation: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` of an operation that needs no token."""
+    return {**operation, "security": []}
