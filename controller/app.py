@@ -13,11 +13,14 @@ from controller.api.errors import install_error_handlers
 from controller.api.middleware import PUBLIC_PATHS, BearerAuth, BodyLimit, RequestLog
 from controller.api.openapi import openapi
 from controller.api.routes import browser, execute, health
+from controller.api.routes import metrics as metrics_route
 from controller.browser.backend import SessionBackend
 from controller.browser.client import AgentClient
+from controller.browser.service import BrowserSessions
 from controller.browser.sessions import SessionService
 from controller.execution.backend import ExecutionBackend
 from controller.execution.service import ExecutionService
+from controller.metrics import Metrics
 from controller.settings import Settings
 
 DOCS_PATHS = ("/openapi.json", "/docs", "/redoc")
@@ -41,7 +44,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         budget = placement.memory_budget(settings)
         app.state.execution = ExecutionService(
-            settings, execution or placement.execution_backend(settings), budget
+            settings, execution or placement.execution_backend(settings), budget, metrics
         )
         client = AgentClient(agent_transport)
         app.state.browser = (
@@ -49,6 +52,7 @@ def create_app(
             if sessions is not None
             else placement.browser_sessions(settings, client, budget)
         )
+        observe_levels(metrics, app.state.execution, app.state.browser)
         await app.state.execution.start()
         try:
             await app.state.browser.start()
@@ -60,6 +64,7 @@ def create_app(
             await app.state.execution.stop()
 
     docs = settings.api_docs
+    metrics = Metrics()
     app = FastAPI(
         title="Sandbox controller",
         summary="Runs untrusted Python in bubblewrap sandboxes and drives headless browsers.",
@@ -70,10 +75,12 @@ def create_app(
         redoc_url=DOCS_PATHS[2] if docs else None,
     )
     app.state.settings = settings
+    app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(execute.router)
     app.include_router(browser.router)
+    app.include_router(metrics_route.router)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     # Outermost first (added last): the request's id and log line, authentication, the
     # body cap, then the application.
@@ -81,7 +88,43 @@ def create_app(
     app.add_middleware(
         BearerAuth,
         token=settings.auth_token.get_secret_value(),
-        public_paths=PUBLIC_PATHS | (frozenset(DOCS_PATHS) if docs else frozenset()),
+        public_paths=PUBLIC_PATHS
+        | (frozenset(DOCS_PATHS) if docs else frozenset())
+        | ({"/metrics"} if settings.metrics_public else frozenset()),
     )
-    app.add_middleware(RequestLog, access_log=settings.access_log)
+    app.add_middleware(RequestLog, access_log=settings.access_log, metrics=metrics)
     return app
+
+
+def observe_levels(metrics: Metrics, execution: ExecutionService, browser: BrowserSessions) -> None:
+    """The gauges, read from the services when scraped."""
+    admission = execution.admission
+    metrics.level(
+        "sandbox_executions_running", "Executions holding a slot.", lambda: admission.running
+    )
+    metrics.level(
+        "sandbox_executions_queued",
+        "Executions waiting for a slot or memory.",
+        lambda: admission.admitted - admission.running,
+    )
+    metrics.level(
+        "sandbox_warm_sandboxes",
+        "Sandboxes started ahead of requests.",
+        lambda: execution.warm_sandboxes,
+    )
+    metrics.level(
+        "sandbox_browser_sessions_open", "Open browser sessions.", lambda: len(browser.list())
+    )
+    metrics.level(
+        "sandbox_browser_warm_agents",
+        "Browsers started ahead of sessions.",
+        lambda: browser.warm_agents,
+    )
+    budget = admission.budget
+    if budget is not None:
+        metrics.level("sandbox_memory_budget_mb", "MEMORY_BUDGET_MB.", lambda: budget.total_mb)
+        metrics.level(
+            "sandbox_memory_held_mb",
+            "Memory held by executions, warm sandboxes and browsers.",
+            lambda: budget.held_mb,
+        )

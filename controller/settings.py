@@ -242,6 +242,11 @@ class Settings(BrowserSessionRules, NetworkRules):
     access_log: bool = Field(
         True, description="Log one line per request: method, path, status, time (no query)."
     )
+    metrics_public: bool = Field(
+        False,
+        description="Serve /metrics without the bearer token (a scrape from inside a "
+        "private network); by default it needs the token like the API.",
+    )
     log_format: Literal["text", "json"] = Field(
         "text",
         description="text: one readable line per event; json: one JSON object per line, "

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller import logs
 from controller.errors import ControllerError, RequestTooLarge, Unauthorized
+from controller.metrics import Metrics
 from sandbox_common import bearer
 
 access = logging.getLogger("controller.access")
@@ -37,14 +38,34 @@ async def send_error(send: Send, error: ControllerError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+DEFAULT_KEY = "default"
+"""The name of AUTH_TOKEN's caller, in metrics and logs."""
+KEY_SCOPE = "sandbox_controller.key"
+
+
+def identify(scope: Scope, key: str) -> None:
+    """The request is the caller's whose key is named ``key`` (never the key itself)."""
+    scope[KEY_SCOPE] = key
+    context = logs.current.get()
+    if context is not None:
+        context.key = key
+
+
+def caller_key(scope: Scope) -> str:
+    """The name of the authenticated caller's key; a public path has none."""
+    key: str = scope.get(KEY_SCOPE, "anonymous")
+    return key
+
+
 class RequestLog:
     """Gives each request its id (``X-Request-ID`` if the caller sent a safe one), answers
-    it back in the same header, and logs one line when the answer has been sent: method,
-    path (never the query string), status, milliseconds."""
+    it back in the same header, and when the answer has been sent counts it (metrics) and
+    logs one line: method, path (never the query string), status, milliseconds."""
 
-    def __init__(self, app: ASGIApp, access_log: bool) -> None:
+    def __init__(self, app: ASGIApp, access_log: bool, metrics: Metrics) -> None:
         self.app = app
         self.access_log = access_log
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,10 +88,13 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            method, path = scope["method"], scope["path"]
+            route = getattr(scope.get("route"), "path", None)
+            self.metrics.request(route, method, status, seconds)
             if self.access_log:
-                ms = (time.perf_counter() - started) * 1000
-                method, path = scope["method"], scope["path"]
-                fields = {"method": method, "path": path, "status": status, "ms": round(ms, 1)}
+                ms = round(seconds * 1000, 1)
+                fields = {"method": method, "path": path, "status": status, "ms": ms}
                 access.info("%s %s %d %.1fms", method, path, status, ms, extra={"fields": fields})
             logs.current.reset(token)
 
@@ -92,6 +116,7 @@ class BearerAuth:
             message, challenge = REFUSALS[verdict]
             await send_error(send, Unauthorized(message, headers={"WWW-Authenticate": challenge}))
             return
+        identify(scope, DEFAULT_KEY)
         await self.app(scope, receive, send)
 
 

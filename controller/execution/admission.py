@@ -29,6 +29,7 @@ class Admission:
         self._slots = asyncio.Semaphore(running)
         self._capacity = running + queued
         self._admitted = 0
+        self._running = 0
         self._running_limit = running
         self._queued_limit = queued
 
@@ -36,6 +37,11 @@ class Admission:
     def admitted(self) -> int:
         """Executions running or waiting."""
         return self._admitted
+
+    @property
+    def running(self) -> int:
+        """Executions that hold a slot (and their memory)."""
+        return self._running
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -49,9 +55,21 @@ class Admission:
         try:
             async with self._slots:
                 if self.budget is None:
-                    yield
+                    async with self._counted():
+                        yield
                 else:
-                    async with self.budget.reserved(self._memory_mb, "an execution"):
+                    async with (
+                        self.budget.reserved(self._memory_mb, "an execution"),
+                        self._counted(),
+                    ):
                         yield
         finally:
             self._admitted -= 1
+
+    @asynccontextmanager
+    async def _counted(self) -> AsyncIterator[None]:
+        self._running += 1
+        try:
+            yield
+        finally:
+            self._running -= 1

@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 import httpx
 from runner.contract import InputFile, Job
 
 from controller.budget import MemoryBudget
-from controller.errors import InvalidRequest, SandboxUnavailable
+from controller.errors import ControllerError, InvalidRequest, Overloaded, SandboxUnavailable
 from controller.execution import delivery
 from controller.execution.admission import Admission
 from controller.execution.backend import ExecutionBackend, SandboxCheck
 from controller.execution.limits import harvest_limits, run_limits, sandbox_limits
 from controller.execution.models import ExecuteRequest, ExecuteResponse
 from controller.execution.results import response_for
+from controller.metrics import Metrics
 from controller.network import execution_policy
 from controller.settings import Settings
 from controller.uploads.policy import UploadPolicy
 from controller.uploads.transport import GuardedTransport, check_target
 
 log = logging.getLogger(__name__)
+
+
+REFUSALS: dict[type[ControllerError], str] = {
+    InvalidRequest: "invalid",
+    Overloaded: "overloaded",
+    SandboxUnavailable: "unavailable",
+}
+"""The outcome label of an execution refused before or instead of running."""
+
+
+def outcome_of(response: ExecuteResponse) -> str:
+    if response.timedOut:
+        return "timed_out"
+    return "exited" if response.exitCode == 0 else "failed"
 
 
 def new_execution_id() -> str:
@@ -32,9 +48,14 @@ class ExecutionService:
     """Validated requests in, responses out; owns admission in front of the backend."""
 
     def __init__(
-        self, settings: Settings, backend: ExecutionBackend, budget: MemoryBudget | None = None
+        self,
+        settings: Settings,
+        backend: ExecutionBackend,
+        budget: MemoryBudget | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self._backend = backend
         self.admission = Admission(
             settings.max_concurrent_executions,
@@ -142,14 +163,34 @@ class ExecutionService:
             network=execution_policy(settings.network_ceiling, request.network),
         )
 
-    async def execute(self, request: ExecuteRequest) -> ExecuteResponse:
+    async def execute(self, request: ExecuteRequest, key: str) -> ExecuteResponse:
+        """Run ``request`` for the caller whose key is named ``key`` (metrics, logs)."""
+        started = time.perf_counter()
+        outcome_label = "error"
+        try:
+            response = await self._execute(request, started)
+            outcome_label = outcome_of(response)
+            return response
+        except ControllerError as exc:
+            outcome_label = REFUSALS.get(type(exc), "error")
+            raise
+        finally:
+            metrics = self.metrics
+            metrics.executions.labels(outcome_label, key).inc()
+            metrics.total_seconds.observe(time.perf_counter() - started)
+
+    async def _execute(self, request: ExecuteRequest, started: float) -> ExecuteResponse:
         if not self.check.ok:  # fail closed, whatever the backend
             raise SandboxUnavailable(f"sandbox unavailable: {self.check.detail}")
         self._check_sizes(request)
         await self._check_upload_target(request)  # refused before anything runs
         job = self.job_for(request)
+        metrics = self.metrics
         async with self.admission.slot():
+            slotted = time.perf_counter()
+            metrics.queue_seconds.observe(slotted - started)
             outcome = await self._backend.run(job)
+        metrics.run_seconds.observe(time.perf_counter() - slotted)
         if outcome.setup_error:
             raise InvalidRequest("files", "writable", outcome.setup_error)
         response = response_for(job.execution_id, outcome, job.limits.timeout_ms)
@@ -164,6 +205,8 @@ class ExecutionService:
             len(response.violations),
             len(outcome.harvested.files),
         )
+        for violation in response.violations:
+            metrics.violations.labels(violation.kind).inc()
         settings = self.settings
         if request.fileUploadUrl is not None:
             response.uploads, response.skippedFiles = await delivery.upload(
@@ -174,6 +217,8 @@ class ExecutionService:
                 request.public,
                 settings.upload_concurrency,
             )
+            for upload in response.uploads:
+                metrics.uploads.labels(str(upload.status)).inc()
         else:
             response.files, response.skippedFiles = delivery.inline(
                 outcome.harvested, settings.max_inline_bytes
