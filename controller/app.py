@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from controller import placement
 from controller.api.errors import install_error_handlers
-from controller.api.middleware import PUBLIC_PATHS, BearerAuth, BodyLimit, RequestLog
+from controller.api.middleware import PUBLIC_PATHS, Admitting, BearerAuth, BodyLimit, RequestLog
 from controller.api.openapi import openapi
 from controller.api.routes import browser, execute, health
 from controller.api.routes import metrics as metrics_route
@@ -18,6 +18,7 @@ from controller.browser.backend import SessionBackend
 from controller.browser.client import AgentClient
 from controller.browser.service import BrowserSessions
 from controller.browser.sessions import SessionService
+from controller.draining import Drain
 from controller.execution.backend import ExecutionBackend
 from controller.execution.service import ExecutionService
 from controller.metrics import Metrics
@@ -65,6 +66,7 @@ def create_app(
 
     docs = settings.api_docs
     metrics = Metrics()
+    drain = Drain(settings.shutdown_grace_s)
     app = FastAPI(
         title="Sandbox controller",
         summary="Runs untrusted Python in bubblewrap sandboxes and drives headless browsers.",
@@ -76,14 +78,15 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.drain = drain
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(execute.router)
     app.include_router(browser.router)
     app.include_router(metrics_route.router)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
-    # Outermost first (added last): the request's id and log line, authentication, the
-    # body cap, then the application.
+    # Outermost first (added last): the request's id and log line, admission while
+    # stopping, authentication, the body cap, then the application.
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_middleware(
         BearerAuth,
@@ -92,6 +95,7 @@ def create_app(
         | (frozenset(DOCS_PATHS) if docs else frozenset())
         | ({"/metrics"} if settings.metrics_public else frozenset()),
     )
+    app.add_middleware(Admitting, drain=drain)
     app.add_middleware(RequestLog, access_log=settings.access_log, metrics=metrics)
     return app
 

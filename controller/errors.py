@@ -8,6 +8,7 @@
     +-- Gone                     410  the resource existed and failed (a session whose pod died)
     +-- Overloaded               429  admission queue full (with Retry-After)
     +-- SandboxUnavailable       503  the sandbox cannot run here; the message says why
+    +-- ShuttingDown             503  the service is stopping (SIGTERM; with Retry-After)
     +-- BrowserUnavailable       503  no browser agent could be started; the message says why
     +-- BadGateway               502  a browser agent failed or could not be reached
     |   +-- MalformedReply       502  ... or answered what the protocol does not allow
@@ -88,6 +89,18 @@ class Overloaded(ControllerError):
 class SandboxUnavailable(ControllerError):
     status_code = 503
     code = "sandbox_unavailable"
+
+
+class ShuttingDown(ControllerError):
+    status_code = 503
+    code = "shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the service is stopping and admits nothing new; retry (another replica, or "
+            "this one once restarted)",
+            headers={"Retry-After": "1"},
+        )
 
 
 class BrowserUnavailable(ControllerError):

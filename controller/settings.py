@@ -242,6 +242,14 @@ class Settings(BrowserSessionRules, NetworkRules):
     access_log: bool = Field(
         True, description="Log one line per request: method, path, status, time (no query)."
     )
+    shutdown_grace_s: int = Field(
+        30,
+        ge=0,
+        le=3600,
+        description="On SIGTERM the service admits nothing new (503 with Retry-After) and "
+        "lets the requests in flight finish for up to this long; then it kills what still "
+        "runs and exits (the chart's terminationGracePeriodSeconds is this plus a margin).",
+    )
     metrics_public: bool = Field(
         False,
         description="Serve /metrics without the bearer token (a scrape from inside a "

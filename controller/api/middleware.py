@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: the request's id and log line, bearer authentication, the body cap.
+"""Pure ASGI middleware: the request's id and log line, admission while stopping, bearer
+authentication, the body cap.
 
 Plain ASGI (not BaseHTTPMiddleware) keeps them off the hot path's cost, and running them
 before routing means an unauthenticated caller learns nothing, not even validation errors.
@@ -13,7 +14,8 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller import logs
-from controller.errors import ControllerError, RequestTooLarge, Unauthorized
+from controller.draining import ALWAYS_SERVED, Drain
+from controller.errors import ControllerError, RequestTooLarge, ShuttingDown, Unauthorized
 from controller.metrics import Metrics
 from sandbox_common import bearer
 
@@ -97,6 +99,28 @@ class RequestLog:
                 fields = {"method": method, "path": path, "status": status, "ms": ms}
                 access.info("%s %s %d %.1fms", method, path, status, ms, extra={"fields": fields})
             logs.current.reset(token)
+
+
+class Admitting:
+    """While the service drains (controller.draining) a new request is refused (503 with
+    Retry-After); the others are counted in flight, so the drain knows when they are done."""
+
+    def __init__(self, app: ASGIApp, drain: Drain) -> None:
+        self.app = app
+        self.drain = drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in ALWAYS_SERVED:
+            await self.app(scope, receive, send)
+            return
+        if self.drain.draining:
+            await send_error(send, ShuttingDown())
+            return
+        self.drain.entered()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.drain.left()
 
 
 class BearerAuth:

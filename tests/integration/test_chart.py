@@ -114,6 +114,16 @@ def test_the_controller_runs_locked_down_with_the_token_from_a_secret(default: l
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
 
 
+def test_a_stopping_replica_drains_within_its_pods_grace() -> None:
+    deployment = one(render("shutdownGraceSeconds=40"), "Deployment", CONTROLLER)
+    pod = deployment["spec"]["template"]["spec"]
+    assert env(deployment)["SHUTDOWN_GRACE_S"] == "40"
+    preStop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    # The pause, the drain, then its runner pods' deletion: all before the kubelet kills it.
+    assert pod["terminationGracePeriodSeconds"] >= 40 + preStop + 10
+    assert "set by the chart itself" in refusal("settings.SHUTDOWN_GRACE_S=5")
+
+
 def test_there_is_never_a_default_token() -> None:
     first = one(render(), "Secret")["data"]["token"]
     second = one(render(), "Secret")["data"]["token"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from controller.api.deps import ExecutionServiceDep
@@ -17,13 +17,17 @@ router = APIRouter()
     openapi_extra=public({}),
     responses={
         200: {"description": "The sandbox proved to work: executions are admitted."},
-        503: {"description": "Executions are refused: the body's `sandbox.detail` says why."},
+        503: {
+            "description": "Executions are refused: the body's `sandbox.detail` says why, "
+            "or `status` is `stopping`."
+        },
     },
 )
-async def health(service: ExecutionServiceDep) -> JSONResponse:
+async def health(request: Request, service: ExecutionServiceDep) -> JSONResponse:
     check = service.check
+    stopping = request.app.state.drain.draining
     body = {
-        "status": "ok" if check.ok else "degraded",
+        "status": "stopping" if stopping else ("ok" if check.ok else "degraded"),
         "backend": service.backend_name,
         "sandbox": {"ok": check.ok, "detail": check.detail, "limits": check.limits},
         "executions": {
@@ -40,5 +44,6 @@ async def health(service: ExecutionServiceDep) -> JSONResponse:
     budget = service.admission.budget
     if budget is not None:
         body["memory"] = {"budgetMb": budget.total_mb, "heldMb": budget.held_mb}
-    # 503 while the sandbox is not proven: load balancers stop sending executions here.
-    return JSONResponse(body, status_code=200 if check.ok else 503)
+    # 503 while the sandbox is not proven, or while stopping: load balancers stop sending
+    # executions here.
+    return JSONResponse(body, status_code=200 if check.ok and not stopping else 503)
