@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from controller import logs
 from controller.app import create_app
 from controller.draining import Drain
+from controller.keys import KeysFileError
 from controller.settings import Settings
 
 
@@ -60,7 +61,11 @@ class DrainingServer(uvicorn.Server):
 def main() -> None:
     settings = load_settings()
     logs.configure(settings.log_format)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except (OSError, KeysFileError) as exc:
+        print(f"sandbox-controller: AUTH_KEYS_FILE: {exc}", file=sys.stderr)
+        sys.exit(2)
     config = uvicorn.Config(
         app,
         host=settings.host,

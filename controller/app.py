@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,9 +22,11 @@ from controller.browser.sessions import SessionService
 from controller.draining import Drain
 from controller.execution.backend import ExecutionBackend
 from controller.execution.service import ExecutionService
+from controller.keys import Defaults, KeyRing, RateLimits
 from controller.metrics import Metrics
 from controller.settings import Settings
 
+KEYS_REREAD_S = 2.0
 DOCS_PATHS = ("/openapi.json", "/docs", "/redoc")
 """The API's description and two readers of it, public unless API_DOCS is false."""
 
@@ -55,6 +58,7 @@ def create_app(
         )
         observe_levels(metrics, app.state.execution, app.state.browser)
         await app.state.execution.start()
+        rereading = asyncio.create_task(reread_keys(keys))
         try:
             await app.state.browser.start()
             try:
@@ -62,11 +66,13 @@ def create_app(
             finally:
                 await app.state.browser.stop()
         finally:
+            rereading.cancel()
             await app.state.execution.stop()
 
     docs = settings.api_docs
     metrics = Metrics()
     drain = Drain(settings.shutdown_grace_s)
+    keys = key_ring(settings)
     app = FastAPI(
         title="Sandbox controller",
         summary="Runs untrusted Python in bubblewrap sandboxes and drives headless browsers.",
@@ -79,6 +85,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.drain = drain
+    app.state.keys = keys
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(execute.router)
@@ -90,7 +97,8 @@ def create_app(
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_middleware(
         BearerAuth,
-        token=settings.auth_token.get_secret_value(),
+        keys=keys,
+        rates=RateLimits(),
         public_paths=PUBLIC_PATHS
         | (frozenset(DOCS_PATHS) if docs else frozenset())
         | ({"/metrics"} if settings.metrics_public else frozenset()),
@@ -98,6 +106,24 @@ def create_app(
     app.add_middleware(Admitting, drain=drain)
     app.add_middleware(RequestLog, access_log=settings.access_log, metrics=metrics)
     return app
+
+
+def key_ring(settings: Settings) -> KeyRing:
+    """AUTH_TOKEN's caller and AUTH_KEYS_FILE's; a malformed file stops the start here,
+    naming the line (controller.__main__ prints it)."""
+    defaults = Defaults(
+        settings.max_concurrent_executions,
+        settings.max_queued_executions,
+        settings.max_browser_sessions,
+    )
+    return KeyRing(settings.auth_token.get_secret_value(), defaults, settings.auth_keys_file)
+
+
+async def reread_keys(keys: KeyRing) -> None:
+    """The keys file, read again when it has changed (checked every KEYS_REREAD_S)."""
+    while keys.path is not None:
+        await asyncio.sleep(KEYS_REREAD_S)
+        keys.reload()
 
 
 def observe_levels(metrics: Metrics, execution: ExecutionService, browser: BrowserSessions) -> None:

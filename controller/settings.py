@@ -232,6 +232,12 @@ class Settings(BrowserSessionRules, NetworkRules):
         f"the service refuses to start without one, or with one shorter than {MIN_TOKEN_LENGTH} "
         "characters or a well-known placeholder."
     )
+    auth_keys_file: Path | None = Field(
+        None,
+        description="A YAML file of named keys, each the hex SHA-256 of a caller's token "
+        "with its own limits (docs/operations.md#keys); read again when it changes. "
+        "AUTH_TOKEN stays valid as the key named `default`.",
+    )
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8080, ge=1, le=65535, description="Port to listen on.")
     backend: Literal["local", "kubernetes"] = Field(

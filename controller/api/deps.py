@@ -10,9 +10,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from controller.api.middleware import caller_key
+from controller.api.middleware import caller_of
 from controller.browser.service import BrowserSessions
 from controller.execution.service import ExecutionService
+from controller.keys import Caller
 from controller.settings import Settings
 
 
@@ -31,12 +32,12 @@ async def get_browser_service(request: Request) -> BrowserSessions:
     return service
 
 
-async def get_caller_key(request: Request) -> str:
-    return caller_key(request.scope)
+async def get_caller(request: Request) -> Caller:
+    return caller_of(request.scope)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-CallerKeyDep = Annotated[str, Depends(get_caller_key)]
-"""The name of the caller's key (controller.api.middleware.identify)."""
+CallerDep = Annotated[Caller, Depends(get_caller)]
+"""The authenticated caller (controller.api.middleware.identify)."""
 ExecutionServiceDep = Annotated[ExecutionService, Depends(get_execution_service)]
 BrowserServiceDep = Annotated[BrowserSessions, Depends(get_browser_service)]

@@ -15,7 +15,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller import logs
 from controller.draining import ALWAYS_SERVED, Drain
-from controller.errors import ControllerError, RequestTooLarge, ShuttingDown, Unauthorized
+from controller.errors import (
+    ControllerError,
+    Overloaded,
+    RequestTooLarge,
+    ShuttingDown,
+    Unauthorized,
+)
+from controller.keys import Caller, KeyRing, RateLimits
 from controller.metrics import Metrics
 from sandbox_common import bearer
 
@@ -40,23 +47,21 @@ async def send_error(send: Send, error: ControllerError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-DEFAULT_KEY = "default"
-"""The name of AUTH_TOKEN's caller, in metrics and logs."""
-KEY_SCOPE = "sandbox_controller.key"
+KEY_SCOPE = "sandbox_controller.caller"
 
 
-def identify(scope: Scope, key: str) -> None:
-    """The request is the caller's whose key is named ``key`` (never the key itself)."""
-    scope[KEY_SCOPE] = key
+def identify(scope: Scope, caller: Caller) -> None:
+    """The request is ``caller``'s (logs carry its key's name, never the key)."""
+    scope[KEY_SCOPE] = caller
     context = logs.current.get()
     if context is not None:
-        context.key = key
+        context.key = caller.name
 
 
-def caller_key(scope: Scope) -> str:
-    """The name of the authenticated caller's key; a public path has none."""
-    key: str = scope.get(KEY_SCOPE, "anonymous")
-    return key
+def caller_of(scope: Scope) -> Caller:
+    """The authenticated caller (every route but the public ones has one)."""
+    caller: Caller = scope[KEY_SCOPE]
+    return caller
 
 
 class RequestLog:
@@ -124,23 +129,34 @@ class Admitting:
 
 
 class BearerAuth:
-    """Every path but ``public_paths`` needs the bearer token (sandbox_common.bearer)."""
+    """Every path but ``public_paths`` needs a caller's bearer token: AUTH_TOKEN or a key
+    of AUTH_KEYS_FILE (controller.keys); then the caller's requestsPerMinute applies."""
 
-    def __init__(self, app: ASGIApp, token: str, public_paths: frozenset[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, keys: KeyRing, rates: RateLimits, public_paths: frozenset[str]
+    ) -> None:
         self.app = app
-        self._expected = bearer.digest(token)
+        self.keys = keys
+        self.rates = rates
         self._public = public_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self._public:
             await self.app(scope, receive, send)
             return
-        verdict = bearer.check(bearer.authorization_values(scope["headers"]), self._expected)
-        if verdict is not bearer.Verdict.OK:
+        token = bearer.credentials(bearer.authorization_values(scope["headers"]))
+        caller = self.keys.caller(token) if token is not None else None
+        if caller is None:
+            verdict = bearer.Verdict.MISSING if token is None else bearer.Verdict.INVALID
             message, challenge = REFUSALS[verdict]
             await send_error(send, Unauthorized(message, headers={"WWW-Authenticate": challenge}))
             return
-        identify(scope, DEFAULT_KEY)
+        identify(scope, caller)
+        try:
+            self.rates.take(caller)
+        except Overloaded as exc:
+            await send_error(send, exc)
+            return
         await self.app(scope, receive, send)
 
 

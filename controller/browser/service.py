@@ -13,7 +13,8 @@ import httpx
 from browser_agent.protocol import SessionNetwork
 
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo
-from controller.errors import InvalidRequest, Overloaded
+from controller.errors import InvalidRequest, NotFound, Overloaded
+from controller.keys import Caller
 from controller.network import session_policy
 from controller.settings import Settings
 
@@ -23,6 +24,9 @@ class OpenSession(Protocol):
 
 
 class BrowserSessions(Protocol):
+    """Every session belongs to the caller (controller.keys) that opened it: another
+    caller's session is not found (404), and each caller has its own cap."""
+
     settings: Settings
 
     @property
@@ -33,18 +37,20 @@ class BrowserSessions(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def create(self, request: CreateSessionRequest) -> CreatedSession: ...
+    async def create(self, request: CreateSessionRequest, caller: Caller) -> CreatedSession: ...
 
-    async def find(self, session_id: str) -> OpenSession:
+    async def find(self, session_id: str, caller: Caller) -> OpenSession:
         """The open session; NotFound (404) when there is none, Gone (410) when it failed."""
 
-    def list(self) -> list[SessionInfo]: ...
+    def list(self, caller: Caller | None = None) -> list[SessionInfo]:
+        """``caller``'s open sessions; None: everybody's (metrics)."""
 
-    async def delete(self, session_id: str) -> None: ...
+    async def delete(self, session_id: str, caller: Caller) -> None: ...
 
     async def call(
         self,
         session_id: str,
+        caller: Caller,
         method: str,
         path: str,
         *,
@@ -71,10 +77,23 @@ def session_network(settings: Settings, request: CreateSessionRequest) -> Sessio
     return SessionNetwork.of(policy, settings.network_internal_hosts)
 
 
-def check_capacity(settings: Settings, open_sessions: int) -> None:
+def check_capacity(settings: Settings, open_sessions: int, caller: Caller, own: int) -> None:
+    """429 when ``open_sessions`` fill the deployment's cap, or ``own`` (the caller's
+    open sessions) its key's."""
     if open_sessions >= settings.max_browser_sessions:
         raise Overloaded(
             f"{settings.max_browser_sessions} browser sessions are open; close one or retry "
             "later (setting MAX_BROWSER_SESSIONS)",
             retry_after_s=5,
         )
+    if own >= caller.max_browser_sessions:
+        raise Overloaded(
+            f"key {caller.name!r} has {caller.max_browser_sessions} browser sessions open; "
+            "close one or retry later (maxBrowserSessions of its key)",
+            retry_after_s=5,
+        )
+
+
+def not_found(session_id: str) -> NotFound:
+    """The answer for a session that is not the caller's, whether or not it exists."""
+    return NotFound(f"no browser session {session_id!r} (closed, expired or never opened)")

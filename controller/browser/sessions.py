@@ -25,7 +25,12 @@ from browser_agent.protocol import ConfigureResponse
 from controller.browser.backend import AgentHandle, SessionBackend
 from controller.browser.client import AgentClient, reply_model
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, Viewport
-from controller.browser.service import check_capacity, checked_timeouts, session_network
+from controller.browser.service import (
+    check_capacity,
+    checked_timeouts,
+    not_found,
+    session_network,
+)
 from controller.budget import MemoryBudget
 from controller.errors import (
     AgentRefused,
@@ -34,6 +39,7 @@ from controller.errors import (
     InvalidRequest,
     NotFound,
 )
+from controller.keys import Caller
 from controller.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +69,8 @@ class Session:
     user_agent: str
     is_mobile: bool
     labels: dict[str, str]
+    owner: str
+    """The name of the caller's key that opened it."""
     idle_timeout_s: int
     max_lifetime_s: int
     created_wall: datetime
@@ -144,7 +152,7 @@ class SessionService:
         await self._backend.stop()
         await self.client.close()
 
-    async def create(self, request: CreateSessionRequest) -> CreatedSession:
+    async def create(self, request: CreateSessionRequest, caller: Caller) -> CreatedSession:
         s = self.settings
         idle, lifetime = checked_timeouts(s, request)
         network = session_network(s, request)
@@ -155,7 +163,8 @@ class SessionService:
                 "unknown_device",
                 f"unknown device {request.device!r}; accepted: " + ", ".join(names),
             )
-        check_capacity(s, len(self._sessions) + self._creating)
+        own = sum(1 for x in self._sessions.values() if x.owner == caller.name)
+        check_capacity(s, len(self._sessions) + self._creating, caller, own)
         if self._budget is not None:
             self._budget.hold(s.browser_memory_mb, "a browser session")
         self._creating += 1
@@ -187,6 +196,7 @@ class SessionService:
             user_agent=bound.userAgent,
             is_mobile=bound.isMobile,
             labels=dict(request.labels),
+            owner=caller.name,
             idle_timeout_s=idle,
             max_lifetime_s=lifetime,
             created_wall=datetime.now(UTC),
@@ -201,20 +211,24 @@ class SessionService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def get(self, session_id: str) -> Session:
+    def get(self, session_id: str, caller: Caller) -> Session:
         session = self._sessions.get(session_id)
-        if session is None or session.closed:
-            raise NotFound(f"no browser session {session_id!r} (closed, expired or never opened)")
+        if session is None or session.closed or session.owner != caller.name:
+            raise not_found(session_id)
         return session
 
-    async def find(self, session_id: str) -> Session:
-        return self.get(session_id)
+    async def find(self, session_id: str, caller: Caller) -> Session:
+        return self.get(session_id, caller)
 
-    def list(self) -> list[SessionInfo]:
-        return [s.info() for s in self._sessions.values() if not s.closed]
+    def list(self, caller: Caller | None = None) -> list[SessionInfo]:
+        return [
+            s.info()
+            for s in self._sessions.values()
+            if not s.closed and (caller is None or s.owner == caller.name)
+        ]
 
-    async def delete(self, session_id: str) -> None:
-        await self._close(self.get(session_id), "deleted")
+    async def delete(self, session_id: str, caller: Caller) -> None:
+        await self._close(self.get(session_id, caller), "deleted")
 
     async def _close(self, session: Session, why: str) -> None:
         if session.closed:
@@ -238,6 +252,7 @@ class SessionService:
     async def call(
         self,
         session_id: str,
+        caller: Caller,
         method: str,
         path: str,
         *,
@@ -246,7 +261,7 @@ class SessionService:
         timeout_s: float = 30.0,
     ) -> httpx.Response:
         """One call to the session's agent; a dead agent closes its session (502)."""
-        session = self.get(session_id)
+        session = self.get(session_id, caller)
         async with self._using(session):
             try:
                 return await self.client.request(

@@ -17,6 +17,7 @@ from controller.execution.backend import ExecutionBackend, SandboxCheck
 from controller.execution.limits import harvest_limits, run_limits, sandbox_limits
 from controller.execution.models import ExecuteRequest, ExecuteResponse
 from controller.execution.results import response_for
+from controller.keys import Caller
 from controller.metrics import Metrics
 from controller.network import execution_policy
 from controller.settings import Settings
@@ -163,12 +164,12 @@ class ExecutionService:
             network=execution_policy(settings.network_ceiling, request.network),
         )
 
-    async def execute(self, request: ExecuteRequest, key: str) -> ExecuteResponse:
-        """Run ``request`` for the caller whose key is named ``key`` (metrics, logs)."""
+    async def execute(self, request: ExecuteRequest, caller: Caller) -> ExecuteResponse:
+        """Run ``request`` for ``caller``, within its limits and the deployment's."""
         started = time.perf_counter()
         outcome_label = "error"
         try:
-            response = await self._execute(request, started)
+            response = await self._execute(request, caller, started)
             outcome_label = outcome_of(response)
             return response
         except ControllerError as exc:
@@ -176,17 +177,19 @@ class ExecutionService:
             raise
         finally:
             metrics = self.metrics
-            metrics.executions.labels(outcome_label, key).inc()
+            metrics.executions.labels(outcome_label, caller.name).inc()
             metrics.total_seconds.observe(time.perf_counter() - started)
 
-    async def _execute(self, request: ExecuteRequest, started: float) -> ExecuteResponse:
+    async def _execute(
+        self, request: ExecuteRequest, caller: Caller, started: float
+    ) -> ExecuteResponse:
         if not self.check.ok:  # fail closed, whatever the backend
             raise SandboxUnavailable(f"sandbox unavailable: {self.check.detail}")
         self._check_sizes(request)
         await self._check_upload_target(request)  # refused before anything runs
         job = self.job_for(request)
         metrics = self.metrics
-        async with self.admission.slot():
+        async with self.admission.slot(caller):
             slotted = time.perf_counter()
             metrics.queue_seconds.observe(slotted - started)
             outcome = await self._backend.run(job)

@@ -34,6 +34,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 BROWSER_COMPONENT = "browser"
 LABEL_POOL = "sandbox-controller.dev/pool"
 LABEL_SESSION = "sandbox-controller.dev/session"
+LABEL_KEY = "sandbox-controller.dev/key"
+"""The name of the caller's key that opened a session (never the key itself)."""
 WARM = "warm"
 CLAIMED = "claimed"
 BROWSERS_SELECTOR = f"{LABEL_COMPONENT}={BROWSER_COMPONENT},{LABEL_MANAGED_BY}={APP}"
@@ -253,14 +255,16 @@ def browser_session(
     max_lifetime_s: int,
     labels: dict[str, str],
     network: dict[str, Any],
+    owner: str,
 ) -> dict[str, Any]:
-    """The BrowserSession a controller creates; the caller's labels stay in the spec, and
-    ``network`` is what its browser may reach (browser_agent.protocol.SessionNetwork),
-    passed to the agent as it is."""
+    """The BrowserSession a controller creates for the caller whose key is named
+    ``owner`` (a label); the caller's own labels stay in the spec, and ``network`` is
+    what its browser may reach (browser_agent.protocol.SessionNetwork), passed to the
+    agent as it is."""
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {"name": name, "labels": {LABEL_MANAGED_BY: APP}},
+        "metadata": {"name": name, "labels": {LABEL_MANAGED_BY: APP, LABEL_KEY: owner}},
         "spec": {
             "device": device,
             "idleTimeoutS": idle_timeout_s,

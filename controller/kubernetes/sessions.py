@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,12 @@ import httpx
 from controller.browser.backend import AgentHandle
 from controller.browser.client import AgentClient
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, Viewport
-from controller.browser.service import check_capacity, checked_timeouts, session_network
+from controller.browser.service import (
+    check_capacity,
+    checked_timeouts,
+    not_found,
+    session_network,
+)
 from controller.browser.sessions import is_session_id, new_session_id
 from controller.errors import (
     AgentRefused,
@@ -33,6 +39,7 @@ from controller.errors import (
     Gone,
     NotFound,
 )
+from controller.keys import DEFAULT_KEY, Caller
 from controller.kubernetes.api import (
     Absent,
     CustomResource,
@@ -46,6 +53,7 @@ from controller.kubernetes.browser_manifests import (
     FAILED,
     GROUP,
     KIND,
+    LABEL_KEY,
     PLURAL,
     READY,
     VERSION,
@@ -110,6 +118,11 @@ class ResourceSession:
         return session_info(self.body)
 
 
+def owner_of(body: dict[str, Any]) -> str:
+    """The name of the key whose session this is (before keys: AUTH_TOKEN's)."""
+    return str((body["metadata"].get("labels") or {}).get(LABEL_KEY, DEFAULT_KEY))
+
+
 class KubernetesSessions:
     """Sessions as BrowserSession resources in BROWSER_NAMESPACE (the operator's)."""
 
@@ -122,6 +135,7 @@ class KubernetesSessions:
         self._changed: dict[str, asyncio.Event] = {}
         self._tokens: dict[str, str] = {}
         self._creating = 0
+        self._creating_by: Counter[str] = Counter()
         self._watch: ObjectWatch | None = None
         self._warm = 0
         self._warm_read = 0.0
@@ -180,27 +194,37 @@ class KubernetesSessions:
 
     # --- sessions -----------------------------------------------------------------------
 
-    def _open_count(self) -> int:
-        """Sessions open or being opened, across replicas (this one's creations once)."""
-        return self._creating + sum(
-            1
+    def _open(self) -> list[dict[str, Any]]:
+        """Sessions open or being opened, across replicas (this one's creations aside)."""
+        return [
+            body
             for name, body in self._cache.items()
             if name not in self._changed
             and not body["metadata"].get("deletionTimestamp")
             and (body.get("status") or {}).get("phase") not in (FAILED, EXPIRED)
-        )
+        ]
 
-    async def create(self, request: CreateSessionRequest) -> CreatedSession:
+    async def create(self, request: CreateSessionRequest, caller: Caller) -> CreatedSession:
         idle, lifetime = checked_timeouts(self.settings, request)
         network = session_network(self.settings, request)
-        check_capacity(self.settings, self._open_count())
+        open_now = self._open()
+        own = sum(1 for body in open_now if owner_of(body) == caller.name)
+        own += self._creating_by[caller.name]
+        check_capacity(self.settings, len(open_now) + self._creating, caller, own)
         assert self._api is not None
         name = new_session_id()
         changed = self._changed[name] = asyncio.Event()
         self._creating += 1
+        self._creating_by[caller.name] += 1
         try:
             manifest = browser_session(
-                name, request.device, idle, lifetime, dict(request.labels), network.model_dump()
+                name,
+                request.device,
+                idle,
+                lifetime,
+                dict(request.labels),
+                network.model_dump(),
+                caller.name,
             )
             await self._api.create_custom(SESSIONS, manifest)
             try:
@@ -215,6 +239,7 @@ class KubernetesSessions:
                 raise
         finally:
             self._creating -= 1
+            self._creating_by[caller.name] -= 1
             self._changed.pop(name, None)
         info = session_info(body)
         log.info("browser session %s opened (%s)", name, info.device)
@@ -265,14 +290,14 @@ class KubernetesSessions:
             self._tokens[secret] = token
         return token
 
-    async def _body(self, session_id: str) -> dict[str, Any]:
-        """The session's resource if it is usable; the right error if not.
+    async def _resource(self, session_id: str, caller: Caller) -> dict[str, Any]:
+        """The caller's session's resource, in whatever phase; NotFound if there is none.
 
         A session this replica's cache has not seen yet (another replica created it a
         moment ago) is read from the API server.
         """
         if not is_session_id(session_id):  # no name the API server would even accept
-            raise NotFound(f"no browser session {session_id!r} (closed, expired or never opened)")
+            raise not_found(session_id)
         body = self._cache.get(session_id)
         if body is None or (body.get("status") or {}).get("phase") not in (READY, FAILED, EXPIRED):
             assert self._api is not None
@@ -281,7 +306,14 @@ class KubernetesSessions:
             except Absent:
                 body = None
         if body is None or body["metadata"].get("deletionTimestamp"):
-            raise NotFound(f"no browser session {session_id!r} (closed, expired or never opened)")
+            raise not_found(session_id)
+        if owner_of(body) != caller.name:
+            raise not_found(session_id)  # another caller's: as if it did not exist
+        return body
+
+    async def _body(self, session_id: str, caller: Caller) -> dict[str, Any]:
+        """The caller's session's resource if it is usable; the right error if not."""
+        body = await self._resource(session_id, caller)
         status = body.get("status") or {}
         phase = status.get("phase")
         if phase == FAILED:
@@ -292,14 +324,16 @@ class KubernetesSessions:
             raise NotFound(f"browser session {session_id!r} is still starting")
         return body
 
-    async def find(self, session_id: str) -> ResourceSession:
-        return ResourceSession(await self._body(session_id))
+    async def find(self, session_id: str, caller: Caller) -> ResourceSession:
+        return ResourceSession(await self._body(session_id, caller))
 
-    def list(self) -> list[SessionInfo]:
+    def list(self, caller: Caller | None = None) -> list[SessionInfo]:
         infos = []
         for body in self._cache.values():
-            if (body.get("status") or {}).get("phase") == READY and not body["metadata"].get(
-                "deletionTimestamp"
+            if (
+                (body.get("status") or {}).get("phase") == READY
+                and not body["metadata"].get("deletionTimestamp")
+                and (caller is None or owner_of(body) == caller.name)
             ):
                 infos.append(session_info(body))
         self._refresh_soon()
@@ -322,16 +356,18 @@ class KubernetesSessions:
             log.debug("browser pool state unknown: %s", exc)
         self._warm_read = time.monotonic()
 
-    async def delete(self, session_id: str) -> None:
+    async def delete(self, session_id: str, caller: Caller) -> None:
         assert self._api is not None
-        if not is_session_id(session_id) or not await self._api.delete_custom(SESSIONS, session_id):
-            raise NotFound(f"no browser session {session_id!r} (closed, expired or never opened)")
+        await self._resource(session_id, caller)  # the caller's, or 404
+        if not await self._api.delete_custom(SESSIONS, session_id):
+            raise not_found(session_id)
         self._cache.pop(session_id, None)
         log.info("browser session %s closed (deleted)", session_id)
 
     async def call(
         self,
         session_id: str,
+        caller: Caller,
         method: str,
         path: str,
         *,
@@ -339,7 +375,7 @@ class KubernetesSessions:
         params: dict[str, str] | None = None,
         timeout_s: float = 30.0,
     ) -> httpx.Response:
-        body = await self._body(session_id)
+        body = await self._body(session_id, caller)
         status = body["status"]
         handle = AgentHandle(str(status["pod"]), str(status["endpoint"]), await self._token(body))
         try:
@@ -347,5 +383,5 @@ class KubernetesSessions:
                 handle, method, path, json=json, params=params, timeout_s=timeout_s
             )
         except (BadGateway, GatewayTimeout):
-            await self._body(session_id)  # failed or gone meanwhile: say so (410, 404)
+            await self._body(session_id, caller)  # failed or gone meanwhile: say so (410, 404)
             raise

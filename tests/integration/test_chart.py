@@ -124,6 +124,19 @@ def test_a_stopping_replica_drains_within_its_pods_grace() -> None:
     assert "set by the chart itself" in refusal("settings.SHUTDOWN_GRACE_S=5")
 
 
+def test_named_keys_come_from_a_secret_mounted_read_only() -> None:
+    default = one(render(), "Deployment", CONTROLLER)
+    assert "AUTH_KEYS_FILE" not in env(default)
+    deployment = one(render("auth.keysSecret=team-keys"), "Deployment", CONTROLLER)
+    pod = deployment["spec"]["template"]["spec"]
+    path = env(deployment)["AUTH_KEYS_FILE"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "keys"]
+    assert mount["readOnly"] is True and path == mount["mountPath"] + "/keys.yaml"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "keys"]
+    assert volume["secret"]["secretName"] == "team-keys"
+    assert "set by the chart itself" in refusal("settings.AUTH_KEYS_FILE=/x")
+
+
 def test_there_is_never_a_default_token() -> None:
     first = one(render(), "Secret")["data"]["token"]
     second = one(render(), "Secret")["data"]["token"]

@@ -147,7 +147,8 @@ def test_the_secret_holds_the_token_is_owned_by_its_pod_and_the_names_are_genera
 def test_a_session_keeps_the_callers_labels_and_its_network_in_its_spec() -> None:
     policy = DomainPolicy(parse_patterns(["*.a.test"]), parse_patterns(["x.a.test"]))
     network = SessionNetwork.of(policy, {"m.a.test": "10.0.0.1"}).model_dump()
-    body = browser_session("bs-1", "mobile", 60, 600, {"caller": "agent 7"}, network)
+    body = browser_session("bs-1", "mobile", 60, 600, {"caller": "agent 7"}, network, "team-a")
+    assert body["metadata"]["labels"]["sandbox-controller.dev/key"] == "team-a"
     assert body["spec"] == {
         "device": "mobile",
         "idleTimeoutS": 60,

@@ -10,7 +10,9 @@ import pytest
 from controller.browser.client import AgentClient
 from controller.browser.sessions import new_session_id
 from controller.errors import AgentRefused, BrowserUnavailable, NotFound
+from controller.keys import Defaults
 from controller.kubernetes.api import KubeApi
+from controller.kubernetes.browser_manifests import LABEL_KEY
 from controller.kubernetes.sessions import KubernetesSessions, refusal, session_info
 from controller.settings import Settings
 
@@ -66,21 +68,30 @@ def test_a_platform_failure_is_a_503_with_the_reason() -> None:
     assert "cannot start" in refused.message
 
 
-class RecordingApi:
-    """Stands in for the API server's edge: records what reaches it, finds nothing."""
+DEFAULTS = Defaults(4, 32, 4)
+CALLER = DEFAULTS.caller()
 
-    def __init__(self) -> None:
+
+class RecordingApi:
+    """Stands in for the API server's edge: records what reaches it, finds ``found``."""
+
+    def __init__(self, found: dict[str, Any] | None = None) -> None:
         self.asked: list[str] = []
+        self.deleted: list[str] = []
+        self.found = found
 
     async def read_custom(self, resource: Any, name: str) -> dict[str, Any]:
         from controller.kubernetes.api import Absent
 
         self.asked.append(name)
-        raise Absent(f"no {name}")
+        if self.found is None or self.found["metadata"]["name"] != name:
+            raise Absent(f"no {name}")
+        return self.found
 
     async def delete_custom(self, resource: Any, name: str) -> bool:
         self.asked.append(name)
-        return False
+        self.deleted.append(name)
+        return self.found is not None
 
 
 @pytest.mark.parametrize("session_id", ["..", "bs-1", "BS-" + "a" * 20, "bs-%2e", "x" * 300])
@@ -91,12 +102,28 @@ async def test_what_cannot_be_a_session_id_is_a_404_without_asking_the_api_serve
     settings = Settings(_env_file=None, auth_token="a" * 32)  # type: ignore[call-arg]
     sessions = KubernetesSessions(settings, AgentClient(), cast(KubeApi, api))
     with pytest.raises(NotFound):
-        await sessions.find(session_id)
+        await sessions.find(session_id, CALLER)
     with pytest.raises(NotFound):
-        await sessions.delete(session_id)
+        await sessions.delete(session_id, CALLER)
     assert api.asked == []
     real = new_session_id()  # a well-formed one is looked up, and absent: 404 too
     with pytest.raises(NotFound):
-        await sessions.find(real)
+        await sessions.find(real, CALLER)
     assert api.asked == [real]
+    await sessions.client.close()
+
+
+async def test_another_callers_session_is_not_found_and_never_deleted() -> None:
+    name = new_session_id()
+    theirs = {**BODY, "metadata": {**BODY["metadata"], "name": name}}
+    theirs["metadata"]["labels"] = {LABEL_KEY: "team-a"}
+    api = RecordingApi(theirs)
+    settings = Settings(_env_file=None, auth_token="a" * 32)  # type: ignore[call-arg]
+    sessions = KubernetesSessions(settings, AgentClient(), cast(KubeApi, api))
+    team_b = DEFAULTS.caller("team-b")
+    for attempt in (sessions.find(name, team_b), sessions.delete(name, team_b)):
+        with pytest.raises(NotFound, match="no browser session"):
+            await attempt
+    assert api.deleted == []
+    assert (await sessions.find(name, DEFAULTS.caller("team-a"))).info().sessionId == name
     await sessions.client.close()

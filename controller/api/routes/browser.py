@@ -25,12 +25,13 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from controller.api.body import parse_body
-from controller.api.deps import BrowserServiceDep
+from controller.api.deps import BrowserServiceDep, CallerDep
 from controller.api.openapi import AUTHENTICATED, SESSION_CALL, WITH_BODY, body_schema, errors
 from controller.browser.client import reply_model, reply_object
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, SessionList
 from controller.browser.service import BrowserSessions
 from controller.errors import InvalidRequest
+from controller.keys import Caller
 
 router = APIRouter(prefix="/browser/sessions", tags=["browser"])
 
@@ -50,7 +51,12 @@ def tab_param(value: str | None) -> dict[str, str]:
 
 
 async def forward(
-    service: BrowserSessions, session_id: str, path: str, body: Any, default_ms: int
+    service: BrowserSessions,
+    session_id: str,
+    caller: Caller,
+    path: str,
+    body: Any,
+    default_ms: int,
 ) -> httpx.Response:
     """POST a validated body to the agent, with the settings' timeout if it gives none.
 
@@ -60,7 +66,12 @@ async def forward(
     timeout_ms = body.timeoutMs or default_ms
     payload = body.model_copy(update={"timeoutMs": timeout_ms}).model_dump(exclude_none=True)
     return await service.call(
-        session_id, "POST", path, json=payload, timeout_s=timeout_ms / 1000 + REQUEST_MARGIN_S
+        session_id,
+        caller,
+        "POST",
+        path,
+        json=payload,
+        timeout_s=timeout_ms / 1000 + REQUEST_MARGIN_S,
     )
 
 
@@ -71,24 +82,28 @@ async def forward(
     openapi_extra=body_schema("CreateSessionRequest", CreateSessionRequest, required=False),
     responses=errors(*AUTHENTICATED, *WITH_BODY, 429, 502, 503, 504),
 )
-async def create_session(request: Request, service: BrowserServiceDep) -> CreatedSession:
+async def create_session(
+    request: Request, service: BrowserServiceDep, caller: CallerDep
+) -> CreatedSession:
     if not (await request.body()).strip():
-        return await service.create(CreateSessionRequest.model_validate({}))
-    return await service.create(await parse_body(request, CreateSessionRequest))
+        return await service.create(CreateSessionRequest.model_validate({}), caller)
+    return await service.create(await parse_body(request, CreateSessionRequest), caller)
 
 
 @router.get("", summary="List the open browser sessions", responses=errors(*AUTHENTICATED))
-async def list_sessions(service: BrowserServiceDep) -> SessionList:
+async def list_sessions(service: BrowserServiceDep, caller: CallerDep) -> SessionList:
     return SessionList(
-        sessions=service.list(),
-        maxSessions=service.settings.max_browser_sessions,
+        sessions=service.list(caller),
+        maxSessions=min(service.settings.max_browser_sessions, caller.max_browser_sessions),
         warmAgents=service.warm_agents,
     )
 
 
 @router.get("/{session_id}", summary="One browser session", responses=errors(*SESSION_CALL))
-async def get_session(session_id: str, service: BrowserServiceDep) -> SessionInfo:
-    return (await service.find(session_id)).info()
+async def get_session(
+    session_id: str, service: BrowserServiceDep, caller: CallerDep
+) -> SessionInfo:
+    return (await service.find(session_id, caller)).info()
 
 
 @router.delete(
@@ -97,8 +112,10 @@ async def get_session(session_id: str, service: BrowserServiceDep) -> SessionInf
     summary="Close a session and kill its browser",
     responses=errors(*SESSION_CALL),
 )
-async def delete_session(session_id: str, service: BrowserServiceDep) -> Response:
-    await service.delete(session_id)
+async def delete_session(
+    session_id: str, service: BrowserServiceDep, caller: CallerDep
+) -> Response:
+    await service.delete(session_id, caller)
     return Response(status_code=204)
 
 
@@ -109,7 +126,7 @@ async def delete_session(session_id: str, service: BrowserServiceDep) -> Respons
     responses=errors(*SESSION_CALL, *WITH_BODY, 403),
 )
 async def navigate(
-    session_id: str, request: Request, service: BrowserServiceDep
+    session_id: str, request: Request, service: BrowserServiceDep, caller: CallerDep
 ) -> NavigateResponse:
     body = await parse_body(request, NavigateRequest)
     try:
@@ -117,7 +134,7 @@ async def navigate(
     except UrlRefused as exc:
         raise InvalidRequest("url", exc.rule, exc.message) from None
     default_ms = service.settings.browser_navigation_timeout_ms
-    response = await forward(service, session_id, "/navigate", body, default_ms)
+    response = await forward(service, session_id, caller, "/navigate", body, default_ms)
     return reply_model(response, NavigateResponse)
 
 
@@ -128,17 +145,17 @@ async def navigate(
     responses={200: {"description": "The tab's current HTML."}, **errors(*SESSION_CALL)},
 )
 async def content(
-    session_id: str, service: BrowserServiceDep, tabId: TabIdQuery = None
+    session_id: str, service: BrowserServiceDep, caller: CallerDep, tabId: TabIdQuery = None
 ) -> Response:
-    response = await service.call(session_id, "GET", "/content", params=tab_param(tabId))
+    response = await service.call(session_id, caller, "GET", "/content", params=tab_param(tabId))
     return Response(response.content, media_type="text/html; charset=utf-8")
 
 
 @router.get(
     "/{session_id}/tabs", summary="The session's open tabs", responses=errors(*SESSION_CALL)
 )
-async def list_tabs(session_id: str, service: BrowserServiceDep) -> TabList:
-    response = await service.call(session_id, "GET", "/tabs")
+async def list_tabs(session_id: str, service: BrowserServiceDep, caller: CallerDep) -> TabList:
+    response = await service.call(session_id, caller, "GET", "/tabs")
     return reply_model(response, TabList)
 
 
@@ -148,8 +165,10 @@ async def list_tabs(session_id: str, service: BrowserServiceDep) -> TabList:
     summary="Open a new tab",
     responses=errors(*SESSION_CALL, 409),
 )
-async def open_tab(session_id: str, service: BrowserServiceDep) -> dict[str, Any]:
-    response = await service.call(session_id, "POST", "/tabs")
+async def open_tab(
+    session_id: str, service: BrowserServiceDep, caller: CallerDep
+) -> dict[str, Any]:
+    response = await service.call(session_id, caller, "POST", "/tabs")
     return reply_object(response)
 
 
@@ -159,8 +178,10 @@ async def open_tab(session_id: str, service: BrowserServiceDep) -> dict[str, Any
     summary="Close a tab",
     responses=errors(*SESSION_CALL),
 )
-async def close_tab(session_id: str, tab_id: TabIdPath, service: BrowserServiceDep) -> Response:
-    await service.call(session_id, "DELETE", f"/tabs/{tab_id}")
+async def close_tab(
+    session_id: str, tab_id: TabIdPath, service: BrowserServiceDep, caller: CallerDep
+) -> Response:
+    await service.call(session_id, caller, "DELETE", f"/tabs/{tab_id}")
     return Response(status_code=204)
 
 
@@ -182,10 +203,12 @@ async def parse_action(request: Request) -> Action:
     openapi_extra=body_schema("Action", ACTION_ADAPTER),
     responses=errors(*SESSION_CALL, *WITH_BODY, 403, 409),
 )
-async def action(session_id: str, request: Request, service: BrowserServiceDep) -> dict[str, Any]:
+async def action(
+    session_id: str, request: Request, service: BrowserServiceDep, caller: CallerDep
+) -> dict[str, Any]:
     parsed = await parse_action(request)
     default_ms = service.settings.browser_action_timeout_ms
-    response = await forward(service, session_id, "/action", parsed, default_ms)
+    response = await forward(service, session_id, caller, "/action", parsed, default_ms)
     return reply_object(response)
 
 
@@ -204,12 +227,13 @@ async def action(session_id: str, request: Request, service: BrowserServiceDep) 
 async def screenshot(
     session_id: str,
     service: BrowserServiceDep,
+    caller: CallerDep,
     tabId: TabIdQuery = None,
     fullPage: Annotated[bool, Query(description="The whole page, not the viewport.")] = False,
 ) -> Response:
     params = tab_param(tabId)
     params["fullPage"] = "true" if fullPage else "false"
     response = await service.call(
-        session_id, "GET", "/screenshot", params=params, timeout_s=30 + REQUEST_MARGIN_S
+        session_id, caller, "GET", "/screenshot", params=params, timeout_s=30 + REQUEST_MARGIN_S
     )
     return Response(response.content, media_type="image/png")
