@@ -69,7 +69,7 @@ run: venv sandbox-env
 	SANDBOX_PYTHON="$${SANDBOX_PYTHON:-$(SANDBOX_ENV)/bin/python3}" \
 	  exec $(VENV)/bin/python -m controller
 
-SOURCES := controller runner-image browser-image sandbox_common tests bench
+SOURCES := controller runner-image browser-image sandbox_common sandbox_client tests bench
 
 lint: venv
 	$(VENV)/bin/ruff check $(SOURCES)

@@ -1,4 +1,6 @@
-"""Command line: ``python -m controller`` serves the API with the environment's settings."""
+"""Command line: ``python -m controller`` (or ``sandbox-controller [serve]``) serves the API
+with the environment's settings; ``sandbox-controller exec|browse`` calls one
+(sandbox_client.cli)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from controller.app import create_app
 from controller.draining import Drain
 from controller.keys import KeysFileError
 from controller.settings import Settings
+from sandbox_client import cli
 
 
 def load_settings() -> Settings:
@@ -58,7 +61,16 @@ class DrainingServer(uvicorn.Server):
         self._closing = asyncio.ensure_future(close_when_drained())
 
 
+CLIENT_COMMANDS = ("exec", "browse")
+"""Commands that call a service rather than serve one (sandbox_client.cli)."""
+
+
 def main() -> None:
+    command = sys.argv[1:2]
+    if command and command[0] in (*CLIENT_COMMANDS, "-h", "--help"):
+        sys.exit(cli.main(sys.argv[1:]))
+    if command and command != ["serve"]:
+        sys.exit(f"sandbox-controller: unknown command {command[0]!r}; try --help")
     settings = load_settings()
     logs.configure(settings.log_format)
     try:

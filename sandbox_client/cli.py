@@ -1,0 +1,183 @@
+"""The command line on top of the client: ``sandbox-controller exec`` and ``browse``.
+
+    sandbox-controller exec script.py [--file data.csv] [--stdin -] [--timeout 5s] [--out DIR]
+    sandbox-controller browse URL [--device D] [--screenshot out.png] [--content out.html]
+
+``SANDBOX_URL`` and ``SANDBOX_TOKEN`` say where and as whom.  ``exec`` prints the code's
+stdout and stderr as they were and exits with its exit code (124 when it timed out,
+128 + N when signal N ended it); a failure of the platform exits 125 with its message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+from sandbox_client.errors import SandboxClientError
+from sandbox_client.models import ExecutionResult, InputFile
+from sandbox_client.sync import Client
+
+PLATFORM_FAILED = 125
+TIMED_OUT = 124
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
+
+
+def duration_ms(text: str) -> int:
+    """``5s``, ``500ms``, ``2m`` or plain seconds -> milliseconds."""
+    found = _DURATION.match(text.strip())
+    if not found:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 5s, 500ms or 2m")
+    number, unit = float(found.group(1)), found.group(2) or "s"
+    return int(number * {"ms": 1, "s": 1000, "m": 60_000}[unit])
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="sandbox-controller",
+        description="Serve the API (no command, or `serve`), or call one (SANDBOX_URL, "
+        "SANDBOX_TOKEN).",
+    )
+    commands = top.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("exec", help="run a Python script in a sandbox")
+    run.add_argument("script", help="the script; - reads it from standard input")
+    run.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="PATH[:AS]",
+        help="a file for the workspace (as its name, or as AS)",
+    )
+    run.add_argument("--stdin", metavar="PATH", help="the code's standard input; - for ours")
+    run.add_argument("--timeout", type=duration_ms, metavar="DURATION", help="e.g. 5s, 500ms")
+    run.add_argument(
+        "--network",
+        action="append",
+        metavar="NAME",
+        help="a name the code may reach (within the deployment's); repeatable",
+    )
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=Path("sandbox-files"),
+        metavar="DIR",
+        help="where files the code wrote are saved (default: ./sandbox-files)",
+    )
+    browse = commands.add_parser("browse", help="load a page in a browser session")
+    browse.add_argument("url")
+    browse.add_argument("--device", default="desktop", help="e.g. 'iPhone 13'")
+    browse.add_argument(
+        "--wait-until",
+        default="load",
+        choices=["load", "domcontentloaded", "networkidle", "commit"],
+    )
+    browse.add_argument("--screenshot", type=Path, metavar="PNG")
+    browse.add_argument("--content", type=Path, metavar="HTML")
+    return top
+
+
+@contextmanager
+def progress(what: str) -> Iterator[None]:
+    """A line on stderr counting the seconds, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    done = threading.Event()
+    started = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(0.2):
+            sys.stderr.write(f"\r{what}... {time.monotonic() - started:.1f}s")
+            sys.stderr.flush()
+        sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+
+
+def input_files(specs: list[str]) -> list[InputFile]:
+    files = []
+    for spec in specs:
+        local, _, name = spec.partition(":")
+        files.append(InputFile.read(local, name or None))
+    return files
+
+
+def save_files(result: ExecutionResult, out: Path) -> None:
+    """The returned files under ``out``; a name that would leave it is refused (what the
+    service returns is the sandbox's, so it is checked here too)."""
+    for file in result.files:
+        relative = PurePosixPath(file.name)
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            print(f"sandbox-controller: refused to write {file.name!r}", file=sys.stderr)
+            continue
+        target = out.joinpath(*relative.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(file.content)
+
+
+def exit_status(result: ExecutionResult) -> int:
+    if result.timed_out:
+        return TIMED_OUT
+    if result.exit_code is not None:
+        return result.exit_code
+    return 128 + (result.signal or 9)
+
+
+def run_exec(args: argparse.Namespace) -> int:
+    code = sys.stdin.read() if args.script == "-" else Path(args.script).read_text()
+    stdin = None
+    if args.stdin is not None:
+        stdin = sys.stdin.read() if args.stdin == "-" else Path(args.stdin).read_text()
+    with Client() as client, progress("running"):
+        result = client.execute(
+            code,
+            files=input_files(args.file),
+            stdin=stdin,
+            timeout_ms=args.timeout,
+            network=args.network,
+        )
+    sys.stdout.write(result.stdout)
+    sys.stdout.flush()
+    sys.stderr.write(result.stderr)
+    if result.files:
+        save_files(result, args.out)
+    return exit_status(result)
+
+
+def run_browse(args: argparse.Namespace) -> int:
+    with Client() as client:
+        with progress("opening a browser"):
+            session = client.browser(args.device).__enter__()
+        try:
+            with progress("loading"):
+                page = session.navigate(args.url, wait_until=args.wait_until)
+            if args.content is not None:
+                args.content.write_text(session.content())
+            if args.screenshot is not None:
+                args.screenshot.write_bytes(session.screenshot())
+        finally:
+            session.close()
+    print(json.dumps(page))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run_exec(args) if args.command == "exec" else run_browse(args)
+    except (SandboxClientError, OSError) as exc:
+        print(f"sandbox-controller: {exc}", file=sys.stderr)
+        return PLATFORM_FAILED

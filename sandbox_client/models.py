@@ -1,0 +1,87 @@
+"""What the client returns: small typed records read from the service's JSON."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A file put into the workspace before the code runs."""
+
+    path: str
+    """Relative to the workspace."""
+    content: bytes
+
+    @classmethod
+    def read(cls, local: str | Path, path: str | None = None) -> InputFile:
+        local = Path(local)
+        return cls(path or local.name, local.read_bytes())
+
+    def wire(self) -> dict[str, str]:
+        return {"path": self.path, "content": base64.b64encode(self.content).decode()}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """An operation the sandbox denied (``filesystem``, ``network``, ``limit``, ``other``)."""
+
+    kind: str
+    target: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """A file the code wrote, returned inline."""
+
+    name: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """How the code ended.  A failing program is a result: look at ``exit_code``."""
+
+    execution_id: str
+    exit_code: int | None
+    """None when the sandbox killed it (a timeout, a limit)."""
+    signal: int | None
+    timed_out: bool
+    stdout: str
+    stderr: str
+    duration_ms: float
+    violations: list[Violation] = field(default_factory=list)
+    files: list[OutputFile] = field(default_factory=list)
+    uploads: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The whole answer, for fields this client does not model."""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ExecutionResult:
+        return cls(
+            execution_id=str(body["executionId"]),
+            exit_code=body.get("exitCode"),
+            signal=body.get("signal"),
+            timed_out=bool(body.get("timedOut")),
+            stdout=str(body.get("stdout", "")),
+            stderr=str(body.get("stderr", "")),
+            duration_ms=float(body.get("durationMs", 0.0)),
+            violations=[
+                Violation(v["kind"], v["target"], v["detail"]) for v in body.get("violations", [])
+            ],
+            files=[
+                OutputFile(f["name"], base64.b64decode(f["content"])) for f in body.get("files", [])
+            ],
+            uploads=list(body.get("uploads", [])),
+            usage=dict(body.get("usage") or {}),
+            raw=body,
+        )

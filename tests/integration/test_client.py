@@ -1,0 +1,133 @@
+"""The Python client and the CLI against the real local service (sandboxes, Chromium)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox_client import Client, InputFile, InvalidRequest, NotFound
+from tests.pages import PageServer
+from tests.support import ServiceProcess
+
+pytestmark = pytest.mark.timeout(120)
+CLI = Path(sys.executable).with_name("sandbox-controller")
+
+
+@pytest.fixture(scope="module")
+def svc() -> Iterator[ServiceProcess]:
+    service = ServiceProcess(browser_warm_agents="1", browser_allow_private_networks="true")
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def client(svc: ServiceProcess) -> Iterator[Client]:
+    with Client(svc.base_url, svc.token) as client:
+        yield client
+
+
+def test_execute_with_files_and_stdin(client: Client) -> None:
+    code = (
+        "import sys\n"
+        "data = open('in/data.csv').read()\n"
+        "open('out.txt', 'w').write(data.upper())\n"
+        "print(sys.stdin.read().strip(), len(data))\n"
+        "sys.exit(4)"
+    )
+    result = client.execute(code, files=[InputFile("in/data.csv", b"a,b\n")], stdin="hello")
+    assert (result.exit_code, result.stdout, result.ok) == (4, "hello 4\n", False)
+    assert {f.name: f.content for f in result.files} == {"out.txt": b"A,B\n"}
+    timed_out = client.execute("while True: pass", timeout_ms=300)
+    assert timed_out.timed_out and timed_out.exit_code is None
+    with pytest.raises(InvalidRequest) as refused:
+        client.execute("print(1)", timeout_ms=10**9)
+    assert refused.value.details[0]["field"] == "timeoutMs"
+
+
+def test_a_browser_session_as_a_context_manager(
+    svc: ServiceProcess, client: Client, pages: PageServer
+) -> None:
+    with client.browser(device="iPhone 13") as page:
+        loaded = page.navigate(f"{pages.base}/form")
+        assert loaded["status"] == 200 and loaded["title"] == "Form"
+        page.fill("#name", "sandbox")
+        page.click("#go")
+        assert "clicked:sandbox" in page.content()
+        assert page.screenshot().startswith(b"\x89PNG")
+        assert svc.client.get("/browser/sessions").json()["sessions"]
+    # Closed on leaving the block; closing again is done too.
+    assert svc.client.get("/browser/sessions").json()["sessions"] == []
+    page.close()
+    # A session closed elsewhere (its idle timeout, another process of the caller's).
+    with client.browser() as gone:
+        assert svc.client.delete(f"/browser/sessions/{gone.session_id}").status_code == 204
+        with pytest.raises(NotFound, match="no browser session"):
+            gone.content()
+
+
+def run_cli(
+    svc: ServiceProcess, *args: str, stdin: str = "", cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SANDBOX_URL": svc.base_url, "SANDBOX_TOKEN": svc.token}
+    return subprocess.run(
+        [str(CLI), *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd, timeout=90
+    )
+
+
+def test_the_cli_runs_a_script_as_if_it_ran_here(svc: ServiceProcess, tmp_path: Path) -> None:
+    (tmp_path / "script.py").write_text(
+        "import sys\nprint(open('data.csv').read().strip())\nprint('to stderr', file=sys.stderr)\n"
+        "open('result.txt', 'w').write('done')\nsys.exit(7)\n"
+    )
+    (tmp_path / "data.csv").write_text("x,y\n")
+    done = run_cli(
+        svc,
+        "exec",
+        "script.py",
+        "--file",
+        "data.csv",
+        "--timeout",
+        "5s",
+        "--out",
+        "got",
+        cwd=tmp_path,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (7, "x,y\n", "to stderr\n")
+    assert (tmp_path / "got" / "result.txt").read_text() == "done"
+    piped = run_cli(svc, "exec", "-", stdin="print(6 * 7)", cwd=tmp_path)
+    assert (piped.returncode, piped.stdout) == (0, "42\n")  # the script from stdin
+    (tmp_path / "reverse.py").write_text("print(input()[::-1])")
+    reversed_ = run_cli(svc, "exec", "reverse.py", "--stdin", "-", stdin="abc", cwd=tmp_path)
+    assert (reversed_.returncode, reversed_.stdout) == (0, "cba\n")
+    slow = run_cli(svc, "exec", "-", "--timeout", "300ms", stdin="while True: pass", cwd=tmp_path)
+    assert slow.returncode == 124
+    wrong = {**os.environ, "SANDBOX_URL": svc.base_url, "SANDBOX_TOKEN": "w" * 32}
+    denied = subprocess.run(
+        [str(CLI), "exec", "-"], input="1", capture_output=True, text=True, env=wrong, timeout=60
+    )
+    assert denied.returncode == 125 and "401 unauthorized" in denied.stderr
+
+
+def test_the_cli_browses(svc: ServiceProcess, pages: PageServer, tmp_path: Path) -> None:
+    done = run_cli(
+        svc,
+        "browse",
+        f"{pages.base}/form",
+        "--screenshot",
+        "p.png",
+        "--content",
+        "p.html",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["title"] == "Form"
+    assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
+    assert '<input id="name"' in (tmp_path / "p.html").read_text()
