@@ -79,7 +79,7 @@ class FakeExecutionBackend:
     async def stop(self) -> None:
         self.stopped = True
 
-    async def run(self, job: Job) -> Outcome:
+    async def run(self, job: Job, caller: str) -> Outcome:
         self.jobs.append(job)
         self.running += 1
         try:

@@ -47,5 +47,6 @@ class ExecutionBackend(Protocol):
     async def stop(self) -> None:
         """Kill everything the backend started."""
 
-    async def run(self, job: Job) -> Outcome:
-        """Run one job in a fresh sandbox; raise SandboxUnavailable on platform failure."""
+    async def run(self, job: Job, caller: str) -> Outcome:
+        """Run one job in a fresh sandbox for the caller whose key is named ``caller``
+        (Kubernetes labels the pod with it); raise SandboxUnavailable on platform failure."""

@@ -210,7 +210,7 @@ class LocalBackend:
             raise
         return sandbox
 
-    async def run(self, job: Job) -> Outcome:
+    async def run(self, job: Job, caller: str) -> Outcome:
         try:
             sandbox = await self._pool.take(READY_TIMEOUT_S)
         except TimeoutError as exc:

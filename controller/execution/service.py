@@ -192,7 +192,7 @@ class ExecutionService:
         async with self.admission.slot(caller):
             slotted = time.perf_counter()
             metrics.queue_seconds.observe(slotted - started)
-            outcome = await self._backend.run(job)
+            outcome = await self._backend.run(job, caller.name)
         metrics.run_seconds.observe(time.perf_counter() - slotted)
         if outcome.setup_error:
             raise InvalidRequest("files", "writable", outcome.setup_error)

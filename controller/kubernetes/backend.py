@@ -183,7 +183,7 @@ class KubernetesBackend:
         try:
             runner = await self._pods.start()
             try:
-                outcome = await self._run_in(runner, job)
+                outcome = await self._run_in(runner, job, "self-test")
             finally:
                 await self._pods.delete(runner)
         except (SandboxUnavailable, _NotDelivered) as exc:
@@ -196,7 +196,7 @@ class KubernetesBackend:
             f" MiB, cpu {self._settings.runner_cpu_limit})",
         )
 
-    async def run(self, job: Job) -> Outcome:
+    async def run(self, job: Job, caller: str) -> Outcome:
         if self._pool is None:
             raise SandboxUnavailable("the Kubernetes backend was not started")
         for _ in range(DELIVERY_ATTEMPTS):
@@ -210,7 +210,7 @@ class KubernetesBackend:
             except PoolClosed as exc:
                 raise SandboxUnavailable(str(exc)) from exc
             try:
-                return await self._run_in(runner, job)
+                return await self._run_in(runner, job, caller)
             except _NotDelivered as exc:
                 log.warning("runner pod %s could not take a job: %s", runner.name, exc)
             finally:
@@ -239,7 +239,7 @@ class KubernetesBackend:
         )
         return replace(job, network=None, egress=grant)
 
-    async def _run_in(self, runner: RunnerPod, job: Job) -> Outcome:
+    async def _run_in(self, runner: RunnerPod, job: Job, caller: str) -> Outcome:
         """Send the job to the pod and read its answer with the contract's caps."""
         assert self._api is not None
         api = self._api
@@ -248,7 +248,7 @@ class KubernetesBackend:
         labelling = asyncio.get_running_loop().call_later(
             LABEL_AFTER_S,
             lambda: self._in_background(
-                api.label_pod(runner.name, execution_label(job.execution_id))
+                api.label_pod(runner.name, execution_label(job.execution_id, caller))
             ),
         )
         try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.kubernetes.manifests import APP, LABEL_COMPONENT, LABEL_MANAGED_BY
+from controller.kubernetes.manifests import APP, LABEL_COMPONENT, LABEL_KEY, LABEL_MANAGED_BY
 
 GROUP = "sandbox-controller.dev"
 VERSION = "v1"
@@ -34,8 +34,6 @@ API_VERSION = f"{GROUP}/{VERSION}"
 BROWSER_COMPONENT = "browser"
 LABEL_POOL = "sandbox-controller.dev/pool"
 LABEL_SESSION = "sandbox-controller.dev/session"
-LABEL_KEY = "sandbox-controller.dev/key"
-"""The name of the caller's key that opened a session (never the key itself)."""
 WARM = "warm"
 CLAIMED = "claimed"
 BROWSERS_SELECTOR = f"{LABEL_COMPONENT}={BROWSER_COMPONENT},{LABEL_MANAGED_BY}={APP}"

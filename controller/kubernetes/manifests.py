@@ -26,6 +26,8 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_OWNER = "sandbox-controller.dev/replica"
 LABEL_EXECUTION = "sandbox-controller.dev/execution"
+LABEL_KEY = "sandbox-controller.dev/key"
+"""The name of the caller's key (never the key): on runner pods and BrowserSessions."""
 RUNNER_COMPONENT = "runner"
 LEASE_COMPONENT = "replica-lease"
 RUNNER_PORT = 8080
@@ -204,6 +206,7 @@ def runner_pod(spec: RunnerPodSpec, name: str, token_digest: str, owner: Owner) 
     }
 
 
-def execution_label(execution_id: str) -> dict[str, Any]:
-    """The patch that marks which execution a pod serves (operators can find it by id)."""
-    return {"metadata": {"labels": {LABEL_EXECUTION: execution_id}}}
+def execution_label(execution_id: str, caller: str) -> dict[str, Any]:
+    """The patch that marks which execution a pod serves, and for which caller's key
+    (its name: operators find a pod by either)."""
+    return {"metadata": {"labels": {LABEL_EXECUTION: execution_id, LABEL_KEY: caller}}}

@@ -53,7 +53,6 @@ from controller.kubernetes.browser_manifests import (
     FAILED,
     GROUP,
     KIND,
-    LABEL_KEY,
     PLURAL,
     READY,
     VERSION,
@@ -61,6 +60,7 @@ from controller.kubernetes.browser_manifests import (
     parse_time,
     secret_token,
 )
+from controller.kubernetes.manifests import LABEL_KEY
 from controller.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ from controller.kubernetes.backend import pod_spec
 from controller.kubernetes.manifests import (
     LABEL_OWNER,
     Owner,
+    execution_label,
     new_pod_name,
     replica_lease,
     runner_pod,
@@ -99,3 +100,11 @@ def test_the_lease_a_replica_renews() -> None:
         "renewTime": "2026-12-02T05:00:00.123456Z",
     }
     assert lease["metadata"]["labels"][LABEL_OWNER] == "r1"
+
+
+def test_a_claimed_pod_is_labelled_with_its_execution_and_the_callers_key_name() -> None:
+    labels = execution_label("ex-1", "team-a")["metadata"]["labels"]
+    assert labels == {
+        "sandbox-controller.dev/execution": "ex-1",
+        "sandbox-controller.dev/key": "team-a",
+    }

@@ -12,7 +12,7 @@ from controller.browser.sessions import new_session_id
 from controller.errors import AgentRefused, BrowserUnavailable, NotFound
 from controller.keys import Defaults
 from controller.kubernetes.api import KubeApi
-from controller.kubernetes.browser_manifests import LABEL_KEY
+from controller.kubernetes.manifests import LABEL_KEY
 from controller.kubernetes.sessions import KubernetesSessions, refusal, session_info
 from controller.settings import Settings
 
