@@ -129,32 +129,12 @@ async def reread_keys(keys: KeyRing) -> None:
 def observe_levels(metrics: Metrics, execution: ExecutionService, browser: BrowserSessions) -> None:
     """The gauges, read from the services when scraped."""
     admission = execution.admission
-    metrics.level(
-        "sandbox_executions_running", "Executions holding a slot.", lambda: admission.running
-    )
-    metrics.level(
-        "sandbox_executions_queued",
-        "Executions waiting for a slot or memory.",
-        lambda: admission.admitted - admission.running,
-    )
-    metrics.level(
-        "sandbox_warm_sandboxes",
-        "Sandboxes started ahead of requests.",
-        lambda: execution.warm_sandboxes,
-    )
-    metrics.level(
-        "sandbox_browser_sessions_open", "Open browser sessions.", lambda: len(browser.list())
-    )
-    metrics.level(
-        "sandbox_browser_warm_agents",
-        "Browsers started ahead of sessions.",
-        lambda: browser.warm_agents,
-    )
+    metrics.level("sandbox_executions_running", lambda: admission.running)
+    metrics.level("sandbox_executions_queued", lambda: admission.admitted - admission.running)
+    metrics.level("sandbox_warm_sandboxes", lambda: execution.warm_sandboxes)
+    metrics.level("sandbox_browser_sessions_open", lambda: len(browser.list()))
+    metrics.level("sandbox_browser_warm_agents", lambda: browser.warm_agents)
     budget = admission.budget
     if budget is not None:
-        metrics.level("sandbox_memory_budget_mb", "MEMORY_BUDGET_MB.", lambda: budget.total_mb)
-        metrics.level(
-            "sandbox_memory_held_mb",
-            "Memory held by executions, warm sandboxes and browsers.",
-            lambda: budget.held_mb,
-        )
+        metrics.level("sandbox_memory_budget_mb", lambda: budget.total_mb)
+        metrics.level("sandbox_memory_held_mb", lambda: budget.held_mb)

@@ -17,6 +17,16 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LEVELS = {
+    "sandbox_executions_running": "Executions holding a slot.",
+    "sandbox_executions_queued": "Executions waiting for a slot or memory.",
+    "sandbox_warm_sandboxes": "Sandboxes started ahead of requests.",
+    "sandbox_browser_sessions_open": "Open browser sessions.",
+    "sandbox_browser_warm_agents": "Browsers started ahead of sessions.",
+    "sandbox_memory_budget_mb": "MEMORY_BUDGET_MB (local placement).",
+    "sandbox_memory_held_mb": "Memory held by executions, warm sandboxes and browsers.",
+}
+"""The gauges, read from the services when scraped (controller.app.observe_levels)."""
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -93,9 +103,19 @@ class Metrics:
         self.levels = Levels()
         r.register(self.levels)
 
-    def level(self, name: str, help_text: str, read: Callable[[], float]) -> None:
-        """A gauge whose value ``read`` gives when scraped."""
-        self.levels.readers[name] = (help_text, read)
+    def level(self, name: str, read: Callable[[], float]) -> None:
+        """The gauge ``name`` (one of LEVELS), whose value ``read`` gives when scraped."""
+        self.levels.readers[name] = (LEVELS[name], read)
+
+    def names(self) -> set[str]:
+        """Every sample name this service serves (the dashboard's tests read it)."""
+        served = {s.name for family in self.registry.collect() for s in family.samples}
+        for family in self.registry.collect():
+            if family.type == "histogram":
+                served |= {f"{family.name}_bucket", f"{family.name}_sum", f"{family.name}_count"}
+            elif family.type == "counter":
+                served.add(f"{family.name}_total")
+        return served | set(LEVELS)
 
     def request(self, route: str | None, method: str, status: int, seconds: float) -> None:
         template = route or "unrouted"  # refused before routing (401, 413) or no such path

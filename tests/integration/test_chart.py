@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 from browser_agent.protocol import SessionNetwork
 
+from controller.metrics import Metrics
 from controller.settings import Settings
 from tests.chart import CHART, helm, one, refusal, render
 
@@ -28,6 +30,7 @@ def test_the_chart_lints() -> None:
 
 
 CONTROLLER = "rel-sandbox-controller"
+SERVED_METRICS = Metrics().names()
 OPERATOR = "rel-sandbox-controller-operator"
 RUNNERS, BROWSERS = "sandbox-runners", "sandbox-browsers"
 
@@ -135,6 +138,39 @@ def test_named_keys_come_from_a_secret_mounted_read_only() -> None:
     (volume,) = [v for v in pod["volumes"] if v["name"] == "keys"]
     assert volume["secret"]["secretName"] == "team-keys"
     assert "set by the chart itself" in refusal("settings.AUTH_KEYS_FILE=/x")
+
+
+def test_metrics_are_scraped_with_the_token_and_the_dashboard_reads_them() -> None:
+    default = render()
+    assert not [o for o in default if o["kind"] == "ServiceMonitor"]
+    assert env(one(default, "Deployment", CONTROLLER))["METRICS_PUBLIC"] == "false"
+    objects = render(
+        "metrics.serviceMonitor.enabled=true",
+        "metrics.serviceMonitor.labels.release=prometheus",
+        "metrics.dashboard.enabled=true",
+    )
+    monitor = one(objects, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    assert endpoint["authorization"]["credentials"] == {
+        "name": "rel-sandbox-controller-auth",
+        "key": "token",
+    }
+    service = one(objects, "Service", CONTROLLER)
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    public = one(
+        render("metrics.serviceMonitor.enabled=true", "metrics.public=true"), "ServiceMonitor"
+    )
+    assert "authorization" not in public["spec"]["endpoints"][0]
+    dashboard = one(objects, "ConfigMap", "rel-sandbox-controller-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    panels = json.loads(dashboard["data"]["sandbox-controller.json"])["panels"]
+    exprs = " ".join(t["expr"] for p in panels for t in p["targets"])
+    # Every metric the dashboard reads is one the service serves (controller.metrics).
+    served = set(re.findall(r"sandbox_[a-z_]+", exprs))
+    assert served <= SERVED_METRICS, served - SERVED_METRICS
 
 
 def test_there_is_never_a_default_token() -> None:
