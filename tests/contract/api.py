@@ -39,9 +39,12 @@ def test_auth_comes_before_validation(api: Api) -> None:
     assert response.status_code == 401
 
 
-def test_docs_are_behind_the_token_too(api: Api) -> None:
-    assert httpx.get(api.base_url + "/openapi.json").status_code == 401
-    assert api.client.get("/openapi.json").status_code == 200
+def test_the_api_description_is_public_and_nothing_else(api: Api) -> None:
+    document = httpx.get(api.base_url + "/openapi.json")
+    assert document.status_code == 200 and "/execute" in document.json()["paths"]
+    assert httpx.get(api.base_url + "/docs").status_code == 200
+    for path in ("/metrics", "/browser/sessions"):
+        assert httpx.get(api.base_url + path).status_code == 401
 
 
 def test_a_successful_run(api: Api) -> None:
