@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 REF = "#/components/schemas/{model}"
 BEARER = "bearerAuth"
@@ -28,6 +28,28 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     """What every error answers (controller.errors)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "invalid_request",
+                    "message": "timeoutMs: at most 120000",
+                    "details": [
+                        {
+                            "field": "timeoutMs",
+                            "rule": "less_than_equal",
+                            "message": "at most 120000",
+                        }
+                    ],
+                },
+                {
+                    "error": "overloaded",
+                    "message": "4 executions running and 32 queued; retry later",
+                },
+            ]
+        }
+    )
 
     error: str = Field(description="A stable code: `invalid_request`, `overloaded`, ...")
     message: str = Field(description="What went wrong, naming the setting to change if any.")
@@ -80,16 +102,39 @@ _REQUEST_BODIES: dict[str, TypeAdapter[Any]] = {"ErrorBody": TypeAdapter(ErrorBo
 
 
 def body_schema(
-    name: str, body: type[BaseModel] | TypeAdapter[Any], *, required: bool = True
+    name: str,
+    body: type[BaseModel] | TypeAdapter[Any],
+    *,
+    required: bool = True,
+    examples: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``openapi_extra`` of a route whose body ``controller.api.body`` parses: a
-    reference to ``name``, which ``openapi`` defines."""
+    reference to ``name``, which ``openapi`` defines; ``examples``: summary -> body."""
     adapter = body if isinstance(body, TypeAdapter) else TypeAdapter(body)
     if _REQUEST_BODIES.setdefault(name, adapter) is not adapter:
         raise ValueError(f"two request bodies named {name}")
-    schema = {"$ref": REF.format(model=name)}
-    content = {"application/json": {"schema": schema}}
-    return {"requestBody": {"required": required, "content": content}}
+    media: dict[str, Any] = {"schema": {"$ref": REF.format(model=name)}}
+    if examples:
+        media["examples"] = {
+            f"example{i}": {"summary": summary, "value": value}
+            for i, (summary, value) in enumerate(examples.items(), 1)
+        }
+    return {"requestBody": {"required": required, "content": {"application/json": media}}}
+
+
+_RESPONSE_EXAMPLES: dict[tuple[str, str, str], Any] = {}
+
+
+def response_example(path: str, method: str, status: int, example: Any) -> None:
+    """An example of an operation's JSON answer.  Set by ``openapi`` after FastAPI has
+    built the document: FastAPI drops every null on the way, and an example whose
+    required fields are null would no longer match its own schema."""
+    _RESPONSE_EXAMPLES[(path, method.lower(), str(status))] = example
+
+
+def request_bodies() -> dict[str, TypeAdapter[Any]]:
+    """The request bodies by name, as the document defines them (and their validators)."""
+    return dict(_REQUEST_BODIES)
 
 
 def openapi(app: FastAPI) -> dict[str, Any]:
@@ -110,6 +155,9 @@ def openapi(app: FastAPI) -> dict[str, Any]:
             if schemas.setdefault(defined, definition) != definition:
                 # Two models of one name: a reference would reach the wrong one.
                 raise ValueError(f"two schemas named {defined} in the OpenAPI document")
+    for (path, method, status), example in _RESPONSE_EXAMPLES.items():
+        answer = document["paths"][path][method]["responses"][status]
+        answer["content"]["application/json"]["example"] = example
     document["components"]["securitySchemes"] = {BEARER: {"type": "http", "scheme": "bearer"}}
     document["security"] = [{BEARER: []}]
     app.openapi_schema = document

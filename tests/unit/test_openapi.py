@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from controller.api.openapi import ERRORS
+from controller.api.openapi import ERRORS, ErrorBody, request_bodies
+from controller.execution.models import ExecuteResponse
 from tests.inprocess import running_app
 
 
@@ -99,3 +100,24 @@ async def test_a_wrong_method_names_every_method_of_the_path(tmp_path: Path) -> 
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, POST"
     assert response.json()["error"] == "method_not_allowed"
+
+
+async def test_every_example_is_valid(tmp_path: Path) -> None:
+    async with running_app(tmp_path) as app:
+        document = (await app.client.get("/openapi.json")).json()
+    bodies = request_bodies()
+    checked = 0
+    for _, _, operation in operations(document):
+        media = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+        name = media.get("schema", {}).get("$ref", "/").rsplit("/", 1)[-1]
+        for example in media.get("examples", {}).values():
+            bodies[name].validate_python(example["value"], strict=False)
+            checked += 1
+        for answer in operation["responses"].values():
+            example = answer.get("content", {}).get("application/json", {}).get("example")
+            if example is not None:
+                ExecuteResponse.model_validate(example)
+                checked += 1
+    assert checked >= 9
+    for example in ErrorBody.model_json_schema()["examples"]:
+        ErrorBody.model_validate(example)

@@ -79,7 +79,17 @@ async def forward(
     "",
     status_code=201,
     summary="Open a browser session",
-    openapi_extra=body_schema("CreateSessionRequest", CreateSessionRequest, required=False),
+    openapi_extra=body_schema(
+        "CreateSessionRequest",
+        CreateSessionRequest,
+        required=False,
+        examples={
+            "A phone": {"device": "iPhone 13", "labels": {"caller": "agent-7"}},
+            "Held to two names": {
+                "network": {"allowedDomains": ["docs.example.com", "*.cdn.example.com"]}
+            },
+        },
+    ),
     responses=errors(*AUTHENTICATED, *WITH_BODY, 429, 502, 503, 504),
 )
 async def create_session(
@@ -122,7 +132,11 @@ async def delete_session(
 @router.post(
     "/{session_id}/navigate",
     summary="Load a URL in a tab",
-    openapi_extra=body_schema("NavigateRequest", NavigateRequest),
+    openapi_extra=body_schema(
+        "NavigateRequest",
+        NavigateRequest,
+        examples={"Load a page": {"url": "https://example.com", "waitUntil": "domcontentloaded"}},
+    ),
     responses=errors(*SESSION_CALL, *WITH_BODY, 403),
 )
 async def navigate(
@@ -200,7 +214,19 @@ async def parse_action(request: Request) -> Action:
 @router.post(
     "/{session_id}/action",
     summary="Click, fill, type, press, ... in a tab",
-    openapi_extra=body_schema("Action", ACTION_ADAPTER),
+    openapi_extra=body_schema(
+        "Action",
+        ACTION_ADAPTER,
+        examples={
+            "Fill a field": {"action": "fill", "selector": "#q", "value": "sandbox"},
+            "Click": {"action": "click", "selector": "button[type=submit]"},
+            "Wait for an element": {
+                "action": "wait_for",
+                "selector": "#results",
+                "state": "visible",
+            },
+        },
+    ),
     responses=errors(*SESSION_CALL, *WITH_BODY, 403, 409),
 )
 async def action(

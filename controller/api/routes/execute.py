@@ -6,18 +6,62 @@ from fastapi import APIRouter, Request, Response
 
 from controller.api.body import parse_body
 from controller.api.deps import CallerDep, ExecutionServiceDep
-from controller.api.openapi import AUTHENTICATED, WITH_BODY, body_schema, errors
+from controller.api.openapi import (
+    AUTHENTICATED,
+    WITH_BODY,
+    body_schema,
+    errors,
+    response_example,
+)
 from controller.execution.models import ExecuteRequest, ExecuteResponse
 
 router = APIRouter()
+
+RESULT_EXAMPLE = {
+    "executionId": "ex-3f2a9c0d1e7b4a5c6d8e",
+    "exitCode": 0,
+    "signal": None,
+    "timedOut": False,
+    "stdout": "4\n",
+    "stderr": "",
+    "durationMs": 21.4,
+    "truncated": {"stdout": False, "stderr": False},
+    "violations": [],
+    "usage": {"cpuUserMs": 9.1, "cpuSystemMs": 4.0, "peakMemoryKb": 10240, "network": None},
+    "uploads": [],
+    "files": [],
+    "skippedFiles": [],
+}
+response_example("/execute", "post", 200, RESULT_EXAMPLE)
 
 
 @router.post(
     "/execute",
     summary="Run Python code in a sandbox",
     response_model=ExecuteResponse,
-    openapi_extra=body_schema("ExecuteRequest", ExecuteRequest),
-    responses=errors(*AUTHENTICATED, *WITH_BODY, 429, 503),
+    openapi_extra=body_schema(
+        "ExecuteRequest",
+        ExecuteRequest,
+        examples={
+            "Print": {"code": "print(2 + 2)"},
+            "Files in and out, stdin, a timeout": {
+                "code": "import sys\ndata = open('data.csv').read()\n"
+                "open('out.txt', 'w').write(data.upper())\nprint(sys.stdin.read())",
+                "files": [{"path": "data.csv", "content": "YSxiCjEsMgo="}],
+                "stdin": "hello",
+                "timeoutMs": 5000,
+            },
+            "One allowed name": {
+                "code": "import urllib.request\n"
+                "print(urllib.request.urlopen('https://api.github.com').status)",
+                "network": {"allowedDomains": ["api.github.com"]},
+            },
+        },
+    ),
+    responses={
+        200: {"description": "How the code ended; a failing program is a result too."},
+        **errors(*AUTHENTICATED, *WITH_BODY, 429, 503),
+    },
 )
 async def execute(request: Request, service: ExecutionServiceDep, caller: CallerDep) -> Response:
     result = await service.execute(await parse_body(request, ExecuteRequest), caller)
