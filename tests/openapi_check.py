@@ -6,6 +6,12 @@ error, 401 without the token, 405 with the right Allow header.  One check is lef
 `positive_data_acceptance` expects every request the schema allows to succeed, but some
 rules are the deployment's, not the schema's (a timeout above the configured ceiling, a
 domain outside NETWORK_ALLOWED_DOMAINS, a URL scheme); those answer 422, documented.
+
+No session is opened: generated calls on a real one max out their timeouts (up to 120 s
+each, on selectors that never appear), which would make this run take many minutes.
+So every call on a session answers 404 here; what a session answers is parsed by the
+models the document is made from (controller.browser.client.reply_model), and the
+browser tests check it with real Chromium.
 """
 
 from __future__ import annotations
@@ -37,8 +43,12 @@ def conformance(base_url: str, token: str, report_dir: Path, max_examples: int, 
         SEED,
         "--generation-database",
         "none",
+        "--exclude-operation-id",
+        "create_session_browser_sessions_post",
         "--request-timeout",
-        "90",
+        "150",
+        "--max-response-time",
+        "130",
         "--no-color",
         "--report-dir",
         str(report_dir),

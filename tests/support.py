@@ -84,6 +84,18 @@ async def until(
         await asyncio.sleep(interval_s)
 
 
+def refused_start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m controller`` with settings it must refuse: it exits, saying why."""
+    return subprocess.run(
+        [sys.executable, "-m", "controller"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 class ServiceProcess:
     """``python -m controller`` with the given settings, serving on loopback."""
 

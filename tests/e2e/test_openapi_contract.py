@@ -1,9 +1,5 @@
 """The Kubernetes installation answers as its OpenAPI document says, through the Ingress
-(tests/openapi_check.py).
-
-Opening sessions is left out here: each would be a browser pod kept until it idles out,
-beside the other e2e tests' sessions; the local tier covers that operation.
-"""
+(tests/openapi_check.py)."""
 
 from __future__ import annotations
 
@@ -18,11 +14,4 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def test_every_answer_through_the_ingress_conforms(release: Ingress, tmp_path: Path) -> None:
-    conformance(
-        release.base_url,
-        release.token,
-        tmp_path,
-        3,
-        "--exclude-operation-id",
-        "create_session_browser_sessions_post",
-    )
+    conformance(release.base_url, release.token, tmp_path, 3)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import ROOT, ServiceProcess
+from tests.support import ServiceProcess, refused_start
 
 
 def test_health_shows_the_warm_pool_filling_to_its_size(service: ServiceProcess) -> None:
@@ -99,14 +97,7 @@ def test_service_refuses_to_start_without_a_real_token(token: str) -> None:
     env = {**os.environ, "AUTH_TOKEN": token}
     if not token:
         env.pop("AUTH_TOKEN")
-    done = subprocess.run(
-        [sys.executable, "-m", "controller"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = refused_start(env)
     assert done.returncode == 2
     assert "AUTH_TOKEN" in done.stderr
 

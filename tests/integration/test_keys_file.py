@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import ROOT, ServiceProcess, wait_for
+from tests.support import ServiceProcess, refused_start, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,14 +25,7 @@ def test_a_malformed_file_stops_the_start_naming_the_line(tmp_path: Path) -> Non
         f"keys:\n  - name: team-a\n    sha256: {sha('x' * 20)}\n    maxBrowserSessions: many\n"
     )
     env = {**os.environ, "AUTH_TOKEN": "t" * 32, "AUTH_KEYS_FILE": str(path), "PORT": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "controller"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = refused_start(env)
     assert done.returncode == 2
     assert "AUTH_KEYS_FILE: line 4: maxBrowserSessions" in done.stderr, done.stderr
 

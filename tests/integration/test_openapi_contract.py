@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def svc() -> Iterator[ServiceProcess]:
-    service = ServiceProcess(browser_warm_agents="1", max_browser_sessions="2")
+    service = ServiceProcess()
     try:
         yield service
     finally:
