@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,8 @@ from controller.execution.service import ExecutionService
 from controller.keys import Defaults, KeyRing, RateLimits
 from controller.metrics import Metrics
 from controller.settings import Settings
+
+log = logging.getLogger(__name__)
 
 KEYS_REREAD_S = 2.0
 DOCS_PATHS = ("/openapi.json", "/docs", "/redoc")
@@ -123,7 +126,10 @@ async def reread_keys(keys: KeyRing) -> None:
     """The keys file, read again when it has changed (checked every KEYS_REREAD_S)."""
     while keys.path is not None:
         await asyncio.sleep(KEYS_REREAD_S)
-        keys.reload()
+        try:
+            keys.reload()
+        except Exception:  # never the end of rereading: a revocation must still arrive
+            log.exception("AUTH_KEYS_FILE %s could not be read again", keys.path)
 
 
 def observe_levels(metrics: Metrics, execution: ExecutionService, browser: BrowserSessions) -> None:

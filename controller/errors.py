@@ -4,6 +4,7 @@
     +-- InvalidRequest           422  a request field breaks a rule (names field and rule)
     +-- RequestTooLarge          413  the body exceeds MAX_REQUEST_BYTES
     +-- Unauthorized             401  missing or wrong bearer token
+    +-- Forbidden                403  a caller's key may not do this (the operator's own)
     +-- NotFound                 404  no such resource
     +-- Gone                     410  the resource existed and failed (a session whose pod died)
     +-- Overloaded               429  admission queue full (with Retry-After)
@@ -66,6 +67,11 @@ class RequestTooLarge(ControllerError):
 class Unauthorized(ControllerError):
     status_code = 401
     code = "unauthorized"
+
+
+class Forbidden(ControllerError):
+    status_code = 403
+    code = "forbidden"
 
 
 class NotFound(ControllerError):

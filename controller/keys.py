@@ -99,7 +99,11 @@ def parse_keys(text: str, defaults: Defaults) -> dict[str, Caller]:
     names: set[str] = set()
     for node in _entries(root):
         try:
-            entry = KeyEntry.model_validate(yaml.safe_load(yaml.serialize(node)))
+            raw = yaml.safe_load(yaml.serialize(node))
+        except (yaml.YAMLError, ValueError, TypeError) as exc:  # a tag that does not construct
+            raise KeysFileError(f"line {_line(node, '')}: not a key entry: {exc}") from None
+        try:
+            entry = KeyEntry.model_validate(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "entry"
@@ -116,13 +120,22 @@ def parse_keys(text: str, defaults: Defaults) -> dict[str, Caller]:
     return callers
 
 
+def read_keys(path: Path, defaults: Defaults) -> dict[str, Caller]:
+    """The file's callers; KeysFileError for text that is not UTF-8, or as parse_keys."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise KeysFileError(f"not UTF-8 text (byte {exc.start})") from None
+    return parse_keys(text, defaults)
+
+
 def _entries(root: yaml.Node | None) -> list[yaml.Node]:
     """The nodes of the entries under ``keys``; KeysFileError when the shape is not
     ``keys: [mapping, ...]``."""
     if not isinstance(root, yaml.MappingNode):
         raise KeysFileError("line 1: the file must be a mapping with a `keys` list")
     for key_node, value in root.value:
-        if key_node.value != "keys":
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.value != "keys":
             line = key_node.start_mark.line + 1
             raise KeysFileError(f"line {line}: unknown field {key_node.value!r}")
         if not isinstance(value, yaml.SequenceNode):
@@ -150,7 +163,7 @@ class KeyRing:
         self._callers: dict[str, Caller] = {}
         self._seen: tuple[int, int, int] | None = None
         if path is not None:
-            self._callers = parse_keys(path.read_text(), defaults)  # at start: fail loudly
+            self._callers = read_keys(path, defaults)  # at start: fail loudly
             self._seen = _stamp(path)
 
     @property
@@ -181,7 +194,7 @@ class KeyRing:
             return False
         self._seen = stamp
         try:
-            callers = parse_keys(self.path.read_text(), self.defaults)
+            callers = read_keys(self.path, self.defaults)
         except (OSError, KeysFileError) as exc:
             log.error("AUTH_KEYS_FILE %s: %s: the keys read before stay", self.path, exc)
             return False

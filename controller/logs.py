@@ -35,7 +35,7 @@ current: ContextVar[RequestContext | None] = ContextVar("request_context", defau
 
 def request_id(given: str | None) -> str:
     """The caller's id when it is a safe one, else a new one."""
-    if given is not None and _GIVEN_ID.match(given):
+    if given is not None and _GIVEN_ID.fullmatch(given):
         return given
     return uuid.uuid4().hex
 

@@ -11,20 +11,32 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    Request,
+    async_playwright,
+)
 
 from browser_agent.devices import DESKTOP, UnknownDevice, accepted_names, resolve_device
 from browser_agent.errors import AgentError, BadInput, BrowserExited, TabLimit, TabNotFound
 from browser_agent.protocol import ConfigureResponse, Tab, TabList, Viewport
+from browser_agent.proxy import url_target
 
 log = logging.getLogger(__name__)
 
 MAX_TABS = 32
+MAX_ASKED = 4096
+"""Destinations the session's pages asked for, remembered to tell their refusals from
+Chromium's own (the oldest forgotten first)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,7 @@ class SessionBrowser:
         self._context: BrowserContext | None = None
         self._warm: BrowserContext | None = None
         self._tabs: dict[str, Page] = {}
+        self._asked: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._ids = itertools.count(1)
         self._current: str | None = None
         self.device: str | None = None
@@ -157,6 +170,7 @@ class SessionBrowser:
         self._context = context
         self.device = name
         context.on("page", self._on_page)
+        context.on("request", self._on_request)
         for page in context.pages:
             self._register(page)
         if not self._tabs:
@@ -169,6 +183,18 @@ class SessionBrowser:
             isMobile=bool(options.get("is_mobile", False)),
             tabId=self.current_id(),
         )
+
+    def _on_request(self, request: Request) -> None:
+        target = url_target(request.url)
+        if target is not None:
+            self._asked[target] = None
+            self._asked.move_to_end(target)
+            if len(self._asked) > MAX_ASKED:
+                self._asked.popitem(last=False)
+
+    def asked(self, host: str, port: int) -> bool:
+        """Whether a page of the session asked for ``host:port`` (as the proxy saw it)."""
+        return (host.lower().strip("[]"), port) in self._asked
 
     def _on_page(self, page: Page) -> None:
         known = any(tab is page for tab in self._tabs.values())

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Frame, Locator, Page, Response
@@ -45,10 +44,9 @@ from browser_agent.protocol import (
     WaitForAction,
     WaitUntil,
 )
-from browser_agent.proxy import REFUSED_HEADER, FilteringProxy
+from browser_agent.proxy import REFUSED_HEADER, FilteringProxy, url_target
 from browser_agent.urlpolicy import UrlRefused, check_navigation_url
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
 ERROR_PAGE_PREFIX = "chrome-error://"
 ERROR_PAGE_WAIT_S = 1.0
 CLOSED_MARKERS = ("has been closed", "Target closed", "Target page, context or browser")
@@ -96,7 +94,7 @@ async def navigate(
             # before that would let the commit interrupt the caller's next navigation.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(error_page.wait(), ERROR_PAGE_WAIT_S)
-        _raise_if_refused(proxy, url, refused_before, started)
+        _raise_if_refused(browser, proxy, url, refused_before, started)
         raise NavigationFailed(f"cannot load {url}: {first_line(exc)}") from None
     finally:
         page.remove_listener("framenavigated", on_navigated)
@@ -113,7 +111,7 @@ async def navigate(
         url=page.url,
         status=response.status if response is not None else None,
         title=await page.title(),
-        violations=proxy.violations_since(refused_before),
+        violations=proxy.violations_since(refused_before, browser.asked),
     )
 
 
@@ -127,17 +125,17 @@ async def _goto(page: Page, url: str, wait_until: WaitUntil, wait_ms: int) -> Re
     return await page.goto(url, wait_until=wait_until, timeout=wait_ms)
 
 
-def _raise_if_refused(proxy: FilteringProxy, url: str, refused_before: int, started: float) -> None:
-    """A failed navigation during which the proxy refused a destination: say so (403),
-    naming the navigation's own destination when it was among the refused (the previous
-    page's favicon or a script of another tab may have been refused meanwhile), else the
-    latest (a redirect's)."""
-    new = proxy.refused_total - refused_before
-    recent = [r for r in list(proxy.refusals)[-new:] if r.at >= started] if new > 0 else []
+def _raise_if_refused(
+    browser: SessionBrowser, proxy: FilteringProxy, url: str, refused_before: int, started: float
+) -> None:
+    """A failed navigation during which the proxy refused a destination the session asked
+    for: say so (403), naming the navigation's own destination when it was refused (the
+    previous page's favicon or a script of another tab may have been refused meanwhile),
+    else the latest (a redirect's)."""
+    recent = [r for r in proxy.refused_since(refused_before, browser.asked) if r.at >= started]
     if not recent:
         return
-    parts = urlsplit(url)
-    target = (parts.hostname or "", parts.port or DEFAULT_PORTS.get(parts.scheme, 0))
+    target = url_target(url)
     refusal = next((r for r in recent if (r.host.lower().strip("[]"), r.port) == target), None)
     refusal = refusal or recent[-1]
     raise Forbidden(
@@ -190,7 +188,7 @@ async def act(browser: SessionBrowser, proxy: FilteringProxy, action: Action) ->
         action=action.action,
         url=page.url,
         result=result,
-        violations=proxy.violations_since(refused_before),
+        violations=proxy.violations_since(refused_before, browser.asked),
     )
 
 

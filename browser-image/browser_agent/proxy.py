@@ -16,7 +16,9 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from browser_agent.protocol import NetworkViolation
 from sandbox_common import forward_proxy
@@ -26,6 +28,21 @@ from sandbox_common.forward_proxy import HEAD_LIMIT, Refused
 
 REFUSED_HEADER = "X-Browser-Agent-Refused"
 MAX_REFUSALS = 64
+
+
+DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
+def url_target(url: str) -> tuple[str, int] | None:
+    """(host, port) a URL leads to, as the proxy sees it asked for; None: not a network URL."""
+    parts = urlsplit(url)
+    port = DEFAULT_PORTS.get(parts.scheme)
+    if port is None or not parts.hostname:
+        return None
+    try:
+        return parts.hostname.lower(), parts.port or port
+    except ValueError:
+        return None
 
 
 def public_web(rules: EgressRules) -> EgressGate:
@@ -77,11 +94,23 @@ class FilteringProxy:
             self.refusals.append(Refusal(host, port, str(exc), time.monotonic()))
             raise Refused(f"{host}:{port} refused: {exc}") from None
 
-    def violations_since(self, refused_before: int) -> list[NetworkViolation]:
-        """What was refused after the count was ``refused_before`` (those still kept)."""
+    def refused_since(
+        self, refused_before: int, asked: Callable[[str, int], bool]
+    ) -> list[Refusal]:
+        """What was refused after the count was ``refused_before`` (those still kept) of
+        what the session's pages ``asked`` for: Chromium's own requests (its component
+        updater, its account service) reach the proxy too, and are not the page's."""
         new = min(self.refused_total - refused_before, len(self.refusals))
         recent = list(self.refusals)[len(self.refusals) - new :] if new > 0 else []
-        return [NetworkViolation(target=f"{r.host}:{r.port}", detail=r.reason) for r in recent]
+        return [r for r in recent if asked(r.host, r.port)]
+
+    def violations_since(
+        self, refused_before: int, asked: Callable[[str, int], bool]
+    ) -> list[NetworkViolation]:
+        return [
+            NetworkViolation(target=f"{r.host}:{r.port}", detail=r.reason)
+            for r in self.refused_since(refused_before, asked)
+        ]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await forward_proxy.serve(reader, writer, lambda _head: self, refused_header=REFUSED_HEADER)

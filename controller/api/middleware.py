@@ -64,6 +64,13 @@ def caller_of(scope: Scope) -> Caller:
     return caller
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``), for a log line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 class RequestLog:
     """Gives each request its id (``X-Request-ID`` if the caller sent a safe one), answers
     it back in the same header, and when the answer has been sent counts it (metrics) and
@@ -96,7 +103,10 @@ class RequestLog:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            method, path = scope["method"], scope["path"]
+            # No answer sent: an error escaped to the server, which answers 500.
+            status = status or 500
+            # The path is the caller's, decoded: a line break in it would forge a line.
+            method, path = scope["method"], printable(scope["path"])
             route = getattr(scope.get("route"), "path", None)
             self.metrics.request(route, method, status, seconds)
             if self.access_log:

@@ -64,7 +64,11 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
         "Missing or invalid bearer token.",
         {"WWW-Authenticate": {"description": "`Bearer`.", "schema": {"type": "string"}}},
     ),
-    403: ("The destination is refused by the network policy (`destination_forbidden`).", {}),
+    403: (
+        "Refused: the destination, by the network policy (`destination_forbidden`); or "
+        "this endpoint, to a key other than AUTH_TOKEN's (`forbidden`).",
+        {},
+    ),
     404: ("No such session or tab (`not_found`, `tab_not_found`).", {}),
     409: ("The page did not allow it: `element_timeout`, `action_failed`, `tab_limit`.", {}),
     410: ("The session existed and failed (its browser died); it is gone.", {}),

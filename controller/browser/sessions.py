@@ -13,6 +13,7 @@ import logging
 import re
 import secrets
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -121,6 +122,7 @@ class SessionService:
         self.client = client or AgentClient()
         self._sessions: dict[str, Session] = {}
         self._creating = 0
+        self._creating_by: Counter[str] = Counter()
         self._wake = asyncio.Event()
         self._reaper: asyncio.Task[None] | None = None
         self._stopping = False
@@ -164,10 +166,12 @@ class SessionService:
                 f"unknown device {request.device!r}; accepted: " + ", ".join(names),
             )
         own = sum(1 for x in self._sessions.values() if x.owner == caller.name)
+        own += self._creating_by[caller.name]
         check_capacity(s, len(self._sessions) + self._creating, caller, own)
         if self._budget is not None:
             self._budget.hold(s.browser_memory_mb, "a browser session")
         self._creating += 1
+        self._creating_by[caller.name] += 1
         opened = False
         try:
             agent = await self._backend.acquire()
@@ -186,6 +190,7 @@ class SessionService:
             opened = True
         finally:
             self._creating -= 1
+            self._creating_by[caller.name] -= 1
             if not opened and self._budget is not None:
                 self._budget.release(s.browser_memory_mb)
         session = Session(

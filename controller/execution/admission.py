@@ -139,6 +139,9 @@ class Admission:
                 self._waiting.move_to_end(name)
             else:
                 del self._waiting[name]
+            if waiter.granted.done():
+                # Cancelled, its task not yet run to take itself out: nobody to give it to.
+                continue
             self._take(name)
             waiter.granted.set_result(None)
 

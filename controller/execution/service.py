@@ -221,7 +221,10 @@ class ExecutionService:
                 settings.upload_concurrency,
             )
             for upload in response.uploads:
-                metrics.uploads.labels(str(upload.status)).inc()
+                # A status code, or "error": the error's text is the file service's own
+                # words (one label value each would never end).
+                status = str(upload.status) if isinstance(upload.status, int) else "error"
+                metrics.uploads.labels(status).inc()
         else:
             response.files, response.skippedFiles = delivery.inline(
                 outcome.harvested, settings.max_inline_bytes

@@ -9,6 +9,7 @@ same request succeeds when the policy allows it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -20,7 +21,8 @@ from browser_agent.browser import BrowserOptions, SessionBrowser
 from browser_agent.proxy import FilteringProxy, public_web
 from playwright.async_api import Page
 
-from sandbox_common.egress_gate import EgressRules
+from sandbox_common.domains import DomainPolicy, parse_patterns
+from sandbox_common.egress_gate import EgressGate, EgressRules
 from tests.pages import PageServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -90,3 +92,28 @@ async def test_reserved_ports_stay_refused_when_private_networks_are_allowed(
     assert await page.evaluate(OPEN_WEBSOCKET, f"ws://[::1]:{pages.port}/ws?reserved") == "error"
     await page.evaluate(FETCH, f"{pages.base}/form?reserved")
     assert pages.hits("/ws?reserved") == pages.hits("/form?reserved") == 0
+
+
+async def test_chromiums_own_refused_requests_are_not_the_pages_violations(
+    browser: tuple[SessionBrowser, FilteringProxy, Page], pages: PageServer
+) -> None:
+    """Chromium asks for things of its own through the proxy (its component updater, its
+    account service): refused too, but not reported as what the page did."""
+    session, proxy, page = browser
+    policy = DomainPolicy(parse_patterns(["files.test"]), (), frozenset({pages.port}))
+    proxy.gate = EgressGate(policy, EgressRules({"files.test": "127.0.0.1"}))
+    before = proxy.refused_total
+    # What Chromium's own services do: a request to the proxy that no page made.
+    reader, writer = await asyncio.open_connection("127.0.0.1", session.options.proxy_port)
+    writer.write(
+        b"CONNECT accounts.google.com:443 HTTP/1.1\r\nHost: accounts.google.com:443\r\n\r\n"
+    )
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"HTTP/1.1 403")
+    writer.close()
+    # What the page does: an image from a name it may not reach.
+    other = f"http://other.test:{pages.port}/download?own"
+    await page.goto(f"http://files.test:{pages.port}/image?src={other}")
+    assert proxy.refused_total - before == 2
+    reported = proxy.violations_since(before, session.asked)
+    assert [v.target for v in reported] == [f"other.test:{pages.port}"]

@@ -49,7 +49,10 @@ async def test_each_key_is_its_own_caller(tmp_path: Path) -> None:
         assert (await b.post("/execute", json={"code": "2"})).status_code == 200
         assert (await c.post("/execute", json={"code": "3"})).status_code == 401
         assert (await app.client.post("/execute", json={"code": "4"})).status_code == 200
-        metrics = (await a.get("/metrics")).text
+        # The metrics name every key: the operator's to read, not a tenant's.
+        refused = await a.get("/metrics")
+        assert refused.status_code == 403 and "team-a" in refused.json()["message"]
+        metrics = (await app.client.get("/metrics")).text
     for name in ("team-a", "team-b", "default"):
         assert f'sandbox_executions_total{{key="{name}",outcome="exited"}} 1.0' in metrics
     assert A not in metrics and sha(A) not in metrics
@@ -155,3 +158,13 @@ async def test_sessions_belong_to_their_key(tmp_path: Path) -> None:
         ]
         assert (await b.post("/browser/sessions", json={})).status_code == 201  # its own cap
         assert (await a.delete(f"/browser/sessions/{sid}")).status_code == 204
+
+
+async def test_concurrent_creates_hold_a_key_to_its_session_cap(tmp_path: Path) -> None:
+    path = keys_file(tmp_path, maxBrowserSessions=1)
+    async with (
+        running_app(tmp_path, auth_keys_file=path, max_browser_sessions=8) as app,
+        as_key(app, A) as a,
+    ):
+        answers = await asyncio.gather(*(a.post("/browser/sessions", json={}) for _ in range(5)))
+    assert sorted(r.status_code for r in answers) == [201, 429, 429, 429, 429]

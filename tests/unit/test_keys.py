@@ -106,6 +106,27 @@ def test_a_changed_file_is_read_again_and_a_broken_one_ignored(tmp_path: Path) -
     assert ring.caller(TOKEN.encode()) is not None
 
 
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"keys:\n  - name: caf\xe9\n", "not UTF-8"),
+        (b"keys:\n  - name: !!int xyz\n    sha256: x\n", "line 2: not a key entry"),
+        (b"? [a]\n: 1\n", "unknown field"),
+    ],
+)
+def test_any_broken_file_is_a_keys_file_error(tmp_path: Path, content: bytes, says: str) -> None:
+    path = tmp_path / "keys.yaml"
+    path.write_bytes(content)
+    with pytest.raises(KeysFileError, match=says):
+        KeyRing(TOKEN, DEFAULTS, path)
+    path.write_text(GOOD)
+    ring = KeyRing(TOKEN, DEFAULTS, path)
+    path.write_bytes(content)
+    os.utime(path, ns=(2, 2))
+    assert not ring.reload()  # logged, and the keys before stay
+    assert ring.caller(b"token-of-team-a-0123456789") is not None
+
+
 def test_a_malformed_file_stops_the_start(tmp_path: Path) -> None:
     path = tmp_path / "keys.yaml"
     path.write_text("keys:\n  - name: x\n")
