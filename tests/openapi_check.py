@@ -54,7 +54,10 @@ def conformance(base_url: str, token: str, report_dir: Path, max_examples: int, 
         str(report_dir),
         *more,
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    # In the report directory: schemathesis keeps a cache of its own where it runs.
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, check=False, cwd=report_dir
+    )
     assert run.returncode == 0, run.stdout[-12_000:] + run.stderr[-4000:]
     summary = run.stdout.split("SUMMARY")[-1]
     assert " passed" in summary and "failures" not in summary, summary
