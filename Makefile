@@ -101,6 +101,7 @@ e2e: venv
 bench: venv sandbox-env
 	@command -v wrk >/dev/null || { $(SUDO) apt-get install -y -qq wrk || echo "no wrk: the throughput run uses Python clients"; }
 	SANDBOX_PYTHON=$(SANDBOX_ENV)/bin/python3 $(VENV)/bin/python bench/execute_bench.py
+	$(VENV)/bin/python bench/api_bench.py
 
 # Bounded in count (SOAK_ARGS, e.g. --sequential 500 --concurrent 200) and on loopback only.
 soak: venv sandbox-env
