@@ -109,13 +109,14 @@ class Metrics:
 
     def names(self) -> set[str]:
         """Every sample name this service serves (the dashboard's tests read it)."""
-        served = {s.name for family in self.registry.collect() for s in family.samples}
+        served = set(LEVELS)
         for family in self.registry.collect():
+            # By type, not by the samples present: a labelled counter has none until used.
             if family.type == "histogram":
                 served |= {f"{family.name}_bucket", f"{family.name}_sum", f"{family.name}_count"}
             elif family.type == "counter":
                 served.add(f"{family.name}_total")
-        return served | set(LEVELS)
+        return served
 
     def request(self, route: str | None, method: str, status: int, seconds: float) -> None:
         template = route or "unrouted"  # refused before routing (401, 413) or no such path

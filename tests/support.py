@@ -18,6 +18,9 @@ from typing import Any, TypeVar
 
 import httpx
 
+from sandbox_common.domains import DomainPolicy
+from sandbox_common.egress_gate import EgressGate, EgressRules
+
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
@@ -82,6 +85,12 @@ async def until(
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         # A poll, not an Event: what is awaited is the product's state, seen from outside.
         await asyncio.sleep(interval_s)
+
+
+def public_web(rules: EgressRules) -> EgressGate:
+    """The gate a browser agent builds for a session on the public web (no allowed
+    domains, nothing narrowed): every public name and address, on any port."""
+    return EgressGate(DomainPolicy(every_name=True), rules)
 
 
 def refused_start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

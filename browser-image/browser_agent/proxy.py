@@ -22,8 +22,7 @@ from urllib.parse import urlsplit
 
 from browser_agent.protocol import NetworkViolation
 from sandbox_common import forward_proxy
-from sandbox_common.domains import DomainPolicy
-from sandbox_common.egress_gate import EgressGate, EgressRules
+from sandbox_common.egress_gate import EgressGate
 from sandbox_common.forward_proxy import HEAD_LIMIT, Refused
 
 REFUSED_HEADER = "X-Browser-Agent-Refused"
@@ -43,12 +42,6 @@ def url_target(url: str) -> tuple[str, int] | None:
         return parts.hostname.lower(), parts.port or port
     except ValueError:
         return None
-
-
-def public_web(rules: EgressRules) -> EgressGate:
-    """The gate of a session on the public web (a deployment that allows no domain, a
-    session that narrows nothing): every public name and address, on any port."""
-    return EgressGate(DomainPolicy(every_name=True), rules)
 
 
 @dataclass(frozen=True)

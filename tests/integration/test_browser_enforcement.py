@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 from browser_agent.browser import BrowserOptions, SessionBrowser
-from browser_agent.proxy import FilteringProxy, public_web
+from browser_agent.proxy import FilteringProxy
 from playwright.async_api import Page
 
 from sandbox_common.domains import DomainPolicy, parse_patterns
 from sandbox_common.egress_gate import EgressGate, EgressRules
 from tests.pages import PageServer
+from tests.support import public_web
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from browser_agent.proxy import REFUSED_HEADER, FilteringProxy, public_web
+from browser_agent.proxy import REFUSED_HEADER, FilteringProxy
 
 from sandbox_common.egress_gate import EgressRules
 from tests.pages import PageServer
+from tests.support import public_web
 
 
 @pytest.fixture

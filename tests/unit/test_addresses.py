@@ -10,12 +10,12 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from browser_agent.proxy import public_web
 
 from controller.uploads.policy import UploadPolicy
 from sandbox_common.addresses import Kind, canonical, classify, parse, parse_host_ports
 from sandbox_common.egress_gate import EgressRules
 from sandbox_common.forward_proxy import Refused
+from tests.support import public_web
 
 SPELLINGS = {
     # address: what it really is

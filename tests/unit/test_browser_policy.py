@@ -5,12 +5,12 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from browser_agent.proxy import public_web
 from browser_agent.urlpolicy import UrlRefused, check_navigation_url
 
 from sandbox_common.addresses import is_public, is_this_host
 from sandbox_common.egress_gate import EgressRules
 from sandbox_common.forward_proxy import Refused
+from tests.support import public_web
 
 
 async def refused(address: str, port: int, rules: EgressRules | None = None) -> bool:
