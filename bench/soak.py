@@ -2,9 +2,9 @@
 
 Runs, against a service of its own on loopback (tests/support.ServiceProcess):
 
-1. a warm-up, then a snapshot of the service's resources: open descriptors, threads,
-   child processes, the mounts it sees, its sandbox cgroups, its temporary directories
-   and its resident memory;
+1. a warm-up (one after another, then from every client at once), then a snapshot of
+   the service's resources: open descriptors, threads, child processes, the mounts it
+   sees, its sandbox cgroups, its temporary directories and its resident memory;
 2. ``--sequential`` executions one after another and ``--concurrent`` more from
    ``--clients`` clients, cycling through mixed code (prints, timeouts, crashes, big
    output, files, memory bombs, fork bombs, stdin); every response must be a 200 with a
@@ -13,12 +13,15 @@ Runs, against a service of its own on loopback (tests/support.ServiceProcess):
 3. the same snapshot after the pool has settled, printed beside the first; a leak fails
    the run;
 4. noisy neighbours: ``print(2+2)`` p50 alone, then while two clients keep memory and
-   fork bombs running; the ratio is printed (target <= 2x).
+   fork bombs running, probed back to back and paced (one every 100 ms, as requests
+   arrive); the ratios are printed (target <= 2x).  ``--idle-after-ms 0`` runs it without
+   the idle CPU class (CPU_IDLE_AFTER_MS), for the comparison.
 
 Exit status 0 when every check held.  Figures, not timing assertions: the ratio is
 printed for the note.
 
     .venv/bin/python bench/soak.py [--sequential 10000] [--concurrent 1000] [--clients 8]
+        [--probes 100] [--idle-after-ms N]
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -198,14 +201,51 @@ def settle(svc: ServiceProcess, warm: int, timeout_s: float = 30) -> None:
         time.sleep(0.2)
 
 
-def p50_print(client: httpx.Client, n: int) -> float:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        response = client.post("/execute", json={"code": "print(2+2)"})
-        samples.append((time.perf_counter() - start) * 1000)
-        assert response.status_code == 200 and response.json()["stdout"] == "4\n"
-    return statistics.median(samples)
+def concurrently(svc: ServiceProcess, count: int, clients: int, failures: Failures) -> None:
+    """``count`` executions of the mix from ``clients`` clients at once."""
+    counter = itertools.count()
+    lock = threading.Lock()
+
+    def worker() -> None:
+        with httpx.Client(
+            base_url=svc.base_url, timeout=120, headers={"Authorization": f"Bearer {svc.token}"}
+        ) as own:
+            while True:
+                with lock:
+                    kind = next(counter)
+                if kind >= count:
+                    return
+                one(own, kind, failures)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+PACE_S = 0.1
+
+
+class Probes(NamedTuple):
+    """``print(2+2)``'s p50 in ms, sent back to back and paced (``PACE_S`` apart)."""
+
+    back_to_back: float
+    paced: float
+
+
+def p50_print(client: httpx.Client, n: int) -> Probes:
+    p50s = []
+    for pause in (0.0, PACE_S):
+        samples = []
+        for _ in range(n):
+            start = time.perf_counter()
+            response = client.post("/execute", json={"code": "print(2+2)"})
+            samples.append((time.perf_counter() - start) * 1000)
+            assert response.status_code == 200 and response.json()["stdout"] == "4\n"
+            time.sleep(pause)
+        p50s.append(statistics.median(samples))
+    return Probes(*p50s)
 
 
 def main() -> int:
@@ -213,7 +253,10 @@ def main() -> int:
     parser.add_argument("--sequential", type=int, default=10_000)
     parser.add_argument("--concurrent", type=int, default=1_000)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--probes", type=int, default=40)
+    parser.add_argument("--probes", type=int, default=100)
+    parser.add_argument(
+        "--idle-after-ms", type=int, help="CPU_IDLE_AFTER_MS (default: the service's)"
+    )
     args = parser.parse_args()
     warm = 4
     failures = Failures()
@@ -225,38 +268,24 @@ def main() -> int:
         warm_sandboxes=str(warm),
         output_limit_bytes=str(1 << 20),
         access_log="false",
+        **({} if args.idle_after_ms is None else {"cpu_idle_after_ms": str(args.idle_after_ms)}),
     ) as svc:
         client = httpx.Client(
             base_url=svc.base_url, timeout=60, headers={"Authorization": f"Bearer {svc.token}"}
         )
+        # Warm-up, one after another and from every client at once: the service's pools
+        # (threads, connections) reach the size the soak will use before the snapshot.
         for kind in range(3 * len(MIX)):
             one(client, kind, failures)
+        concurrently(svc, args.clients * len(MIX), args.clients, failures)
         settle(svc, warm)
         before = snapshot(svc)
         started = time.monotonic()
         for kind in range(args.sequential):
             one(client, kind, failures)
         sequential_s = time.monotonic() - started
-        counter = itertools.count()
-        lock = threading.Lock()
-
-        def worker() -> None:
-            with httpx.Client(
-                base_url=svc.base_url, timeout=120, headers={"Authorization": f"Bearer {svc.token}"}
-            ) as own:
-                while True:
-                    with lock:
-                        kind = next(counter)
-                    if kind >= args.concurrent:
-                        return
-                    one(own, kind, failures)
-
         started = time.monotonic()
-        threads = [threading.Thread(target=worker) for _ in range(args.clients)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        concurrently(svc, args.concurrent, args.clients, failures)
         concurrent_s = time.monotonic() - started
         settle(svc, warm)
         after = snapshot(svc)
@@ -292,10 +321,11 @@ def main() -> int:
     print(f"{'resource':<20}{'after warm-up':>15}{'after the soak':>16}")
     for key in before:
         print(f"{key:<20}{before[key]:>15}{after[key]:>16}")
-    print(
-        f"noisy neighbours: print(2+2) p50 {quiet:.1f} ms alone, {noisy:.1f} ms beside "
-        f"memory and fork bombs: {noisy / quiet:.2f}x (target <= 2x)"
-    )
+    for how, alone, beside in zip(("back to back", "paced"), quiet, noisy, strict=True):
+        print(
+            f"noisy neighbours ({how}): print(2+2) p50 {alone:.1f} ms alone, {beside:.1f} ms "
+            f"beside memory and fork bombs: {beside / alone:.2f}x (target <= 2x)"
+        )
     leaks = [
         key
         for key in ("open fds", "threads", "child processes", "mounts", "sandbox cgroups")

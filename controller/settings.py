@@ -335,6 +335,13 @@ class Settings(BrowserSessionRules, NetworkRules):
         description="CPU quota of one execution, in cores (a cgroup per execution, local "
         "placement); unset for none beyond the fair share.",
     )
+    cpu_idle_after_ms: int = Field(
+        20,
+        ge=0,
+        description="An execution this far into its run moves to the idle CPU class: "
+        "fresh executions come first, it has the CPU they leave (local placement; 0: "
+        "never).",
+    )
     memory_budget_mb: int | None = Field(
         None,
         ge=64,

@@ -36,9 +36,11 @@ def harvest_limits(settings: Settings) -> HarvestLimits:
 
 
 def group_limits(settings: Settings) -> GroupLimits:
-    """The cgroup of one sandbox: the whole execution's memory, tasks and CPU."""
+    """The cgroup of one sandbox: the whole execution's memory, tasks and CPU (quota and
+    when it turns idle)."""
     return GroupLimits(
         memory_bytes=settings.memory_limit_mb * MIB,
         max_tasks=settings.max_processes + SANDBOX_TASKS,
         cpu_cores=settings.cpu_limit_cores,
+        cpu_idle_after_ms=settings.cpu_idle_after_ms or None,
     )

@@ -10,9 +10,9 @@ after its run, under a subtree the service owns (``SandboxCgroups``): memory (ev
 process and the tmpfs pages they write, together), tasks and CPU of the whole execution,
 where rlimits only bound each process.  cgroup v2 (one directory) and v1 (a directory per
 controller: this machine's memory, pids and cpu) share one interface; what differs is
-data (``limit_writes``, ``V2`` and ``V1`` file names), tested as such.  The sandbox's
-first process enters its cgroups itself (``enter_argv``) before it execs bubblewrap, so
-nothing of the sandbox ever runs outside them.
+data (``limit_writes``, ``class_write``, the v2 and v1 file names), tested as such.  The
+sandbox's first process enters its cgroups itself (``enter_argv``) before it execs
+bubblewrap, so nothing of the sandbox ever runs outside them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import re
 import signal
@@ -67,8 +68,21 @@ done
 the lock, kill what is left in each cgroup of each root, remove them and the root (at
 most 100 rounds of 50 ms while processes exit)."""
 JANITOR_WAIT_S = 2.0
+IDLE_FILE = "cpu.idle"
+CLASS_FILES = {
+    (1, True): (IDLE_FILE, "1", "0"),
+    (2, True): (IDLE_FILE, "1", "0"),
+    (1, False): ("cpu.shares", "2", "1024"),
+    (2, False): ("cpu.weight", "1", "100"),
+}
+"""By (cgroup version, whether the kernel has ``cpu.idle``): the file, its idle value and
+its normal one.  Without ``cpu.idle`` (before Linux 5.15) the lowest weight stands in,
+1/512 (v1) or 1/100 (v2) of the default, without the idle class's preemption on
+wake-up."""
 V1_MEMSW = "memory.memsw.limit_in_bytes"
 V1_TCP = "memory.kmem.tcp.limit_in_bytes"
+
+log = logging.getLogger(__name__)
 
 
 def oom_kills_in(files: Iterable[Path]) -> int | None:
@@ -99,6 +113,9 @@ class GroupLimits:
     max_tasks: int
     cpu_cores: float | None = None
     """A quota in cores (None: no quota, only the fair share every cgroup gets)."""
+    cpu_idle_after_ms: int | None = None
+    """After this long into its run the execution moves to the idle CPU class (None:
+    never).  Warming up, the sandbox is in the normal class: a request may be waiting."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +162,28 @@ def limit_writes(
             ("cpu", "cpu.cfs_quota_us", str(quota)),
         ]
     return writes
+
+
+def class_write(version: int, *, has_idle: bool, idle: bool) -> tuple[str, str, str]:
+    """The (controller, file, value) write that moves a cgroup to the idle CPU class, or
+    back to the normal one.
+
+    ``cpu.idle`` (v1 and v2, Linux 5.15 on: ``has_idle``) makes the cgroup idle against
+    its siblings, the other sandboxes: it runs on what CPU they leave (with a floor of
+    3/1024 of a normal share, up to its quota), and a sibling waking up preempts it.
+    """
+    file, idle_value, normal_value = CLASS_FILES[(version, has_idle)]
+    return ("" if version == 2 else "cpu", file, idle_value if idle else normal_value)
+
+
+@dataclass(frozen=True)
+class IdleClass:
+    """When a sandbox's cgroup moves to the idle CPU class, and how the kernel does it."""
+
+    after_s: float
+    """How far into its run."""
+    has_idle: bool
+    """``cpu.idle`` exists (else: the lowest weight)."""
 
 
 def tcp_bytes(limits: GroupLimits) -> int:
@@ -312,10 +351,15 @@ def _kill_if_inside(pid: int, directory: Path) -> None:
 class SandboxCgroup:
     """One sandbox's cgroup (a directory per controller under v1, one under v2)."""
 
-    def __init__(self, version: int, dirs: dict[str, Path]) -> None:
+    def __init__(
+        self, version: int, dirs: dict[str, Path], idle_class: IdleClass | None = None
+    ) -> None:
         self.version = version
         self.dirs = dirs
         self.name = next(iter(dirs.values())).name
+        self.idle_class = idle_class
+        """How it moves between the CPU classes (None: it stays in the normal one)."""
+        self._idle = False
 
     @property
     def procs_files(self) -> list[Path]:
@@ -337,8 +381,38 @@ class SandboxCgroup:
             peak_bytes=peak, oom_kills=kills, tasks_refused=_keyed(pids / "pids.events", "max")
         )
 
+    def make_idle(self) -> None:
+        """Move to the idle CPU class (a run past its first moments)."""
+        self._set_class(idle=True)
+
+    def make_normal(self) -> None:
+        """Back to the normal CPU class (a run ending: its harvest and its dying
+        processes must not wait behind the others)."""
+        self._set_class(idle=False)
+
+    def _set_class(self, *, idle: bool) -> None:
+        if self.idle_class is None or self._idle == idle:
+            return
+        controller, file, value = class_write(
+            self.version, has_idle=self.idle_class.has_idle, idle=idle
+        )
+        try:
+            (self._dir(controller) / file).write_text(value)
+        except FileNotFoundError:
+            return  # removed already: nothing left to schedule
+        except OSError as exc:  # never silent, never fatal: the limits do not depend on it
+            log.warning("cannot write %s to %s of cgroup %s: %s", value, file, self.name, exc)
+            return
+        self._idle = idle
+
     def kill(self) -> None:
-        """SIGKILL whatever is still inside (cgroup.kill where the kernel has it)."""
+        """SIGKILL whatever is still inside (cgroup.kill where the kernel has it), then
+        give it the normal CPU class: dying processes free their memory on their own
+        time, which must not wait behind other sandboxes."""
+        self._kill()
+        self.make_normal()
+
+    def _kill(self) -> None:
         if self.version == 2 and (self.dirs[""] / "cgroup.kill").exists():
             with contextlib.suppress(OSError):
                 (self.dirs[""] / "cgroup.kill").write_text("1")
@@ -371,6 +445,8 @@ class SandboxCgroups:
         self.version = where.version
         self.roots = {c: parent / subtree for c, parent in where.parents.items()}
         self.cpu = self.version == 2 or "cpu" in self.roots
+        self.has_idle = False
+        """Whether the kernel has ``cpu.idle`` (known after open)."""
         self._janitor: subprocess.Popen[bytes] | None = None
         self.swap_capped = True
         """Whether the execution's memory can be kept from swap (known after open)."""
@@ -401,6 +477,10 @@ class SandboxCgroups:
             memory = self.roots["" if self.version == 2 else "memory"]
             accounted = (memory / ("memory.swap.max" if self.version == 2 else V1_MEMSW)).exists()
             self.swap_capped = accounted or not host_swaps()
+            if self.cpu:
+                self.has_idle = (
+                    self.roots["" if self.version == 2 else "cpu"] / IDLE_FILE
+                ).exists()
             reaped = self.reap()
         finally:
             if held is not None:
@@ -458,7 +538,9 @@ class SandboxCgroups:
 
     def create(self, name: str, limits: GroupLimits) -> SandboxCgroup:
         dirs = {c: root / name for c, root in self.roots.items()}
-        group = SandboxCgroup(self.version, dirs)
+        after_ms = limits.cpu_idle_after_ms if self.cpu else None
+        idle_class = None if after_ms is None else IdleClass(after_ms / 1000, self.has_idle)
+        group = SandboxCgroup(self.version, dirs, idle_class)
         try:
             for directory in dirs.values():
                 directory.mkdir()
@@ -537,7 +619,7 @@ def host_swaps(swaps: Path = Path("/proc/swaps")) -> bool:
 
 
 def _no_cpu(limits: GroupLimits) -> GroupLimits:
-    return GroupLimits(limits.memory_bytes, limits.max_tasks, None)
+    return GroupLimits(limits.memory_bytes, limits.max_tasks)
 
 
 def host_placement() -> Placement | str:

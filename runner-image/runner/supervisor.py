@@ -200,6 +200,11 @@ class Sandbox:
         )
         started = time.monotonic()
         backstop = False
+        # Past its first moments the run gives way to fresh ones: a short execution is
+        # not slowed by long or hostile ones beside it (docs/sandbox.md, "CPU").
+        group, idle = self._cgroup, None
+        if group is not None and group.idle_class is not None:
+            idle = self._loop.call_later(group.idle_class.after_s, group.make_idle)
         try:
             await self._send(payload)
             status = await asyncio.wait_for(
@@ -209,6 +214,11 @@ class Sandbox:
             status, backstop = None, True
         except BrokenPipeError:
             status = None
+        finally:
+            if idle is not None:
+                idle.cancel()
+            if group is not None:  # the code has ended: collecting its files waits for none
+                group.make_normal()
         duration_ms = (time.monotonic() - started) * 1000
         harvested = Harvested()
         if status is not None and harvest is not None:

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,49 @@ def test_no_cgroup_outlives_its_sandbox(capped: ServiceProcess) -> None:
         capped.execute("print(1)")
     # What remains is the warm pool's (one sandbox), each with its cgroup.
     wait_for(lambda: len(groups(capped.state_dir)) == 1)
+
+
+def cpu_groups(state_dir: str) -> dict[str, Path]:
+    """The sandbox cgroups' directories in the cpu hierarchy, by name."""
+    where = placement()
+    root = where.parents["cpu" if where.version == 1 else ""] / subtree_name(state_dir)
+    return {group.name: group for group in root.iterdir() if group.is_dir()}
+
+
+def cpu_class(group: Path) -> tuple[str, set[str]]:
+    """A cgroup's ``cpu.idle`` and the names of the processes in it."""
+    names = set()
+    for pid in (group / "cgroup.procs").read_text().split():
+        with contextlib.suppress(OSError):  # gone meanwhile
+            names.add(Path(f"/proc/{pid}/comm").read_text().strip())
+    return (group / "cpu.idle").read_text().strip(), names
+
+
+def test_a_run_past_its_first_moments_gives_way_to_fresh_ones() -> None:
+    where = placement()
+    cpu = where.parents.get("cpu" if where.version == 1 else "")
+    if cpu is None or not (cpu / "cpu.idle").exists():
+        pytest.skip("no cpu.idle here (Linux before 5.15, or no cpu controller)")
+    # Two seconds in the normal class: long enough to see from here.
+    with ServiceProcess(
+        warm_sandboxes="1", sandbox_cgroups="required", cpu_idle_after_ms="2000"
+    ) as svc:
+        (group,) = wait_for(
+            lambda: list(cpu_groups(svc.state_dir).values()) or None, what="a warm sandbox"
+        )
+        assert cpu_class(group)[0] == "0"  # warming up: a request may be waiting for it
+        with ThreadPoolExecutor(1) as pool:
+            run = pool.submit(svc.execute, "import subprocess; subprocess.run(['sleep', '4'])")
+
+            def under_way() -> str | None:
+                idle, processes = cpu_class(group)
+                return idle if "sleep" in processes else None
+
+            # The run under way (its sleep is in the cgroup): still the normal class ...
+            assert wait_for(under_way, what="the run's sleep") == "0"
+            # ... and CPU_IDLE_AFTER_MS into it, the idle class.
+            wait_for(lambda: cpu_class(group)[0] == "1", state=lambda: cpu_class(group))
+            assert run.result(timeout=15)["exitCode"] == 0
 
 
 def test_the_subtree_is_gone_after_a_stop_and_after_a_kill() -> None:

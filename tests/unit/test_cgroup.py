@@ -10,9 +10,11 @@ from runner.cgroup import (
     ENTER,
     SANDBOX_TASKS,
     GroupLimits,
+    IdleClass,
     Placement,
     SandboxCgroup,
     SandboxCgroups,
+    class_write,
     enter_argv,
     limit_writes,
     parse_mounts,
@@ -127,9 +129,24 @@ def test_limit_writes_v2_deny_swap_and_set_a_quota() -> None:
     ]
 
 
+def test_the_idle_cpu_class_is_cpu_idle_else_the_lowest_weight() -> None:
+    assert class_write(1, has_idle=True, idle=True) == ("cpu", "cpu.idle", "1")
+    assert class_write(1, has_idle=True, idle=False) == ("cpu", "cpu.idle", "0")
+    assert class_write(2, has_idle=True, idle=True) == ("", "cpu.idle", "1")
+    assert class_write(2, has_idle=True, idle=False) == ("", "cpu.idle", "0")
+    # Before Linux 5.15: the lowest weight, and back to the default.
+    assert class_write(1, has_idle=False, idle=True) == ("cpu", "cpu.shares", "2")
+    assert class_write(1, has_idle=False, idle=False) == ("cpu", "cpu.shares", "1024")
+    assert class_write(2, has_idle=False, idle=True) == ("", "cpu.weight", "1")
+    assert class_write(2, has_idle=False, idle=False) == ("", "cpu.weight", "100")
+
+
 def test_the_settings_give_the_whole_execution_its_limits() -> None:
     settings = Settings(auth_token="t" * 32, memory_limit_mb=300, max_processes=20)
-    assert group_limits(settings) == GroupLimits(300 * MIB, 20 + SANDBOX_TASKS, 1.0)
+    assert group_limits(settings) == GroupLimits(300 * MIB, 20 + SANDBOX_TASKS, 1.0, 20)
+    never = Settings(auth_token="t" * 32, cpu_idle_after_ms=0, cpu_limit_cores=None)
+    assert group_limits(never).cpu_idle_after_ms is None
+    assert group_limits(never).cpu_cores is None
 
 
 def test_the_sandbox_enters_its_cgroups_before_anything_else_runs() -> None:
@@ -191,6 +208,47 @@ def test_v2_tree_against_its_file_interface(tmp_path: Path) -> None:
     (root / "sb-1" / "pids.events").write_text("max 3\n")
     usage = group.usage()
     assert (usage.peak_bytes, usage.oom_kills, usage.tasks_refused) == (128 * MIB, 2, 3)
+    # No idle class asked for: the normal class throughout, nothing written for it.
+    assert group.idle_class is None
+    group.make_idle()
+    assert not (root / "sb-1" / "cpu.weight").exists()
+
+
+def test_v2_cpu_classes_against_its_file_interface(tmp_path: Path) -> None:
+    own = _fake_v2(tmp_path)
+    root = own / "sandbox-controller-x"
+    root.mkdir()
+    (root / "cpu.idle").write_text("0\n")  # Linux 5.15 on
+    tree = SandboxCgroups(Placement(2, {"": own}), "sandbox-controller-x")
+    tree.open()
+    assert tree.has_idle
+    group = tree.create("sb-1", GroupLimits(128 * MIB, 9, None, cpu_idle_after_ms=20))
+    assert group.idle_class == IdleClass(after_s=0.02, has_idle=True)
+    idle = root / "sb-1" / "cpu.idle"
+    assert not idle.exists()  # warming up (a request may wait for it) and starting: normal
+    group.make_idle()  # CPU_IDLE_AFTER_MS into its run
+    assert idle.read_text() == "1"
+    group.kill()  # dying processes free their memory in the normal class
+    assert idle.read_text() == "0"
+    # A cgroup removed meanwhile (its run ended): nothing to do, no error.
+    for file in (root / "sb-1").iterdir():
+        file.unlink()
+    (root / "sb-1").rmdir()
+    group.make_idle()
+
+
+def test_before_linux_5_15_the_idle_class_is_the_lowest_weight(tmp_path: Path) -> None:
+    own = _fake_v2(tmp_path)
+    (own / "sandbox-controller-x").mkdir()  # no cpu.idle
+    tree = SandboxCgroups(Placement(2, {"": own}), "sandbox-controller-x")
+    tree.open()
+    assert not tree.has_idle
+    group = tree.create("sb-1", GroupLimits(128 * MIB, 9, None, cpu_idle_after_ms=20))
+    weight = own / "sandbox-controller-x" / "sb-1" / "cpu.weight"
+    group.make_idle()
+    assert weight.read_text() == "1"
+    group.make_normal()
+    assert weight.read_text() == "100"
 
 
 def test_v1_usage_is_read_from_its_own_files(tmp_path: Path) -> None:
