@@ -474,13 +474,10 @@ class SandboxCgroups:
                     raise CgroupError(f"cannot make {directory}: {exc.strerror or exc}") from exc
             if self.version == 2:
                 self._enable_v2()
-            memory = self.roots["" if self.version == 2 else "memory"]
+            memory = self._root("memory")
             accounted = (memory / ("memory.swap.max" if self.version == 2 else V1_MEMSW)).exists()
             self.swap_capped = accounted or not host_swaps()
-            if self.cpu:
-                self.has_idle = (
-                    self.roots["" if self.version == 2 else "cpu"] / IDLE_FILE
-                ).exists()
+            self.has_idle = self.cpu and (self._root("cpu") / IDLE_FILE).exists()
             reaped = self.reap()
         finally:
             if held is not None:
@@ -536,9 +533,14 @@ class SandboxCgroups:
             with contextlib.suppress(OSError):  # gone meanwhile: nothing to move
                 (leaf / "cgroup.procs").write_text(str(pid))
 
+    def _root(self, controller: str) -> Path:
+        return self.roots["" if self.version == 2 else controller]
+
     def create(self, name: str, limits: GroupLimits) -> SandboxCgroup:
         dirs = {c: root / name for c, root in self.roots.items()}
-        after_ms = limits.cpu_idle_after_ms if self.cpu else None
+        if not self.cpu:
+            limits = _no_cpu(limits)  # neither a quota nor the idle class
+        after_ms = limits.cpu_idle_after_ms
         idle_class = None if after_ms is None else IdleClass(after_ms / 1000, self.has_idle)
         group = SandboxCgroup(self.version, dirs, idle_class)
         try:
@@ -547,9 +549,7 @@ class SandboxCgroups:
             memory = group._dir("memory")
             swap = (memory / ("memory.swap.max" if self.version == 2 else V1_MEMSW)).exists()
             tcp = self.version == 1 and (memory / V1_TCP).exists()
-            for controller, file, value in limit_writes(
-                self.version, limits if self.cpu else _no_cpu(limits), swap=swap, tcp=tcp
-            ):
+            for controller, file, value in limit_writes(self.version, limits, swap=swap, tcp=tcp):
                 _write(group._dir(controller or "memory") / file, value)
         except (OSError, CgroupError) as exc:
             group.remove()
@@ -619,6 +619,7 @@ def host_swaps(swaps: Path = Path("/proc/swaps")) -> bool:
 
 
 def _no_cpu(limits: GroupLimits) -> GroupLimits:
+    """``limits`` without what needs the cpu controller (a quota, the idle class)."""
     return GroupLimits(limits.memory_bytes, limits.max_tasks)
 
 
