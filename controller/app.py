@@ -9,13 +9,16 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from runner.contract import MIB
 
 from controller import placement
 from controller.api.errors import install_error_handlers
-from controller.api.middleware import PUBLIC_PATHS, Admitting, BearerAuth, BodyLimit, RequestLog
+from controller.api.intake import BodyBudget, BodyIntake
+from controller.api.middleware import PUBLIC_PATHS, Admitting, BearerAuth, RequestLog
 from controller.api.openapi import openapi
 from controller.api.routes import browser, execute, health
 from controller.api.routes import metrics as metrics_route
+from controller.bodies.pool import ParserPool
 from controller.browser.backend import SessionBackend
 from controller.browser.client import AgentClient
 from controller.browser.service import BrowserSessions
@@ -60,6 +63,9 @@ def create_app(
             else placement.browser_sessions(settings, client, budget)
         )
         observe_levels(metrics, app.state.execution, app.state.browser)
+        app.state.parsers = ParserPool(
+            settings.parse_workers, settings.parse_timeout_s, settings.parse_memory_mb
+        )
         await app.state.execution.start()
         rereading = asyncio.create_task(reread_keys(keys))
         try:
@@ -70,6 +76,7 @@ def create_app(
                 await app.state.browser.stop()
         finally:
             rereading.cancel()
+            await app.state.parsers.close()
             await app.state.execution.stop()
 
     docs = settings.api_docs
@@ -97,7 +104,12 @@ def create_app(
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     # Outermost first (added last): the request's id and log line, admission while
     # stopping, authentication, the body cap, then the application.
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    app.add_middleware(
+        BodyIntake,
+        limit=settings.max_request_bytes,
+        timeout_s=settings.request_body_timeout_s,
+        budget=BodyBudget(settings.request_bodies_mb * MIB),
+    )
     app.add_middleware(
         BearerAuth,
         keys=keys,

@@ -11,6 +11,8 @@
     +-- SandboxUnavailable       503  the sandbox cannot run here; the message says why
     +-- ShuttingDown             503  the service is stopping (SIGTERM; with Retry-After)
     +-- BrowserUnavailable       503  no browser agent could be started; the message says why
+    +-- ServiceUnavailable       503  another part of the service cannot work; says which
+    +-- RequestTimeout           408  the request's body did not arrive in time
     +-- BadGateway               502  a browser agent failed or could not be reached
     |   +-- MalformedReply       502  ... or answered what the protocol does not allow
     +-- GatewayTimeout           504  a browser agent did not answer in time
@@ -57,7 +59,11 @@ class RequestTooLarge(ControllerError):
     code = "request_too_large"
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"request body exceeds {limit} bytes (setting MAX_REQUEST_BYTES)")
+        # The rest of the body is not read: the connection cannot carry another request.
+        super().__init__(
+            f"request body exceeds {limit} bytes (setting MAX_REQUEST_BYTES)",
+            headers={"Connection": "close"},
+        )
         self.details = [{"field": "body", "rule": "max_bytes", "message": f"at most {limit} bytes"}]
 
     def body(self) -> dict[str, Any]:
@@ -112,6 +118,23 @@ class ShuttingDown(ControllerError):
 class BrowserUnavailable(ControllerError):
     status_code = 503
     code = "browser_unavailable"
+
+
+class ServiceUnavailable(ControllerError):
+    status_code = 503
+    code = "service_unavailable"
+
+
+class RequestTimeout(ControllerError):
+    status_code = 408
+    code = "request_timeout"
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(
+            f"the request's body did not arrive within {timeout_s:g} s "
+            "(setting REQUEST_BODY_TIMEOUT_S)",
+            headers={"Connection": "close"},
+        )
 
 
 class BadGateway(ControllerError):

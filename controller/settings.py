@@ -302,11 +302,43 @@ class Settings(BrowserSessionRules, NetworkRules):
     max_request_bytes: int = Field(
         16 * MIB, ge=1024, description="Largest accepted request body (413 beyond)."
     )
+    request_bodies_mb: int = Field(
+        64,
+        ge=1,
+        description="Request bodies held at once, from their first byte until their answer "
+        "is sent (what is parsed from them lives as long); one caller at most half of it. "
+        "Beyond it, 429 with Retry-After.",
+    )
+    request_body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A request's whole body must arrive within this long of its head (408).",
+    )
     max_code_bytes: int = Field(
         1 * MIB, ge=1, description="Largest accepted `code` (422 beyond), in UTF-8 bytes."
     )
     max_stdin_bytes: int = Field(
         1 * MIB, ge=0, description="Largest accepted `stdin` (422 beyond), in UTF-8 bytes."
+    )
+    parse_workers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Processes that validate request bodies over 64 KiB, so that no body "
+        "holds up the event loop; each caller has one body there at a time, in turn.",
+    )
+    parse_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="A body that takes longer to validate is refused (422 too_complex).",
+    )
+    parse_memory_mb: int = Field(
+        1024,
+        ge=256,
+        description="Address space of each body parser process; a body that needs more is "
+        "refused (422 too_complex).",
     )
     default_timeout_ms: int = Field(
         RUN.timeout_ms,

@@ -272,7 +272,7 @@ def action_error_locs(exc: ValidationError) -> list[dict[str, Any]]:
     An unknown or missing ``action`` is reported on the field ``action`` itself.
     """
     errors: list[dict[str, Any]] = []
-    for error in exc.errors(include_url=False):
+    for error in exc.errors(include_url=False, include_input=False):
         loc = tuple(error["loc"])
         kind = error["type"]
         if kind in ("union_tag_invalid", "union_tag_not_found"):

@@ -1,26 +1,35 @@
 """JSON request bodies parsed straight into a model, whatever the Content-Type says.
 
 Callers often send JSON without ``Content-Type: application/json`` (curl -d does); the
-body is parsed as JSON either way, and pydantic-core parses it in one pass.
+body is parsed as JSON either way.  Its counts are checked before any per-item work
+(controller.bodies.validate); a large body is validated in a parser process, never on
+the event loop (controller.bodies.pool).
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
+from controller.api.middleware import caller_of
+from controller.bodies.pool import INLINE_BYTES, ParserPool
+from controller.bodies.shape import Limits
+from controller.bodies.specs import BodySpec
+from controller.bodies.validate import Invalid, validate
 
 
-async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
+async def parse_body(request: Request, spec: BodySpec, limits: Limits | None = None) -> Any:
+    """The body validated by ``spec`` within ``limits``; a 422 naming field and rule else."""
     raw = await request.body()
-    try:
-        return model.model_validate_json(raw or b"")
-    except ValidationError as exc:
-        errors: list[dict[str, Any]] = []
-        for error in exc.errors(include_url=False):
-            errors.append({**error, "loc": ("body", *error["loc"])})
-        raise RequestValidationError(errors) from None
+    if len(raw) <= INLINE_BYTES:
+        result = validate(raw, spec, limits or {})
+    else:
+        parsers: ParserPool = request.app.state.parsers
+        result = await parsers.validate(raw, spec, limits or {}, caller_of(request.scope).name)
+    if isinstance(result, Invalid):
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in result.errors]
+        )
+    return result

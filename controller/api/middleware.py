@@ -1,5 +1,5 @@
 """Pure ASGI middleware: the request's id and log line, admission while stopping, bearer
-authentication, the body cap.
+authentication (the body's intake is controller.api.intake).
 
 Plain ASGI (not BaseHTTPMiddleware) keeps them off the hot path's cost, and running them
 before routing means an unauthenticated caller learns nothing, not even validation errors.
@@ -15,13 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller import logs
 from controller.draining import ALWAYS_SERVED, Drain
-from controller.errors import (
-    ControllerError,
-    Overloaded,
-    RequestTooLarge,
-    ShuttingDown,
-    Unauthorized,
-)
+from controller.errors import ControllerError, Overloaded, ShuttingDown, Unauthorized
 from controller.keys import Caller, KeyRing, RateLimits
 from controller.metrics import Metrics
 from sandbox_common import bearer
@@ -168,48 +162,3 @@ class BearerAuth:
             await send_error(send, exc)
             return
         await self.app(scope, receive, send)
-
-
-class BodyLimit:
-    """Refuses bodies over ``limit`` bytes: by Content-Length up front, or while streaming."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > self.limit:
-                    await send_error(send, RequestTooLarge(self.limit))
-                    return
-                break
-        received = 0
-        response_started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not response_started:
-                await send_error(send, RequestTooLarge(self.limit))
-
-
-class _BodyTooLarge(Exception):
-    pass

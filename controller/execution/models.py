@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 from runner.contract import MAX_PATH_CHARS, MAX_TIMEOUT_MS
-from runner.policy import PathRefused, input_path
+from runner.policy import PathRefused, input_path, path_conflict
 
 from controller.network import NetworkRequest
 
@@ -91,16 +91,10 @@ class ExecuteRequest(BaseModel):
     @field_validator("files")
     @classmethod
     def _distinct_paths(cls, files: list[InputFile]) -> list[InputFile]:
-        paths = {f.path for f in files}
-        if len(paths) != len(files):
-            raise PydanticCustomError("unique_paths", "two files have the same path")
-        for path in paths:
-            parts = path.split("/")
-            for depth in range(1, len(parts)):
-                if "/".join(parts[:depth]) in paths:
-                    raise PydanticCustomError(
-                        "path_conflict", "{path} is inside another file's path", {"path": path}
-                    )
+        conflict = path_conflict([f.path for f in files])
+        if conflict is not None:
+            # The message names a caller's path: a context value, never part of the template.
+            raise PydanticCustomError(conflict.rule, "{detail}", {"detail": conflict.message})
         return files
 
 

@@ -130,12 +130,6 @@ class ExecutionService:
                 )
         if "\x00" in request.code:
             raise InvalidRequest("code", "no_nul", "source code cannot contain NUL characters")
-        if len(request.files) > settings.max_input_files:
-            raise InvalidRequest(
-                "files",
-                "max_items",
-                f"at most {settings.max_input_files} files (setting MAX_INPUT_FILES)",
-            )
         if sum(len(f.data) for f in request.files) > settings.max_input_bytes:
             raise InvalidRequest(
                 "files",

@@ -86,6 +86,8 @@ PROTECTED_FILES = (".env",)
 PROTECTED_DIRS = ("secrets",)
 PROTECTED_NAMES = frozenset(PROTECTED_FILES + PROTECTED_DIRS)
 MAX_COMPONENT_BYTES = 255
+MAX_INPUT_DEPTH = 32
+"""Components of an input file's path: the rules below cost time in proportion to them."""
 
 
 class PathRefused(ValueError):
@@ -101,7 +103,8 @@ def input_path(path: str) -> str:
     """The workspace-relative path an input file is written to (``./`` parts dropped).
 
     Raises PathRefused for an absolute path, ``..``, empty components, a protected name
-    (``.env``, ``secrets/``), a component over 255 bytes, or a NUL.
+    (``.env``, ``secrets/``), a component over 255 bytes, more than MAX_INPUT_DEPTH
+    components, or a NUL.
     """
     if "\x00" in path:
         raise PathRefused("path_nul", "path cannot contain NUL")
@@ -112,6 +115,8 @@ def input_path(path: str) -> str:
         raise PathRefused("path_empty_component", "path cannot be empty or have empty components")
     if ".." in parts:
         raise PathRefused("path_traversal", "path cannot contain '..'")
+    if len(parts) > MAX_INPUT_DEPTH:
+        raise PathRefused("path_too_deep", f"at most {MAX_INPUT_DEPTH} path components")
     if parts[0] in PROTECTED_NAMES:
         raise PathRefused("path_protected", ".env and secrets/ cannot be written in the workspace")
     if any(len(p.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES for p in parts):
@@ -119,6 +124,29 @@ def input_path(path: str) -> str:
             "path_component_too_long", f"each path component is at most {MAX_COMPONENT_BYTES} bytes"
         )
     return "/".join(parts)
+
+
+def path_conflict(paths: list[str]) -> PathRefused | None:
+    """Why input files with these (normalized) paths cannot all be written: two the same,
+    or one inside another's path (``a`` and ``a/b``).  Linear in the paths' components:
+    a tree of them, built once."""
+    if len(set(paths)) != len(paths):
+        return PathRefused("unique_paths", "two files have the same path")
+    tree: dict[str, object] = {}
+    for path in paths:
+        node: dict[str, object] = tree
+        *parents, name = path.split("/")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):  # a file where this path needs a directory
+                return PathRefused("path_conflict", f"{path} is inside another file's path")
+            node = child
+        inner = node.setdefault(name, path)
+        if isinstance(inner, dict):  # a directory of other files where this one would be
+            while isinstance(inner, dict):
+                inner = next(iter(inner.values()))
+            return PathRefused("path_conflict", f"{inner} is inside another file's path")
+    return None
 
 
 def sandbox_view(visible_paths: tuple[str, ...]) -> dict[str, object]:

@@ -15,18 +15,16 @@ from browser_agent.protocol import (
     NavigateRequest,
     NavigateResponse,
     TabList,
-    action_error_locs,
     action_rule_violation,
 )
 from browser_agent.urlpolicy import UrlRefused, check_navigation_url
 from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
-from pydantic import ValidationError
 
 from controller.api.body import parse_body
 from controller.api.deps import BrowserServiceDep, CallerDep
 from controller.api.openapi import AUTHENTICATED, SESSION_CALL, WITH_BODY, body_schema, errors
+from controller.bodies.specs import ACTION, CREATE_SESSION, NAVIGATE
 from controller.browser.client import reply_model, reply_object
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, SessionList
 from controller.browser.service import BrowserSessions
@@ -97,7 +95,7 @@ async def create_session(
 ) -> CreatedSession:
     if not (await request.body()).strip():
         return await service.create(CreateSessionRequest.model_validate({}), caller)
-    return await service.create(await parse_body(request, CreateSessionRequest), caller)
+    return await service.create(await parse_body(request, CREATE_SESSION), caller)
 
 
 @router.get("", summary="List the open browser sessions", responses=errors(*AUTHENTICATED))
@@ -142,7 +140,7 @@ async def delete_session(
 async def navigate(
     session_id: str, request: Request, service: BrowserServiceDep, caller: CallerDep
 ) -> NavigateResponse:
-    body = await parse_body(request, NavigateRequest)
+    body = await parse_body(request, NAVIGATE)
     try:
         check_navigation_url(body.url)
     except UrlRefused as exc:
@@ -200,11 +198,7 @@ async def close_tab(
 
 
 async def parse_action(request: Request) -> Action:
-    try:
-        action = ACTION_ADAPTER.validate_json(await request.body() or b"")
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in action_error_locs(exc)]
-        raise RequestValidationError(errors) from None
+    action: Action = await parse_body(request, ACTION)
     violation = action_rule_violation(action)
     if violation is not None:
         raise InvalidRequest(*violation)

@@ -13,7 +13,10 @@ from controller.api.openapi import (
     errors,
     response_example,
 )
+from controller.bodies.shape import CountLimit, Limits
+from controller.bodies.specs import EXECUTE
 from controller.execution.models import ExecuteRequest, ExecuteResponse
+from controller.settings import Settings
 
 router = APIRouter()
 
@@ -33,6 +36,13 @@ RESULT_EXAMPLE = {
     "skippedFiles": [],
 }
 response_example("/execute", "post", 200, RESULT_EXAMPLE)
+
+
+def body_limits(settings: Settings) -> Limits:
+    """The request's own limits on counts, checked before any file is looked at."""
+    most = settings.max_input_files
+    message = f"at most {most} files (setting MAX_INPUT_FILES)"
+    return {"files": CountLimit(most, "max_items", message)}
 
 
 @router.post(
@@ -64,7 +74,8 @@ response_example("/execute", "post", 200, RESULT_EXAMPLE)
     },
 )
 async def execute(request: Request, service: ExecutionServiceDep, caller: CallerDep) -> Response:
-    result = await service.execute(await parse_body(request, ExecuteRequest), caller)
+    body = await parse_body(request, EXECUTE, body_limits(service.settings))
+    result = await service.execute(body, caller)
     # Serialized once, here: the model is built from our own values, so the second
     # validation pass FastAPI would make over a returned model is skipped.
     return Response(result.model_dump_json(), media_type="application/json")

@@ -1,0 +1,1 @@
+"""Request bodies: validated with bounded work, the large ones outside the service's process."""
