@@ -71,16 +71,27 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     ),
     404: ("No such session or tab (`not_found`, `tab_not_found`).", {}),
     409: ("The page did not allow it: `element_timeout`, `action_failed`, `tab_limit`.", {}),
+    408: ("The body did not arrive within REQUEST_BODY_TIMEOUT_S (`request_timeout`).", {}),
     410: ("The session existed and failed (its browser died); it is gone.", {}),
     413: ("The body exceeds MAX_REQUEST_BYTES (`request_too_large`).", {}),
     422: ("A field breaks a rule; `details` names each field and rule.", {}),
-    429: ("Too many executions or sessions (`overloaded`); retry after a while.", RETRY_AFTER),
+    429: (
+        "Too many executions, sessions or request bodies at once (`overloaded`); retry "
+        "after a while.",
+        RETRY_AFTER,
+    ),
     502: ("The browser failed or could not be reached, or the page could not load.", {}),
-    503: ("The sandbox or the browser cannot run here, or the service is stopping.", RETRY_AFTER),
+    503: (
+        "The sandbox, the browser or another part of the service cannot run here, or the "
+        "service is stopping.",
+        RETRY_AFTER,
+    ),
     504: ("The browser or the page did not answer in time.", {}),
 }
 AUTHENTICATED = (401,)
-WITH_BODY = (413, 422)
+WITH_BODY = (408, 413, 422, 429, 503)
+"""What any call with a body may answer: its intake (controller.api.intake) and its
+validation (a parser process, for a large one)."""
 SESSION_CALL = (*AUTHENTICATED, 404, 410, 422, 502, 504)
 """What any call through a session's browser may answer."""
 

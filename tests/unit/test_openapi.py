@@ -66,7 +66,7 @@ async def test_every_operation_documents_its_errors_with_the_shared_body(tmp_pat
             continue
         assert "401" in responses, (method, path)
         if "requestBody" in operation:
-            assert {"413", "422"} <= set(responses), (method, path)
+            assert {"408", "413", "422", "429"} <= set(responses), (method, path)
             body = operation["requestBody"]["content"]["application/json"]["schema"]
             assert body["$ref"].startswith("#/components/schemas/")
         for status, answer in responses.items():
@@ -77,7 +77,7 @@ async def test_every_operation_documents_its_errors_with_the_shared_body(tmp_pat
                 seen += 1
     assert seen > 50
     execute = document["paths"]["/execute"]["post"]["responses"]
-    assert set(execute) == {"200", "401", "413", "422", "429", "503"}
+    assert set(execute) == {"200", "401", "408", "413", "422", "429", "503"}
     assert "Retry-After" in execute["429"]["headers"]
     content = document["paths"]["/browser/sessions/{session_id}/content"]
     assert set(content["get"]["responses"]["200"]["content"]) == {"text/html"}
