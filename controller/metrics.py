@@ -25,6 +25,7 @@ LEVELS = {
     "sandbox_browser_warm_agents": "Browsers started ahead of sessions.",
     "sandbox_memory_budget_mb": "MEMORY_BUDGET_MB (local placement).",
     "sandbox_memory_held_mb": "Memory held by executions, warm sandboxes and browsers.",
+    "sandbox_connections_open": "Open HTTP connections (MAX_CONNECTIONS at most).",
 }
 """The gauges, read from the services when scraped (controller.app.observe_levels)."""
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -98,6 +99,13 @@ class Metrics:
             "sandbox_browser_operations",
             "Browser-session calls by operation (create, navigate, action, ...) and status.",
             ["operation", "status"],
+            registry=r,
+        )
+        self.connections_dropped = Counter(
+            "sandbox_connections_dropped",
+            "Connections the server dropped: header_timeout, write_timeout (or its answer "
+            "among the longest stalled past STALLED_ANSWERS_MB), evicted (MAX_CONNECTIONS).",
+            ["reason"],
             registry=r,
         )
         self.levels = Levels()

@@ -256,6 +256,37 @@ class Settings(BrowserSessionRules, NetworkRules):
         "lets the requests in flight finish for up to this long; then it kills what still "
         "runs and exits (the chart's terminationGracePeriodSeconds is this plus a margin).",
     )
+    max_connections: int = Field(
+        1024,
+        ge=16,
+        le=1_000_000,
+        description="Open connections at most (never more than half the descriptor limit, "
+        "which the service raises to its hard limit at start); one more drops the "
+        "connection that has waited longest for its request.",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="A request's head must arrive within this long of its connection (or of "
+        "the previous answer on a kept-alive one); else the connection is dropped.",
+    )
+    keep_alive_s: int = Field(
+        5, ge=1, le=600, description="An idle kept-alive connection is closed after this long."
+    )
+    write_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="An answer its client stops reading for this long is dropped with its "
+        "connection.",
+    )
+    stalled_answers_mb: int = Field(
+        64,
+        ge=1,
+        description="What the answers that clients are not reading may hold at once; beyond "
+        "it, the longest stalled are dropped.",
+    )
     metrics_public: bool = Field(
         False,
         description="Serve /metrics without the bearer token (a scrape from inside a "

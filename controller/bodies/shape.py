@@ -66,7 +66,8 @@ class Shape:
             return schema
         tag = schema.get("discriminator")
         if isinstance(tag, dict) and isinstance(value, dict):
-            ref = tag.get("mapping", {}).get(value.get(tag.get("propertyName")))
+            chosen = value.get(tag.get("propertyName"))  # any JSON: a list is unhashable
+            ref = tag.get("mapping", {}).get(chosen) if isinstance(chosen, str) else None
             return self._resolve({"$ref": ref}) if isinstance(ref, str) else None
         kind = "object" if isinstance(value, dict) else "array" if isinstance(value, list) else ""
         fits = [s for s in map(self._resolve, choices) if s.get("type") == kind]
