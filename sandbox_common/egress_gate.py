@@ -10,17 +10,16 @@ private address, and then only to the address given there (or, for a browser,
 BROWSER_ALLOW_PRIVATE_NETWORKS to any but metadata); every other name must resolve to
 public addresses only, all of them, or the connection is refused (an answer that mixes
 a public and a private address is an attack, not a choice).  The service's own ports on
-this host are refused whatever the name.
+this host are refused whatever the name.  Names are looked up by sandbox_common.resolver,
+as the gate's owner (a caller's key, a session): never in the loop's default executor.
 """
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from sandbox_common import addresses
+from sandbox_common import addresses, resolver
 from sandbox_common.domains import NEVER_INTERNAL, DomainPolicy, PatternError, normalize_name
 from sandbox_common.egress_account import EgressAccount
 from sandbox_common.forward_proxy import Refused
@@ -51,13 +50,16 @@ class EgressGate:
         rules: EgressRules,
         account: EgressAccount | None = None,
         ask: Callable[[str, int], Awaitable[bool]] | None = None,
+        owner: str = "",
     ) -> None:
         """``ask``: the execution's ask-callback (controller.egress.ask), for the names
-        that neither list names, when its policy lets them be asked about."""
+        that neither list names, when its policy lets them be asked about; ``owner``:
+        whose name lookups these are (sandbox_common.resolver)."""
         self.policy = policy
         self.rules = rules
         self.account = account
         self.ask = ask if policy.ask_unlisted else None
+        self.owner = owner
 
     async def resolve(self, host: str, port: int) -> list[str]:
         target = f"{host}:{port}"
@@ -134,13 +136,12 @@ class EgressGate:
         return found
 
     async def _lookup(self, name: str, port: int) -> list[str]:
-        loop = asyncio.get_running_loop()
         try:
             # A dotted name is absolute (the trailing dot): no search domain of this host
             # (a pod's ndots:5) is tried first.  A single label stays as it is, for the
             # hosts file: what it finds is private, and refused, anyway.
             absolute = name + "." if "." in name else name
-            infos = await loop.getaddrinfo(absolute, port, type=socket.SOCK_STREAM)
+            infos = await resolver.shared().getaddrinfo(absolute, port, self.owner)
         except OSError as exc:  # not the policy's doing: a 502 to the client, no violation
             raise OSError(f"{name} does not resolve: {exc.strerror or exc}") from None
         return list(dict.fromkeys(str(info[4][0]) for info in infos))

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from controller.browser.backend import AgentHandle
 from controller.errors import AgentRefused, BadGateway, GatewayTimeout, MalformedReply
-from controller.replies import ReplyTooLarge, read_capped
+from controller.replies import IDENTITY, ReplyTooLarge, ReplyUndecodable, read_capped
 
 CONNECT_TIMEOUT_S = 5.0
 # One log line per agent call is noise next to the access log of the call itself.
@@ -73,12 +73,14 @@ class AgentClient:
                     agent.endpoint + path,
                     json=json,
                     params=params,
-                    headers={"Authorization": f"Bearer {agent.token}"},
+                    headers={**IDENTITY, "Authorization": f"Bearer {agent.token}"},
                     timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
                 ) as streamed:
                     content = await read_capped(streamed, max_bytes)
         except ReplyTooLarge as exc:
             raise BadGateway(f"browser agent's reply is {exc}") from None
+        except ReplyUndecodable as exc:
+            raise MalformedReply(f"browser agent's reply: {exc}") from None
         except TimeoutError as exc:
             raise GatewayTimeout(f"browser agent did not answer within {timeout_s:.0f}s") from exc
         except httpx.ConnectError as exc:

@@ -6,17 +6,20 @@ body that says neither, no answer within NETWORK_ASK_TIMEOUT_MS) is a no.  The a
 kept for the rest of the execution: a name is asked once per execution.  The webhook is
 reached as uploads are (controller.uploads.transport): the address it resolves to is
 checked and connected to, never a metadata or link-local one, and no redirect is
-followed.  It may be private: it is the operator's own, named in the settings.
+followed.  It may be private: it is the operator's own, named in the settings.  Its
+answer is read within MAX_ANSWER_BYTES, whatever it is encoded as, and by the deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 
 import httpx
 
+from controller.replies import IDENTITY, ReplyTooLarge, ReplyUndecodable, read_capped
 from controller.uploads.policy import UploadPolicy
 from controller.uploads.transport import GuardedTransport
 
@@ -24,6 +27,8 @@ log = logging.getLogger(__name__)
 
 Ask = Callable[[str, str, int], Awaitable[bool]]
 """(execution id, name, port) -> whether the connection may go."""
+MAX_ANSWER_BYTES = 4096
+"""``{"allow": true}`` is 15 bytes: an answer longer than this is not one."""
 
 
 class AskCallback:
@@ -34,17 +39,31 @@ class AskCallback:
         self.url = url
         self.timeout_s = timeout_ms / 1000
         self._client = httpx.AsyncClient(
-            transport=GuardedTransport(policy, 16), timeout=self.timeout_s, follow_redirects=False
+            transport=GuardedTransport(policy, 16, owner="ask-callback"),
+            timeout=self.timeout_s,
+            follow_redirects=False,
+            headers=IDENTITY,
         )
 
     async def __call__(self, execution_id: str, host: str, port: int) -> bool:
         body = {"executionId": execution_id, "host": host, "port": port, "labels": {}}
         try:
-            async with asyncio.timeout(self.timeout_s):
-                response = await self._client.post(self.url, json=body)
-            answer = response.json() if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError, TimeoutError) as exc:
-            log.warning("ask-callback for %s:%d failed, denied: %s", host, port, exc or "timeout")
+            async with (
+                asyncio.timeout(self.timeout_s),
+                self._client.stream("POST", self.url, json=body) as response,
+            ):
+                raw = await read_capped(response, MAX_ANSWER_BYTES)
+            answer = json.loads(raw) if response.status_code == 200 else None
+        except (
+            httpx.HTTPError,
+            ValueError,
+            RecursionError,
+            TimeoutError,
+            ReplyTooLarge,
+            ReplyUndecodable,
+        ) as exc:
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.warning("ask-callback for %s:%d failed, denied: %s", host, port, why)
             return False
         return isinstance(answer, dict) and answer.get("allow") is True
 

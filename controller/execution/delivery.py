@@ -45,7 +45,8 @@ async def upload(
     token: str | None,
     public: bool,
     concurrency: int,
+    timeout_s: float,
 ) -> tuple[list[Upload], list[SkippedFile]]:
-    sent = await upload_files(client, url, token, public, harvested.files, concurrency)
+    sent = await upload_files(client, url, token, public, harvested.files, concurrency, timeout_s)
     uploads = [Upload(filename=s.filename, url=s.url, status=s.status) for s in sent]
     return uploads, skipped_from(harvested)

@@ -222,14 +222,14 @@ class LocalBackend:
         try:
             if job.network is None:
                 return await self._run_in(sandbox, job)
-            return await self._run_with_egress(sandbox, job)
+            return await self._run_with_egress(sandbox, job, caller)
         finally:
             self._pool.retire(sandbox)
             # Refill once this response is on its way: starting a sandbox costs CPU
             # that the execution in flight should not have to share.
             asyncio.get_running_loop().call_soon(self._pool.fill)
 
-    async def _run_with_egress(self, sandbox: Sandbox, job: Job) -> Outcome:
+    async def _run_with_egress(self, sandbox: Sandbox, job: Job, caller: str) -> Outcome:
         """Run ``job`` with its own egress channel open; the proxy's refusals become the
         execution's ``network`` violations, whatever program made the connection."""
         assert job.network is not None
@@ -241,7 +241,7 @@ class LocalBackend:
         )
         ask = AskedOnce(self._ask, job.execution_id) if self._ask is not None else None
         channel = EgressChannel(
-            EgressGate(job.network, self._egress_rules, account, ask),
+            EgressGate(job.network, self._egress_rules, account, ask, owner=caller),
             self._settings.network_max_connections,
         )
         try:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 import uuid
 
 import httpx
-from runner.contract import InputFile, Job
+from runner.contract import InputFile, Job, Outcome
 
 from controller.budget import MemoryBudget
 from controller.errors import ControllerError, InvalidRequest, Overloaded, SandboxUnavailable
@@ -65,11 +66,8 @@ class ExecutionService:
             settings.memory_limit_mb,
         )
         self.upload_policy = UploadPolicy(settings.upload_allowed_hosts)
-        self._uploads = httpx.AsyncClient(
-            transport=GuardedTransport(self.upload_policy, settings.upload_concurrency * 4),
-            timeout=settings.upload_timeout_s,
-            follow_redirects=False,
-        )
+        # Loading the system's certificates costs milliseconds: once, for every upload.
+        self._tls = ssl.create_default_context()
 
     @property
     def backend_name(self) -> str:
@@ -115,7 +113,6 @@ class ExecutionService:
             log.error("sandbox self-test FAILED, executions are refused: %s", check.detail)
 
     async def stop(self) -> None:
-        await self._uploads.aclose()
         await self._backend.stop()
 
     def _check_sizes(self, request: ExecuteRequest) -> None:
@@ -138,10 +135,11 @@ class ExecutionService:
                 "(setting MAX_INPUT_BYTES)",
             )
 
-    async def _check_upload_target(self, request: ExecuteRequest) -> None:
+    async def _check_upload_target(self, request: ExecuteRequest, caller: Caller) -> None:
         if request.fileUploadUrl is None:
             return
-        refusal = await check_target(self.upload_policy, httpx.URL(str(request.fileUploadUrl)))
+        url = httpx.URL(str(request.fileUploadUrl))
+        refusal = await check_target(self.upload_policy, url, caller.name)
         if refusal:
             raise InvalidRequest("fileUploadUrl", "upload_target", refusal)
 
@@ -180,47 +178,63 @@ class ExecutionService:
         if not self.check.ok:  # fail closed, whatever the backend
             raise SandboxUnavailable(f"sandbox unavailable: {self.check.detail}")
         self._check_sizes(request)
-        await self._check_upload_target(request)  # refused before anything runs
+        await self._check_upload_target(request, caller)  # refused before anything runs
         job = self.job_for(request)
         metrics = self.metrics
+        # Delivery is part of the execution: its uploads hold the caller's slot, so a slow
+        # file service slows its own caller, and nobody else's.
         async with self.admission.slot(caller):
             slotted = time.perf_counter()
             metrics.queue_seconds.observe(slotted - started)
             outcome = await self._backend.run(job, caller.name)
-        metrics.run_seconds.observe(time.perf_counter() - slotted)
-        if outcome.setup_error:
-            raise InvalidRequest("files", "writable", outcome.setup_error)
-        response = response_for(job.execution_id, outcome, job.limits.timeout_ms)
-        # One line per execution for operators: outcome and sizes, never code or output.
-        log.info(
-            "execution %s exit=%s signal=%s timed_out=%s duration_ms=%.1f violations=%d files=%d",
-            job.execution_id,
-            outcome.exit_code,
-            outcome.signal,
-            outcome.timed_out,
-            outcome.duration_ms,
-            len(response.violations),
-            len(outcome.harvested.files),
-        )
-        for violation in response.violations:
-            metrics.violations.labels(violation.kind).inc()
+            metrics.run_seconds.observe(time.perf_counter() - slotted)
+            if outcome.setup_error:
+                raise InvalidRequest("files", "writable", outcome.setup_error)
+            response = response_for(job.execution_id, outcome, job.limits.timeout_ms)
+            # One line per execution for operators: outcome and sizes, never code or output.
+            log.info(
+                "execution %s exit=%s signal=%s timed_out=%s duration_ms=%.1f violations=%d "
+                "files=%d",
+                job.execution_id,
+                outcome.exit_code,
+                outcome.signal,
+                outcome.timed_out,
+                outcome.duration_ms,
+                len(response.violations),
+                len(outcome.harvested.files),
+            )
+            for violation in response.violations:
+                metrics.violations.labels(violation.kind).inc()
+            await self._deliver(request, outcome, response, caller)
+        return response
+
+    async def _deliver(
+        self, request: ExecuteRequest, outcome: Outcome, response: ExecuteResponse, caller: Caller
+    ) -> None:
+        """The files the run wrote: inline, or sent to the caller's file service."""
         settings = self.settings
         if request.fileUploadUrl is not None:
-            response.uploads, response.skippedFiles = await delivery.upload(
-                outcome.harvested,
-                self._uploads,
-                str(request.fileUploadUrl),
-                request.uploadToken,
-                request.public,
-                settings.upload_concurrency,
+            # A pool of this execution's own: a file service that holds its connections
+            # holds no other caller's.
+            transport = GuardedTransport(
+                self.upload_policy, settings.upload_concurrency, caller.name, self._tls
             )
+            async with httpx.AsyncClient(transport=transport, follow_redirects=False) as client:
+                response.uploads, response.skippedFiles = await delivery.upload(
+                    outcome.harvested,
+                    client,
+                    str(request.fileUploadUrl),
+                    request.uploadToken,
+                    request.public,
+                    settings.upload_concurrency,
+                    settings.upload_timeout_s,
+                )
             for upload in response.uploads:
                 # A status code, or "error": the error's text is the file service's own
                 # words (one label value each would never end).
                 status = str(upload.status) if isinstance(upload.status, int) else "error"
-                metrics.uploads.labels(status).inc()
+                self.metrics.uploads.labels(status).inc()
         else:
             response.files, response.skippedFiles = delivery.inline(
                 outcome.harvested, settings.max_inline_bytes
             )
-        return response

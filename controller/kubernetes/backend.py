@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -47,8 +46,9 @@ from controller.kubernetes.manifests import (
 )
 from controller.kubernetes.runners import RunnerPod, RunnerPods
 from controller.pool import Backoff, PoolClosed, WarmPool
-from controller.replies import ReplyTooLarge, read_capped
+from controller.replies import IDENTITY, ReplyTooLarge, ReplyUndecodable, read_capped
 from controller.settings import Settings
+from sandbox_common import resolver
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ async def proxy_address(service: str) -> str:
     host, _, port = service.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"EGRESS_PROXY must be host:port, not {service!r}")
-    infos = await asyncio.get_running_loop().getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    infos = await resolver.shared().getaddrinfo(host, int(port))
     address = str(infos[0][4][0])
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
@@ -260,15 +260,24 @@ class KubernetesBackend:
         job = self._with_grant(job)
         timeout = job.limits.timeout_ms / 1000 + ANSWER_MARGIN_S
         try:
-            async with self._http.stream(
-                "POST",
-                runner.url + "/run",
-                content=encode_job(job),
-                headers={"Authorization": f"Bearer {runner.token}"},
-                timeout=httpx.Timeout(timeout, connect=5.0),
-            ) as response:
+            # One deadline for the whole exchange: a pod that trickles its answer a byte at
+            # a time is cut off as one that sends nothing.
+            async with (
+                asyncio.timeout(timeout),
+                self._http.stream(
+                    "POST",
+                    runner.url + "/run",
+                    content=encode_job(job),
+                    headers={**IDENTITY, "Authorization": f"Bearer {runner.token}"},
+                    timeout=httpx.Timeout(timeout, connect=5.0),
+                ) as response,
+            ):
                 raw = await read_capped(response, outcome_cap(job))
-        except ReplyTooLarge as exc:
+        except TimeoutError:
+            raise SandboxUnavailable(
+                f"runner pod {runner.name} did not answer within {timeout:g} s"
+            ) from None
+        except (ReplyTooLarge, ReplyUndecodable) as exc:
             raise SandboxUnavailable(f"runner pod {runner.name} sent {exc}") from None
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise _NotDelivered(f"{type(exc).__name__}: {exc}") from exc

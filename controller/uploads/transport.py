@@ -3,13 +3,13 @@
 Checking the URL before the run is not enough: a name can resolve to a public address
 at check time and to a private one at connection time (DNS rebinding).  The network
 backend here resolves the name itself, refuses forbidden addresses, and connects to the
-address it checked; TLS still verifies the certificate against the host name.
+address it checked; TLS still verifies the certificate against the host name.  Names
+are resolved by sandbox_common.resolver, as the caller whose upload it is: never in
+the executor that starts sandboxes, never more than a few at once for one caller.
 """
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import ssl
 from collections.abc import Iterable
 from typing import Any
@@ -18,6 +18,7 @@ import httpcore
 import httpx
 
 from controller.uploads.policy import UploadPolicy
+from sandbox_common import resolver
 
 
 class RefusedTarget(httpcore.ConnectError):
@@ -25,8 +26,9 @@ class RefusedTarget(httpcore.ConnectError):
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, policy: UploadPolicy) -> None:
+    def __init__(self, policy: UploadPolicy, owner: str) -> None:
         self._policy = policy
+        self._owner = owner
         self._inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -40,7 +42,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         refusal = self._policy.host_refusal(host, port)
         if refusal:
             raise RefusedTarget(refusal)
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await resolver.shared().getaddrinfo(host, port, self._owner)
         for *_, sockaddr in infos:
             address = str(sockaddr[0])
             refusal = self._policy.address_refusal(host, port, address)
@@ -67,18 +69,27 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, policy: UploadPolicy, max_connections: int) -> None:
+    """Connections of one owner (a caller's execution, the ask-callback): a pool of their
+    own, so that a file service that holds its connections holds nobody else's."""
+
+    def __init__(
+        self,
+        policy: UploadPolicy,
+        max_connections: int,
+        owner: str = "",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__(trust_env=False)
         # httpx has no public parameter for httpcore's network backend: build the pool
         # ourselves, with the same defaults plus the guarded backend.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl.create_default_context(),
+            ssl_context=tls or ssl.create_default_context(),
             max_connections=max_connections,
-            network_backend=GuardedBackend(policy),
+            network_backend=GuardedBackend(policy, owner),
         )
 
 
-async def check_target(policy: UploadPolicy, url: httpx.URL) -> str | None:
+async def check_target(policy: UploadPolicy, url: httpx.URL, owner: str = "") -> str | None:
     """Why ``url`` may not be an upload target, checked before the code runs."""
     if url.userinfo:
         return "credentials in the URL are not accepted; use uploadToken"
@@ -87,7 +98,7 @@ async def check_target(policy: UploadPolicy, url: httpx.URL) -> str | None:
     if refusal:
         return refusal
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await resolver.shared().getaddrinfo(host, port, owner)
     except OSError as exc:
         return f"{host} does not resolve: {exc}"
     for *_, sockaddr in infos:
