@@ -117,6 +117,23 @@ def is_this_host(ip: IPAddress) -> bool:
     return True
 
 
+def destination_kind(ip: IPAddress) -> Kind:
+    """What a connection from this host to ``ip`` reaches: ``classify``'s kind, except
+    that an address of this host, on any of its interfaces and whatever its range, is
+    LOOPBACK: it leads to this host's own services, as 127.0.0.1 does."""
+    kind = classify(ip)
+    if kind in (Kind.PUBLIC, Kind.PRIVATE) and is_this_host(ip):
+        return Kind.LOOPBACK
+    return kind
+
+
+def kind_text(ip: IPAddress, kind: Kind) -> str:
+    """``kind`` in words, for a refusal: "a loopback address", "an address of this host"."""
+    if kind is Kind.LOOPBACK and not canonical(ip).is_loopback:
+        return "an address of this host"
+    return f"a {kind.value} address"
+
+
 HostPort = tuple[str, int | None]
 
 

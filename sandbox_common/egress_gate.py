@@ -1,17 +1,18 @@
 """The gate of a sandbox's connections: may this one go out, to which checked addresses.
 
 One gate for both proxies: the egress proxy of executions (controller.egress, a runner
-pod's relay) and the browser agent's.  The decision, in order: the execution's caps
-(when this gate keeps its account), the port, the name (an IP literal is never allowed:
-the policy is about names, unless it is a browser's public web), the domain policy (deny
-wins; a name neither list names is asked about when there is an ask-callback), then
-what the name resolves to.  Only NETWORK_INTERNAL_HOSTS may lead to a loopback or
-private address, and then only to the address given there (or, for a browser,
-BROWSER_ALLOW_PRIVATE_NETWORKS to any but metadata); every other name must resolve to
-public addresses only, all of them, or the connection is refused (an answer that mixes
-a public and a private address is an attack, not a choice).  The service's own ports on
-this host are refused whatever the name.  Names are looked up by sandbox_common.resolver,
-as the gate's owner (a caller's key, a session): never in the loop's default executor.
+pod's relay) and the browser agent's. The decision, in order: the execution's caps (when
+this gate keeps its account), the port, the name (an IP literal is never allowed: the
+policy is about names, unless it is a browser's public web), the domain policy (deny
+wins; a name neither list names is asked about when there is an ask-callback), then what
+the name resolves to. Only NETWORK_INTERNAL_HOSTS may lead to a loopback or private
+address (an address of this host is a loopback one, whatever its range), and then only
+to the address given there (or, for a browser, BROWSER_ALLOW_PRIVATE_NETWORKS to any but
+metadata); every other name must resolve to public addresses only, all of them, or the
+connection is refused (an answer that mixes a public and a private address is an attack,
+not a choice). The service's own ports on this host are refused whatever the name. Names
+are looked up by sandbox_common.resolver, as the gate's owner (a caller's key, a
+session): never in the loop's default executor.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class EgressGate:
                 address = addresses.parse(text)
             except ValueError:
                 raise Refused(f"{name} is not an address") from None
-            kind = addresses.classify(address)
+            kind = addresses.destination_kind(address)
             if port in rules.reserved_ports and addresses.is_this_host(address):
                 raise Refused(f"{name} leads to the service itself ({address}:{port})")
             if internal or kind is addresses.Kind.PUBLIC:
@@ -132,7 +133,7 @@ class EgressGate:
                 else "only NETWORK_INTERNAL_HOSTS may lead to one"
             )
             lead = f"{address} is" if text == name.strip("[]") else f"{name} resolves to {address},"
-            raise Refused(f"{lead} a {kind.value} address ({hint})")
+            raise Refused(f"{lead} {addresses.kind_text(address, kind)} ({hint})")
         return found
 
     async def _lookup(self, name: str, port: int) -> list[str]:

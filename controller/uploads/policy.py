@@ -2,16 +2,17 @@
 
 Uploads are requests made by the service itself, so an unchecked ``fileUploadUrl`` would
 let any caller reach the service's own network (SSRF).  Link-local, metadata, multicast
-and unspecified addresses are always refused; loopback and private addresses only for
-hosts listed in UPLOAD_ALLOWED_HOSTS; and a non-empty list restricts targets to its
-hosts alone.  What an address *is* (whatever its spelling) is sandbox_common.addresses'.
+and unspecified addresses are always refused; loopback and private addresses, and every
+address of this host (as loopback), only for hosts listed in UPLOAD_ALLOWED_HOSTS; and
+a non-empty list restricts targets to its hosts alone.  What an address *is* (whatever
+its spelling) is sandbox_common.addresses'.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sandbox_common.addresses import HostPort, Kind, classify, parse
+from sandbox_common.addresses import HostPort, Kind, destination_kind, kind_text, parse
 
 ALWAYS_REFUSED = frozenset({Kind.LINK_LOCAL, Kind.METADATA, Kind.MULTICAST, Kind.UNSPECIFIED})
 
@@ -33,7 +34,7 @@ class UploadPolicy:
     def address_refusal(self, host: str, port: int, address: str) -> str | None:
         """Why this resolved address of ``host`` may not be connected to."""
         ip = parse(address)
-        kind = classify(ip)
+        kind = destination_kind(ip)
         if kind in ALWAYS_REFUSED:
             what = (
                 kind.value
@@ -43,7 +44,7 @@ class UploadPolicy:
             return f"{host} resolves to {ip}, a {what} address (always refused)"
         if kind is not Kind.PUBLIC and not self.listed(host, port):
             return (
-                f"{host} resolves to {ip}, a loopback or private address; list the host "
-                "in UPLOAD_ALLOWED_HOSTS to allow it"
+                f"{host} resolves to {ip}, {kind_text(ip, kind)}; list the host in "
+                "UPLOAD_ALLOWED_HOSTS to allow it"
             )
         return None

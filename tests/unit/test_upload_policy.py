@@ -31,7 +31,9 @@ def test_public_addresses_are_allowed_when_nothing_is_listed(address: str) -> No
     ],
 )
 def test_private_and_loopback_need_listing(address: str) -> None:
-    assert "loopback or private" in str(OPEN.address_refusal("evil.example", 80, address))
+    refusal = str(OPEN.address_refusal("evil.example", 80, address))
+    assert "a loopback address" in refusal or "a private address" in refusal, refusal
+    assert "list the host in UPLOAD_ALLOWED_HOSTS" in refusal
 
 
 @pytest.mark.parametrize(
