@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from runner.contract import MAX_TIMEOUT_MS, MIB, HarvestLimits, RunLimits, SandboxLimits
-from runner.policy import DEFAULT_HOST_ID
+from runner.policy import HOST_ID_RANGE
 
 from controller.budget import default_budget_mb
 from sandbox_common.addresses import HostPort, parse_host_ports
@@ -457,12 +457,14 @@ class Settings(BrowserSessionRules, NetworkRules):
         "warm sandbox then starts slower and holds them in memory.",
     )
     sandbox_uid: int = Field(
-        DEFAULT_HOST_ID,
+        63000,
         ge=1,
-        description="Host uid the sandboxes run as when the service runs as "
-        "root (never root itself).  Ignored otherwise: sandboxes run as the service's uid.",
+        description="First host uid of the sandboxes when the service runs as root: each "
+        "sandbox gets its own from the 1000 uids from here, leased host-wide, so that no "
+        "execution shares the kernel's per-user counters with another. Ignored otherwise: "
+        "sandboxes run as the service's uid.",
     )
-    sandbox_gid: int = Field(DEFAULT_HOST_ID, ge=1, description="Host gid, as sandbox_uid.")
+    sandbox_gid: int = Field(63000, ge=1, description="First host gid, as sandbox_uid.")
 
     # --- Kubernetes placement (BACKEND=kubernetes) ----------------------------------------
     kubernetes_namespace: str = Field(
@@ -624,6 +626,19 @@ class Settings(BrowserSessionRules, NetworkRules):
         if self.memory_budget_mb is not None:
             return self.memory_budget_mb
         return default_budget_mb()
+
+    @model_validator(mode="after")
+    def _uid_ranges_apart(self) -> Settings:
+        for what, sandbox, browser in (
+            ("uid", self.sandbox_uid, self.browser_uid),
+            ("gid", self.sandbox_gid, self.browser_gid),
+        ):
+            if abs(sandbox - browser) < HOST_ID_RANGE:
+                raise ValueError(
+                    f"SANDBOX_{what.upper()} ({sandbox}) and BROWSER_{what.upper()} ({browser}) "
+                    f"each start a range of {HOST_ID_RANGE} {what}s: the ranges must not overlap"
+                )
+        return self
 
     @model_validator(mode="after")
     def _network_where_the_proxy_runs(self) -> Settings:

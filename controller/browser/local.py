@@ -20,11 +20,11 @@ from runner.supervisor import remove_when_empty
 
 from controller.browser.backend import AgentHandle
 from controller.browser.process import AgentProcess, write_launcher
-from controller.browser.uids import Lease, UidLeases
 from controller.cgroups import PER_PROCESS_ONLY, open_cgroups
 from controller.errors import BrowserUnavailable
 from controller.pool import Backoff, PoolClosed, WarmPool
 from controller.settings import Settings
+from controller.uids import Lease, UidLeases
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,9 @@ class LocalSessionBackend:
         # As root, every agent's Chromium gets a uid and gid of its own, leased host-wide,
         # so no page can see, signal or trace another session's browser or read its files.
         self._uids = (
-            UidLeases(settings.browser_uid, settings.browser_gid) if os.geteuid() == 0 else None
+            UidLeases("browser", settings.browser_uid, settings.browser_gid)
+            if os.geteuid() == 0
+            else None
         )
         self._leases: dict[str, Lease] = {}
         self._pool: WarmPool[AgentProcess] = WarmPool(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import platform
 import secrets
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from runner.cgroup import SANDBOX_TASKS, CgroupError, SandboxCgroups
 from runner.contract import MIB, Job, Outcome
-from runner.egress import new_egress_dir, sandbox_group, with_egress
+from runner.egress import new_egress_dir, with_egress
 from runner.launch import SETUP_ERRORS, SandboxCommand, sandbox_command
 from runner.supervisor import Sandbox, SandboxError
 from runner.support import prepare_support_dir
@@ -32,6 +33,7 @@ from controller.execution.limits import group_limits, sandbox_limits
 from controller.execution.selftest import judge, self_test_job
 from controller.pool import Backoff, PoolClosed, WarmPool
 from controller.settings import Settings
+from controller.uids import Lease, UidLeases
 from sandbox_common.egress_account import EgressAccount
 from sandbox_common.egress_gate import EgressGate, EgressRules
 
@@ -73,6 +75,15 @@ class LocalBackend:
         """What the self-test's sandbox held at its peak: what each warm one holds."""
         self._egress_root = Path(settings.state_dir) / "egress"
         self._egress_dirs: dict[Sandbox, Path] = {}
+        # As root, every sandbox gets a uid and gid of its own, leased host-wide: the
+        # kernel's per-user counters (inotify instances and watches, processes, pending
+        # signals) are then one execution's alone, and no execution can exhaust another's.
+        self._uids = (
+            UidLeases("sandbox", settings.sandbox_uid, settings.sandbox_gid)
+            if os.geteuid() == 0
+            else None
+        )
+        self._leases: dict[Sandbox, Lease] = {}
         self._ask = (
             AskCallback(str(settings.network_ask_url), settings.network_ask_timeout_ms)
             if settings.network_ask_url is not None
@@ -127,7 +138,6 @@ class LocalBackend:
             sandbox_limits(settings),
             extra_ro_paths=settings.sandbox_extra_ro_paths,
             preload=settings.sandbox_preload,
-            host_ids=(settings.sandbox_uid, settings.sandbox_gid),
             egress=egress,
         )
         self.check = await self._self_test()
@@ -159,35 +169,53 @@ class LocalBackend:
         self._egress_root.mkdir(mode=0o711, parents=True)
         self._egress_root.chmod(0o711)  # traversable, not listable, by the sandboxes' uid
 
-    @property
-    def _sandbox_group(self) -> int | None:
-        return sandbox_group((self._settings.sandbox_uid, self._settings.sandbox_gid))
-
     async def _close_sandbox(self, sandbox: Sandbox) -> None:
         try:
-            await sandbox.close()
+            await sandbox.close()  # every process of it gone: its uid may serve another
         finally:
             directory = self._egress_dirs.pop(sandbox, None)
             if directory is not None:
                 shutil.rmtree(directory, ignore_errors=True)
+            lease = self._leases.pop(sandbox, None)
+            if lease is not None:
+                UidLeases.release(lease)
+
+    def _lease(self) -> Lease | None:
+        if self._uids is None:
+            return None  # not root: sandboxes run as the service's own user
+        lease = self._uids.acquire()
+        if lease is None:
+            raise SandboxError(
+                f"all {self._uids.count} sandbox uids from {self._uids.first_uid} are in use "
+                "on this host (setting SANDBOX_UID)"
+            )
+        return lease
 
     async def _new_sandbox(self) -> Sandbox:
         if self._command is None:
             raise SandboxError("the backend was not started")
+        lease = self._lease()
         egress_dir = None
-        if self._command.egress:
-            egress_dir = new_egress_dir(self._egress_root, self._sandbox_group)
         try:
-            sandbox = await self._start_sandbox(self._command, egress_dir)
+            if self._command.egress:
+                egress_dir = new_egress_dir(self._egress_root, lease.gid if lease else None)
+            ids = (lease.uid, lease.gid) if lease is not None else None
+            sandbox = await self._start_sandbox(self._command, egress_dir, ids)
         except BaseException:
             if egress_dir is not None:
                 shutil.rmtree(egress_dir, ignore_errors=True)
+            if lease is not None:
+                UidLeases.release(lease)
             raise
         if egress_dir is not None:
             self._egress_dirs[sandbox] = egress_dir
+        if lease is not None:
+            self._leases[sandbox] = lease
         return sandbox
 
-    async def _start_sandbox(self, command: SandboxCommand, egress_dir: Path | None) -> Sandbox:
+    async def _start_sandbox(
+        self, command: SandboxCommand, egress_dir: Path | None, ids: tuple[int, int] | None
+    ) -> Sandbox:
         group = None
         if self._cgroups is not None:
             name = f"sb-{secrets.token_hex(6)}"
@@ -198,7 +226,7 @@ class LocalBackend:
             except CgroupError as exc:
                 raise SandboxError(f"cannot make the sandbox's cgroup: {exc}") from exc
         try:
-            sandbox = command.start(group, str(egress_dir) if egress_dir else None)
+            sandbox = command.start(group, str(egress_dir) if egress_dir else None, ids)
         except BaseException:
             if group is not None:
                 await asyncio.to_thread(group.remove)
@@ -245,7 +273,8 @@ class LocalBackend:
             self._settings.network_max_connections,
         )
         try:
-            await channel.open(directory, self._sandbox_group)
+            lease = self._leases.get(sandbox)
+            await channel.open(directory, lease.gid if lease is not None else None)
         except OSError as exc:
             raise SandboxUnavailable(f"cannot open the execution's egress proxy: {exc}") from exc
         try:

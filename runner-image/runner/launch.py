@@ -30,11 +30,15 @@ SECCOMP_FD = "@SECCOMP_FD@"
 @dataclass(frozen=True)
 class SandboxCommand:
     argv: list[str]
+    """bubblewrap's command line, without the launcher that sets its ids (``start``'s)."""
     fd_data: dict[str, bytes]
     """What bubblewrap reads from descriptors (the seccomp program), by placeholder."""
     mounted: SandboxLimits
     view: dict[str, object]
     """What the stub is told of the policy (runner.policy.sandbox_view)."""
+    host_ids: tuple[int, int] | None = None
+    """The uid and gid a sandbox is launched as, unless ``start`` is given its own; used
+    only when this process is root (a sandbox is never host root)."""
 
     @property
     def seccomp(self) -> bool:
@@ -45,14 +49,23 @@ class SandboxCommand:
         """Whether each sandbox needs a directory for its egress socket (``start``'s)."""
         return EGRESS_DIR in self.argv
 
-    def start(self, cgroup: SandboxCgroup | None = None, egress_dir: str | None = None) -> Sandbox:
+    def start(
+        self,
+        cgroup: SandboxCgroup | None = None,
+        egress_dir: str | None = None,
+        host_ids: tuple[int, int] | None = None,
+    ) -> Sandbox:
         """Start one sandbox now (from the event loop's thread), in ``cgroup`` if given,
-        with ``egress_dir`` (its own, empty) mounted where its stub finds the proxy."""
+        with ``egress_dir`` (its own, empty) mounted where its stub finds the proxy, as
+        ``host_ids`` (its own uid and gid) or the command's."""
         argv = self.argv
         if self.egress:
             if egress_dir is None:
                 raise ValueError("this sandbox command needs an egress directory")
             argv = [egress_dir if a == EGRESS_DIR else a for a in argv]
+        ids = host_ids or self.host_ids
+        if ids is not None and os.geteuid() == 0:
+            argv = launcher_argv(argv, uid=ids[0], gid=ids[1])
         return Sandbox(
             argv,
             status_fd_placeholder=STATUS_FD,
@@ -75,8 +88,8 @@ def sandbox_command(
 ) -> SandboxCommand:
     """The command for sandboxes running ``python`` (its virtual environment mounted too).
 
-    ``host_ids``: the unprivileged uid and gid to launch bwrap as; used only when this
-    process is root (a sandbox is never host root).  ``egress``: each sandbox mounts a
+    ``host_ids``: the unprivileged uid and gid to launch bwrap as, unless a sandbox is
+    started with its own (SandboxCommand.start).  ``egress``: each sandbox mounts a
     directory of its own for its egress socket (a domain may be allowed).
     """
     env_root = python_env_root(python)
@@ -92,10 +105,8 @@ def sandbox_command(
     argv = bwrap_argv(
         layout, mounted, probe_host(layout), STATUS_FD, seccomp_fd=SECCOMP_FD if program else None
     )
-    if host_ids is not None and os.geteuid() == 0:
-        argv = launcher_argv(argv, uid=host_ids[0], gid=host_ids[1])
     return SandboxCommand(
-        argv, {SECCOMP_FD: program} if program else {}, mounted, sandbox_view(visible)
+        argv, {SECCOMP_FD: program} if program else {}, mounted, sandbox_view(visible), host_ids
     )
 
 

@@ -74,7 +74,10 @@ SANDBOX_UID = 1000
 SANDBOX_GID = 1000
 SUPPORT_MOUNT = "/.sandbox"
 DEFAULT_HOST_ID = 64000
-"""Host uid and gid a sandbox is launched as when its supervisor runs as root."""
+"""Host uid and gid a sandbox is launched as when its supervisor runs as root (a runner
+pod's: one sandbox a pod)."""
+HOST_ID_RANGE = 1000
+"""Host uids (and gids) a service leases from, one to each local sandbox or browser."""
 
 # Where the code may write: the workspace and the private /tmp and /dev/shm, each a
 # tmpfs of this sandbox alone (runner.bwrap mounts them).

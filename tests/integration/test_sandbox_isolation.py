@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, ServiceProcess, parent_pid
+from tests.support import ROOT, ServiceProcess, parent_pid, wait_for
 
 
 def run_ok(service: ServiceProcess, code: str) -> str:
@@ -137,18 +137,84 @@ def _parent_is(pid: str, parent: int) -> bool:
         return False
 
 
-def test_as_root_sandboxes_run_as_the_unprivileged_host_uid(service: ServiceProcess) -> None:
+def test_as_root_each_sandbox_runs_as_an_unprivileged_host_uid_of_its_own(
+    service: ServiceProcess,
+) -> None:
     if os.geteuid() != 0:
-        pytest.skip("the service drops to SANDBOX_UID only when it runs as root")
-    sandboxes = [
-        p
-        for p in os.listdir("/proc")
-        if p.isdigit() and _parent_is(p, service.proc.pid) and _is_bwrap(p)
-    ]
-    assert sandboxes, "the service has no warm sandboxes to check"
-    for pid in sandboxes:
+        pytest.skip("the service leases sandbox uids only when it runs as root")
+
+    def sandboxes() -> list[str]:
+        return [
+            p
+            for p in os.listdir("/proc")
+            if p.isdigit() and _parent_is(p, service.proc.pid) and _is_bwrap(p)
+        ]
+
+    # The default service keeps four warm sandboxes (MAX_CONCURRENT_EXECUTIONS).
+    found = wait_for(lambda: pids if len(pids := sandboxes()) >= 2 else None, what="2 sandboxes")
+    seen: set[str] = set()
+    for pid in found:
         status = Path(f"/proc/{pid}/status").read_text()
         uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
         groups = next(line for line in status.splitlines() if line.startswith("Groups:"))
-        assert uids == ["64000"] * 4, status
-        assert groups.split()[1:] == ["64000"]
+        uid = uids[0]
+        assert uids == [uid] * 4, status
+        assert 63000 <= int(uid) < 64000, "within SANDBOX_UID's range"
+        assert groups.split()[1:] == [uid], "its own gid, no other group"
+        seen.add(uid)
+    assert len(seen) == len(found), "no two sandboxes share a uid"
+
+
+# --- the kernel's per-user counters --------------------------------------------------------
+
+INOTIFY = (
+    "import ctypes, os, sys, time\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "held = []\n"
+    "while len(held) < 250:\n"
+    "    fd = libc.inotify_init1(0)\n"
+    "    if fd < 0:\n"
+    "        break\n"
+    "    held.append(fd)\n"
+    "print(len(held), os.strerror(ctypes.get_errno()), flush=True)\n"
+)
+
+
+def inotify_holders(service: ServiceProcess) -> int:
+    """How many inotify instances the service's sandboxes hold (seen from the host)."""
+    found = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+            if Path(f"/proc/{pid}/cmdline").read_bytes().find(b"/.sandbox/") < 0:
+                continue
+        except OSError:
+            continue
+        found += sum(link == "anon_inode:inotify" for link in links)
+    return found
+
+
+def test_one_execution_cannot_use_up_another_executions_inotify_instances(
+    service: ServiceProcess,
+) -> None:
+    """Every sandbox has a host uid of its own: the kernel's per-user limit on inotify
+    instances (fs.inotify.max_user_instances, 128 here) is each execution's own."""
+    if os.geteuid() != 0:
+        pytest.skip("sandboxes have uids of their own only when the service runs as root")
+    limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    greedy: dict[str, object] = {}
+
+    def hog() -> None:
+        greedy.update(service.execute(INOTIFY + "time.sleep(30)", timeoutMs=5_000))
+
+    thread = threading.Thread(target=hog)
+    thread.start()
+    try:
+        wait_for(lambda: inotify_holders(service) >= limit, what="the first execution's instances")
+        other = service.execute(INOTIFY)
+        assert other["exitCode"] == 0, other
+        made = int(str(other["stdout"]).split()[0])
+        assert made >= min(limit, 200), f"the second execution could make only {made}"
+    finally:
+        thread.join()
+    assert str(greedy["stdout"]).split()[0] == str(limit), "the first reached the limit itself"

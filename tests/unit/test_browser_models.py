@@ -19,7 +19,6 @@ from pydantic import ValidationError
 
 from controller.browser.local import LocalSessionBackend
 from controller.browser.process import agent_argv, agent_env, write_launcher
-from controller.browser.uids import UidLeases
 from controller.settings import Settings
 
 DESCRIPTORS: dict[str, dict[str, Any]] = {
@@ -178,18 +177,3 @@ def test_the_launcher_becomes_chromium_as_the_agents_uid(tmp_path: Path) -> None
 def test_the_backend_starts_no_agent_when_none_is_warm(tmp_path: Path) -> None:
     backend = LocalSessionBackend(settings(state_dir=tmp_path, browser_warm_agents=0))
     assert backend.device_names == [] and backend.warm_agents == 0
-
-
-def test_uid_leases_are_exclusive_until_released(tmp_path: Path) -> None:
-    leases = UidLeases(64001, 64101, count=2, lock_dir=tmp_path)
-    other_service = UidLeases(64001, 64101, count=2, lock_dir=tmp_path)
-    first = leases.acquire()
-    second = other_service.acquire()
-    assert first is not None and second is not None
-    assert (first.uid, first.gid, second.uid, second.gid) == (64001, 64101, 64002, 64102)
-    assert leases.acquire() is None  # the range is used up, whoever holds it
-    UidLeases.release(first)
-    again = other_service.acquire()
-    assert again is not None and again.uid == 64001
-    UidLeases.release(again)
-    UidLeases.release(second)

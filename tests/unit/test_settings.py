@@ -121,3 +121,10 @@ def test_names_on_kubernetes_need_the_egress_proxy() -> None:
         egress_grant_key="k" * 32,
     )
     assert ready.network_ceiling.allows_anything
+
+
+@pytest.mark.parametrize(("sandbox", "browser"), [(63000, 63999), (64500, 64001), (64001, 64001)])
+def test_sandbox_and_browser_uid_ranges_never_overlap(sandbox: int, browser: int) -> None:
+    with pytest.raises(ValidationError, match="must not overlap"):
+        Settings(auth_token=TOKEN, sandbox_uid=sandbox, browser_uid=browser)
+    assert Settings(auth_token=TOKEN, sandbox_uid=sandbox, browser_uid=sandbox + 1000)

@@ -1,10 +1,12 @@
-"""Host-wide leases on the uids that browsers run as: one lock file per uid.
+"""Host-wide leases on the uids that sandboxes and browsers run as: a lock file per uid.
 
-Every service on the host (and every test run) draws from the same range, so a uid is
-leased with an exclusive ``flock`` on its own lock file, held for as long as the agent
-lives.  The kernel drops the lock when the holder dies, even on SIGKILL, so a lease can
-never leak; and no two live browsers, of any service, ever share a uid.  That exclusivity
-is what makes "kill every process of this uid" a safe way to end a session.
+Every service on the host (and every test run) draws from the same ranges, so a uid is
+leased with an exclusive ``flock`` on its own lock file, held for as long as what runs as
+it lives.  The kernel drops the lock when the holder dies, even on SIGKILL, so a lease
+can never leak; and no two live sandboxes or browsers, of any service, ever share a uid.
+That exclusivity is what makes "kill every process of this uid" a safe way to end a
+session, and what keeps the kernel's per-user counters (inotify instances and watches,
+processes, pending signals, message queues) one sandbox's alone.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-LOCK_DIR = Path("/run/sandbox-controller/browser-uids")
-UID_COUNT = 1000
+from runner.policy import HOST_ID_RANGE
+
+LOCK_ROOT = Path("/run/sandbox-controller")
+UID_COUNT = HOST_ID_RANGE
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,17 @@ class UidLeases:
     """Leases on ``first_uid`` ... ``first_uid + count - 1`` (gids alongside)."""
 
     def __init__(
-        self, first_uid: int, first_gid: int, count: int = UID_COUNT, lock_dir: Path = LOCK_DIR
+        self,
+        kind: str,
+        first_uid: int,
+        first_gid: int,
+        count: int = UID_COUNT,
+        lock_root: Path = LOCK_ROOT,
     ) -> None:
+        """``kind``: whose uids these are (``browser``, ``sandbox``): their locks' directory."""
+        self.kind = kind
         self.first_uid, self.first_gid, self.count = first_uid, first_gid, count
-        self.lock_dir = lock_dir
+        self.lock_dir = lock_root / f"{kind}-uids"
 
     def acquire(self) -> Lease | None:
         """The lowest free uid, leased; None when every uid of the range is in use."""
