@@ -18,8 +18,11 @@ SUDO := $(if $(ROOT_USER),,sudo)
 # The Python environment the sandboxed code runs with (numpy, pandas, matplotlib); the
 # service finds it here by default (see SANDBOX_PYTHON in the README).
 SANDBOX_ENV ?= $(if $(ROOT_USER),/var/lib/sandbox-controller/sandbox-env,$(CURDIR)/.state/sandbox-env)
+# The browser agents' own interpreter (Playwright and what the agent imports): as root the
+# agents run as unprivileged uids, which must be able to read it wherever the checkout is.
+BROWSER_ENV ?= $(if $(ROOT_USER),/var/lib/sandbox-controller/browser-env,$(CURDIR)/.state/browser-env)
 
-.PHONY: help run test check lint typecheck unit integration bench soak deps venv sandbox-env clean
+.PHONY: help run test check lint typecheck unit integration bench soak deps venv sandbox-env browser-env clean
 
 # Build caches outside the clone (tests/cluster): the system's as root, else this user's.
 export CLUSTER_CACHE ?= $(if $(ROOT_USER),/var/cache/sandbox-controller/cluster,$(HOME)/.cache/sandbox-controller/cluster)
@@ -58,7 +61,15 @@ $(SANDBOX_ENV)/.stamp: runner-image/sandbox-requirements.txt $(STATE_DIR)/.deps-
 	@chmod -R a+rX $(SANDBOX_ENV)
 	@touch $@
 
-run: venv sandbox-env
+browser-env: $(BROWSER_ENV)/.stamp
+$(BROWSER_ENV)/.stamp: browser-image/requirements.txt $(STATE_DIR)/.deps-stamp
+	@test -x $(BROWSER_ENV)/bin/python3 || /usr/bin/python3 -m venv $(BROWSER_ENV)
+	$(BROWSER_ENV)/bin/pip install -q --upgrade pip
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BROWSER_ENV)/bin/pip install -q -r browser-image/requirements.txt
+	@chmod -R a+rX $(BROWSER_ENV)
+	@touch $@
+
+run: venv sandbox-env browser-env
 	@if [ -z "$$AUTH_TOKEN" ]; then \
 	  if [ ! -s $(STATE_DIR)/auth-token ]; then \
 	    umask 077; $(VENV)/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))' > $(STATE_DIR)/auth-token; \
@@ -67,6 +78,7 @@ run: venv sandbox-env
 	fi; \
 	AUTH_TOKEN="$${AUTH_TOKEN:-$$(cat $(STATE_DIR)/auth-token)}" \
 	SANDBOX_PYTHON="$${SANDBOX_PYTHON:-$(SANDBOX_ENV)/bin/python3}" \
+	BROWSER_PYTHON="$${BROWSER_PYTHON:-$(BROWSER_ENV)/bin/python3}" \
 	  exec $(VENV)/bin/python -m controller
 
 SOURCES := controller runner-image browser-image sandbox_common sandbox_client tests bench
@@ -82,11 +94,13 @@ typecheck: venv
 unit: venv
 	$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)
 
-integration: venv sandbox-env helm-bin
-	SANDBOX_PYTHON=$(SANDBOX_ENV)/bin/python3 $(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
+TEST_ENV = SANDBOX_PYTHON=$(SANDBOX_ENV)/bin/python3 BROWSER_PYTHON=$(BROWSER_ENV)/bin/python3
 
-check: lint typecheck sandbox-env helm-bin
-	SANDBOX_PYTHON=$(SANDBOX_ENV)/bin/python3 $(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
+integration: venv sandbox-env browser-env helm-bin
+	$(TEST_ENV) $(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
+
+check: lint typecheck sandbox-env browser-env helm-bin
+	$(TEST_ENV) $(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
 
 test: check
 
@@ -98,14 +112,14 @@ helm-bin: $(STATE_DIR)/.deps-stamp
 	@tests/cluster/build.sh helm
 e2e: venv
 
-bench: venv sandbox-env
+bench: venv sandbox-env browser-env
 	@command -v wrk >/dev/null || { $(SUDO) apt-get install -y -qq wrk || echo "no wrk: the throughput run uses Python clients"; }
-	SANDBOX_PYTHON=$(SANDBOX_ENV)/bin/python3 $(VENV)/bin/python bench/execute_bench.py
+	$(TEST_ENV) $(VENV)/bin/python bench/execute_bench.py
 	$(VENV)/bin/python bench/api_bench.py
 
 # Bounded in count (SOAK_ARGS, e.g. --sequential 500 --concurrent 200) and on loopback only.
-soak: venv sandbox-env
-	SANDBOX_PYTHON=$(SANDBOX_ENV)/bin/python3 $(VENV)/bin/python bench/soak.py $(SOAK_ARGS)
+soak: venv sandbox-env browser-env
+	$(TEST_ENV) $(VENV)/bin/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(STATE_DIR) *.egg-info

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -71,11 +72,17 @@ def default_replica_name() -> str:
     return name[:253] or "controller"
 
 
-def default_sandbox_env() -> Path:
-    """Where `make run` prepares the sandbox's Python environment (SANDBOX_ENV there)."""
+def prepared_env(name: str) -> Path:
+    """Where `make` prepares a Python environment (SANDBOX_ENV, BROWSER_ENV there)."""
     if os.geteuid() == 0:
-        return Path("/var/lib/sandbox-controller/sandbox-env")
-    return Path(".state/sandbox-env").resolve()
+        return Path("/var/lib/sandbox-controller") / name
+    return Path(".state", name).resolve()
+
+
+def prepared_interpreter(name: str, otherwise: str) -> str:
+    """The prepared environment's interpreter when it exists, else ``otherwise``."""
+    prepared = prepared_env(name) / "bin" / "python3"
+    return str(prepared) if prepared.exists() else otherwise
 
 
 class BrowserSessionRules(BaseSettings):
@@ -557,6 +564,27 @@ class Settings(BrowserSessionRules, NetworkRules):
     browser_executable: str = Field(
         "/usr/bin/chromium", description="Chromium binary the browser agents launch."
     )
+    browser_python: str | None = Field(
+        None,
+        description="Interpreter of the browser agents (local placement), with Playwright "
+        "and the agent's packages: run as each browser's own uid when the service is root, "
+        "so it must be readable by every user. Default: the environment `make browser-env` "
+        "prepares when it exists, else the service's own interpreter.",
+    )
+    browser_namespaces: bool = Field(
+        True,
+        description="Run each session's Chromium in namespaces of its own (bubblewrap): no "
+        "network but the agent's proxy, the host's files read-only, its profile and cache "
+        "on a tmpfs of BROWSER_DISK_MB. Turn off only where unprivileged user namespaces "
+        "are unavailable (local placement).",
+    )
+    browser_disk_mb: int = Field(
+        256,
+        ge=16,
+        description="The tmpfs that holds a session's profile, cache and site data (local "
+        "placement, with BROWSER_NAMESPACES); it counts against BROWSER_MEMORY_MB. "
+        "Downloads are never kept.",
+    )
     max_browser_sessions: int = Field(
         4, ge=0, le=256, description="Browser sessions open at once; beyond it, 429."
     )
@@ -615,10 +643,11 @@ class Settings(BrowserSessionRules, NetworkRules):
 
     @property
     def sandbox_interpreter(self) -> str:
-        if self.sandbox_python:
-            return self.sandbox_python
-        prepared = default_sandbox_env() / "bin" / "python3"
-        return str(prepared) if prepared.exists() else "/usr/bin/python3"
+        return self.sandbox_python or prepared_interpreter("sandbox-env", "/usr/bin/python3")
+
+    @property
+    def browser_interpreter(self) -> str:
+        return self.browser_python or prepared_interpreter("browser-env", sys.executable)
 
     @property
     def memory_budget(self) -> int:
@@ -626,6 +655,15 @@ class Settings(BrowserSessionRules, NetworkRules):
         if self.memory_budget_mb is not None:
             return self.memory_budget_mb
         return default_budget_mb()
+
+    @model_validator(mode="after")
+    def _browser_disk_within_its_memory(self) -> Settings:
+        if self.browser_namespaces and self.browser_disk_mb >= self.browser_memory_mb:
+            raise ValueError(
+                f"BROWSER_DISK_MB ({self.browser_disk_mb}) is a tmpfs counted against "
+                f"BROWSER_MEMORY_MB ({self.browser_memory_mb}): it must be smaller"
+            )
+        return self
 
     @model_validator(mode="after")
     def _uid_ranges_apart(self) -> Settings:

@@ -22,6 +22,12 @@ def agent_pids(state_dir: str) -> set[int]:
     return found
 
 
+def agent_home(directory: Path) -> Path:
+    """The HOME every process of the agent of ``directory`` has (its Chromium's private
+    directory: controller.browser.process.AgentLayout)."""
+    return directory / "chromium"
+
+
 def agent_dirs(state_dir: str) -> list[Path]:
     root = Path(state_dir) / "browser"
     return sorted(root.glob("ag-*")) if root.exists() else []

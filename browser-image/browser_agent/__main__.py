@@ -54,6 +54,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a port never reachable on this host's addresses (repeatable)",
     )
     parser.add_argument("--exit-on-stdin-eof", action="store_true")
+    parser.add_argument(
+        "--proxy-socket",
+        type=Path,
+        help="serve the proxy on this Unix socket, not on loopback: Chromium runs in a "
+        "network namespace of its own, whose launcher forwards --proxy-port there",
+    )
+    parser.add_argument(
+        "--proxy-port", type=int, default=0, help="the proxy's port as Chromium reaches it"
+    )
     return parser.parse_args(argv)
 
 
@@ -105,19 +114,21 @@ async def serve(args: argparse.Namespace, token_digest: bytes) -> bool:
     api_port = api.getsockname()[1]
     # Nothing gets out until a session's policy arrives (POST /session).
     proxy = FilteringProxy(EgressGate(DomainPolicy(), EgressRules()))
-    proxy_port = await proxy.start()
+    if args.proxy_socket is not None:
+        await proxy.start_unix(str(args.proxy_socket))
+        proxy_port, own_ports = args.proxy_port, {api_port}
+    else:
+        proxy_port = await proxy.start()
+        own_ports = {api_port, proxy_port}
     # The agent's own ports are reserved like the controller's: a page cannot call them.
     rules = EgressRules(
-        reserved_ports=frozenset({*args.reserved_port, api_port, proxy_port}),
+        reserved_ports=frozenset({*args.reserved_port, *own_ports}),
         private_allowed=args.allow_private_networks,
     )
     proxy.gate = EgressGate(DomainPolicy(), rules)
-    downloads = args.data_dir / "downloads"
-    downloads.mkdir(mode=0o700, parents=True, exist_ok=True)
     browser = SessionBrowser(
         BrowserOptions(
             executable=args.executable,
-            downloads_dir=downloads,
             proxy_port=proxy_port,
             chromium_sandbox=not args.no_chromium_sandbox,
         )

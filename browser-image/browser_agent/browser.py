@@ -14,7 +14,6 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from playwright.async_api import (
@@ -42,7 +41,6 @@ Chromium's own (the oldest forgotten first)."""
 @dataclass(frozen=True)
 class BrowserOptions:
     executable: str
-    downloads_dir: Path
     proxy_port: int
     chromium_sandbox: bool
 
@@ -104,7 +102,6 @@ class SessionBrowser:
             executable_path=self.options.executable,
             args=chromium_args(self.options.proxy_port),
             chromium_sandbox=self.options.chromium_sandbox,
-            downloads_path=str(self.options.downloads_dir),
             handle_sigint=False,
             handle_sigterm=False,
             handle_sighup=False,
@@ -118,7 +115,9 @@ class SessionBrowser:
 
     async def _new_context(self, options: dict[str, Any]) -> BrowserContext:
         assert self._browser is not None
-        return await self._browser.new_context(**options, accept_downloads=True)
+        # No API call asks for a download, so none is kept: Chromium cancels each one as
+        # it starts, and an endless attachment writes nothing anywhere.
+        return await self._browser.new_context(**options, accept_downloads=False)
 
     def device_names(self) -> list[str]:
         assert self._playwright is not None

@@ -48,6 +48,8 @@ from browser_agent.proxy import REFUSED_HEADER, FilteringProxy, url_target
 from browser_agent.urlpolicy import UrlRefused, check_navigation_url
 
 ERROR_PAGE_PREFIX = "chrome-error://"
+DOWNLOAD_MARKER = "Download is starting"
+"""Playwright's error for a navigation that turned into a download (which is refused)."""
 ERROR_PAGE_WAIT_S = 1.0
 CLOSED_MARKERS = ("has been closed", "Target closed", "Target page, context or browser")
 
@@ -95,6 +97,11 @@ async def navigate(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(error_page.wait(), ERROR_PAGE_WAIT_S)
         _raise_if_refused(browser, proxy, url, refused_before, started)
+        if DOWNLOAD_MARKER in str(exc):
+            raise NavigationFailed(
+                f"{url} is a download, not a page: browser sessions keep no downloads "
+                "(Chromium cancelled it as it started)"
+            ) from None
         raise NavigationFailed(f"cannot load {url}: {first_line(exc)}") from None
     finally:
         page.remove_listener("framenavigated", on_navigated)

@@ -72,6 +72,12 @@ class FilteringProxy:
         bound: int = self._server.sockets[0].getsockname()[1]
         return bound
 
+    async def start_unix(self, path: str) -> None:
+        """Serve on a Unix socket instead: the way in for a Chromium in a network namespace
+        of its own (its launcher forwards a loopback port there), reachable by nothing
+        else on this host's network."""
+        self._server = await asyncio.start_unix_server(self._serve, path, limit=HEAD_LIMIT)
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()

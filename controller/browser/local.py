@@ -14,12 +14,13 @@ import secrets
 import shutil
 from pathlib import Path
 
+from runner.bwrap import BWRAP
 from runner.cgroup import CgroupError, GroupLimits, SandboxCgroups
 from runner.contract import MIB
 from runner.supervisor import remove_when_empty
 
 from controller.browser.backend import AgentHandle
-from controller.browser.process import AgentProcess, write_launcher
+from controller.browser.process import SETPRIV, SOCAT, AgentProcess, agent_code
 from controller.cgroups import PER_PROCESS_ONLY, open_cgroups
 from controller.errors import BrowserUnavailable
 from controller.pool import Backoff, PoolClosed, WarmPool
@@ -53,14 +54,15 @@ class LocalSessionBackend:
         self._root = Path(settings.state_dir) / "browser"
         self._agents: dict[str, AgentProcess] = {}
         self.device_names: list[str] = []
-        self._launcher: Path | None = None
+        self._code_dir = self._root / "app"
         self._cgroups: SandboxCgroups | None = None
         self.limits = PER_PROCESS_ONLY
         """How each agent is bounded (its own cgroup of BROWSER_MEMORY_MB, or why not)."""
         self._unavailable: str | None = None
         """Why no agent can start at all (set at start), for every creation's 503."""
-        # As root, every agent's Chromium gets a uid and gid of its own, leased host-wide,
-        # so no page can see, signal or trace another session's browser or read its files.
+        # As root, every agent (and its Chromium) gets a uid and gid of its own, leased
+        # host-wide, so no page can see, signal or trace another session's browser or
+        # read its files, and none of them runs as root.
         self._uids = (
             UidLeases("browser", settings.browser_uid, settings.browser_gid)
             if os.geteuid() == 0
@@ -83,12 +85,17 @@ class LocalSessionBackend:
             self._root.mkdir(parents=True, exist_ok=True)
             # Traversable, not listable: each agent's uid reaches only its own 0700 directory.
             os.chmod(self._root, 0o711)  # noqa: S103
-            if self._uids is not None:
-                self._launcher = write_launcher(self._root / "bin")
+            (self._root / "logs").mkdir(mode=0o700)
+            (self._root / "bin").mkdir(mode=0o755)
+            await asyncio.to_thread(agent_code, self._code_dir)
         except OSError as exc:
             # A full or read-only disk: browser sessions answer 503 saying so, executions
             # go on (they need no disk), and a restart retries.
             self._unavailable = self._disk_refusal(exc)
+            log.error("browser sessions unavailable: %s", self._unavailable)
+            return
+        self._unavailable = await self._cannot_run()
+        if self._unavailable is not None:
             log.error("browser sessions unavailable: %s", self._unavailable)
             return
         self._cgroups, self.limits = await asyncio.to_thread(
@@ -96,6 +103,47 @@ class LocalSessionBackend:
         )
         log.info("browser agents' limits: %s", self.limits)
         self._pool.open()
+
+    async def _cannot_run(self) -> str | None:
+        """Why no agent could start here, found once at start rather than in each
+        agent's log: what the launcher needs, and the interpreter as the agents' uid."""
+        settings = self._settings
+        if settings.browser_namespaces:
+            for tool in (BWRAP, SOCAT):
+                if not os.access(tool, os.X_OK):
+                    return (
+                        f"{tool} is missing: each Chromium runs in namespaces of its own "
+                        "(install bubblewrap and socat, or set BROWSER_NAMESPACES=false)"
+                    )
+        python = settings.browser_interpreter
+        argv = [python, "-I", "-c", "import playwright, pydantic, starlette, uvicorn"]
+        lease = self._uids.acquire() if self._uids is not None else None
+        if lease is not None:
+            argv = [SETPRIV, "--reuid", str(lease.uid), "--regid", str(lease.gid)]
+            argv += ["--clear-groups", "--", python, "-I", "-c", argv[-1]]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=self._code_dir,
+                env={"PATH": "/usr/bin:/bin"},
+            )
+            _, err = await proc.communicate()
+        except OSError as exc:
+            return f"cannot run BROWSER_PYTHON {python}: {exc}"
+        finally:
+            if lease is not None:
+                UidLeases.release(lease)
+        if proc.returncode != 0:
+            last = (err.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+            who = "the browsers' uid" if lease is not None else "the service"
+            return (
+                f"BROWSER_PYTHON {python} cannot import the agent's packages as {who}: "
+                f"{last} (run `make browser-env`, or point BROWSER_PYTHON at an interpreter "
+                "with browser-image/requirements.txt that every user can read)"
+            )
+        return None
 
     def _disk_refusal(self, exc: OSError) -> str:
         return (
@@ -119,7 +167,7 @@ class LocalSessionBackend:
                 group = await asyncio.to_thread(
                     self._cgroups.create, f"br-{secrets.token_hex(6)}", agent_limits(self._settings)
                 )
-            agent = AgentProcess(self._settings, self._root, ids, self._launcher, group)
+            agent = AgentProcess(self._settings, self._root, self._code_dir, ids, group)
         except BaseException as exc:
             if lease is not None:
                 UidLeases.release(lease)

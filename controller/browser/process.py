@@ -1,35 +1,45 @@
 """One browser agent as a process of this host: its command line, start, readiness and kill.
 
-Each agent is ``python -m browser_agent`` with Chromium already launched, serving one
+Each agent is the ``browser_agent`` program with Chromium already launched, serving one
 session and then killed with its whole process group.  They die with the service even
 on SIGKILL: a parent-death signal on the agent, and the agent exits when its stdin
 (held by the service) closes.
 
-When the service runs as root, each agent's Chromium (the part that handles untrusted
-web content) runs as a uid and gid of its own, never root and never the sandbox's, and
-so keeps its own sandbox.  The agent itself (this project's code and the Playwright
-driver) runs as the service: the checkout and its virtualenv then need not be readable
-by another uid, so a service run from ``/root/...`` works too.  The switch happens in a
-small launcher that Playwright starts in place of Chromium.
+When the service runs as root, each agent runs as a uid and gid of its own (leased,
+controller.uids), never root and never a sandbox's: the agent, its Playwright driver
+and its Chromium alike.  The agent is started isolated (``python -I``, its code copied
+where that uid can read but not write it, its working directory there too), with
+nothing of the service's environment.  Its Chromium runs in namespaces of its own
+(BROWSER_NAMESPACES, by the launcher that Playwright starts in its place): no network
+but a loopback port that leads to the agent's proxy (a Unix socket), no other process
+to see, the host's files read-only, and its profile, cache and site data on a tmpfs of
+BROWSER_DISK_MB that counts against the agent's memory.  An escaped renderer, or the
+browser process itself, reaches nothing directly and writes nothing that outlives it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import compileall
 import contextlib
 import json
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import browser_agent
+from runner.bwrap import BWRAP
 from runner.cgroup import SandboxCgroup, enter_argv
+from runner.contract import MIB
 from runner.supervisor import remove_when_empty
 
+import sandbox_common
 from controller.browser.backend import AgentHandle
 from controller.errors import BrowserUnavailable
 from controller.settings import Settings
@@ -38,44 +48,150 @@ from sandbox_common.processes import exit_future
 log = logging.getLogger(__name__)
 
 SETPRIV = "/usr/bin/setpriv"
+SOCAT = "/usr/bin/socat"
 READY_TIMEOUT_S = 30.0
 READY_LINE_LIMIT = 256 * 1024
 SWEEPS = 100
-LAUNCHER_NAME = "launch-chromium"
-# Started by the Playwright driver (as root) in place of Chromium: hands the profile that
-# the driver created to the agent's uid, then becomes Chromium as that uid.  It lives in
-# a root-owned directory, never in the agent's own (which that uid could write).
-LAUNCHER = """#!/bin/sh
-set -eu
-for arg in "$@"; do
-  case "$arg" in
-    --user-data-dir=*) chown -R -- "$BROWSER_AGENT_UID:$BROWSER_AGENT_GID" "${arg#*=}" ;;
-  esac
-done
-exec /usr/bin/setpriv --reuid "$BROWSER_AGENT_UID" --regid "$BROWSER_AGENT_GID" \
-  --clear-groups --no-new-privs -- "$BROWSER_AGENT_CHROMIUM" "$@"
-"""
+CHROMIUM_PROXY_PORT = 3128
+"""The proxy's port as Chromium sees it, inside its own network namespace."""
+PROXY_INSIDE = "/run/agent-proxy.sock"
+"""Where Chromium's namespace has the agent's proxy socket (its launcher forwards there)."""
+SMALL_TMPFS = 1 * MIB
+"""The size of /var/tmp and /run in Chromium's namespace: nothing of its belongs there."""
+BOOTSTRAP = (
+    "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "runpy.run_module('browser_agent', run_name='__main__', alter_sys=True)"
+)
+"""``python -I -c BOOTSTRAP CODE_DIR ARGS``: the agent from its copied code, isolated."""
+# Inside Chromium's namespaces: forward the loopback proxy port to the agent's socket,
+# wait until it listens (its line in /proc/net/tcp: 127.0.0.1:PORT, state LISTEN), then
+# become Chromium.  Bounded: a forwarder that never listens fails the launch.
+FORWARD = (
+    f"{SOCAT} TCP-LISTEN:{CHROMIUM_PROXY_PORT},bind=127.0.0.1,fork,reuseaddr "
+    f"UNIX-CONNECT:{PROXY_INSIDE} & "
+    "i=0; "
+    f"until grep -q ':{CHROMIUM_PROXY_PORT:04X} 00000000:0000 0A' /proc/net/tcp; do "
+    'i=$((i + 1)); [ "$i" -lt 500 ] || exit 70; sleep 0.01; done; '
+    'exec "$@"'
+)
 
 
-def write_launcher(directory: Path) -> Path:
-    """Install the Chromium launcher (root-owned, not writable by any agent uid)."""
-    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-    path = directory / LAUNCHER_NAME
-    path.write_text(LAUNCHER)
-    path.chmod(0o755)
-    return path
+@dataclass(frozen=True)
+class AgentLayout:
+    """Where one agent's things are on the host."""
+
+    data_dir: Path
+    """The agent's own directory (its uid's, 0700): Chromium's private directory, the
+    proxy's socket; removed with the agent."""
+    code_dir: Path
+    """The agent's code, and its working directory: readable, never writable, by it."""
+    launcher: Path | None
+    """The script Playwright starts in place of Chromium (None: Chromium itself)."""
+
+    @property
+    def private_dir(self) -> Path:
+        """Chromium's HOME: its profile, cache and site data (a tmpfs in its namespace)."""
+        return self.data_dir / "chromium"
+
+    @property
+    def proxy_socket(self) -> Path:
+        return self.data_dir / "proxy.sock"
 
 
-def agent_argv(settings: Settings, data_dir: Path, launcher: Path | None) -> list[str]:
-    """The command line of one agent: setpriv sets its parent-death signal.
+def chromium_bwrap_argv(settings: Settings, layout: AgentLayout) -> list[str]:
+    """bubblewrap around one session's Chromium (its arguments follow, from Playwright).
 
-    ``launcher``: start Chromium through it (as the agent's own uid), not directly.
+    What it may write is a tmpfs of its own: its private directory (profile, cache, site
+    data) and /tmp (its temporary files and, with --disable-dev-shm-usage, its shared
+    memory), each of BROWSER_DISK_MB, and small /var/tmp and /run; all of it counts
+    against the agent's memory cgroup.
     """
-    argv = [SETPRIV, "--pdeathsig", "KILL", "--no-new-privs"]
+    disk = str(settings.browser_disk_mb * MIB)
+    return [
+        BWRAP,
+        "--unshare-user",
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--die-with-parent",
+        "--new-session",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--size",
+        disk,
+        "--tmpfs",
+        "/tmp",  # noqa: S108 - a tmpfs of its own, mounted over the host's
+        "--size",
+        str(SMALL_TMPFS),
+        "--tmpfs",
+        "/var/tmp",  # noqa: S108 - a tmpfs of its own, mounted over the host's
+        "--size",
+        str(SMALL_TMPFS),
+        "--tmpfs",
+        "/run",
+        "--bind",
+        str(layout.proxy_socket),
+        PROXY_INSIDE,
+        "--size",
+        disk,
+        "--perms",
+        "0700",
+        "--tmpfs",
+        str(layout.private_dir),
+        # Its own short /tmp: the temporary directory the driver gave it has a long path,
+        # too long for the Unix socket Chromium makes there.
+        "--setenv",
+        "TMPDIR",
+        "/tmp",  # noqa: S108 - its own tmpfs
+        "--",
+        "/bin/sh",
+        "-c",
+        FORWARD,
+        "chromium-launcher",
+        settings.browser_executable,
+    ]
+
+
+def chromium_launcher(settings: Settings, layout: AgentLayout) -> str:
+    """The launcher script: exec bubblewrap, then the forwarder, then Chromium."""
+    argv = shlex.join(chromium_bwrap_argv(settings, layout))
+    return f'#!/bin/sh\n# One session\'s Chromium in namespaces of its own.\nexec {argv} "$@"\n'
+
+
+AGENT_PACKAGES = ("browser_agent", "sandbox_common")
+
+
+def agent_code(directory: Path) -> None:
+    """Copy the agent's packages (as this process imports them) into ``directory``,
+    compiled, readable by every uid and writable by none but this process's."""
+
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o755, parents=True)
+    for package in (browser_agent, sandbox_common):
+        source = Path(package.__file__ or "").parent
+        shutil.copytree(
+            source, directory / source.name, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    compileall.compile_dir(directory, quiet=1)
+    for path in directory.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def agent_argv(settings: Settings, layout: AgentLayout, ids: tuple[int, int] | None) -> list[str]:
+    """The command line of one agent: as ``ids`` (the service's own if None), with a
+    parent-death signal and no new privileges, isolated from the service's Python."""
+    argv = [SETPRIV]
+    if ids is not None:
+        argv += ["--reuid", str(ids[0]), "--regid", str(ids[1]), "--clear-groups"]
+    argv += ["--pdeathsig", "KILL", "--no-new-privs", "--"]
+    argv += [settings.browser_interpreter, "-I", "-c", BOOTSTRAP, str(layout.code_dir)]
     argv += [
-        sys.executable,
-        "-m",
-        "browser_agent",
         "--host",
         "127.0.0.1",
         "--port",
@@ -84,12 +200,19 @@ def agent_argv(settings: Settings, data_dir: Path, launcher: Path | None) -> lis
         "-",
         "--exit-on-stdin-eof",
         "--data-dir",
-        str(data_dir),
+        str(layout.data_dir),
         "--executable",
-        str(launcher) if launcher is not None else settings.browser_executable,
+        str(layout.launcher) if layout.launcher is not None else settings.browser_executable,
         "--reserved-port",
         str(settings.port),
     ]
+    if layout.launcher is not None:
+        argv += [
+            "--proxy-socket",
+            str(layout.proxy_socket),
+            "--proxy-port",
+            str(CHROMIUM_PROXY_PORT),
+        ]
     if settings.browser_allow_private_networks:
         argv.append("--allow-private-networks")
     if not settings.browser_chromium_sandbox:
@@ -97,24 +220,19 @@ def agent_argv(settings: Settings, data_dir: Path, launcher: Path | None) -> lis
     return argv
 
 
-def agent_env(settings: Settings, data_dir: Path, ids: tuple[int, int] | None) -> dict[str, str]:
-    """Nothing of the service's environment (AUTH_TOKEN included) reaches an agent.
-
-    With ``ids``, the launcher's parameters: the uid, gid and binary of Chromium.
-    """
-    env = {
+def agent_env(layout: AgentLayout) -> dict[str, str]:
+    """Nothing of the service's environment (AUTH_TOKEN included) reaches an agent; what
+    it and its Chromium write goes to Chromium's private directory."""
+    private = layout.private_dir
+    return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(data_dir),
-        "TMPDIR": str(data_dir),
-        "XDG_CONFIG_HOME": str(data_dir / ".config"),
-        "XDG_CACHE_HOME": str(data_dir / ".cache"),
+        "HOME": str(private),
+        "TMPDIR": str(private),
+        "XDG_CONFIG_HOME": str(private / ".config"),
+        "XDG_CACHE_HOME": str(private / ".cache"),
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    if ids is not None:
-        env["BROWSER_AGENT_UID"], env["BROWSER_AGENT_GID"] = str(ids[0]), str(ids[1])
-        env["BROWSER_AGENT_CHROMIUM"] = settings.browser_executable
-    return env
 
 
 class AgentProcess:
@@ -124,43 +242,52 @@ class AgentProcess:
         self,
         settings: Settings,
         root_dir: Path,
+        code_dir: Path,
         ids: tuple[int, int] | None = None,
-        launcher: Path | None = None,
         cgroup: SandboxCgroup | None = None,
     ) -> None:
-        """Start the agent now; its Chromium as uid/gid ``ids`` through ``launcher``;
-        the agent, its driver and its Chromium inside ``cgroup`` (removed with them).
+        """Start the agent now, from its code in ``code_dir``, as uid/gid ``ids``; the
+        agent, its driver and its Chromium inside ``cgroup`` (removed with them).
 
         Call from the event loop's thread: the parent-death signal follows that thread.
         """
         self.cgroup = cgroup
         self.agent_id = "ag-" + secrets.token_hex(8)
         self.token = secrets.token_urlsafe(32)
-        self.data_dir = root_dir / self.agent_id
         self.ids = ids
-        self.data_dir.mkdir(mode=0o700)
-        # Chromium writes here (its HOME, profile, downloads) as the agent's uid.
-        (self.data_dir / "downloads").mkdir(mode=0o700)
+        data_dir = root_dir / self.agent_id
+        launcher = root_dir / "bin" / self.agent_id if settings.browser_namespaces else None
+        self.layout = AgentLayout(data_dir, code_dir, launcher)
+        self.data_dir = data_dir
+        data_dir.mkdir(mode=0o700)
+        self.layout.private_dir.mkdir(mode=0o700)
         if ids is not None:
-            os.chown(self.data_dir, *ids)
-            os.chown(self.data_dir / "downloads", *ids)
+            os.chown(data_dir, *ids)
+            os.chown(self.layout.private_dir, *ids)
+        if launcher is not None:
+            # The service's, not the agent's: it is read, never written, by the agent's uid.
+            launcher.write_text(chromium_launcher(settings, self.layout))
+            launcher.chmod(0o755)
         self._loop = asyncio.get_running_loop()
-        log_fd = os.open(
-            self.data_dir / "agent.log", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
+        # The log is the service's, out of the agent's reach: read back through this
+        # descriptor, never by a path the agent's uid could turn into a link elsewhere.
+        self._log_path = root_dir / "logs" / f"{self.agent_id}.log"
+        self._log = os.open(
+            self._log_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
         )
         stdin_r, self._stdin_w = os.pipe2(os.O_CLOEXEC)
         self._stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
         try:
-            argv = agent_argv(settings, self.data_dir, launcher if ids is not None else None)
+            argv = agent_argv(settings, self.layout, ids)
             if cgroup is not None:
                 argv = enter_argv(cgroup.procs_files, argv)
             self._proc = subprocess.Popen(
                 argv,
                 stdin=stdin_r,
                 stdout=stdout_w,
-                stderr=log_fd,
-                cwd=self.data_dir,
-                env=agent_env(settings, self.data_dir, ids),
+                stderr=self._log,
+                cwd=code_dir,
+                env=agent_env(self.layout),
                 start_new_session=True,
             )
         except OSError as exc:
@@ -168,7 +295,7 @@ class AgentProcess:
             os.close(self._stdout_r)
             raise BrowserUnavailable(f"cannot start a browser agent: {exc}") from exc
         finally:
-            for fd in (stdin_r, stdout_w, log_fd):
+            for fd in (stdin_r, stdout_w):
                 os.close(fd)
         # The token goes through the pipe, never argv or environment; the pipe then stays
         # open as the agent's lifeline.
@@ -216,7 +343,9 @@ class AgentProcess:
 
     def _failure(self, what: str) -> str:
         try:
-            text = (self.data_dir / "agent.log").read_bytes()[-600:].decode("utf-8", "replace")
+            size = os.fstat(self._log).st_size
+            tail = os.pread(self._log, 600, max(size - 600, 0))
+            text = tail.decode("utf-8", "replace")
         except OSError:
             text = ""
         last = text.strip().splitlines()[-1] if text.strip() else "no output"
@@ -253,7 +382,7 @@ class AgentProcess:
         await self._wait_exit(10)
         for _ in range(SWEEPS):
             uid = self.ids[0] if self.ids is not None else None
-            if not await asyncio.to_thread(sweep, self.data_dir, uid):
+            if not await asyncio.to_thread(sweep, self.layout.private_dir, uid):
                 break
             await asyncio.sleep(0.05)  # killed ones vanish from /proc once reaped
         for _ in range(5):
@@ -261,6 +390,14 @@ class AgentProcess:
             if not self.data_dir.exists():
                 break
             await asyncio.sleep(0.1)
+        if self._log >= 0:
+            os.close(self._log)
+            self._log = -1
+            with contextlib.suppress(OSError):
+                self._log_path.unlink()
+            if self.layout.launcher is not None:
+                with contextlib.suppress(OSError):
+                    self.layout.launcher.unlink()
         if self.cgroup is not None:
             group, self.cgroup = self.cgroup, None
             await remove_when_empty(group)

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from browser_agent.browser import BrowserOptions, SessionBrowser
@@ -46,10 +43,9 @@ IMAGE = """url => new Promise(done => {
 async def browser() -> AsyncIterator[tuple[SessionBrowser, FilteringProxy, Page]]:
     proxy = FilteringProxy(public_web(EgressRules()))
     port = await proxy.start()
-    downloads = Path(tempfile.mkdtemp(prefix="browser-enforcement-"))
     session = SessionBrowser(
         # As root Chromium refuses its sandbox; the controller never runs agents as root.
-        BrowserOptions("/usr/bin/chromium", downloads, port, chromium_sandbox=os.geteuid() != 0)
+        BrowserOptions("/usr/bin/chromium", port, chromium_sandbox=os.geteuid() != 0)
     )
     await session.start()
     await session.configure("desktop")
@@ -59,7 +55,6 @@ async def browser() -> AsyncIterator[tuple[SessionBrowser, FilteringProxy, Page]
     finally:
         await session.close()
         await proxy.stop()
-        shutil.rmtree(downloads, ignore_errors=True)
 
 
 async def test_websockets_fetch_and_images_to_loopback_are_refused(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser_support import agent_dirs, agent_pids
+from tests.browser_support import agent_dirs, agent_home, agent_pids
 from tests.support import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -32,8 +32,8 @@ def svc() -> Iterator[ServiceProcess]:
 
 
 def pids_of(svc: ServiceProcess, directory: Path) -> set[int]:
-    """The processes of one agent: those whose HOME is its directory."""
-    marker = f"HOME={directory}\0".encode()
+    """The processes of one agent: those whose HOME is its Chromium's directory."""
+    marker = f"HOME={agent_home(directory)}\0".encode()
     found = set()
     for pid in agent_pids(svc.state_dir):
         try:
@@ -45,10 +45,13 @@ def pids_of(svc: ServiceProcess, directory: Path) -> set[int]:
 
 
 def owner(pid: int) -> int | None:
+    """The process's real uid (/proc/PID itself is root's for a process that is not
+    dumpable, as Chromium's sandboxed ones are)."""
     try:
-        return os.stat(f"/proc/{pid}").st_uid
+        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:  # it ended meanwhile
         return None
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
 
 
 def open_session(svc: ServiceProcess, **fields: object) -> tuple[str, set[Path]]:
@@ -124,7 +127,7 @@ def test_the_session_bound_is_a_429_with_retry_after(svc: ServiceProcess) -> Non
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="agents get uids of their own only as root")
-def test_each_agents_chromium_runs_as_a_uid_of_its_own(svc: ServiceProcess) -> None:
+def test_each_agent_runs_wholly_as_a_uid_of_its_own_never_root(svc: ServiceProcess) -> None:
     sid, dirs = open_session(svc)
     try:
         # Directories of started agents (handed to their uid before the agent starts).
@@ -133,11 +136,40 @@ def test_each_agents_chromium_runs_as_a_uid_of_its_own(svc: ServiceProcess) -> N
         assert len(owners) >= 1
         assert len(set(owners)) == len(owners) and 0 not in owners
         for directory, pids in started.items():
-            chromium = {owner(p) for p in pids if is_chromium(p)} - {None}
-            assert chromium <= {directory.stat().st_uid}
+            # The agent, its Playwright driver, the launcher's forwarder and Chromium.
+            assert {owner(p) for p in pids} - {None} <= {directory.stat().st_uid}
         assert any(is_chromium(p) for pids in started.values() for p in pids)
     finally:
         svc.client.delete(f"/browser/sessions/{sid}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="agents get uids of their own only as root")
+def test_the_agent_is_isolated_and_its_chromium_has_no_network_of_its_own(
+    svc: ServiceProcess,
+) -> None:
+    sid, dirs = open_session(svc)
+    try:
+        pids = set().union(*(pids_of(svc, d) for d in dirs))
+        agent = next(p for p in pids if b"browser_agent" in cmdline(p))
+        assert cmdline(agent).split(b"\0")[1:3] == [b"-I", b"-c"], "python -I"
+        cwd = Path(f"/proc/{agent}/cwd").resolve()
+        assert cwd.stat().st_uid == 0 and not cwd.stat().st_mode & 0o022, "not its to write"
+        host_net = os.readlink("/proc/self/ns/net")
+        chromium = [p for p in pids if is_chromium(p)]
+        assert chromium
+        for pid in chromium:
+            assert os.readlink(f"/proc/{pid}/ns/net") != host_net
+            interfaces = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+            assert [line.split(":")[0].strip() for line in interfaces] == ["lo"]
+    finally:
+        svc.client.delete(f"/browser/sessions/{sid}")
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def is_chromium(pid: int) -> bool:

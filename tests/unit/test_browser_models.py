@@ -18,7 +18,6 @@ from browser_agent.protocol import (
 from pydantic import ValidationError
 
 from controller.browser.local import LocalSessionBackend
-from controller.browser.process import agent_argv, agent_env, write_launcher
 from controller.settings import Settings
 
 DESCRIPTORS: dict[str, dict[str, Any]] = {
@@ -130,48 +129,6 @@ def test_rules_across_fields(body: str, violation: tuple[str, str] | None) -> No
 
 def settings(**values: Any) -> Settings:
     return Settings(_env_file=None, auth_token="a" * 32, **values)  # type: ignore[call-arg]
-
-
-def test_agent_argv_launches_chromium_through_the_launcher_and_reserves_the_port() -> None:
-    launcher = Path("/state/browser/bin/launch-chromium")
-    argv = agent_argv(settings(port=9090), Path("/state/browser/ag-1"), launcher=launcher)
-    assert argv[:4] == ["/usr/bin/setpriv", "--pdeathsig", "KILL", "--no-new-privs"]
-    assert argv[argv.index("--executable") + 1] == str(launcher)
-    assert argv[argv.index("--reserved-port") + 1] == "9090"
-    assert "--allow-private-networks" not in argv
-    assert "--no-chromium-sandbox" not in argv
-    assert "--exit-on-stdin-eof" in argv
-
-
-def test_agent_argv_follows_the_settings() -> None:
-    argv = agent_argv(
-        settings(browser_allow_private_networks=True, browser_chromium_sandbox=False),
-        Path("/d"),
-        launcher=None,
-    )
-    assert argv[argv.index("--executable") + 1] == "/usr/bin/chromium"
-    assert "--allow-private-networks" in argv and "--no-chromium-sandbox" in argv
-
-
-def test_agent_env_carries_nothing_of_the_service() -> None:
-    env = agent_env(settings(), Path("/state/browser/ag-1"), ids=None)
-    assert env["HOME"] == env["TMPDIR"] == "/state/browser/ag-1"
-    assert not any("TOKEN" in key for key in env)
-    assert "BROWSER_AGENT_UID" not in env
-
-
-def test_agent_env_tells_the_launcher_who_chromium_runs_as() -> None:
-    env = agent_env(settings(), Path("/d"), ids=(64003, 64004))
-    assert (env["BROWSER_AGENT_UID"], env["BROWSER_AGENT_GID"]) == ("64003", "64004")
-    assert env["BROWSER_AGENT_CHROMIUM"] == "/usr/bin/chromium"
-
-
-def test_the_launcher_becomes_chromium_as_the_agents_uid(tmp_path: Path) -> None:
-    launcher = write_launcher(tmp_path / "bin")
-    text = launcher.read_text()
-    assert launcher.stat().st_mode & 0o777 == 0o755
-    assert '--reuid "$BROWSER_AGENT_UID"' in text and "--no-new-privs" in text
-    assert 'chown -R -- "$BROWSER_AGENT_UID:$BROWSER_AGENT_GID"' in text
 
 
 def test_the_backend_starts_no_agent_when_none_is_warm(tmp_path: Path) -> None:
