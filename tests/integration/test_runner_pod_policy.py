@@ -1,0 +1,153 @@
+"""The runner namespace's admission rules as data: the chart's Pod Security level and its
+ValidatingAdmissionPolicy, evaluated (CEL) against the pod the controller builds and
+against every way a compromised controller could try to widen it.  The e2e tier has
+the API server enforce the same policy."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import celpy
+import pytest
+from runner.contract import SandboxLimits
+
+from controller.kubernetes.manifests import Owner, RunnerPodSpec, runner_pod
+from tests.chart import one, render
+from tests.integration.test_chart import CONTROLLER, RUNNERS, env
+
+Pod = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def chart() -> list[dict[str, Any]]:
+    return render()
+
+
+@pytest.fixture(scope="module")
+def controller_pod(chart: list[dict[str, Any]]) -> Pod:
+    """The runner pod the chart's controller would build, from the chart's own settings."""
+    settings = env(one(chart, "Deployment", name=CONTROLLER))
+    spec = RunnerPodSpec(
+        image=settings["RUNNER_IMAGE"],
+        pull_policy=settings["RUNNER_IMAGE_PULL_POLICY"],
+        seccomp_profile=settings["RUNNER_SECCOMP_PROFILE"],
+        mounted=SandboxLimits(),
+        cpu_request="100m",
+        cpu_limit="1",
+        memory_request_mb=128,
+        memory_limit_mb=1152,
+        ephemeral_storage_mb=256,
+        max_idle_s=660,
+    )
+    return runner_pod(spec, "sbx-0123456789abcdef", "0" * 64, Owner("replica", "lease", "uid"))
+
+
+def refusals(chart: list[dict[str, Any]], pod: Pod) -> list[str]:
+    """The messages of the policy's validations that ``pod`` fails."""
+    policy = one(chart, "ValidatingAdmissionPolicy")
+    environment = celpy.Environment()
+    activation: dict[str, Any] = {"object": celpy.json_to_cel(pod)}
+    variables = {}
+    for variable in policy["spec"].get("variables", []):
+        program = environment.program(environment.compile(variable["expression"]))
+        variables[variable["name"]] = program.evaluate(activation)
+    activation["variables"] = celpy.celtypes.MapType(
+        {celpy.celtypes.StringType(k): v for k, v in variables.items()}
+    )
+    failed = []
+    for validation in policy["spec"]["validations"]:
+        program = environment.program(environment.compile(validation["expression"]))
+        verdict = program.evaluate(activation)
+        # Each rule decides: an evaluation error would refuse too (failurePolicy: Fail),
+        # but as a rule's mistake, not its verdict.
+        assert isinstance(verdict, celpy.celtypes.BoolType), (validation["message"], verdict)
+        if not verdict:
+            failed.append(validation["message"])
+    return failed
+
+
+def test_the_runner_namespace_is_held_to_baseline_and_audited_against_restricted(
+    chart: list[dict[str, Any]],
+) -> None:
+    labels = one(chart, "Namespace", name=RUNNERS)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/audit"] == "restricted"
+    binding = one(chart, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": RUNNERS
+    }
+    assert one(chart, "ValidatingAdmissionPolicy")["spec"]["failurePolicy"] == "Fail"
+
+
+def test_the_controllers_own_runner_pod_passes_every_rule(
+    chart: list[dict[str, Any]], controller_pod: Pod
+) -> None:
+    assert refusals(chart, controller_pod) == []
+
+
+def mutate(change: Callable[[Pod], object]) -> Callable[[Pod], Pod]:
+    def mutated(pod: Pod) -> Pod:
+        copied = copy.deepcopy(pod)
+        change(copied)
+        return copied
+
+    return mutated
+
+
+def container(pod: Pod) -> dict[str, Any]:
+    return pod["spec"]["containers"][0]  # type: ignore[no-any-return]
+
+
+WIDENINGS = {
+    "privileged": mutate(lambda p: container(p)["securityContext"].update(privileged=True)),
+    "another image": mutate(lambda p: container(p).update(image="docker.io/library/busybox")),
+    "the node's user ids": mutate(lambda p: p["spec"].update(hostUsers=True)),
+    "no hostUsers at all": mutate(lambda p: p["spec"].pop("hostUsers")),
+    "the node's network": mutate(lambda p: p["spec"].update(hostNetwork=True)),
+    "the node's pids": mutate(lambda p: p["spec"].update(hostPID=True)),
+    "a service-account token": mutate(lambda p: p["spec"].pop("automountServiceAccountToken")),
+    "a hostPath": mutate(
+        lambda p: p["spec"]["volumes"].append({"name": "node", "hostPath": {"path": "/"}})
+    ),
+    "a secret": mutate(
+        lambda p: p["spec"]["volumes"].append({"name": "s", "secret": {"secretName": "x"}})
+    ),
+    "an unbounded emptyDir": mutate(lambda p: p["spec"]["volumes"][0]["emptyDir"].clear()),
+    "root": mutate(lambda p: p["spec"]["securityContext"].update(runAsUser=0)),
+    "runAsNonRoot off": mutate(lambda p: p["spec"]["securityContext"].update(runAsNonRoot=False)),
+    "no seccomp": mutate(lambda p: p["spec"]["securityContext"].pop("seccompProfile")),
+    "another seccomp profile": mutate(
+        lambda p: p["spec"]["securityContext"].update(seccompProfile={"type": "Unconfined"})
+    ),
+    "a capability": mutate(
+        lambda p: container(p)["securityContext"]["capabilities"].update(add=["SYS_ADMIN"])
+    ),
+    "capabilities kept": mutate(
+        lambda p: container(p)["securityContext"]["capabilities"].update(drop=["NET_RAW"])
+    ),
+    "privilege escalation": mutate(
+        lambda p: container(p)["securityContext"].update(allowPrivilegeEscalation=True)
+    ),
+    "a writable root": mutate(
+        lambda p: container(p)["securityContext"].update(readOnlyRootFilesystem=False)
+    ),
+    "a container's own user": mutate(lambda p: container(p)["securityContext"].update(runAsUser=0)),
+    "a second container": mutate(
+        lambda p: p["spec"]["containers"].append(copy.deepcopy(container(p)))
+    ),
+    "an init container": mutate(
+        lambda p: p["spec"].update(initContainers=[copy.deepcopy(container(p))])
+    ),
+    "a host port": mutate(lambda p: container(p)["ports"][0].update(hostPort=8080)),
+    "no memory limit": mutate(lambda p: container(p)["resources"]["limits"].pop("memory")),
+}
+
+
+@pytest.mark.parametrize("widening", list(WIDENINGS))
+def test_every_widening_of_the_runner_pod_is_refused(
+    chart: list[dict[str, Any]], controller_pod: Pod, widening: str
+) -> None:
+    assert refusals(chart, WIDENINGS[widening](controller_pod)), widening
