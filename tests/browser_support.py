@@ -5,6 +5,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests.support import ServiceProcess, wait_for
+
+
+def settled(svc: ServiceProcess, warm: int) -> None:
+    """Wait until the service's warm pool holds ``warm`` ready agents: a session's start
+    sets a replacement going, and an agent still starting is in the middle of being made
+    (its cgroup without its limit, its launcher still root), not in the state to test."""
+    wait_for(
+        lambda: svc.client.get("/browser/sessions").json()["warmAgents"] == warm,
+        timeout_s=40,
+        what=f"{warm} warm browser agent(s)",
+    )
+
 
 def agent_pids(state_dir: str) -> set[int]:
     """Every process started for the service's agents: they all have HOME in its state dir."""

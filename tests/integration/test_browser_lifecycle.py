@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser_support import agent_dirs, agent_home, agent_pids
+from tests.browser_support import agent_dirs, agent_home, agent_pids, settled
 from tests.support import ServiceProcess, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -54,10 +54,16 @@ def owner(pid: int) -> int | None:
     return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
 
 
-def open_session(svc: ServiceProcess, **fields: object) -> tuple[str, set[Path]]:
-    """Open a session; also return the agent directories alive then (its own among them)."""
+def open_session(
+    svc: ServiceProcess, *, settle: bool = True, **fields: object
+) -> tuple[str, set[Path]]:
+    """Open a session; also return the agent directories alive then (its own among them),
+    once the warm agent that replaces it has started whole (unless not to ``settle``: a
+    session of a second's idle timeout would not outlive the wait)."""
     response = svc.client.post("/browser/sessions", json=fields)
     assert response.status_code == 201, response.text
+    if settle:
+        settled(svc, warm=1)  # every service of this module keeps one warm agent
     return str(response.json()["sessionId"]), {d for d in agent_dirs(svc.state_dir)}
 
 
@@ -88,7 +94,7 @@ def test_delete_kills_the_browser_and_removes_its_files(svc: ServiceProcess) -> 
 
 
 def test_an_idle_session_expires(svc: ServiceProcess) -> None:
-    sid, dirs = open_session(svc, idleTimeoutS=1)
+    sid, dirs = open_session(svc, settle=False, idleTimeoutS=1)
     info = svc.client.get(f"/browser/sessions/{sid}").json()
     assert info["idleTimeoutS"] == 1
     wait_for(
@@ -100,7 +106,7 @@ def test_an_idle_session_expires(svc: ServiceProcess) -> None:
 
 
 def test_use_keeps_a_session_alive_until_its_lifetime_ends(svc: ServiceProcess) -> None:
-    sid, dirs = open_session(svc, idleTimeoutS=1, maxLifetimeS=3)
+    sid, dirs = open_session(svc, settle=False, idleTimeoutS=1, maxLifetimeS=3)
     start = time.monotonic()
     # Calls every 0.3 s keep it from going idle; the lifetime still ends it.
     while svc.client.get(f"/browser/sessions/{sid}/tabs").status_code == 200:

@@ -19,7 +19,7 @@ import pytest
 from runner.cgroup import Placement, host_placement
 
 from controller.cgroups import subtree_name
-from tests.browser_support import agent_pids
+from tests.browser_support import agent_pids, settled
 from tests.integration.test_browser_lifecycle import is_chromium
 from tests.integration.test_sandbox_limits import host_processes_matching, wait_until_gone
 from tests.support import ServiceProcess, wait_for
@@ -270,6 +270,7 @@ def test_each_browser_agent_is_bounded_by_a_cgroup_of_its_own() -> None:
     try:
         created = svc.client.post("/browser/sessions")
         assert created.status_code == 201, created.text
+        settled(svc, warm=1)  # the replacement agent made whole, its cgroup's limit written
         subtree = subtree_name(svc.state_dir, "-browsers")
         memory_root = placement().parents["" if placement().version == 2 else "memory"] / subtree
         browsers = [pid for pid in agent_pids(svc.state_dir) if is_chromium(pid)]

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser_support import agent_pids
+from tests.browser_support import agent_pids, settled
 from tests.integration.test_browser_lifecycle import is_chromium
 from tests.integration.test_sandbox_limits import host_processes_matching
 from tests.support import ServiceProcess, parent_pid, wait_for
@@ -121,6 +121,7 @@ def test_a_browser_killed_from_outside_fails_its_session_clearly() -> None:
         created = svc.client.post("/browser/sessions")
         assert created.status_code == 201
         sid = created.json()["sessionId"]
+        settled(svc, warm=1)  # no agent half-started among those listed
         browsers = [pid for pid in agent_pids(svc.state_dir) if is_chromium(pid)]
         main = [  # the browser process itself, not its children or crash handlers
             pid
