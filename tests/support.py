@@ -111,8 +111,16 @@ class ServiceProcess:
     backend = "local"
 
     def __init__(
-        self, *, expect_healthy: bool = True, port: int | None = None, **settings: str
+        self,
+        *,
+        expect_healthy: bool = True,
+        port: int | None = None,
+        prefix: tuple[str, ...] = (),
+        host: str = "127.0.0.1",
+        **settings: str,
     ) -> None:
+        """``prefix``: a command the service runs under (``ip netns exec NS``), reached at
+        ``host`` (an address of that namespace's)."""
         self.port = port or free_port()
         self.token = secrets.token_urlsafe(24)
         self.state_dir = traversable_tempdir("sandbox-test-state-")
@@ -120,7 +128,7 @@ class ServiceProcess:
             **os.environ,
             "AUTH_TOKEN": self.token,
             "PORT": str(self.port),
-            "HOST": "127.0.0.1",
+            "HOST": host,
             "STATE_DIR": self.state_dir,
             "ACCESS_LOG": "false",
             # No Chromium unless a test asks for browser sessions: it costs a launch.
@@ -132,13 +140,13 @@ class ServiceProcess:
         # the service on its next log line.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller"],
+            [*prefix, sys.executable, "-m", "controller"],
             cwd=ROOT,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"http://{host}:{self.port}"
         self.client = httpx.Client(
             base_url=self.base_url, timeout=30, headers={"Authorization": f"Bearer {self.token}"}
         )

@@ -8,7 +8,16 @@ from collections.abc import Iterator
 import pytest
 
 from tests.file_service import FileService
+from tests.hostile import REPORT
 from tests.support import ServiceProcess
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The hostile callers' figures (tests/integration/test_hostile_callers.py)."""
+    if REPORT:
+        terminalreporter.section("hostile callers: their victim, beside each attack")
+        for figures in REPORT:
+            terminalreporter.write_line(figures.line())
 
 
 @pytest.fixture(scope="session")
