@@ -3,11 +3,12 @@
 ``loop.getaddrinfo`` runs in the loop's default executor, the one that also starts
 sandboxes and makes cgroups: a caller whose upload target's name server never answers
 would fill it, and every other caller's next execution would wait behind a lookup that
-is not theirs.  Here lookups have threads of their own; an owner (a caller's key, a
-session) has at most ``per_owner`` of them at once; and a lookup is given up after
-``timeout_s`` (its thread is freed when the system's resolver gives up too: a thread
-blocked in getaddrinfo cannot be stopped, so it still counts against its owner until
-then).
+is not theirs.  Here lookups have threads of their own; an owner (a caller's key, an
+execution, a session) has at most ``per_owner`` of them at once, and its others wait
+their turn; and a lookup, its wait included, is given up after ``timeout_s``.  A thread
+blocked in getaddrinfo cannot be stopped: it still counts against its owner until the
+system's resolver gives up too, so a caller whose name server never answers waits on
+itself, and nobody else's lookups wait behind its.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections import Counter
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 AddrInfo = tuple[Any, ...]
@@ -27,7 +29,13 @@ TIMEOUT_S = 10.0
 
 
 class LookupFailed(OSError):
-    """The name did not resolve in time, or its owner has too many lookups in flight."""
+    """The name did not resolve in time (its owner's earlier lookups included)."""
+
+
+@dataclass
+class _Owner:
+    busy: int = 0
+    waiting: deque[asyncio.Future[None]] = field(default_factory=deque)
 
 
 class Resolver:
@@ -45,36 +53,56 @@ class Resolver:
         self.timeout_s = timeout_s
         self._lookup = lookup
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="resolver")
-        self._busy: Counter[str] = Counter()
+        self._owners: dict[str, _Owner] = {}
 
     async def getaddrinfo(self, host: str, port: int, owner: str = "") -> list[AddrInfo]:
         """``socket.getaddrinfo(host, port, type=SOCK_STREAM)`` for ``owner``; LookupFailed
-        (an OSError) when it takes longer than the deadline or the owner has too many."""
-        if self._busy[owner] >= self.per_owner:
-            raise LookupFailed(
-                f"{host} is not looked up: {self.per_owner} lookups of the same caller "
-                "are still waiting for their name servers"
-            )
-        self._busy[owner] += 1
+        (an OSError) when it has not resolved within the deadline, its turn included."""
         loop = asyncio.get_running_loop()
-        lookup: Future[list[AddrInfo]] = self._pool.submit(
-            self._lookup, host, port, type=socket.SOCK_STREAM
-        )
-        lookup.add_done_callback(lambda _: _call_soon(loop, self._done, owner))
         try:
             async with asyncio.timeout(self.timeout_s):
+                await self._turn(owner)
+                lookup: Future[list[AddrInfo]] = self._pool.submit(
+                    self._lookup, host, port, type=socket.SOCK_STREAM
+                )
+                lookup.add_done_callback(lambda _: _call_soon(loop, self._done, owner))
                 return await asyncio.wrap_future(lookup)
         except TimeoutError:
             raise LookupFailed(f"{host} did not resolve within {self.timeout_s:g} s") from None
 
     def busy(self, owner: str) -> int:
         """The owner's lookups whose threads have not returned yet."""
-        return self._busy[owner]
+        found = self._owners.get(owner)
+        return found.busy if found is not None else 0
+
+    async def _turn(self, owner: str) -> None:
+        state = self._owners.setdefault(owner, _Owner())
+        if state.busy < self.per_owner and not state.waiting:
+            state.busy += 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        state.waiting.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._done(owner)  # given the turn just as the wait ended: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    state.waiting.remove(turn)
+            raise
 
     def _done(self, owner: str) -> None:
-        self._busy[owner] -= 1
-        if not self._busy[owner]:
-            del self._busy[owner]
+        """A thread of ``owner``'s returned: its turn goes to the next one waiting."""
+        state = self._owners[owner]
+        while state.waiting:
+            turn = state.waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        state.busy -= 1
+        if not state.busy:
+            del self._owners[owner]
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -456,5 +456,4 @@ def test_a_name_server_that_never_answers_delays_only_its_own_caller(
     )
     judged(figures)
     assert seen and set(seen) == {422}, sorted(set(seen))
-    assert any("did not resolve within" in m for m in messages), messages[:3]
-    assert any("are still waiting for their name servers" in m for m in messages), messages[:3]
+    assert all("did not resolve within 10 s" in m for m in messages), messages[:3]
