@@ -8,6 +8,13 @@ is replaced, and ``stop`` closes every member, handed out or not, that has not b
 retired.  A start that fails backs off, longer after each failure in a row, so a broken
 host does not spend its CPU on starts; a taker then pays for a start of its own and
 gets its error, rather than waiting on a pool that cannot fill.
+
+Members are handed out fairly between takers (callers' keys) when they are scarce.  A
+caller who takes as fast as the pool refills would otherwise leave it empty, and every
+other caller waiting behind its takes: so a member that arrives goes to the waiting
+taker who has taken the fewest lately (a count that halves every TAKE_HALF_LIFE_S), and
+the last ready member is kept for a lighter taker who was active lately, so that it
+finds one at once.  A taker alone, or the lightest, takes as before.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
@@ -39,6 +47,43 @@ class PoolClosed(Exception):
     """The pool is stopping: nothing more is handed out."""
 
 
+TAKE_HALF_LIFE_S = 1.0
+"""How fast a taker's count of recent takes fades."""
+ACTIVE_TAKES = 0.05
+"""A taker whose count is below this (no take for about four seconds) is not counted."""
+
+
+class Takes:
+    """Each taker's recent takes, a count that halves every TAKE_HALF_LIFE_S."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[float, float]] = {}  # taker -> (count, at)
+
+    def count(self, taker: str, now: float) -> float:
+        count, at = self._counts.get(taker, (0.0, now))
+        return count * math.exp2(-(now - at) / TAKE_HALF_LIFE_S)
+
+    def add(self, taker: str, now: float) -> None:
+        self._counts[taker] = (self.count(taker, now) + 1, now)
+        for other in [t for t in self._counts if self.count(t, now) < ACTIVE_TAKES]:
+            del self._counts[other]  # bounded by the takers active lately
+
+    def lightest(self, taker: str, now: float) -> bool:
+        """Whether no other taker active lately has taken fewer than ``taker``."""
+        mine = self.count(taker, now)
+        return all(
+            self.count(other, now) >= mine or self.count(other, now) < ACTIVE_TAKES
+            for other in self._counts
+            if other != taker
+        )
+
+
+@dataclass
+class _Waiter:
+    arrived: asyncio.Future[None]
+    taker: str | None
+
+
 class WarmPool(Generic[T]):
     def __init__(
         self,
@@ -59,7 +104,8 @@ class WarmPool(Generic[T]):
         self._members: set[T] = set()
         self._starting = 0
         self._failures = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[_Waiter] = deque()
+        self._takes = Takes()
         self._tasks: set[asyncio.Task[None]] = set()
         """Starts and the renewal: cancelled by stop."""
         self._closing: set[asyncio.Task[None]] = set()
@@ -90,9 +136,10 @@ class WarmPool(Generic[T]):
             self._starting += 1
             self._track(self._warm_one())
 
-    async def take(self, timeout_s: float) -> T:
+    async def take(self, timeout_s: float, taker: str | None = None) -> T:
         """A ready member; else the next one to become ready; else one started now.
 
+        ``taker`` (a caller's key): members are shared fairly between takers (above).
         Raises TimeoutError when none became ready in time, PoolClosed when stopping,
         and whatever ``start`` raised when this taker started one itself.
         """
@@ -101,23 +148,33 @@ class WarmPool(Generic[T]):
         while True:
             if self._stopping:
                 raise PoolClosed(f"no {self.what}: the service is shutting down")
-            while self._ready:
+            while self._ready and self._may_take(taker):
                 member, started = self._ready.popleft()
                 if self._alive(member) and not self._expired(started):
+                    if taker is not None:
+                        self._takes.add(taker, time.monotonic())
                     return member
                 self.retire(member)
             if self._starting == 0:
+                # Nothing on its way (or the last member kept for a lighter taker): this
+                # taker pays for a start of its own.
                 return await self._cold_start()
-            arrived = loop.create_future()
-            self._waiters.append(arrived)
+            waiter = _Waiter(loop.create_future(), taker)
+            self._waiters.append(waiter)
             try:
                 # asyncio.timeout_at, not wait_for: 3.11's wait_for can swallow a
                 # cancellation that lands as the member arrives.
                 async with asyncio.timeout_at(deadline):
-                    await arrived
+                    await waiter.arrived
             finally:
                 with contextlib.suppress(ValueError):
-                    self._waiters.remove(arrived)
+                    self._waiters.remove(waiter)
+
+    def _may_take(self, taker: str | None) -> bool:
+        """The last ready member is kept for a lighter taker active lately."""
+        if taker is None or len(self._ready) > 1:
+            return True
+        return self._takes.lightest(taker, time.monotonic())
 
     def give_back(self, member: T) -> None:
         """Return a member taken but never used; beyond the pool's size it is retired."""
@@ -142,8 +199,8 @@ class WarmPool(Generic[T]):
         """Stop starting, and close every member not yet retired."""
         self._stopping = True
         for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+            if not waiter.arrived.done():
+                waiter.arrived.set_result(None)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -164,11 +221,14 @@ class WarmPool(Generic[T]):
         task.add_done_callback(into.discard)
 
     def _wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        """A member is ready: for the waiting taker who has taken the fewest lately (the
+        first of them to come, among equals)."""
+        now = time.monotonic()
+        waiting = [w for w in self._waiters if not w.arrived.done()]
+        if waiting:
+            chosen = min(waiting, key=lambda w: self._takes.count(w.taker, now) if w.taker else 0.0)
+            self._waiters.remove(chosen)
+            chosen.arrived.set_result(None)
 
     async def _cold_start(self) -> T:
         member = await self._start()

@@ -240,7 +240,7 @@ class LocalBackend:
 
     async def run(self, job: Job, caller: str) -> Outcome:
         try:
-            sandbox = await self._pool.take(READY_TIMEOUT_S)
+            sandbox = await self._pool.take(READY_TIMEOUT_S, caller)
         except TimeoutError as exc:
             raise SandboxUnavailable(
                 f"no sandbox became ready within {READY_TIMEOUT_S:.0f}s"

@@ -201,7 +201,7 @@ class KubernetesBackend:
             raise SandboxUnavailable("the Kubernetes backend was not started")
         for _ in range(DELIVERY_ATTEMPTS):
             try:
-                runner = await self._pool.take(self._settings.runner_pod_start_timeout_s)
+                runner = await self._pool.take(self._settings.runner_pod_start_timeout_s, caller)
             except TimeoutError as exc:
                 raise SandboxUnavailable(
                     "no runner pod became ready within "

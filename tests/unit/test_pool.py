@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from controller.pool import Backoff, PoolClosed, WarmPool
+from controller.pool import Backoff, PoolClosed, Takes, WarmPool
 from tests.support import until
 
 
@@ -169,3 +169,67 @@ async def test_stop_closes_everything_and_refuses_more() -> None:
     assert taken.closed == 1
     with pytest.raises(PoolClosed):
         await pool.take(1)
+
+
+def test_recent_takes_fade_and_the_lightest_is_told() -> None:
+    takes = Takes()
+    for _ in range(8):
+        takes.add("heavy", 100.0)
+    takes.add("light", 100.0)
+    assert takes.count("heavy", 101.0) == pytest.approx(4.0)  # halved a second later
+    assert takes.lightest("light", 101.0) and not takes.lightest("heavy", 101.0)
+    # Long quiet, the light one is no longer counted: the heavy one is alone.
+    assert takes.lightest("heavy", 110.0)
+    assert takes.lightest("newcomer", 101.0)
+
+
+async def test_the_last_ready_member_is_kept_for_a_lighter_taker() -> None:
+    factory = Factory()
+    pool = pool_of(factory, 2)
+    pool.open()
+    await until(lambda: pool.ready == 2, what="a full pool")
+    await pool.take(1, "light")  # the light taker was here lately
+    pool.fill()
+    await until(lambda: pool.ready == 2, what="a full pool again")
+    for _ in range(5):
+        pool.retire(await pool.take(1, "heavy"))
+        pool.fill()
+        await until(lambda: pool.ready == 2, what="the pool refilled")
+    gate = asyncio.Event()
+    factory.gate = gate  # refills now wait
+    first = await pool.take(1, "heavy")
+    assert pool.ready == 1
+    # The heavy taker may not have the last one: it waits for a refill ...
+    waiting = asyncio.ensure_future(pool.take(5, "heavy"))
+    await until(lambda: factory.in_progress >= 1, what="a refill under way")
+    assert not waiting.done()
+    # ... which the light one, coming now, does not: the kept member is its own at once.
+    light = await pool.take(0.5, "light")
+    assert light is not first
+    gate.set()
+    assert await waiting is not light
+
+
+async def test_a_member_that_arrives_goes_to_the_waiting_taker_with_fewest_takes() -> None:
+    factory = Factory()
+    gate = asyncio.Event()
+    factory.gate = gate
+    pool = pool_of(factory, 1)
+    pool.open()
+    heavy_first = asyncio.ensure_future(pool.take(5, "heavy"))
+    gate.set()
+    await heavy_first
+    for _ in range(3):
+        pool.fill()
+        await until(lambda: pool.ready == 1, what="one ready")
+        await pool.take(1, "heavy")
+    gate.clear()
+    pool.fill()
+    heavy = asyncio.ensure_future(pool.take(5, "heavy"))
+    light = asyncio.ensure_future(pool.take(5, "light"))  # later, and lighter
+    await until(lambda: factory.in_progress == 1, what="one start under way")
+    gate.set()
+    await light
+    assert not heavy.done()  # the one member went to the lighter taker
+    pool.fill()
+    await heavy
