@@ -9,9 +9,11 @@ exits when the service closes its stdin.  It gets nothing of the service's envir
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import sys
+from pathlib import Path
 from typing import BinaryIO
 
 from controller.bodies.frames import answer_frame, read_request
@@ -43,6 +45,9 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
 def main() -> None:
     memory = int(sys.argv[1]) * MIB
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    # If memory runs short beside the service (a pod's limit), this goes first, not it.
+    with contextlib.suppress(OSError):
+        Path("/proc/self/oom_score_adj").write_text("1000")
     # The answers go to a descriptor of their own: a stray print or warning on stdout
     # would otherwise break a frame.
     answers = os.fdopen(os.dup(1), "wb")

@@ -31,7 +31,7 @@ class OperatorSettings(BrowserSessionRules):
     browser_cpu_request: str = Field("250m", pattern=QUANTITY, description="CPU request.")
     browser_cpu_limit: str = Field("1", pattern=QUANTITY, description="CPU limit of a pod.")
     browser_ephemeral_storage_mb: int = Field(
-        512, ge=64, description="Ephemeral-storage limit of a browser pod (profile, downloads)."
+        512, ge=64, description="Ephemeral-storage limit of a browser pod (profile, cache)."
     )
     browser_warm_pod_max_age_s: int = Field(
         3600, ge=60, le=86_400, description="A warm browser pod unused this long is replaced."
