@@ -369,7 +369,7 @@ class AgentProcess:
             self._stdin_w = -1
 
     async def close(self) -> None:
-        """Kill, reap, sweep, remove the private directory (profile, downloads).  Idempotent.
+        """Kill, reap, sweep, remove the private directory (profile, cache).  Idempotent.
 
         The sweep kills every process still running as this agent's own uid, or carrying
         its HOME, whatever its process group or session: Chromium's own group and its

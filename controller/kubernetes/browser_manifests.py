@@ -217,7 +217,7 @@ def browser_pod(
                     ],
                 }
             ],
-            # The profile, downloads and temporary files: the session's, gone with the pod.
+            # The profile, cache and temporary files: the session's, gone with the pod.
             "volumes": [
                 {"name": "home", "emptyDir": {"sizeLimit": f"{scratch_mb}Mi"}},
                 {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
