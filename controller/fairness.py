@@ -41,11 +41,18 @@ class FairSlots:
     @asynccontextmanager
     async def held(self, name: str, cap: int) -> AsyncIterator[None]:
         """A slot for ``name`` (who may hold at most ``cap``), for the block's duration."""
-        await self._acquire(name, cap)
+        await self.acquire(name, cap)
         try:
             yield
         finally:
-            self._release(name)
+            self.release(name)
+
+    async def acquire(self, name: str, cap: int) -> None:
+        """A slot for ``name``, in turn; ``release`` gives it back (``held`` pairs them)."""
+        await self._acquire(name, cap)
+
+    def release(self, name: str) -> None:
+        self._release(name)
 
     async def _acquire(self, name: str, cap: int) -> None:
         if name not in self._waiting and self._may_run(name, cap):

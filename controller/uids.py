@@ -44,10 +44,13 @@ class UidLeases:
         self.kind = kind
         self.first_uid, self.first_gid, self.count = first_uid, first_gid, count
         self.lock_dir = lock_root / f"{kind}-uids"
+        self._made = False
 
     def acquire(self) -> Lease | None:
         """The lowest free uid, leased; None when every uid of the range is in use."""
-        self.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self._made:  # once: this is on the way to every sandbox's start
+            self.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._made = True
         for offset in range(self.count):
             uid = self.first_uid + offset
             fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

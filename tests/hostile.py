@@ -54,6 +54,11 @@ class Served:
     open: int = 0
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that gives up (the service, cutting a reply short) is the point
+
+
 class HostileServer:
     """Misbehaving replies, chosen by path:
 
@@ -97,7 +102,7 @@ class HostileServer:
                 server.count(self.path)
                 server.page(self, self.path.split("?", 1)[0])
 
-        self.httpd = http.server.ThreadingHTTPServer((host, port), Handler)
+        self.httpd = QuietServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.port = int(self.httpd.server_address[1])
         self.base = f"http://{host}:{self.port}"

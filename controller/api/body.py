@@ -1,9 +1,9 @@
 """JSON request bodies parsed straight into a model, whatever the Content-Type says.
 
 Callers often send JSON without ``Content-Type: application/json`` (curl -d does); the
-body is parsed as JSON either way.  Its counts are checked before any per-item work
-(controller.bodies.validate); a large body is validated in a parser process, never on
-the event loop (controller.bodies.pool).
+body is parsed as JSON either way.  Its sizes are checked before any per-item work
+(controller.bodies.validate), a large body's in a parser process, never on the event
+loop (controller.bodies.pool); then the model validates it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from controller.api.middleware import caller_of
 from controller.bodies.pool import INLINE_BYTES, ParserPool
 from controller.bodies.shape import Limits
 from controller.bodies.specs import BodySpec
-from controller.bodies.validate import Invalid, validate
+from controller.bodies.validate import Invalid, model, validate
 
 
 async def parse_body(request: Request, spec: BodySpec, limits: Limits | None = None) -> Any:
@@ -27,7 +27,8 @@ async def parse_body(request: Request, spec: BodySpec, limits: Limits | None = N
         result = validate(raw, spec, limits or {})
     else:
         parsers: ParserPool = request.app.state.parsers
-        result = await parsers.validate(raw, spec, limits or {}, caller_of(request.scope).name)
+        caller = caller_of(request.scope).name
+        result = await parsers.refusal(raw, spec, limits or {}, caller) or model(raw, spec)
     if isinstance(result, Invalid):
         raise RequestValidationError(
             [{**error, "loc": ("body", *error["loc"])} for error in result.errors]

@@ -6,6 +6,10 @@ head (408), so a caller who trickles a body holds nothing for long.  Every body 
 against REQUEST_BODIES_MB from its first byte until its answer has been sent, since
 what is parsed from it (and sent on to a sandbox) lives as long as the request: one
 caller may hold at most half of it, so another always finds room (429 beyond either).
+A large body costs the event loop a few milliseconds a megabyte to take in: each caller
+has one large body coming in at a time, callers in turn (controller.fairness), so one
+caller's stream of them shares the loop with everyone else's requests, rather than
+taking it.
 """
 
 from __future__ import annotations
@@ -17,9 +21,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller.api.middleware import KEY_SCOPE, send_error
 from controller.errors import ControllerError, Overloaded, RequestTimeout, RequestTooLarge
+from controller.fairness import FairSlots
 
 PUBLIC = "(public)"
 """Whose the bodies of public paths are (no caller is known there)."""
+LARGE_BYTES = 64 * 1024
+"""A body larger than this comes in one at a time per caller (the parsers' threshold)."""
+INTAKES = 4
+"""Large bodies coming in at once, all callers together."""
 
 
 class BodyBudget:
@@ -72,6 +81,7 @@ class BodyIntake:
         self.limit = limit
         self.timeout_s = timeout_s
         self.budget = budget
+        self.lanes = FairSlots(INTAKES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,11 +103,15 @@ class BodyIntake:
         received = 0
         deadline = asyncio.get_running_loop().time() + self.timeout_s
         response_started = False
+        in_lane = False
 
         async def limited_receive() -> Message:
-            nonlocal received, held
+            nonlocal received, held, in_lane
             try:
                 async with asyncio.timeout_at(deadline):
+                    if not in_lane and max(held, received) > LARGE_BYTES:
+                        await self.lanes.acquire(name, 1)
+                        in_lane = True
                     message = await receive()
             except TimeoutError:
                 raise _Refused(RequestTimeout(self.timeout_s)) from None
@@ -109,6 +123,9 @@ class BodyIntake:
                     if refusal := self.budget.take(name, received - held):
                         raise _Refused(refusal)
                     held = received
+                if in_lane and not message.get("more_body", False):
+                    in_lane = False  # all in: the next large body may come
+                    self.lanes.release(name)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -122,6 +139,8 @@ class BodyIntake:
             if not response_started:
                 await send_error(send, refused.error)
         finally:
+            if in_lane:
+                self.lanes.release(name)
             if held:
                 self.budget.give(name, held)
 

@@ -1,30 +1,21 @@
 """The parser process's frames, each a length and its bytes.
 
 A request is two frames: JSON naming the body's spec and its limits, then the body.  An
-answer is a pickle, unpickled into request models, URLs and plain data only, so a
-parser that untrusted input had subverted would get no further with what it answers.
+answer is one frame of JSON: ``{"kind": "ok"|"invalid"|"too_complex", "errors":
+[...], "reason": "..."}``, read strictly (a parser that untrusted input had subverted
+gets no further with what it answers than a refusal).
 """
 
 from __future__ import annotations
 
-import importlib
-import io
 import json
-import pickle
 import struct
-import sys
 from dataclasses import asdict
 from typing import Any, BinaryIO
 
-from pydantic import BaseModel
-
-from controller.bodies.shape import CountLimit, Limits
+from controller.bodies.shape import Limit, Limits
 
 HEADER = struct.Struct(">I")
-URL_CLASSES = frozenset(
-    {("pydantic.networks", "AnyHttpUrl"), ("pydantic_core._pydantic_core", "Url")}
-)
-MODEL_PACKAGES = ("controller.", "browser_agent.")
 
 
 def request_frames(spec: str, raw: bytes, limits: Limits) -> bytes:
@@ -39,7 +30,7 @@ def read_request(stream: BinaryIO) -> tuple[str, bytes, Limits] | None:
     if meta is None or raw is None:
         return None
     asked = json.loads(meta)
-    limits = {path: CountLimit(**limit) for path, limit in asked["limits"].items()}
+    limits = {path: Limit(**limit) for path, limit in asked["limits"].items()}
     return asked["spec"], raw, limits
 
 
@@ -52,25 +43,43 @@ def _read_frame(stream: BinaryIO) -> bytes | None:
     return data if len(data) == size else None
 
 
-def answer_frame(value: object) -> bytes:
-    payload = pickle.dumps(value, protocol=5)
+def answer_frame(kind: str, errors: list[dict[str, Any]] | None = None, reason: str = "") -> bytes:
+    payload = json.dumps({"kind": kind, "errors": errors or [], "reason": reason}).encode()
     return HEADER.pack(len(payload)) + payload
 
 
-class _Answers(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in URL_CLASSES:
-            return getattr(importlib.import_module(module), name)
-        found = (
-            getattr(sys.modules.get(module), name, None)
-            if module.startswith(MODEL_PACKAGES)
-            else None
+class BadAnswer(ValueError):
+    """A parser's answer that is not one."""
+
+
+def answer(payload: bytes) -> tuple[str, list[dict[str, Any]], str]:
+    """(kind, errors, reason) of a parser's answer; BadAnswer for anything else."""
+    try:
+        found = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise BadAnswer("not JSON") from None
+    if not isinstance(found, dict):
+        raise BadAnswer("not an object")
+    kind, errors, reason = found.get("kind"), found.get("errors"), found.get("reason")
+    if kind not in ("ok", "invalid", "too_complex") or not isinstance(errors, list):
+        raise BadAnswer(f"kind {kind!r}")
+    clean = []
+    for error in errors[:50]:
+        if not isinstance(error, dict):
+            raise BadAnswer("an error that is not an object")
+        loc = error.get("loc", [])
+        clean.append(
+            {
+                "type": str(error.get("type", "invalid"))[:64],
+                "loc": tuple(p if isinstance(p, int) else str(p)[:256] for p in loc[:16])
+                if isinstance(loc, list)
+                else (),
+                "msg": str(error.get("msg", ""))[:1000],
+                **(
+                    {"ctx": {str(k)[:64]: str(v)[:1000] for k, v in error["ctx"].items()}}
+                    if isinstance(error.get("ctx"), dict)
+                    else {}
+                ),
+            }
         )
-        if isinstance(found, type) and issubclass(found, BaseModel):
-            return found
-        raise pickle.UnpicklingError(f"a parser's answer may not hold {module}.{name}")
-
-
-def answer(payload: bytes) -> Any:
-    """A parser's answer, unpickled into models, URLs and plain data only."""
-    return _Answers(io.BytesIO(payload)).load()
+    return kind, clean, str(reason)[:300]

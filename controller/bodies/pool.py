@@ -1,7 +1,9 @@
 """The parser processes: large request bodies are validated there, never on the event loop.
 
 A body over INLINE_BYTES is sent to one of PARSE_WORKERS processes
-(controller.bodies.worker) and the validated model comes back (controller.bodies.frames).
+(controller.bodies.worker, at a lower CPU priority than the service and its sandboxes),
+which parses it and checks its sizes; only a body that passes is validated by its
+model, in the service, at a cost in proportion to it.
 Each caller has at most one body in the parsers at a time, and callers take turns
 (controller.fairness), so a caller who sends a hundred large bodies delays another's by
 at most one body.  A parser that takes longer than PARSE_TIMEOUT_S is killed and the
@@ -16,7 +18,7 @@ import logging
 import sys
 from typing import Any
 
-from controller.bodies.frames import HEADER, answer, request_frames
+from controller.bodies.frames import HEADER, BadAnswer, answer, request_frames
 from controller.bodies.shape import Limits
 from controller.bodies.specs import BodySpec
 from controller.bodies.validate import Invalid
@@ -29,8 +31,12 @@ INLINE_BYTES = 64 * 1024
 """Bodies up to this size are validated in the service: the worst of them costs less
 than a millisecond or two, less than the trip to a parser."""
 READY_TIMEOUT_S = 30.0
-MAX_ANSWER_BYTES = 256 * 1024 * 1024
+MAX_ANSWER_BYTES = 1024 * 1024
 PARSER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+Answer = tuple[str, list[dict[str, Any]], str]
+"""(kind, errors, reason): controller.bodies.frames.answer's."""
 
 
 class ParserFailed(Exception):
@@ -58,11 +64,11 @@ class _Parser:
         )
         parser = cls(proc)
         try:
-            kind, _ = await asyncio.wait_for(parser._read(), READY_TIMEOUT_S)
+            kind, _, _ = await asyncio.wait_for(parser._read(), READY_TIMEOUT_S)
         except (TimeoutError, ParserFailed) as exc:
             parser.kill()
             raise ParserFailed(f"the parser process did not start: {exc}") from None
-        if kind != "ready":
+        if kind != "ok":
             parser.kill()
             raise ParserFailed(f"the parser process said {kind!r} first")
         return parser
@@ -71,7 +77,7 @@ class _Parser:
     def alive(self) -> bool:
         return self.proc.returncode is None
 
-    async def ask(self, spec: str, raw: bytes, limits: Limits) -> tuple[str, Any]:
+    async def ask(self, spec: str, raw: bytes, limits: Limits) -> Answer:
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(request_frames(spec, raw, limits))
@@ -80,22 +86,17 @@ class _Parser:
             raise ParserFailed(f"the parser process is gone: {exc}") from None
         return await self._read()
 
-    async def _read(self) -> tuple[str, Any]:
+    async def _read(self) -> Answer:
         assert self.proc.stdout is not None
         try:
             (size,) = HEADER.unpack(await self.proc.stdout.readexactly(HEADER.size))
             if size > MAX_ANSWER_BYTES:
                 raise ParserFailed(f"the parser process answered {size} bytes")
-            reply = answer(await self.proc.stdout.readexactly(size))
+            return answer(await self.proc.stdout.readexactly(size))
         except asyncio.IncompleteReadError:
             raise ParserFailed("the parser process exited") from None
-        except Exception as exc:  # an answer that does not unpickle into what is allowed
-            if isinstance(exc, ParserFailed):
-                raise
+        except BadAnswer as exc:
             raise ParserFailed(f"the parser process answered badly: {exc}") from None
-        if not (isinstance(reply, tuple) and len(reply) == 2 and isinstance(reply[0], str)):
-            raise ParserFailed("the parser process answered badly")
-        return reply
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -123,13 +124,16 @@ class ParserPool:
         self._idle: list[_Parser] = []
         self._all: set[_Parser] = set()
 
-    async def validate(self, raw: bytes, spec: BodySpec, limits: Limits, caller: str) -> Any:
-        """The validated body, or Invalid; InvalidRequest when it is too costly to tell."""
+    async def refusal(
+        self, raw: bytes, spec: BodySpec, limits: Limits, caller: str
+    ) -> Invalid | None:
+        """Why the body's JSON or sizes are refused (None: they pass); InvalidRequest when
+        it is too costly to tell."""
         async with self._slots.held(caller, 1):
             parser = await self._take()
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    kind, value = await parser.ask(spec.name, raw, limits)
+                    kind, errors, reason = await parser.ask(spec.name, raw, limits)
             except TimeoutError:
                 await self._discard(parser)
                 raise too_complex(f"it takes more than {self.timeout_s:g} s to validate") from None
@@ -143,10 +147,10 @@ class ParserPool:
                 raise
             self._idle.append(parser)
         if kind == "ok":
-            return value
-        if kind == "invalid" and isinstance(value, list):
-            return Invalid(value)
-        raise too_complex(str(value))
+            return None
+        if kind == "invalid":
+            return Invalid(errors)
+        raise too_complex(reason)
 
     async def _take(self) -> _Parser:
         while self._idle:

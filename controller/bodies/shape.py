@@ -1,13 +1,15 @@
-"""A body's counts checked against its schema before any per-item work is done on it.
+"""A body's sizes checked against its schema before any per-item work is done on it.
 
 Pydantic validates every item of a list before it looks at the list's length, and makes
 an error for every unknown field: a body of a million of either costs seconds of CPU
 before its 422.  This walk over the parsed JSON, guided by the model's own JSON schema
-(the one rule, written once, in the model), refuses such a body from its counts alone:
+(the one rule, written once, in the model), refuses such a body from its sizes alone:
 unknown fields (MAX_NAMED of them named, then their number), a list over its
-``maxItems`` or over the request's own limit (a setting, e.g. MAX_INPUT_FILES), an
-object over its ``maxProperties``.  It visits each value at most once, never deeper
-than the schema goes, and stops at the first refusal.
+``maxItems``, an object over its ``maxProperties``, a string over its ``maxLength``, or
+any of them over the request's own limit (a setting, e.g. MAX_INPUT_FILES,
+MAX_CODE_BYTES).  It visits each value at most once, never deeper than the schema goes,
+and stops at the first refusal.  What passes costs pydantic work in proportion to the
+body, and no more.
 """
 
 from __future__ import annotations
@@ -24,16 +26,18 @@ Error = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class CountLimit:
-    """A request's own limit on a list's length (a setting), with its rule and message."""
+class Limit:
+    """A request's own limit on a value's size (a setting), with its rule and message:
+    a list's items, an object's fields, a string's characters (a string's UTF-8 bytes
+    are at least as many: a byte limit on more characters is broken for sure)."""
 
-    max_items: int
+    most: int
     rule: str
     message: str
 
 
-Limits = Mapping[str, CountLimit]
-"""By field path: ``files``, ``network.allowedDomains`` (list items as ``[]``)."""
+Limits = Mapping[str, Limit]
+"""By field path: ``files``, ``code``, ``network.allowedDomains`` (list items as ``[]``)."""
 
 
 class Shape:
@@ -85,11 +89,18 @@ class Shape:
         branch = self._branch(self._resolve(schema), value)
         if branch is None or found:
             return
-        if isinstance(value, dict) and branch.get("type") == "object":
+        limit = limits.get(path)
+        if isinstance(value, str) and branch.get("type") == "string":
+            most = limit.most if limit else branch.get("maxLength")
+            if isinstance(most, int) and len(value) > most:
+                if limit is None:
+                    message = f"String should have at most {most} characters"  # pydantic's
+                    limit = Limit(most, "string_too_long", message)
+                found.append({"type": limit.rule, "loc": loc, "msg": limit.message})
+        elif isinstance(value, dict) and branch.get("type") == "object":
             self._object(branch, value, loc, path, limits, found)
         elif isinstance(value, list) and branch.get("type") == "array":
-            limit = limits.get(path)
-            most = limit.max_items if limit else branch.get("maxItems")
+            most = limit.most if limit else branch.get("maxItems")
             if isinstance(most, int) and len(value) > most:
                 rule, message = (
                     (limit.rule, limit.message)
@@ -99,7 +110,7 @@ class Shape:
                 found.append({"type": rule, "loc": loc, "msg": message})
                 return
             items = branch.get("items")
-            if isinstance(items, dict) and _structured(self._resolve(items)):
+            if isinstance(items, dict) and _checked(self._resolve(items)):
                 for index, item in enumerate(value):
                     self._walk(items, item, (*loc, index), f"{path}[]", limits, found)
 
@@ -138,7 +149,7 @@ class Shape:
         for name, field in fields.items():
             if name in value:
                 self._walk(field, value[name], (*loc, name), _join(path, name), limits, found)
-        if isinstance(extra, dict) and _structured(self._resolve(extra)):
+        if isinstance(extra, dict) and _checked(self._resolve(extra)):
             for name, item in value.items():
                 if name not in fields:
                     self._walk(extra, item, (*loc, name), _join(path, "*"), limits, found)
@@ -148,6 +159,13 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _structured(schema: dict[str, Any]) -> bool:
-    """Whether values of ``schema`` can hold counts worth checking (objects, lists, unions)."""
-    return schema.get("type") in ("object", "array") or "anyOf" in schema or "oneOf" in schema
+def _checked(schema: dict[str, Any]) -> bool:
+    """Whether values of ``schema`` have sizes to check (objects, lists, unions, strings
+    with a maximum)."""
+    kind = schema.get("type")
+    return (
+        kind in ("object", "array")
+        or "anyOf" in schema
+        or "oneOf" in schema
+        or (kind == "string" and "maxLength" in schema)
+    )

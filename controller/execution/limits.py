@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from runner.cgroup import SANDBOX_TASKS, GroupLimits
 from runner.contract import MIB, HarvestLimits, RunLimits, SandboxLimits
 
 from controller.settings import Settings
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    """A request field's size limit (a setting), its rule's name and its message: the
+    body's size check (controller.bodies.shape, before any per-item work) and the
+    execution's own (after it, in bytes of UTF-8) both say it in these words."""
+
+    field: str
+    most: int
+    rule: str
+    message: str
+
+
+def request_size_rules(settings: Settings) -> dict[str, SizeRule]:
+    """The /execute body's own size limits, by field."""
+
+    def utf8(field: str, most: int, setting: str) -> SizeRule:
+        return SizeRule(
+            field, most, "max_bytes", f"at most {most} bytes of UTF-8 (setting {setting})"
+        )
+
+    files = settings.max_input_files
+    rules = [
+        utf8("code", settings.max_code_bytes, "MAX_CODE_BYTES"),
+        utf8("stdin", settings.max_stdin_bytes, "MAX_STDIN_BYTES"),
+        SizeRule("files", files, "max_items", f"at most {files} files (setting MAX_INPUT_FILES)"),
+    ]
+    return {rule.field: rule for rule in rules}
 
 
 def sandbox_limits(settings: Settings) -> SandboxLimits:

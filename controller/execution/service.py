@@ -15,7 +15,12 @@ from controller.errors import ControllerError, InvalidRequest, Overloaded, Sandb
 from controller.execution import delivery
 from controller.execution.admission import Admission
 from controller.execution.backend import ExecutionBackend, SandboxCheck
-from controller.execution.limits import harvest_limits, run_limits, sandbox_limits
+from controller.execution.limits import (
+    harvest_limits,
+    request_size_rules,
+    run_limits,
+    sandbox_limits,
+)
 from controller.execution.models import ExecuteRequest, ExecuteResponse
 from controller.execution.results import response_for
 from controller.keys import Caller
@@ -117,14 +122,10 @@ class ExecutionService:
 
     def _check_sizes(self, request: ExecuteRequest) -> None:
         settings = self.settings
-        for field, value, limit, setting in (
-            ("code", request.code, settings.max_code_bytes, "MAX_CODE_BYTES"),
-            ("stdin", request.stdin, settings.max_stdin_bytes, "MAX_STDIN_BYTES"),
-        ):
-            if value is not None and len(value.encode("utf-8", "surrogatepass")) > limit:
-                raise InvalidRequest(
-                    field, "max_bytes", f"at most {limit} bytes of UTF-8 (setting {setting})"
-                )
+        rules = request_size_rules(settings)
+        for rule, value in ((rules["code"], request.code), (rules["stdin"], request.stdin)):
+            if value is not None and len(value.encode("utf-8", "surrogatepass")) > rule.most:
+                raise InvalidRequest(rule.field, rule.rule, rule.message)
         if "\x00" in request.code:
             raise InvalidRequest("code", "no_nul", "source code cannot contain NUL characters")
         if sum(len(f.data) for f in request.files) > settings.max_input_bytes:

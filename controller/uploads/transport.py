@@ -79,11 +79,14 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         owner: str = "",
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(trust_env=False)
+        # The context is given, not made: loading the system's certificates costs tens of
+        # milliseconds, too much to spend on every execution's uploads.
+        tls = tls or ssl.create_default_context()
+        super().__init__(verify=tls, trust_env=False)
         # httpx has no public parameter for httpcore's network backend: build the pool
         # ourselves, with the same defaults plus the guarded backend.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=tls or ssl.create_default_context(),
+            ssl_context=tls,
             max_connections=max_connections,
             network_backend=GuardedBackend(policy, owner),
         )

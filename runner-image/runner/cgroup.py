@@ -333,19 +333,27 @@ def _pids(directory: Path) -> list[int]:
     return []
 
 
-def _kill_if_inside(pid: int, directory: Path) -> None:
-    """SIGKILL ``pid`` if it is still in ``directory``'s cgroup.  The pidfd pins the
-    process, so a pid number freed and reused since the listing is never hit."""
+def _kill_inside(directory: Path) -> None:
+    """SIGKILL every process in ``directory``'s cgroup.  Each is pinned by a pidfd before
+    the cgroup is read again, and only those still inside are signalled, so a pid number
+    freed and reused since the first listing is never hit: two reads, whatever the count."""
+    pinned = []
+    for pid in _pids(directory):
+        try:
+            pinned.append((pid, os.pidfd_open(pid)))
+        except OSError:
+            continue  # gone already
+    if not pinned:
+        return
     try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        return  # gone already
-    try:
-        if pid in _pids(directory):
-            with contextlib.suppress(OSError):
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        inside = set(_pids(directory))
+        for pid, pidfd in pinned:
+            if pid in inside:
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
     finally:
-        os.close(pidfd)
+        for _, pidfd in pinned:
+            os.close(pidfd)
 
 
 class SandboxCgroup:
@@ -417,14 +425,14 @@ class SandboxCgroup:
             with contextlib.suppress(OSError):
                 (self.dirs[""] / "cgroup.kill").write_text("1")
                 return
-        for directory in self.dirs.values():
-            for pid in _pids(directory):
-                _kill_if_inside(pid, directory)
+        # Under v1 every hierarchy's directory holds the same processes (the sandbox's
+        # first one entered them all, and a sandbox cannot move itself): one serves.
+        _kill_inside(next(iter(self.dirs.values())))
 
     def remove(self) -> bool:
-        """Kill what is left and remove the directories; False while some are busy
-        (processes still exiting: try again)."""
-        self.kill()
+        """Remove the directories, killing what is left in them; False while some are
+        busy (processes still exiting: try again).  The removal comes first: after the
+        sandbox's own end, an empty cgroup is the common case, and costs no listing."""
         done = True
         for directory in self.dirs.values():
             try:
@@ -435,6 +443,8 @@ class SandboxCgroup:
                 if exc.errno != errno.EBUSY:
                     raise CgroupError(f"cannot remove {directory}: {exc.strerror}") from exc
                 done = False
+        if not done:
+            self.kill()
         return done
 
 

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import pickle
 
 import pytest
 
-from controller.bodies.frames import answer, answer_frame
+from controller.bodies.frames import BadAnswer, answer, answer_frame
 from controller.bodies.pool import ParserPool
-from controller.bodies.shape import MAX_NAMED, CountLimit
+from controller.bodies.shape import MAX_NAMED, Limit
 from controller.bodies.specs import ACTION, CREATE_SESSION, EXECUTE
 from controller.bodies.validate import Invalid, validate
 from controller.errors import InvalidRequest
 from controller.execution.models import ExecuteRequest
 
-FILES = {"files": CountLimit(3, "max_items", "at most 3 files (setting MAX_INPUT_FILES)")}
+FILES = {"files": Limit(3, "max_items", "at most 3 files (setting MAX_INPUT_FILES)")}
 
 
 def rules(result: object) -> list[tuple[tuple[object, ...], str]]:
@@ -79,26 +78,43 @@ def test_a_body_within_its_counts_is_validated_by_the_model() -> None:
     ]
 
 
-def test_answers_hold_request_models_and_nothing_else() -> None:
-    model = validate(b'{"code": "1", "fileUploadUrl": "http://files.example/u"}', EXECUTE, {})
-    assert answer(answer_frame(("ok", model))[4:]) == ("ok", model)
+def test_a_parsers_answer_is_read_strictly() -> None:
+    errors = [{"type": "max_items", "loc": ["files"], "msg": "at most 3"}]
+    kind, found, _ = answer(answer_frame("invalid", errors)[4:])
+    assert (kind, found) == (
+        "invalid",
+        [{"type": "max_items", "loc": ("files",), "msg": "at most 3"}],
+    )
+    for bad in (b"[]", b"{}", b'{"kind": "owned", "errors": []}', b"not json", b"[" * 5000):
+        with pytest.raises(BadAnswer):
+            answer(bad)
 
-    class Sneaky:
-        def __reduce__(self) -> tuple[object, tuple[str]]:
-            return (print, ("owned",))
 
-    with pytest.raises(pickle.UnpicklingError, match=r"builtins\.print"):
-        answer(pickle.dumps(Sneaky()))
+def test_strings_over_their_limit_are_refused_before_the_model_sees_them() -> None:
+    code = {"code": Limit(10, "max_bytes", "at most 10 bytes of UTF-8 (setting MAX_CODE_BYTES)")}
+    assert rules(validate(b'{"code": "' + b"x" * 11 + b'"}', EXECUTE, code)) == [
+        (("code",), "max_bytes")
+    ]
+    # A schema's own maximum: pydantic's rule and words.
+    long_path = {"code": "1", "files": [{"path": "p" * 2000, "content": ""}]}
+    refused = validate(json.dumps(long_path).encode(), EXECUTE, {})
+    assert isinstance(refused, Invalid)
+    assert refused.errors == [
+        {
+            "type": "string_too_long",
+            "loc": ("files", 0, "path"),
+            "msg": "String should have at most 1024 characters",
+        }
+    ]
 
 
 async def test_a_parser_process_validates_large_bodies_and_is_bounded() -> None:
     pool = ParserPool(workers=1, timeout_s=30, memory_mb=1024)
     try:
         body = {"code": "x" * 200_000, "files": [{"path": "d/f", "content": "eA=="}]}
-        valid = await pool.validate(json.dumps(body).encode(), EXECUTE, FILES, "k")
-        assert isinstance(valid, ExecuteRequest) and valid.files[0].data == b"x"
+        assert await pool.refusal(json.dumps(body).encode(), EXECUTE, FILES, "k") is None
         many = {"code": "1", "files": [{"path": "f", "content": ""}] * 50_000}
-        refused = await pool.validate(json.dumps(many).encode(), EXECUTE, FILES, "k")
+        refused = await pool.refusal(json.dumps(many).encode(), EXECUTE, FILES, "k")
         assert rules(refused) == [(("files",), "max_items")]
         # A body that needs more memory than the parser has: refused, and the next one
         # is served by a fresh parser.
@@ -106,10 +122,9 @@ async def test_a_parser_process_validates_large_bodies_and_is_bounded() -> None:
         try:
             huge = b'{"code": "1", "k": [' + b",".join([b"[]"] * 5_000_000) + b"]}"
             with pytest.raises(InvalidRequest) as too_complex:
-                await small.validate(huge, EXECUTE, {}, "k")
+                await small.refusal(huge, EXECUTE, {}, "k")
             assert too_complex.value.details[0]["rule"] == "too_complex"
-            again = await small.validate(json.dumps(body).encode(), EXECUTE, FILES, "k")
-            assert isinstance(again, ExecuteRequest)
+            assert await small.refusal(json.dumps(body).encode(), EXECUTE, FILES, "k") is None
         finally:
             await small.close()
     finally:
@@ -121,10 +136,10 @@ async def test_a_body_that_takes_too_long_to_validate_is_refused_and_its_parser_
     try:
         slow = json.dumps({f"k{i}": 0 for i in range(300_000)} | {"code": "1"}).encode()
         with pytest.raises(InvalidRequest) as refused:
-            await pool.validate(slow, EXECUTE, {}, "k")
+            await pool.refusal(slow, EXECUTE, {}, "k")
         assert refused.value.details[0]["rule"] == "too_complex"
         assert "more than 0.01 s" in refused.value.message
         pool.timeout_s = 30
-        assert isinstance(await pool.validate(b'{"code": "1"}', EXECUTE, {}, "k"), ExecuteRequest)
+        assert await pool.refusal(b'{"code": "1"}', EXECUTE, {}, "k") is None
     finally:
         await pool.close()

@@ -13,8 +13,9 @@ from controller.api.openapi import (
     errors,
     response_example,
 )
-from controller.bodies.shape import CountLimit, Limits
+from controller.bodies.shape import Limit, Limits
 from controller.bodies.specs import EXECUTE
+from controller.execution.limits import request_size_rules
 from controller.execution.models import ExecuteRequest, ExecuteResponse
 from controller.settings import Settings
 
@@ -39,10 +40,11 @@ response_example("/execute", "post", 200, RESULT_EXAMPLE)
 
 
 def body_limits(settings: Settings) -> Limits:
-    """The request's own limits on counts, checked before any file is looked at."""
-    most = settings.max_input_files
-    message = f"at most {most} files (setting MAX_INPUT_FILES)"
-    return {"files": CountLimit(most, "max_items", message)}
+    """The request's own count of files, checked before any file is looked at.  (A long
+    ``code`` costs no more than its length to validate: the execution refuses it, and
+    counts the refusal.)"""
+    rule = request_size_rules(settings)["files"]
+    return {rule.field: Limit(rule.most, rule.rule, rule.message)}
 
 
 @router.post(
