@@ -405,11 +405,12 @@ class Namespace:
 
     THIS_HOST = "44.1.2.3"
     SILENT_DNS = (
-        "import socket\\n"
-        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\\n"
-        "s.bind(('127.0.0.1', 53))\\n"
-        "while True:\\n"
-        "    s.recv(4096)  # and never an answer\\n"
+        "import socket\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.bind(('127.0.0.1', 53))\n"
+        "print('listening', flush=True)\n"
+        "while True:\n"
+        "    s.recv(4096)  # and never an answer\n"
     )
 
     def __init__(self) -> None:
@@ -441,7 +442,12 @@ class Namespace:
             self._ip("link", "set", "d1", "up", inside=True)
             self._etc.mkdir(parents=True, exist_ok=True)
             (self._etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")
-            self._dns = subprocess.Popen([*self.prefix, "/usr/bin/python3", "-c", self.SILENT_DNS])
+            self._dns = subprocess.Popen(
+                [*self.prefix, "/usr/bin/python3", "-c", self.SILENT_DNS], stdout=subprocess.PIPE
+            )
+            assert self._dns.stdout is not None
+            ready = self._dns.stdout.readline()  # it binds at once, or dies saying why
+            assert ready == b"listening\n", "the silent name server did not start"
         except BaseException:
             self.__exit__()
             raise
