@@ -566,6 +566,11 @@ class SandboxCgroups:
             if isinstance(exc, CgroupError):
                 raise
             raise CgroupError(f"cannot make the cgroup {name}: {exc.strerror or exc}") from exc
+        # A sandbox warms up in the idle class: what runs now (executions in their first
+        # moments, the service) comes first, and a caller who uses sandboxes up as fast
+        # as they start waits on its own refills, not everyone else's runs.  Its run
+        # starts in the normal class (runner.supervisor).
+        group.make_idle()
         return group
 
     def leftovers(self) -> list[SandboxCgroup]:
