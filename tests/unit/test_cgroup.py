@@ -225,7 +225,9 @@ def test_v2_cpu_classes_against_its_file_interface(tmp_path: Path) -> None:
     group = tree.create("sb-1", GroupLimits(128 * MIB, 9, None, cpu_idle_after_ms=20))
     assert group.idle_class == IdleClass(after_s=0.02, has_idle=True)
     idle = root / "sb-1" / "cpu.idle"
-    assert not idle.exists()  # warming up (a request may wait for it) and starting: normal
+    assert idle.read_text() == "1"  # warming up: what runs comes first
+    group.make_normal()  # its run starts
+    assert idle.read_text() == "0"
     group.make_idle()  # CPU_IDLE_AFTER_MS into its run
     assert idle.read_text() == "1"
     group.kill()  # dying processes free their memory in the normal class
