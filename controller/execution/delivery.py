@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 
 import httpx
 from runner.contract import Harvested
 
-from controller.execution.models import OutputFile, SkippedFile, Upload
+from controller.execution.models import Inline, SkippedFile, Upload
 from controller.uploads.client import upload_files
 
 
@@ -19,9 +19,7 @@ def skipped_from(harvested: Harvested) -> list[SkippedFile]:
     return skipped
 
 
-def inline(
-    harvested: Harvested, max_inline_bytes: int
-) -> tuple[list[OutputFile], list[SkippedFile]]:
+def inline(harvested: Harvested, max_inline_bytes: int) -> tuple[list[Inline], list[SkippedFile]]:
     """Files in the response, in path order, until MAX_INLINE_BYTES; the rest are skipped."""
     files, skipped, total = [], skipped_from(harvested), 0
     for item in harvested.files:
@@ -30,11 +28,7 @@ def inline(
             skipped.append(SkippedFile(name=item.path, size=size, reason="inline_limit"))
             continue
         total += size
-        files.append(
-            OutputFile(
-                name=item.path, size=size, content=base64.b64encode(item.content).decode("ascii")
-            )
-        )
+        files.append(Inline(item.path, size, binascii.b2a_base64(item.content, newline=False)))
     return files, skipped
 
 

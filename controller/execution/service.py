@@ -236,6 +236,7 @@ class ExecutionService:
                 status = str(upload.status) if isinstance(upload.status, int) else "error"
                 self.metrics.uploads.labels(status).inc()
         else:
-            response.files, response.skippedFiles = delivery.inline(
+            files, response.skippedFiles = delivery.inline(
                 outcome.harvested, settings.max_inline_bytes
             )
+            response.set_inline(files)

@@ -85,4 +85,4 @@ def test_private_targets_need_listing(service: ServiceProcess, file_service: Fil
         json={"code": "print(1)", "fileUploadUrl": f"http://127.0.0.1:{file_service.port}/up"},
     )
     assert response.status_code == 422
-    assert "loopback or private" in response.json()["details"][0]["message"]
+    assert "a loopback address" in response.json()["details"][0]["message"]

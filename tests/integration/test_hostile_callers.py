@@ -342,13 +342,14 @@ def test_answers_nobody_reads_hold_no_memory_for_long(svc: ServiceProcess) -> No
     held: list[socket.socket] = []
 
     def never_read(stop: threading.Event) -> None:
-        while not stop.is_set() and len(held) < 200:
+        # Four ~9 MB answers a second from each thread, none ever read: the stalled ones
+        # would hold over a gigabyte by the end, without STALLED_ANSWERS_MB.
+        while not stop.wait(0.25) and len(held) < 200:
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.connect(("127.0.0.1", svc.port))
             sock.sendall(request)
             held.append(sock)
-            time.sleep(0.05)
 
     try:
         judged(attack("answers never read", svc, VICTIM, [never_read, never_read]))

@@ -80,4 +80,4 @@ async def execute(request: Request, service: ExecutionServiceDep, caller: Caller
     result = await service.execute(body, caller)
     # Serialized once, here: the model is built from our own values, so the second
     # validation pass FastAPI would make over a returned model is skipped.
-    return Response(result.model_dump_json(), media_type="application/json")
+    return Response(result.json_bytes(), media_type="application/json")
