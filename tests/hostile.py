@@ -172,13 +172,15 @@ class HostileServer:
             request.send_header("Content-Length", str(len(body)))
             request.end_headers()
             self._send(request, path, body)
-        else:  # drip, endless
-            request.send_header("Content-Length", str(1 << 40))
+        elif kind == "drip":  # a reply of plausible length, that takes minutes to come
+            request.send_header("Content-Length", "1000")
             request.end_headers()
-            if kind == "drip":
-                self._stream(request, path, b" ", 0.2)
-            else:
-                self._stream(request, path, bytes(64 * 1024), 0)
+            self._stream(request, path, b" ", 0.2)
+        else:  # endless: chunked, no length to refuse it by
+            request.send_header("Transfer-Encoding", "chunked")
+            request.end_headers()
+            chunk = 64 * 1024
+            self._stream(request, path, b"%x\r\n" % chunk + bytes(chunk) + b"\r\n", 0)
 
     def page(self, request: http.server.BaseHTTPRequestHandler, path: str) -> None:
         if path == "/page/endless-download":
