@@ -116,6 +116,7 @@ bench: venv sandbox-env browser-env
 	@command -v wrk >/dev/null || { $(SUDO) apt-get install -y -qq wrk || echo "no wrk: the throughput run uses Python clients"; }
 	$(TEST_ENV) $(VENV)/bin/python bench/execute_bench.py
 	$(VENV)/bin/python bench/api_bench.py
+	$(TEST_ENV) $(VENV)/bin/python bench/fairness_bench.py
 
 # Bounded in count (SOAK_ARGS, e.g. --sequential 500 --concurrent 200) and on loopback only.
 soak: venv sandbox-env browser-env
