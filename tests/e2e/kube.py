@@ -80,6 +80,46 @@ def pod(
     }
 
 
+def runner_shaped(
+    name: str, command: tuple[str, ...] = ("/bin/true",), labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A pod of the runner pod's shape (controller/kubernetes/manifests.py), the only kind
+    the runner namespace admits (helm/templates/runner-pod-policy.yaml), running
+    ``command``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "hostUsers": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "runAsGroup": 10001,
+                "seccompProfile": {"type": "Localhost", "localhostProfile": SECCOMP_PROFILE},
+            },
+            "containers": [
+                {
+                    "name": "main",
+                    "image": RUNNER_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": list(command),
+                    "resources": {"limits": {"cpu": "200m", "memory": "128Mi"}},
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                        "readOnlyRootFilesystem": True,
+                        "procMount": "Unmasked",
+                    },
+                }
+            ],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
+        },
+    }
+
+
 def create_pod(core: client.CoreV1Api, namespace: str, manifest: dict[str, Any]) -> str:
     core.create_namespaced_pod(namespace, manifest)
     return str(manifest["metadata"]["name"])

@@ -22,7 +22,14 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.conftest import STATE_DIR, Cluster
-from tests.e2e.kube import RUNNER_IMAGE, create_pod, delete_ignoring_absent, logs, wait_for_phase
+from tests.e2e.kube import (
+    RUNNER_IMAGE,
+    create_pod,
+    delete_ignoring_absent,
+    logs,
+    runner_shaped,
+    wait_for_phase,
+)
 from tests.e2e.release import (
     FILES_NAMESPACE,
     RELEASE_NAMESPACE,
@@ -109,37 +116,10 @@ print(json.dumps([f"{h}:{p}" for h, p, k in targets if reaches(h, p, k)]), flush
 def probe_pod(
     name: str, labels: dict[str, str], targets: list[list[Any]], settle_s: float
 ) -> dict[str, Any]:
-    """A pod that tries to reach ``targets`` and prints which it reached."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": RUNNER_IMAGE,
-                    "imagePullPolicy": "Never",
-                    "command": [
-                        "/usr/bin/python3",
-                        "-c",
-                        PROBE,
-                        json.dumps(targets),
-                        str(settle_s),
-                    ],
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                    "resources": {"limits": {"cpu": "200m", "memory": "128Mi"}},
-                }
-            ],
-        },
-    }
+    """A pod of the runner's shape (the only kind the runner namespace admits) that tries
+    to reach ``targets`` and prints which it reached."""
+    command = ("/usr/bin/python3", "-c", PROBE, json.dumps(targets), str(settle_s))
+    return runner_shaped(name, command, labels)
 
 
 def probe(
