@@ -458,7 +458,7 @@ class Namespace:
     def __exit__(self, *exc: object) -> None:
         if self._dns is not None:
             self._dns.kill()
-            self._dns.wait()
+            self._dns.communicate()  # waits, and closes its pipe
         subprocess.run(["ip", "netns", "del", self.name], check=False)  # its veths go too
         subprocess.run(["ip", "link", "del", self._host_if], check=False, capture_output=True)
         shutil.rmtree(self._etc, ignore_errors=True)
