@@ -10,7 +10,7 @@ after its run, under a subtree the service owns (``SandboxCgroups``): memory (ev
 process and the tmpfs pages they write, together), tasks and CPU of the whole execution,
 where rlimits only bound each process.  cgroup v2 (one directory) and v1 (a directory per
 controller: this machine's memory, pids and cpu) share one interface; what differs is
-data (``limit_writes``, ``class_write``, the v2 and v1 file names), tested as such.  The
+data (``limit_writes``, ``class_writes``, the v2 and v1 file names), tested as such.  The
 sandbox's first process enters its cgroups itself (``enter_argv``) before it execs
 bubblewrap, so nothing of the sandbox ever runs outside them.
 """
@@ -18,6 +18,7 @@ bubblewrap, so nothing of the sandbox ever runs outside them.
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import fcntl
 import logging
@@ -69,16 +70,14 @@ the lock, kill what is left in each cgroup of each root, remove them and the roo
 most 100 rounds of 50 ms while processes exit)."""
 JANITOR_WAIT_S = 2.0
 IDLE_FILE = "cpu.idle"
-CLASS_FILES = {
-    (1, True): (IDLE_FILE, "1", "0"),
-    (2, True): (IDLE_FILE, "1", "0"),
-    (1, False): ("cpu.shares", "2", "1024"),
-    (2, False): ("cpu.weight", "1", "100"),
+WEIGHT_FILES = {1: "cpu.shares", 2: "cpu.weight"}
+WEIGHTS = {
+    1: {"normal": "1024", "warming": "128", "lowest": "2"},
+    2: {"normal": "100", "warming": "12", "lowest": "1"},
 }
-"""By (cgroup version, whether the kernel has ``cpu.idle``): the file, its idle value and
-its normal one.  Without ``cpu.idle`` (before Linux 5.15) the lowest weight stands in,
-1/512 (v1) or 1/100 (v2) of the default, without the idle class's preemption on
-wake-up."""
+"""By cgroup version: the default weight, a warming sandbox's (an eighth of it) and the
+lowest, which stands in for the idle class before Linux 5.15 (without its preemption on
+wake-up)."""
 V1_MEMSW = "memory.memsw.limit_in_bytes"
 V1_TCP = "memory.kmem.tcp.limit_in_bytes"
 
@@ -115,7 +114,7 @@ class GroupLimits:
     """A quota in cores (None: no quota, only the fair share every cgroup gets)."""
     cpu_idle_after_ms: int | None = None
     """After this long into its run the execution moves to the idle CPU class (None:
-    never).  Warming up, the sandbox is in the normal class: a request may be waiting."""
+    never, and no other class either: the sandbox stays in the normal one throughout)."""
 
 
 @dataclass(frozen=True)
@@ -164,16 +163,46 @@ def limit_writes(
     return writes
 
 
-def class_write(version: int, *, has_idle: bool, idle: bool) -> tuple[str, str, str]:
-    """The (controller, file, value) write that moves a cgroup to the idle CPU class, or
-    back to the normal one.
+class CpuClass(enum.Enum):
+    """Where a sandbox stands for CPU against the others (docs/sandbox.md, "CPU")."""
+
+    NORMAL = "normal"
+    """A run in its first moments, a run ending, processes dying."""
+    WARMING = "warming"
+    """Warming up and waiting: an eighth of a normal share, ahead of idle runs."""
+    IDLE = "idle"
+    """A run past its first moments: the CPU the others leave."""
+
+
+def class_writes(
+    version: int, *, has_idle: bool, now: CpuClass, to: CpuClass
+) -> list[tuple[str, str, str]]:
+    """The (controller, file, value) writes that move a cgroup from one CPU class to
+    another, in an order the kernel accepts (it refuses a weight while ``cpu.idle`` is 1).
 
     ``cpu.idle`` (v1 and v2, Linux 5.15 on: ``has_idle``) makes the cgroup idle against
     its siblings, the other sandboxes: it runs on what CPU they leave (with a floor of
     3/1024 of a normal share, up to its quota), and a sibling waking up preempts it.
+    Without it, the lowest weight stands in.
     """
-    file, idle_value, normal_value = CLASS_FILES[(version, has_idle)]
-    return ("" if version == 2 else "cpu", file, idle_value if idle else normal_value)
+    controller, weights = ("" if version == 2 else "cpu"), WEIGHTS[version]
+
+    def state(of: CpuClass) -> tuple[bool, str]:
+        if of is CpuClass.WARMING:
+            return False, weights["warming"]
+        if of is CpuClass.IDLE:
+            return (True, weights["normal"]) if has_idle else (False, weights["lowest"])
+        return False, weights["normal"]
+
+    (idle_now, weight_now), (idle_to, weight_to) = state(now), state(to)
+    writes = []
+    if idle_now and not idle_to:
+        writes.append((controller, IDLE_FILE, "0"))
+    if weight_now != weight_to:
+        writes.append((controller, WEIGHT_FILES[version], weight_to))
+    if idle_to and not idle_now:
+        writes.append((controller, IDLE_FILE, "1"))
+    return writes
 
 
 @dataclass(frozen=True)
@@ -367,7 +396,7 @@ class SandboxCgroup:
         self.name = next(iter(dirs.values())).name
         self.idle_class = idle_class
         """How it moves between the CPU classes (None: it stays in the normal one)."""
-        self._idle = False
+        self._class = CpuClass.NORMAL
 
     @property
     def procs_files(self) -> list[Path]:
@@ -389,29 +418,34 @@ class SandboxCgroup:
             peak_bytes=peak, oom_kills=kills, tasks_refused=_keyed(pids / "pids.events", "max")
         )
 
+    def make_warming(self) -> None:
+        """Move to the warming CPU class (a sandbox made, until its run starts)."""
+        self._set_class(CpuClass.WARMING)
+
     def make_idle(self) -> None:
         """Move to the idle CPU class (a run past its first moments)."""
-        self._set_class(idle=True)
+        self._set_class(CpuClass.IDLE)
 
     def make_normal(self) -> None:
-        """Back to the normal CPU class (a run ending: its harvest and its dying
-        processes must not wait behind the others)."""
-        self._set_class(idle=False)
+        """Back to the normal CPU class (a run starting, or ending: its harvest and its
+        dying processes must not wait behind the others)."""
+        self._set_class(CpuClass.NORMAL)
 
-    def _set_class(self, *, idle: bool) -> None:
-        if self.idle_class is None or self._idle == idle:
+    def _set_class(self, to: CpuClass) -> None:
+        if self.idle_class is None or self._class is to:
             return
-        controller, file, value = class_write(
-            self.version, has_idle=self.idle_class.has_idle, idle=idle
+        writes = class_writes(
+            self.version, has_idle=self.idle_class.has_idle, now=self._class, to=to
         )
-        try:
-            (self._dir(controller) / file).write_text(value)
-        except FileNotFoundError:
-            return  # removed already: nothing left to schedule
-        except OSError as exc:  # never silent, never fatal: the limits do not depend on it
-            log.warning("cannot write %s to %s of cgroup %s: %s", value, file, self.name, exc)
-            return
-        self._idle = idle
+        for controller, file, value in writes:
+            try:
+                (self._dir(controller) / file).write_text(value)
+            except FileNotFoundError:
+                return  # removed already: nothing left to schedule
+            except OSError as exc:  # never silent, never fatal: the limits do not depend on it
+                log.warning("cannot write %s to %s of cgroup %s: %s", value, file, self.name, exc)
+                return
+        self._class = to
 
     def kill(self) -> None:
         """SIGKILL whatever is still inside (cgroup.kill where the kernel has it), then
@@ -566,11 +600,12 @@ class SandboxCgroups:
             if isinstance(exc, CgroupError):
                 raise
             raise CgroupError(f"cannot make the cgroup {name}: {exc.strerror or exc}") from exc
-        # A sandbox warms up in the idle class: what runs now (executions in their first
-        # moments, the service) comes first, and a caller who uses sandboxes up as fast
-        # as they start waits on its own refills, not everyone else's runs.  Its run
+        # A sandbox warms up in the warming class: what runs now (executions in their
+        # first moments, the service) comes first, and a caller who uses sandboxes up as
+        # fast as they start waits on its own refills; yet runs past their first moments
+        # (idle) do not hold up a warm-up that a request may be waiting for.  Its run
         # starts in the normal class (runner.supervisor).
-        group.make_idle()
+        group.make_warming()
         return group
 
     def leftovers(self) -> list[SandboxCgroup]:

@@ -204,7 +204,7 @@ class Sandbox:
         # not slowed by long or hostile ones beside it (docs/sandbox.md, "CPU").
         group, idle = self._cgroup, None
         if group is not None and group.idle_class is not None:
-            group.make_normal()  # warmed up in the idle class (runner.cgroup): runs normal
+            group.make_normal()  # warmed up in the warming class (runner.cgroup)
             idle = self._loop.call_later(group.idle_class.after_s, group.make_idle)
         try:
             await self._send(payload)

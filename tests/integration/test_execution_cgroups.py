@@ -184,12 +184,17 @@ def cpu_groups(state_dir: str) -> dict[str, Path]:
 
 
 def cpu_class(group: Path) -> tuple[str, set[str]]:
-    """A cgroup's ``cpu.idle`` and the names of the processes in it."""
+    """A cgroup's CPU class (``cpu.idle`` and its weight, as in runner.cgroup) and the
+    names of the processes in it."""
     names = set()
     for pid in (group / "cgroup.procs").read_text().split():
         with contextlib.suppress(OSError):  # gone meanwhile
             names.add(Path(f"/proc/{pid}/comm").read_text().strip())
-    return (group / "cpu.idle").read_text().strip(), names
+    weight = group / ("cpu.shares" if (group / "cpu.shares").exists() else "cpu.weight")
+    idle, weight_value = (group / "cpu.idle").read_text().strip(), weight.read_text().strip()
+    if idle == "1":
+        return "idle", names
+    return ("normal" if weight_value in ("1024", "100") else "warming"), names
 
 
 def test_a_run_past_its_first_moments_gives_way_to_fresh_ones() -> None:
@@ -207,8 +212,8 @@ def test_a_run_past_its_first_moments_gives_way_to_fresh_ones() -> None:
             return found[0] if len(found) == 1 else None  # the self-test's may still be there
 
         group = wait_for(the_warm_one, what="the warm sandbox alone")
-        # Warming up (and waiting) in the idle class: what runs comes first.
-        wait_for(lambda: cpu_class(group)[0] == "1", what="the warm-up's idle class")
+        # Warming up (and waiting) in the warming class: what runs comes first.
+        wait_for(lambda: cpu_class(group)[0] == "warming", what="the warm-up's class")
         with ThreadPoolExecutor(1) as pool:
             run = pool.submit(svc.execute, "import subprocess; subprocess.run(['sleep', '4'])")
 
@@ -217,9 +222,9 @@ def test_a_run_past_its_first_moments_gives_way_to_fresh_ones() -> None:
                 return idle if "sleep" in processes else None
 
             # The run under way (its sleep is in the cgroup): the normal class ...
-            assert wait_for(under_way, what="the run's sleep") == "0"
+            assert wait_for(under_way, what="the run's sleep") == "normal"
             # ... and CPU_IDLE_AFTER_MS into it, the idle class.
-            wait_for(lambda: cpu_class(group)[0] == "1", state=lambda: cpu_class(group))
+            wait_for(lambda: cpu_class(group)[0] == "idle", state=lambda: cpu_class(group))
             assert run.result(timeout=15)["exitCode"] == 0
 
 

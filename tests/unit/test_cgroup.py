@@ -3,18 +3,21 @@ v2 half against its file interface (this machine runs v1 for real: tests/integra
 
 from __future__ import annotations
 
+import functools
+import itertools
 from pathlib import Path
 
 import pytest
 from runner.cgroup import (
     ENTER,
     SANDBOX_TASKS,
+    CpuClass,
     GroupLimits,
     IdleClass,
     Placement,
     SandboxCgroup,
     SandboxCgroups,
-    class_write,
+    class_writes,
     enter_argv,
     limit_writes,
     parse_mounts,
@@ -129,16 +132,32 @@ def test_limit_writes_v2_deny_swap_and_set_a_quota() -> None:
     ]
 
 
-def test_the_idle_cpu_class_is_cpu_idle_else_the_lowest_weight() -> None:
-    assert class_write(1, has_idle=True, idle=True) == ("cpu", "cpu.idle", "1")
-    assert class_write(1, has_idle=True, idle=False) == ("cpu", "cpu.idle", "0")
-    assert class_write(2, has_idle=True, idle=True) == ("", "cpu.idle", "1")
-    assert class_write(2, has_idle=True, idle=False) == ("", "cpu.idle", "0")
-    # Before Linux 5.15: the lowest weight, and back to the default.
-    assert class_write(1, has_idle=False, idle=True) == ("cpu", "cpu.shares", "2")
-    assert class_write(1, has_idle=False, idle=False) == ("cpu", "cpu.shares", "1024")
-    assert class_write(2, has_idle=False, idle=True) == ("", "cpu.weight", "1")
-    assert class_write(2, has_idle=False, idle=False) == ("", "cpu.weight", "100")
+def test_the_cpu_classes_are_cpu_idle_and_weights() -> None:
+    normal, warming, idle = CpuClass.NORMAL, CpuClass.WARMING, CpuClass.IDLE
+    with_idle = functools.partial(class_writes, 1, has_idle=True)
+    assert with_idle(now=normal, to=warming) == [("cpu", "cpu.shares", "128")]
+    assert with_idle(now=warming, to=normal) == [("cpu", "cpu.shares", "1024")]
+    assert with_idle(now=normal, to=idle) == [("cpu", "cpu.idle", "1")]
+    assert with_idle(now=idle, to=normal) == [("cpu", "cpu.idle", "0")]
+    # The kernel refuses a weight while cpu.idle is 1: the weight goes first into idle,
+    # last out of it.
+    assert with_idle(now=warming, to=idle) == [
+        ("cpu", "cpu.shares", "1024"),
+        ("cpu", "cpu.idle", "1"),
+    ]
+    assert with_idle(now=idle, to=warming) == [
+        ("cpu", "cpu.idle", "0"),
+        ("cpu", "cpu.shares", "128"),
+    ]
+    assert class_writes(2, has_idle=True, now=normal, to=warming) == [("", "cpu.weight", "12")]
+    assert class_writes(2, has_idle=True, now=normal, to=idle) == [("", "cpu.idle", "1")]
+    # Before Linux 5.15: the lowest weight stands in for the idle class.
+    assert class_writes(1, has_idle=False, now=normal, to=idle) == [("cpu", "cpu.shares", "2")]
+    assert class_writes(1, has_idle=False, now=idle, to=warming) == [("cpu", "cpu.shares", "128")]
+    assert class_writes(2, has_idle=False, now=warming, to=idle) == [("", "cpu.weight", "1")]
+    assert class_writes(2, has_idle=False, now=idle, to=normal) == [("", "cpu.weight", "100")]
+    for version, has_idle, c in itertools.product((1, 2), (True, False), CpuClass):
+        assert class_writes(version, has_idle=has_idle, now=c, to=c) == []
 
 
 def test_the_settings_give_the_whole_execution_its_limits() -> None:
@@ -224,14 +243,20 @@ def test_v2_cpu_classes_against_its_file_interface(tmp_path: Path) -> None:
     assert tree.has_idle
     group = tree.create("sb-1", GroupLimits(128 * MIB, 9, None, cpu_idle_after_ms=20))
     assert group.idle_class == IdleClass(after_s=0.02, has_idle=True)
-    idle = root / "sb-1" / "cpu.idle"
-    assert idle.read_text() == "1"  # warming up: what runs comes first
+
+    def cpu_files() -> tuple[str, str]:
+        # (a real cgroup has both from its mkdir, at 0 and 100; this fake one as written)
+        idle, weight = root / "sb-1" / "cpu.idle", root / "sb-1" / "cpu.weight"
+        return (idle.read_text() if idle.exists() else "0"), weight.read_text()
+
+    # Warming up: what runs comes first, what runs past its first moments after.
+    assert cpu_files() == ("0", "12")
     group.make_normal()  # its run starts
-    assert idle.read_text() == "0"
+    assert cpu_files() == ("0", "100")
     group.make_idle()  # CPU_IDLE_AFTER_MS into its run
-    assert idle.read_text() == "1"
+    assert cpu_files() == ("1", "100")
     group.kill()  # dying processes free their memory in the normal class
-    assert idle.read_text() == "0"
+    assert cpu_files() == ("0", "100")
     # A cgroup removed meanwhile (its run ended): nothing to do, no error.
     for file in (root / "sb-1").iterdir():
         file.unlink()
@@ -247,6 +272,7 @@ def test_before_linux_5_15_the_idle_class_is_the_lowest_weight(tmp_path: Path) -
     assert not tree.has_idle
     group = tree.create("sb-1", GroupLimits(128 * MIB, 9, None, cpu_idle_after_ms=20))
     weight = own / "sandbox-controller-x" / "sb-1" / "cpu.weight"
+    assert weight.read_text() == "12"  # warming up
     group.make_idle()
     assert weight.read_text() == "1"
     group.make_normal()
