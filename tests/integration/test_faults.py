@@ -28,10 +28,17 @@ pytestmark = pytest.mark.integration
 
 
 def ancestor_agent(pid: int) -> int:
-    """The browser agent process (``python -m browser_agent``) above ``pid``."""
+    """The process the controller started for the agent above ``pid`` (bubblewrap's outermost).
+
+    The controller learns of an agent's end when that process is reaped, so its /proc entry
+    going away is the state the controller acts on, not the agent's interpreter inside.
+    """
+    found = 0
     while pid > 1:
         if b"browser_agent" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return pid
+            found = pid
+        elif found:
+            return found
         pid = parent_pid(pid)
     raise AssertionError("no agent process above the browser")
 
