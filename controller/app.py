@@ -26,7 +26,7 @@ from controller.browser.sessions import SessionService
 from controller.draining import Drain
 from controller.execution.backend import ExecutionBackend
 from controller.execution.service import ExecutionService
-from controller.keys import Defaults, KeyRing, RateLimits
+from controller.keys import Defaults, InFlight, KeyRing, RateLimits
 from controller.metrics import Metrics
 from controller.settings import Settings
 
@@ -114,6 +114,7 @@ def create_app(
         BearerAuth,
         keys=keys,
         rates=RateLimits(),
+        in_flight=InFlight(settings.max_requests_per_key),
         public_paths=PUBLIC_PATHS
         | (frozenset(DOCS_PATHS) if docs else frozenset())
         | ({"/metrics"} if settings.metrics_public else frozenset()),

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -232,3 +233,28 @@ class RateLimits:
                 retry_after_s=max(wait, 1),
             )
         self._buckets[caller.name] = (tokens - 1, now)
+
+
+class InFlight:
+    """Requests of each key in flight at once, from their head until their answer is sent:
+    at most ``most`` per key, so that no key can hold every connection the server keeps
+    (MAX_CONNECTIONS) with requests that trickle their bodies or never read their answers."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self._by: Counter[str] = Counter()
+
+    def enter(self, caller: Caller) -> None:
+        """One more request of ``caller``'s; Overloaded (429, Retry-After) past ``most``."""
+        if self._by[caller.name] >= self.most:
+            raise Overloaded(
+                f"key {caller.name!r} has {self.most} requests in flight already "
+                "(setting MAX_REQUESTS_PER_KEY); retry when one is answered",
+                retry_after_s=1,
+            )
+        self._by[caller.name] += 1
+
+    def leave(self, caller: Caller) -> None:
+        self._by[caller.name] -= 1
+        if not self._by[caller.name]:
+            del self._by[caller.name]

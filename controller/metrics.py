@@ -103,8 +103,9 @@ class Metrics:
         )
         self.connections_dropped = Counter(
             "sandbox_connections_dropped",
-            "Connections the server dropped: header_timeout, write_timeout (or its answer "
-            "among the longest stalled past STALLED_ANSWERS_MB), evicted (MAX_CONNECTIONS).",
+            "Connections the server dropped: header_timeout, head_too_large (431), "
+            "write_timeout (or its answer among the longest stalled past STALLED_ANSWERS_MB), "
+            "evicted (MAX_CONNECTIONS).",
             ["reason"],
             registry=r,
         )

@@ -7,10 +7,13 @@ the process runs out of descriptors, when sandboxes can no longer be started eit
 Over uvicorn's own protocol (httptools), here:
 
 - a request head must be complete within HEADER_TIMEOUT_S of the connection, or of the
-  previous answer on a kept-alive one, or the connection is dropped;
+  previous answer on a kept-alive one, or the connection is dropped; and within
+  MAX_HEAD_BYTES, or it is answered 431 and closed (httptools keeps every header, and
+  joins a long one piece by piece, at a cost that grows with its square);
 - an answer its client stops reading (its buffer above the transport's high-water mark)
-  for WRITE_TIMEOUT_S is dropped with its connection, and the answers stalled at once
-  hold at most STALLED_ANSWERS_MB: beyond it, the longest stalled go first;
+  for WRITE_TIMEOUT_S in all, however many times it reads a little, is dropped with its
+  connection, and the answers stalled at once hold at most STALLED_ANSWERS_MB: beyond
+  it, those that first stalled longest ago go first;
 - at most MAX_CONNECTIONS connections: one more drops the connection that has waited
   longest for its request head (a caller sending a request is never the one dropped),
   or is dropped itself when no connection is waiting;
@@ -23,6 +26,7 @@ The first SIGTERM drains (controller.draining) before the server closes its sock
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import resource
 import signal
@@ -42,6 +46,14 @@ from controller.settings import Settings
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
+MAX_HEAD_BYTES = 64 * 1024
+"""A request's line and headers at most (nginx's default allows 32 KiB)."""
+HEAD_TOO_LARGE = json.dumps(
+    {
+        "error": "head_too_large",
+        "message": f"the request's line and headers exceed {MAX_HEAD_BYTES} bytes",
+    }
+).encode()
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,7 @@ class ConnectionGuard:
         self.stalled.pop(connection, None)
 
     def stalling(self, connection: GuardedProtocol) -> None:
-        self.stalled[connection] = None
+        self.stalled.setdefault(connection, None)  # in the order they first stalled
         held = sum(c.buffered for c in self.stalled)
         while held > self.limits.stalled_bytes and self.stalled:
             oldest = next(iter(self.stalled))
@@ -95,6 +107,10 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self._head_after_drain = False
+        self._head_bytes = 0
+        self._stall_left = self.guard.limits.write_timeout_s
+        """What is left of the answer's stalled time (WRITE_TIMEOUT_S in all)."""
+        self._stalled_at = 0.0
 
     @property
     def buffered(self) -> int:
@@ -108,7 +124,32 @@ class GuardedProtocol(HttpToolsProtocol):
         self._cancel_timers()
         self.transport.abort()  # even one closing already: its unsent data goes too
 
+    def refuse_head(self) -> None:
+        """Answer 431 and close: the head is larger than any this service needs."""
+        self.guard.dropped("head_too_large")
+        self.guard.closed(self)
+        self._cancel_timers()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\nconnection: close\r\n"
+            b"content-length: " + str(len(HEAD_TOO_LARGE)).encode() + b"\r\n\r\n" + HEAD_TOO_LARGE
+        )
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Still waiting for the head once this is parsed: all of it was head (what came
+        # with a head that completed is its body, or the next request's head in part).
+        if self in self.guard.waiting and not self.transport.is_closing():
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self.refuse_head()
+
     def _await_head(self) -> None:
+        # The previous answer, if any, is all sent: the next one has a stalled time of its own.
+        self._stall_left = self.guard.limits.write_timeout_s
+        self.guard.stalled.pop(self, None)
+        self._head_bytes = 0
         self._cancel(self._head_timer)
         self._head_timer = self.loop.call_later(
             self.guard.limits.header_timeout_s, self.drop, "header_timeout"
@@ -161,16 +202,16 @@ class GuardedProtocol(HttpToolsProtocol):
     def pause_writing(self) -> None:
         super().pause_writing()
         self._cancel(self._write_timer)
-        self._write_timer = self.loop.call_later(
-            self.guard.limits.write_timeout_s, self.drop, "write_timeout"
-        )
+        self._stalled_at = self.loop.time()
+        self._write_timer = self.loop.call_later(self._stall_left, self.drop, "write_timeout")
         self.guard.stalling(self)
 
     def resume_writing(self) -> None:
         super().resume_writing()
         self._cancel(self._write_timer)
         self._write_timer = None
-        self.guard.stalled.pop(self, None)
+        # A client that takes a little now and then is still counted from its first stall.
+        self._stall_left -= self.loop.time() - self._stalled_at
         if self._head_after_drain:
             self._head_after_drain = False
             self._await_head()

@@ -271,6 +271,14 @@ class Settings(BrowserSessionRules, NetworkRules):
         "which the service raises to its hard limit at start); one more drops the "
         "connection that has waited longest for its request.",
     )
+    max_requests_per_key: int = Field(
+        128,
+        ge=1,
+        le=1_000_000,
+        description="Requests of one key in flight at once, from their head until their "
+        "answer is sent; beyond it, 429. Keep it well below MAX_CONNECTIONS, so that no key "
+        "can hold every connection with bodies it trickles or answers it never reads.",
+    )
     header_timeout_s: float = Field(
         10.0,
         gt=0,
@@ -285,8 +293,8 @@ class Settings(BrowserSessionRules, NetworkRules):
         30.0,
         gt=0,
         le=3600,
-        description="An answer its client stops reading for this long is dropped with its "
-        "connection.",
+        description="An answer its client stops reading for this long in all (however "
+        "many times it reads a little) is dropped with its connection.",
     )
     stalled_answers_mb: int = Field(
         64,
@@ -344,8 +352,9 @@ class Settings(BrowserSessionRules, NetworkRules):
         64,
         ge=1,
         description="Request bodies held at once, from their first byte until their answer "
-        "is sent (what is parsed from them lives as long); one caller at most half of it. "
-        "Beyond it, 429 with Retry-After.",
+        "is sent (what is parsed from them lives as long); one caller at most half of it, "
+        "bodies over 64 KiB at most seven eighths (the rest is for small ones). Beyond it, "
+        "429 with Retry-After.",
     )
     request_body_timeout_s: float = Field(
         30.0,

@@ -11,15 +11,23 @@ processes, pending signals, message queues) one sandbox's alone.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
+import logging
 import os
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.policy import HOST_ID_RANGE
 
+log = logging.getLogger(__name__)
+
 LOCK_ROOT = Path("/run/sandbox-controller")
 UID_COUNT = HOST_ID_RANGE
+RETRY_S = 5.0
+QUARANTINE_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -66,3 +74,54 @@ class UidLeases:
     def release(lease: Lease) -> None:
         """Give the uid back: only once nothing runs as it any more."""
         os.close(lease.fd)
+
+
+class Quarantine:
+    """Leases of uids that processes may still run as: each released only once its sandbox
+    or agent says nothing of it is left, never before, so that no uid is handed on with a
+    predecessor's processes (and their share of the per-user counters) still on it."""
+
+    def __init__(self, retry_s: float = RETRY_S, give_up_s: float = QUARANTINE_S) -> None:
+        self.retry_s = retry_s
+        self.give_up_s = give_up_s
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def held(self) -> int:
+        """Leases waiting for their processes to be gone."""
+        return len(self._tasks)
+
+    def hold(self, lease: Lease, gone: Callable[[], Awaitable[bool]], what: str) -> None:
+        """Keep ``lease`` until ``gone()`` (which kills what is left, and says whether
+        nothing is) is true: asked every ``retry_s`` for ``give_up_s``, then never again,
+        and the uid stays leased while the service runs."""
+        log.warning("%s left processes behind: uid %d is kept until they are gone", what, lease.uid)
+        task = asyncio.create_task(self._release_when_gone(lease, gone, what))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _release_when_gone(
+        self, lease: Lease, gone: Callable[[], Awaitable[bool]], what: str
+    ) -> None:
+        deadline = time.monotonic() + self.give_up_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(self.retry_s)
+            try:
+                if await gone():
+                    UidLeases.release(lease)
+                    log.info("%s: its processes are gone, uid %d is free", what, lease.uid)
+                    return
+            except Exception:  # a failed try is tried again
+                log.exception("%s: cannot tell whether its processes are gone", what)
+        log.error(
+            "%s: processes still left after %.0f s; uid %d stays leased while the service runs",
+            what,
+            self.give_up_s,
+            lease.uid,
+        )
+
+    async def stop(self) -> None:
+        """Stop asking (the leases are dropped with the process: the kernel's)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 AddrInfo = tuple[Any, ...]
-THREADS = 32
+THREADS = 1024
+"""Lookups in threads at once, all owners together: a bound on threads, never reached
+first by design (owners' own caps are), so that owners who fill theirs with lookups that
+never return leave threads to the others; threads start only as lookups need them."""
 PER_OWNER = 4
 TIMEOUT_S = 10.0
 

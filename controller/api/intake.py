@@ -5,11 +5,13 @@ else while it streams) and when it has not all arrived REQUEST_BODY_TIMEOUT_S af
 head (408), so a caller who trickles a body holds nothing for long.  Every body counts
 against REQUEST_BODIES_MB from its first byte until its answer has been sent, since
 what is parsed from it (and sent on to a sandbox) lives as long as the request: one
-caller may hold at most half of it, so another always finds room (429 beyond either).
+caller may hold at most half of it, and large bodies (over 64 KiB) all together at most
+seven eighths, so that however many callers fill it with large bodies, a small one
+(most requests: code, a navigation, a click) always finds room (429 beyond either).
 A large body costs the event loop a few milliseconds a megabyte to take in: each caller
-has one large body coming in at a time, callers in turn (controller.fairness), so one
-caller's stream of them shares the loop with everyone else's requests, rather than
-taking it.
+has one large body coming in at a time, so one caller's stream of them shares the loop
+with everyone else's requests, rather than taking it.  Across callers there is no such
+bound, since a body that trickles would hold its place for others.
 """
 
 from __future__ import annotations
@@ -20,38 +22,54 @@ from collections import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller.api.middleware import KEY_SCOPE, send_error
+from controller.bodies.pool import INLINE_BYTES
 from controller.errors import ControllerError, Overloaded, RequestTimeout, RequestTooLarge
 from controller.fairness import FairSlots
 
 PUBLIC = "(public)"
 """Whose the bodies of public paths are (no caller is known there)."""
-LARGE_BYTES = 64 * 1024
+LARGE_BYTES = INLINE_BYTES
 """A body larger than this comes in one at a time per caller (the parsers' threshold)."""
-INTAKES = 4
-"""Large bodies coming in at once, all callers together."""
+EVERY_CALLER = 2**31
+"""Large bodies coming in at once, all callers together: one per caller, and no other bound."""
+SMALL_RESERVE = 8
+"""The share of the budget (one part in this many) that only small bodies may take."""
 
 
 class BodyBudget:
-    """Bytes of request bodies held at once: ``total`` in all, half of it per caller."""
+    """Bytes of request bodies held at once: ``total`` in all, half of it per caller, and
+    an eighth of it kept for bodies of at most LARGE_BYTES."""
 
     def __init__(self, total: int) -> None:
         self.total = total
         self.per_caller = total // 2
+        self.for_large = total - total // SMALL_RESERVE
         self.held = 0
+        self.held_large = 0
         self._held_by: Counter[str] = Counter()
 
-    def take(self, name: str, size: int) -> Overloaded | None:
-        """Hold ``size`` more bytes for ``name``; the refusal when that is beyond the budget."""
-        refusal = self._refusal(name, size)
+    def take(self, name: str, size: int, had: int = 0) -> Overloaded | None:
+        """Hold ``size`` more bytes for a body of ``name``'s that holds ``had`` already; the
+        refusal when that is beyond the budget."""
+        large = _large_part(had + size) - _large_part(had)
+        refusal = self._refusal(name, size, large)
         if refusal is not None:
             # The rest of the body is not read: the connection cannot carry another request.
             refusal.headers["Connection"] = "close"
             return refusal
         self.held += size
+        self.held_large += large
         self._held_by[name] += size
         return None
 
-    def _refusal(self, name: str, size: int) -> Overloaded | None:
+    def _refusal(self, name: str, size: int, large: int) -> Overloaded | None:
+        if large and self.held_large + large > self.for_large:
+            return Overloaded(
+                f"the large request bodies in flight would exceed {self.for_large} bytes "
+                f"(REQUEST_BODIES_MB but an eighth, kept for bodies of at most {LARGE_BYTES} "
+                "bytes); retry later",
+                retry_after_s=1,
+            )
         if self._held_by[name] + size > self.per_caller:
             return Overloaded(
                 f"this caller's request bodies in flight would exceed {self.per_caller} bytes, "
@@ -67,10 +85,17 @@ class BodyBudget:
         return None
 
     def give(self, name: str, size: int) -> None:
+        """Give back the whole of one body of ``name``'s, ``size`` bytes."""
         self.held -= size
+        self.held_large -= _large_part(size)
         self._held_by[name] -= size
         if not self._held_by[name]:
             del self._held_by[name]
+
+
+def _large_part(size: int) -> int:
+    """What a body of ``size`` bytes counts against the large bodies' share: all or nothing."""
+    return size if size > LARGE_BYTES else 0
 
 
 class BodyIntake:
@@ -81,7 +106,7 @@ class BodyIntake:
         self.limit = limit
         self.timeout_s = timeout_s
         self.budget = budget
-        self.lanes = FairSlots(INTAKES)
+        self.lanes = FairSlots(EVERY_CALLER)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,7 +145,7 @@ class BodyIntake:
                 if received > self.limit:
                     raise _Refused(RequestTooLarge(self.limit))
                 if received > held:  # no Content-Length: held as it arrives
-                    if refusal := self.budget.take(name, received - held):
+                    if refusal := self.budget.take(name, received - held, held):
                         raise _Refused(refusal)
                     held = received
                 if in_lane and not message.get("more_body", False):

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from controller import logs
 from controller.draining import ALWAYS_SERVED, Drain
 from controller.errors import ControllerError, Overloaded, ShuttingDown, Unauthorized
-from controller.keys import Caller, KeyRing, RateLimits
+from controller.keys import Caller, InFlight, KeyRing, RateLimits
 from controller.metrics import Metrics
 from sandbox_common import bearer
 
@@ -134,14 +134,21 @@ class Admitting:
 
 class BearerAuth:
     """Every path but ``public_paths`` needs a caller's bearer token: AUTH_TOKEN or a key
-    of AUTH_KEYS_FILE (controller.keys); then the caller's requestsPerMinute applies."""
+    of AUTH_KEYS_FILE (controller.keys); then the caller's requestsPerMinute applies, and
+    its share of the requests in flight (MAX_REQUESTS_PER_KEY)."""
 
     def __init__(
-        self, app: ASGIApp, keys: KeyRing, rates: RateLimits, public_paths: frozenset[str]
+        self,
+        app: ASGIApp,
+        keys: KeyRing,
+        rates: RateLimits,
+        in_flight: InFlight,
+        public_paths: frozenset[str],
     ) -> None:
         self.app = app
         self.keys = keys
         self.rates = rates
+        self.in_flight = in_flight
         self._public = public_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -158,7 +165,13 @@ class BearerAuth:
         identify(scope, caller)
         try:
             self.rates.take(caller)
+            self.in_flight.enter(caller)
         except Overloaded as exc:
+            # Its body, if any, is not read: the connection cannot carry another request.
+            exc.headers["Connection"] = "close"
             await send_error(send, exc)
             return
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight.leave(caller)

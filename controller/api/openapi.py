@@ -76,8 +76,8 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     413: ("The body exceeds MAX_REQUEST_BYTES (`request_too_large`).", {}),
     422: ("A field breaks a rule; `details` names each field and rule.", {}),
     429: (
-        "Too many executions, sessions or request bodies at once (`overloaded`); retry "
-        "after a while.",
+        "Too many executions, sessions, request bodies or requests of the key at once, or "
+        "past the key's requests a minute (`overloaded`); retry after a while.",
         RETRY_AFTER,
     ),
     502: ("The browser failed or could not be reached, or the page could not load.", {}),
@@ -88,7 +88,9 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
     ),
     504: ("The browser or the page did not answer in time.", {}),
 }
-AUTHENTICATED = (401,)
+AUTHENTICATED = (401, 429)
+"""What any call with a token may answer: its key's requestsPerMinute and its share of
+the requests in flight (MAX_REQUESTS_PER_KEY) are checked with it."""
 WITH_BODY = (408, 413, 422, 429, 503)
 """What any call with a body may answer: its intake (controller.api.intake) and its
 validation (a parser process, for a large one)."""

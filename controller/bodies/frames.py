@@ -2,8 +2,10 @@
 
 A request is two frames: JSON naming the body's spec and its limits, then the body.  An
 answer is one frame of JSON: ``{"kind": "ok"|"invalid"|"too_complex", "errors":
-[...], "reason": "..."}``, read strictly (a parser that untrusted input had subverted
-gets no further with what it answers than a refusal).
+[...], "reason": "..."}``, read strictly: whatever a parser answers, the service takes it
+for a pass or a refusal, nothing more.  The parser is the service's own code, run as the
+service's user: it bounds the body's cost (memory, time, the event loop), not what an
+exploit of the JSON parser itself could do.
 """
 
 from __future__ import annotations

@@ -68,6 +68,9 @@ class _Parser:
         except (TimeoutError, ParserFailed) as exc:
             parser.kill()
             raise ParserFailed(f"the parser process did not start: {exc}") from None
+        except BaseException:  # cancelled while it starts: nobody else knows of it
+            parser.kill()
+            raise
         if kind != "ok":
             parser.kill()
             raise ParserFailed(f"the parser process said {kind!r} first")

@@ -25,7 +25,7 @@ from controller.cgroups import PER_PROCESS_ONLY, open_cgroups
 from controller.errors import BrowserUnavailable
 from controller.pool import Backoff, PoolClosed, WarmPool
 from controller.settings import Settings
-from controller.uids import Lease, UidLeases
+from controller.uids import Lease, Quarantine, UidLeases
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class LocalSessionBackend:
             else None
         )
         self._leases: dict[str, Lease] = {}
+        self._quarantine = Quarantine()
         self._pool: WarmPool[AgentProcess] = WarmPool(
             "browser agent",
             settings.browser_warm_agents,
@@ -222,16 +223,21 @@ class LocalSessionBackend:
         return agent is not None and agent.alive
 
     async def _close(self, agent: AgentProcess) -> None:
+        gone = False
         try:
-            await agent.close()
+            gone = await agent.close()
         finally:
             self._agents.pop(agent.agent_id, None)
             lease = self._leases.pop(agent.agent_id, None)
             if lease is not None:
-                UidLeases.release(lease)
+                if gone:  # nothing runs as its uid any more: it may serve another agent
+                    UidLeases.release(lease)
+                else:
+                    self._quarantine.hold(lease, agent.close, "a browser agent")
 
     async def stop(self) -> None:
         await self._pool.stop()
+        await self._quarantine.stop()
         if self._cgroups is not None:
             try:
                 await asyncio.to_thread(self._cgroups.close)

@@ -368,8 +368,9 @@ class AgentProcess:
             os.close(self._stdin_w)
             self._stdin_w = -1
 
-    async def close(self) -> None:
-        """Kill, reap, sweep, remove the private directory (profile, cache).  Idempotent.
+    async def close(self) -> bool:
+        """Kill, reap, sweep, remove the private directory (profile, cache); whether
+        nothing of the agent is left running (False: call again later).  Idempotent.
 
         The sweep kills every process still running as this agent's own uid, or carrying
         its HOME, whatever its process group or session: Chromium's own group and its
@@ -380,9 +381,11 @@ class AgentProcess:
         if self.cgroup is not None:
             self.cgroup.kill()  # everything of the agent, whatever its group or parent
         await self._wait_exit(10)
+        gone = False
         for _ in range(SWEEPS):
             uid = self.ids[0] if self.ids is not None else None
             if not await asyncio.to_thread(sweep, self.layout.private_dir, uid):
+                gone = True
                 break
             await asyncio.sleep(0.05)  # killed ones vanish from /proc once reaped
         for _ in range(5):
@@ -399,8 +402,10 @@ class AgentProcess:
                 with contextlib.suppress(OSError):
                     self.layout.launcher.unlink()
         if self.cgroup is not None:
-            group, self.cgroup = self.cgroup, None
-            await remove_when_empty(group)
+            if not await remove_when_empty(self.cgroup):
+                return False
+            self.cgroup = None
+        return gone
 
 
 def sweep(directory: Path, uid: int | None) -> int:

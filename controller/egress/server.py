@@ -64,7 +64,11 @@ class GrantGates:
             grant = verify(self._key, token.strip())
         except GrantError as exc:
             raise Unauthorized(str(exc)) from None
-        return EgressGate(grant.policy, self._rules, ask=self._asked_for(grant))
+        # Each execution's lookups are its own: one whose name server never answers
+        # waits on itself, never on the proxy's other executions.
+        return EgressGate(
+            grant.policy, self._rules, ask=self._asked_for(grant), owner=grant.execution_id
+        )
 
 
 async def serve(rules: NetworkRules, host: str = "0.0.0.0") -> None:  # noqa: S104 - a pod

@@ -33,7 +33,7 @@ from controller.execution.limits import group_limits, sandbox_limits
 from controller.execution.selftest import judge, self_test_job
 from controller.pool import Backoff, PoolClosed, WarmPool
 from controller.settings import Settings
-from controller.uids import Lease, UidLeases
+from controller.uids import Lease, Quarantine, UidLeases
 from sandbox_common.egress_account import EgressAccount
 from sandbox_common.egress_gate import EgressGate, EgressRules
 
@@ -84,6 +84,7 @@ class LocalBackend:
             else None
         )
         self._leases: dict[Sandbox, Lease] = {}
+        self._quarantine = Quarantine()
         self._ask = (
             AskCallback(str(settings.network_ask_url), settings.network_ask_timeout_ms)
             if settings.network_ask_url is not None
@@ -170,15 +171,19 @@ class LocalBackend:
         self._egress_root.chmod(0o711)  # traversable, not listable, by the sandboxes' uid
 
     async def _close_sandbox(self, sandbox: Sandbox) -> None:
+        gone = False
         try:
-            await sandbox.close()  # every process of it gone: its uid may serve another
+            gone = await sandbox.close()
         finally:
             directory = self._egress_dirs.pop(sandbox, None)
             if directory is not None:
                 shutil.rmtree(directory, ignore_errors=True)
             lease = self._leases.pop(sandbox, None)
             if lease is not None:
-                UidLeases.release(lease)
+                if gone:  # every process of it gone: its uid may serve another
+                    UidLeases.release(lease)
+                else:
+                    self._quarantine.hold(lease, sandbox.close, "a sandbox")
 
     def _lease(self) -> Lease | None:
         if self._uids is None:
@@ -293,6 +298,7 @@ class LocalBackend:
 
     async def stop(self) -> None:
         await self._pool.stop()
+        await self._quarantine.stop()
         if self._ask is not None:
             await self._ask.close()
         if self._command is not None and self._command.egress:

@@ -42,7 +42,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         refusal = self._policy.host_refusal(host, port)
         if refusal:
             raise RefusedTarget(refusal)
-        infos = await resolver.shared().getaddrinfo(host, port, self._owner)
+        try:
+            infos = await resolver.shared().getaddrinfo(host, port, self._owner)
+        except OSError as exc:  # httpx maps httpcore's errors only: this one is ours to
+            raise httpcore.ConnectError(f"{host} does not resolve: {exc}") from None
         for *_, sockaddr in infos:
             address = str(sockaddr[0])
             refusal = self._policy.address_refusal(host, port, address)

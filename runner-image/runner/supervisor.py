@@ -294,8 +294,11 @@ class Sandbox:
         if self._cgroup is not None:
             self._cgroup.kill()  # anything the namespace's end has not taken yet
 
-    async def close(self) -> None:
-        """Kill and reap; release every fd.  Safe to call more than once."""
+    async def close(self) -> bool:
+        """Kill and reap; release every fd.  True once nothing of the sandbox is left (its
+        cgroup, if it has one, removed: a pid namespace's processes die with it, but may
+        take a while to); False while its cgroup still holds processes CGROUP_REMOVE_S
+        after the kill (call again later).  Safe to call more than once."""
         self.kill()
         self._status.close()
         for name in ("_stdin_fd", "_stdout_fd", "_stderr_fd"):
@@ -304,14 +307,16 @@ class Sandbox:
                 os.close(fd)
         await asyncio.shield(self._exited)
         if self._cgroup is not None:
-            group, self._cgroup = self._cgroup, None
-            await asyncio.shield(remove_when_empty(group))
+            if not await asyncio.shield(remove_when_empty(self._cgroup)):
+                return False
+            self._cgroup = None
+        return True
 
 
-async def remove_when_empty(group: SandboxCgroup) -> None:
+async def remove_when_empty(group: SandboxCgroup) -> bool:
     """Remove a killed sandbox's cgroup once its last process is gone (exiting processes
-    free their memory first); one still busy after CGROUP_REMOVE_S is left for the
-    service's reaping (SandboxCgroups.reap) and said so."""
+    free their memory first); whether it is gone.  One still busy after CGROUP_REMOVE_S
+    is left (for another try, or the service's reaping: SandboxCgroups.reap) and said so."""
     deadline = time.monotonic() + CGROUP_REMOVE_S
     try:
         while not group.remove():
@@ -319,7 +324,9 @@ async def remove_when_empty(group: SandboxCgroup) -> None:
                 log.warning(
                     "cgroup %s still busy %.0fs after the kill", group.name, CGROUP_REMOVE_S
                 )
-                return
+                return False
             await asyncio.sleep(0.005)
     except CgroupError as exc:
         log.warning("%s", exc)
+        return False
+    return True

@@ -28,17 +28,11 @@ pytestmark = pytest.mark.integration
 
 
 def ancestor_agent(pid: int) -> int:
-    """The process the controller started for the agent above ``pid`` (bubblewrap's outermost).
-
-    The controller learns of an agent's end when that process is reaped, so its /proc entry
-    going away is the state the controller acts on, not the agent's interpreter inside.
-    """
-    found = 0
+    """The browser agent process (``python -m browser_agent``) above ``pid``: the one the
+    controller started, whose reaping is how it learns of the agent's end."""
     while pid > 1:
         if b"browser_agent" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            found = pid
-        elif found:
-            return found
+            return pid
         pid = parent_pid(pid)
     raise AssertionError("no agent process above the browser")
 
@@ -137,14 +131,15 @@ def test_a_browser_killed_from_outside_fails_its_session_clearly() -> None:
             and Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"/usr/lib/chromium/chromium")
         ]
         assert main
-        agent = ancestor_agent(main[0])
+        # The session's agent and the warm one: both lose their browsers.
+        agents = {ancestor_agent(pid) for pid in main}
         for pid in main:
             os.kill(pid, signal.SIGKILL)
         answer = svc.client.post(f"/browser/sessions/{sid}/navigate", json={"url": "about:blank"})
         assert answer.status_code == 502, answer.text
         assert answer.json()["error"] == "browser_exited", answer.text
         # The agent ends with its browser; the session is then closed, and says so once.
-        wait_for(lambda: not Path(f"/proc/{agent}").exists())
+        wait_for(lambda: not any(Path(f"/proc/{agent}").exists() for agent in agents))
         closed = svc.client.post(f"/browser/sessions/{sid}/navigate", json={"url": "about:blank"})
         assert closed.status_code == 502
         assert "session is closed" in closed.json()["message"]

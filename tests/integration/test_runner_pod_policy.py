@@ -143,6 +143,42 @@ WIDENINGS = {
     ),
     "a host port": mutate(lambda p: container(p)["ports"][0].update(hostPort=8080)),
     "no memory limit": mutate(lambda p: container(p)["resources"]["limits"].pop("memory")),
+    "another program": mutate(lambda p: container(p).update(command=["/bin/sh", "-c", "x"])),
+    "the runner's command, other arguments": mutate(lambda p: container(p).update(args=["x"])),
+    "code through the environment": mutate(
+        lambda p: container(p)["env"].append({"name": "PYTHONSTARTUP", "value": "/tmp/x.py"})
+    ),
+    "a secret in the environment": mutate(
+        lambda p: container(p)["env"][0].update(
+            value=None, valueFrom={"secretKeyRef": {"name": "s", "key": "k"}}
+        )
+    ),
+    "an environment from a config map": mutate(
+        lambda p: container(p).update(envFrom=[{"configMapRef": {"name": "c"}}])
+    ),
+    "a hook that runs a command": mutate(
+        lambda p: container(p).update(lifecycle={"postStart": {"exec": {"command": ["sh"]}}})
+    ),
+    "a probe that runs a command": mutate(
+        lambda p: container(p).update(livenessProbe={"exec": {"command": ["sh"]}})
+    ),
+    "no deadline": mutate(lambda p: p["spec"].pop("activeDeadlineSeconds")),
+    "a deadline of a day": mutate(lambda p: p["spec"].update(activeDeadlineSeconds=86_400)),
+    "restarted": mutate(lambda p: p["spec"].update(restartPolicy="Always")),
+    "no owner": mutate(lambda p: p["metadata"].pop("ownerReferences")),
+    "not labelled a runner": mutate(
+        lambda p: p["metadata"]["labels"].update({"app.kubernetes.io/component": "x"})
+    ),
+    "a node of its choosing": mutate(lambda p: p["spec"].update(nodeName="control-plane")),
+    "a toleration of the control plane": mutate(
+        lambda p: p["spec"].update(tolerations=[{"operator": "Exists"}])
+    ),
+    "a node selector": mutate(lambda p: p["spec"].update(nodeSelector={"a": "b"})),
+    "a runtime class": mutate(lambda p: p["spec"].update(runtimeClassName="unconfined")),
+    "service links": mutate(lambda p: p["spec"].update(enableServiceLinks=True)),
+    "its own name servers": mutate(
+        lambda p: p["spec"].update(dnsPolicy="None", dnsConfig={"nameservers": ["192.0.2.1"]})
+    ),
 }
 
 

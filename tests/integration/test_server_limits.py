@@ -58,6 +58,31 @@ def test_a_connection_that_sends_no_head_in_time_is_dropped(strict: ServiceProce
     assert metric(strict, dropped) >= 2
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [b"X-Padding: " + b"a" * 200_000 + b"\r\n", b"a: b\r\n" * 40_000],
+    ids=["one long header", "many short headers"],
+)
+def test_a_head_larger_than_any_request_needs_is_431(
+    strict: ServiceProcess, headers: bytes
+) -> None:
+    dropped = 'sandbox_connections_dropped_total{reason="head_too_large"}'
+    before = metric(strict, dropped)
+    reply = b""
+    with connect(strict) as sock:
+        try:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n" + headers)
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before all of it was sent: the answer may be lost with it
+    assert metric(strict, dropped) == before + 1
+    if reply:
+        assert reply.startswith(b"HTTP/1.1 431 "), reply[:200]
+        assert b'"error": "head_too_large"' in reply
+    assert strict.client.get("/health").status_code == 200
+
+
 def test_an_answer_nobody_reads_is_dropped_after_the_write_timeout(strict: ServiceProcess) -> None:
     # An answer larger than what the kernel's socket buffers take: ~10 MB of inline file.
     code = b"{\"code\": \"open('f', 'wb').write(bytes(7_500_000))\"}"
@@ -95,6 +120,16 @@ def test_connections_beyond_the_limit_evict_the_idle_not_the_working() -> None:
 
 def evict_the_idle(strict: ServiceProcess) -> None:
     before = open_descriptors(strict)
+    body = b'{"code": "print(2 + 2)"}'
+    working = connect(strict)  # its head sent, its body not yet: at work, never evicted
+    working.sendall(
+        b"POST /execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + strict.token.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body[:5]
+    )
     idle = [connect(strict) for _ in range(200)]
     try:
         # Each connection beyond 32 evicted the one that waited longest for its head.  The
@@ -112,6 +147,10 @@ def evict_the_idle(strict: ServiceProcess) -> None:
         )
         assert strict.client.get("/health").status_code == 200
         assert strict.execute("print(2 + 2)")["stdout"] == "4\n"
+        working.sendall(body[5:])
+        answer = working.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     finally:
+        working.close()
         for sock in idle:
             sock.close()

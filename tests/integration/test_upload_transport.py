@@ -40,3 +40,10 @@ async def test_unlisted_hosts_are_refused_before_resolving(file_service: FileSer
     policy = UploadPolicy(parse_host_ports("files.example"))
     with pytest.raises(httpx.ConnectError, match="not in UPLOAD_ALLOWED_HOSTS"):
         await post(policy, f"http://127.0.0.1:{file_service.port}/up")
+
+
+async def test_a_name_that_fails_to_resolve_is_a_connect_error() -> None:
+    # Not an OSError escaping httpx: the upload's entry says why, the execution answers.
+    policy = UploadPolicy(parse_host_ports("files.invalid"))
+    with pytest.raises(httpx.ConnectError, match=r"files\.invalid does not resolve"):
+        await post(policy, "http://files.invalid/up")

@@ -168,3 +168,26 @@ async def test_concurrent_creates_hold_a_key_to_its_session_cap(tmp_path: Path) 
     ):
         answers = await asyncio.gather(*(a.post("/browser/sessions", json={}) for _ in range(5)))
     assert sorted(r.status_code for r in answers) == [201, 429, 429, 429, 429]
+
+
+async def test_a_key_holds_at_most_its_share_of_the_requests_in_flight(tmp_path: Path) -> None:
+    backend = FakeExecutionBackend(gate=asyncio.Event())
+    async with (
+        running_app(
+            tmp_path, execution=backend, auth_keys_file=keys_file(tmp_path), max_requests_per_key=2
+        ) as app,
+        as_key(app, A) as a,
+        as_key(app, B) as b,
+    ):
+        held = [asyncio.ensure_future(a.post("/execute", json={"code": "1"})) for _ in range(2)]
+        await until(lambda: backend.running == 2, what="the key's two executions")
+        refused = await a.post("/execute", json={"code": "1"})
+        assert refused.status_code == 429, refused.text
+        assert "MAX_REQUESTS_PER_KEY" in refused.json()["message"]
+        assert refused.headers["connection"] == "close"
+        other = asyncio.ensure_future(b.post("/execute", json={"code": "1"}))
+        await until(lambda: backend.running == 3, what="the other key's execution")
+        backend.gate.set()
+        assert [(await r).status_code for r in (*held, other)] == [200, 200, 200]
+        # Answered: the key's share is free again.
+        assert (await a.post("/execute", json={"code": "1"})).status_code == 200

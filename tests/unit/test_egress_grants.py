@@ -58,6 +58,7 @@ async def test_the_proxy_takes_each_connections_gate_from_its_grant() -> None:
     for _ in range(2):  # two connections of one execution: one question
         gate = gates(header.encode())
         assert await gate.resolve("new.test", 443) == ["127.0.0.1"]
+        assert gate.owner == "ex-9"  # its name lookups wait on its own alone
     assert asked == ["ex-9 new.test"]
     for bad in (b"", b"Proxy-Authorization: Basic eDp5", b"Proxy-Authorization: Bearer forged.x"):
         with pytest.raises(Unauthorized):

@@ -117,3 +117,28 @@ async def test_lookups_beyond_an_owners_share_wait_their_turn() -> None:
     finally:
         gate.set()
         resolver.close()
+
+
+async def test_owners_whose_name_servers_never_answer_leave_threads_to_others() -> None:
+    release = threading.Event()
+
+    def lookup(host: str, port: int, **_: object) -> list[tuple[Any, ...]]:
+        if host.startswith("slow"):
+            release.wait(10)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port))]
+
+    resolver = Resolver(per_owner=2, timeout_s=0.5, lookup=lookup)  # the default threads
+    try:
+        attacks = [
+            resolver.getaddrinfo(f"slow{i}.example", 443, f"attacker-{owner}")
+            for owner in range(40)
+            for i in range(2)
+        ]
+        outcomes = await asyncio.gather(*attacks, return_exceptions=True)
+        assert all(isinstance(o, LookupFailed) for o in outcomes)
+        # Eighty threads still blocked, forty owners' caps full: the next owner resolves.
+        found = await resolver.getaddrinfo("fast.example", 443, "victim")
+        assert found[0][4] == ("192.0.2.1", 443)
+    finally:
+        release.set()
+        resolver.close()
