@@ -9,7 +9,9 @@ VENV ?= .venv
 STATE_DIR ?= .state
 # libatomic1: the Node.js binary inside the Playwright package (browser agents) needs it.
 # curl, unzip: a Go toolchain from the module proxy to build helm, where there is none.
-APT_PACKAGES := bubblewrap python3-venv socat chromium libatomic1 curl unzip
+INSTALL_BROWSERS ?= yes
+APT_PACKAGES := bubblewrap python3-venv socat curl unzip \
+	$(if $(filter yes,$(INSTALL_BROWSERS)),chromium libatomic1)
 PYTEST_ARGS ?=
 
 # Root runs apt-get directly; anyone else goes through sudo when it is there.
@@ -22,7 +24,7 @@ SANDBOX_ENV ?= $(if $(ROOT_USER),/var/lib/sandbox-controller/sandbox-env,$(CURDI
 # agents run as unprivileged uids, which must be able to read it wherever the checkout is.
 BROWSER_ENV ?= $(if $(ROOT_USER),/var/lib/sandbox-controller/browser-env,$(CURDIR)/.state/browser-env)
 
-.PHONY: help run test check lint typecheck unit integration bench soak deps venv sandbox-env browser-env clean
+.PHONY: help run test check lint typecheck unit integration bench soak deps serve-venv venv sandbox-env browser-env install test-v2 clean
 
 # Build caches outside the clone (tests/cluster): the system's as root, else this user's.
 export CLUSTER_CACHE ?= $(if $(ROOT_USER),/var/cache/sandbox-controller/cluster,$(HOME)/.cache/sandbox-controller/cluster)
@@ -31,6 +33,8 @@ help:
 	@echo "make run    set up and serve local mode on :$${PORT:-8080} (AUTH_TOKEN from env or generated)"
 	@echo "make test   set up and run lint, type checks and the unit + integration tests"
 	@echo "make e2e    build (or take from cache) a local Kubernetes, run the e2e tier (root)"
+	@echo "make test-v2  the cgroup v2 tier, in a Debian 13 VM under QEMU (root)"
+	@echo "make install  local mode as a systemd service (root; docs/install.md)"
 	@echo "make bench  run the benchmarks in bench/"
 	@echo "make soak   10,000 sequential and 1,000 concurrent mixed executions, then leaks (root)"
 
@@ -44,12 +48,21 @@ $(STATE_DIR)/.deps-stamp: Makefile
 	fi
 	@touch $@
 
+# Serving needs the service alone (its browser agents have browser-env); the checks also
+# need the development tools and the Kubernetes extras.
+serve-venv: $(VENV)/.serve-stamp
+$(VENV)/.serve-stamp: pyproject.toml client/pyproject.toml $(STATE_DIR)/.deps-stamp
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e .
+	@touch $@
+
 venv: $(VENV)/.stamp
-$(VENV)/.stamp: pyproject.toml $(STATE_DIR)/.deps-stamp
+$(VENV)/.stamp: pyproject.toml client/pyproject.toml $(STATE_DIR)/.deps-stamp
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev,browser,kubernetes]'
-	@touch $@
+	@touch $(VENV)/.serve-stamp $@
 
 sandbox-env: $(SANDBOX_ENV)/.stamp
 $(SANDBOX_ENV)/.stamp: runner-image/sandbox-requirements.txt $(STATE_DIR)/.deps-stamp
@@ -69,7 +82,7 @@ $(BROWSER_ENV)/.stamp: browser-image/requirements.txt $(STATE_DIR)/.deps-stamp
 	@chmod -R a+rX $(BROWSER_ENV)
 	@touch $@
 
-run: venv sandbox-env browser-env
+run: serve-venv sandbox-env browser-env
 	@if [ -z "$$AUTH_TOKEN" ]; then \
 	  if [ ! -s $(STATE_DIR)/auth-token ]; then \
 	    umask 077; $(VENV)/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))' > $(STATE_DIR)/auth-token; \
@@ -81,7 +94,7 @@ run: venv sandbox-env browser-env
 	BROWSER_PYTHON="$${BROWSER_PYTHON:-$(BROWSER_ENV)/bin/python3}" \
 	  exec $(VENV)/bin/python -m controller
 
-SOURCES := controller runner-image browser-image sandbox_common sandbox_client tests bench
+SOURCES := controller runner-image browser-image sandbox_common client tests bench
 
 lint: venv
 	$(VENV)/bin/ruff check $(SOURCES)
@@ -103,6 +116,16 @@ check: lint typecheck sandbox-env browser-env helm-bin
 	$(TEST_ENV) $(VENV)/bin/pytest -m "not e2e" $(PYTEST_ARGS)
 
 test: check
+
+# Local mode as a systemd service (docs/install.md), as root; INSTALL_BROWSERS=no leaves
+# out Chromium and the browsers' environment (no browser sessions then).
+install: deps sandbox-env $(if $(filter yes,$(INSTALL_BROWSERS)),browser-env)
+	SANDBOX_ENV=$(SANDBOX_ENV) BROWSER_ENV=$(if $(filter yes,$(INSTALL_BROWSERS)),$(BROWSER_ENV)) \
+	  deploy/install.sh
+
+# The cgroup v2 tier: a Debian 13 VM under QEMU (tests/vm), as root.
+test-v2:
+	tests/vm/run.sh
 
 # The e2e tier on a real single-node Kubernetes built from upstream (tests/cluster).
 include tests/cluster/cluster.mk

@@ -32,7 +32,7 @@ CLIENT_COMMANDS = ("exec", "browse")
 
 def main() -> None:
     command = sys.argv[1:2]
-    if command and command[0] in (*CLIENT_COMMANDS, "-h", "--help"):
+    if command and command[0] in (*CLIENT_COMMANDS, "-h", "--help", "--version"):
         sys.exit(cli.main(sys.argv[1:]))
     if command and command != ["serve"]:
         sys.exit(f"sandbox-controller: unknown command {command[0]!r}; try --help")

@@ -23,6 +23,9 @@ from sandbox_common.egress_gate import EgressGate, EgressRules
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+TIME_SCALE = float(os.environ.get("TEST_TIME_SCALE", "1"))
+"""How much slower than this host the tests run (10 in the emulated cgroup v2 VM of
+tests/vm): every deadline of these helpers is stretched by it, no assertion is."""
 
 
 def parent_pid(pid: int | str) -> int:
@@ -43,6 +46,7 @@ def wait_for(
     The one polling helper of every tier.  ``state`` describes what was seen instead, for
     the failure message.
     """
+    timeout_s *= TIME_SCALE
     deadline = time.monotonic() + timeout_s
     while True:
         value = check()
@@ -148,17 +152,19 @@ class ServiceProcess:
         )
         self.base_url = f"http://{host}:{self.port}"
         self.client = httpx.Client(
-            base_url=self.base_url, timeout=30, headers={"Authorization": f"Bearer {self.token}"}
+            base_url=self.base_url,
+            timeout=30 * TIME_SCALE,
+            headers={"Authorization": f"Bearer {self.token}"},
         )
         self._wait_healthy(expect_healthy)
 
     def _wait_healthy(self, expect_healthy: bool, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + timeout_s * TIME_SCALE
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("service exited: " + self.output())
             try:
-                status = httpx.get(self.base_url + "/health", timeout=2).status_code
+                status = httpx.get(self.base_url + "/health", timeout=2 * TIME_SCALE).status_code
                 if status == 200 or (status == 503 and not expect_healthy):
                     return
             except httpx.TransportError:

@@ -43,6 +43,7 @@ import sandbox_common
 from controller.browser.backend import AgentHandle
 from controller.errors import BrowserUnavailable
 from controller.settings import Settings
+from controller.userns import explained
 from sandbox_common.processes import exit_future
 
 log = logging.getLogger(__name__)
@@ -349,7 +350,9 @@ class AgentProcess:
         except OSError:
             text = ""
         last = text.strip().splitlines()[-1] if text.strip() else "no output"
-        return f"browser agent {what}: {last} (see setting BROWSER_EXECUTABLE)"
+        failure = f"browser agent {what}: {last} (see setting BROWSER_EXECUTABLE)"
+        # Chromium in bubblewrap, as the agent's uid: the host may refuse its namespaces.
+        return explained(failure) if self.layout.launcher is not None else failure
 
     async def _wait_exit(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):

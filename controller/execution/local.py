@@ -34,6 +34,7 @@ from controller.execution.selftest import judge, self_test_job
 from controller.pool import Backoff, PoolClosed, WarmPool
 from controller.settings import Settings
 from controller.uids import Lease, Quarantine, UidLeases
+from controller.userns import explained
 from sandbox_common.egress_account import EgressAccount
 from sandbox_common.egress_gate import EgressGate, EgressRules
 
@@ -154,16 +155,17 @@ class LocalBackend:
             finally:
                 await self._close_sandbox(sandbox)
         except SandboxError as exc:
-            return SandboxCheck(ok=False, detail=str(exc), limits=self._limits)
+            return SandboxCheck(ok=False, detail=explained(str(exc)), limits=self._limits)
         self.warm_sandbox_mb = -(-(outcome.max_rss_kb or 0) // 1024)  # rounded up
         seccomp = (
             "on"
             if self._command and self._command.seccomp
             else f"off (no syscall table for {platform.machine()})"
         )
-        return judge(
+        check = judge(
             outcome, f"bubblewrap sandbox verified; seccomp filter {seccomp}", self._limits
         )
+        return check if check.ok else replace(check, detail=explained(check.detail))
 
     def _reset_egress_root(self) -> None:
         shutil.rmtree(self._egress_root, ignore_errors=True)

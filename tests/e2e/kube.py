@@ -92,7 +92,9 @@ def runner_shaped(
         "metadata": {"name": name, "labels": labels or {}},
         "spec": {
             "restartPolicy": "Never",
+            "activeDeadlineSeconds": 300,
             "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
             "hostUsers": False,
             "securityContext": {
                 "runAsNonRoot": True,

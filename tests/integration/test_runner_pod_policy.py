@@ -86,6 +86,14 @@ def test_the_controllers_own_runner_pod_passes_every_rule(
     chart: list[dict[str, Any]], controller_pod: Pod
 ) -> None:
     assert refusals(chart, controller_pod) == []
+    # As the API server admits it: with the tolerations it gives every pod first.
+    defaulted = copy.deepcopy(controller_pod)
+    defaulted["spec"]["tolerations"] = [
+        {"key": f"node.kubernetes.io/{k}", "operator": "Exists", "effect": "NoExecute",
+         "tolerationSeconds": 300}
+        for k in ("not-ready", "unreachable")
+    ]  # fmt: skip
+    assert refusals(chart, defaulted) == []
 
 
 def mutate(change: Callable[[Pod], object]) -> Callable[[Pod], Pod]:
@@ -143,8 +151,6 @@ WIDENINGS = {
     ),
     "a host port": mutate(lambda p: container(p)["ports"][0].update(hostPort=8080)),
     "no memory limit": mutate(lambda p: container(p)["resources"]["limits"].pop("memory")),
-    "another program": mutate(lambda p: container(p).update(command=["/bin/sh", "-c", "x"])),
-    "the runner's command, other arguments": mutate(lambda p: container(p).update(args=["x"])),
     "code through the environment": mutate(
         lambda p: container(p)["env"].append({"name": "PYTHONSTARTUP", "value": "/tmp/x.py"})
     ),
@@ -165,10 +171,6 @@ WIDENINGS = {
     "no deadline": mutate(lambda p: p["spec"].pop("activeDeadlineSeconds")),
     "a deadline of a day": mutate(lambda p: p["spec"].update(activeDeadlineSeconds=86_400)),
     "restarted": mutate(lambda p: p["spec"].update(restartPolicy="Always")),
-    "no owner": mutate(lambda p: p["metadata"].pop("ownerReferences")),
-    "not labelled a runner": mutate(
-        lambda p: p["metadata"]["labels"].update({"app.kubernetes.io/component": "x"})
-    ),
     "a node of its choosing": mutate(lambda p: p["spec"].update(nodeName="control-plane")),
     "a toleration of the control plane": mutate(
         lambda p: p["spec"].update(tolerations=[{"operator": "Exists"}])

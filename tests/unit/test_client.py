@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import json
+import tomllib
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
+import sandbox_client
 from sandbox_client import (
     AsyncClient,
     AuthenticationError,
@@ -159,3 +163,15 @@ def test_durations_and_exit_statuses_of_the_cli() -> None:
     assert exit_status(timed_out) == 124
     killed = ExecutionResult.from_json({**RESULT, "exitCode": None, "signal": 9})
     assert exit_status(killed) == 137
+
+
+def test_one_version_for_the_service_the_client_and_the_chart() -> None:
+    root = Path(__file__).resolve().parents[2]
+    chart = yaml.safe_load((root / "helm/Chart.yaml").read_text())
+    assert chart["version"] == chart["appVersion"] == sandbox_client.__version__
+    for project in ("pyproject.toml", "client/pyproject.toml"):
+        toml = tomllib.loads((root / project).read_text())
+        assert toml["project"]["dynamic"] == ["version"]
+        assert toml["tool"]["setuptools"]["dynamic"]["version"] == {
+            "attr": "sandbox_client.__version__"
+        }

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
+from controller.operator.settings import OperatorSettings
 from controller.settings import Settings
 
 TOKEN = "a-test-token-of-32-characters-ok"
@@ -128,3 +132,22 @@ def test_sandbox_and_browser_uid_ranges_never_overlap(sandbox: int, browser: int
     with pytest.raises(ValidationError, match="must not overlap"):
         Settings(auth_token=TOKEN, sandbox_uid=sandbox, browser_uid=browser)
     assert Settings(auth_token=TOKEN, sandbox_uid=sandbox, browser_uid=sandbox + 1000)
+
+
+def documented_settings() -> dict[str, list[str]]:
+    """Each setting named in the first column of a table of the settings' three pages."""
+    root = Path(__file__).resolve().parents[2]
+    found: dict[str, list[str]] = {}
+    for page in ("docs/settings.md", "docs/browser.md", "docs/kubernetes.md"):
+        for line in (root / page).read_text().splitlines():
+            if line.startswith("| `"):
+                for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1]):
+                    found.setdefault(name, []).append(page)
+    return found
+
+
+def test_the_docs_name_every_setting_and_no_other() -> None:
+    fields = {name.upper() for name in (*Settings.model_fields, *OperatorSettings.model_fields)}
+    documented = documented_settings()
+    assert sorted(fields - documented.keys()) == [], "settings the docs do not name"
+    assert sorted(documented.keys() - fields) == [], "names the docs give that are no setting"

@@ -1,4 +1,5 @@
-"""The command line on top of the client: ``sandbox-controller exec`` and ``browse``.
+"""The command line on top of the client: ``sandbox-controller exec`` and ``browse`` (the
+same as ``sandbox-client exec`` and ``browse``, where only the client is installed).
 
     sandbox-controller exec script.py [--file data.csv] [--stdin -] [--timeout 5s] [--out DIR]
     sandbox-controller browse URL [--device D] [--screenshot out.png] [--content out.html]
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
+from sandbox_client import __version__
 from sandbox_client.errors import SandboxClientError
 from sandbox_client.models import ExecutionResult, InputFile
 from sandbox_client.sync import Client
@@ -38,12 +40,17 @@ def duration_ms(text: str) -> int:
     return int(number * {"ms": 1, "s": 1000, "m": 60_000}[unit])
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(prog: str = "sandbox-controller") -> argparse.ArgumentParser:
+    """The commands; ``prog``: the program they are part of (the service's command, or the
+    client's own, which only calls one)."""
     top = argparse.ArgumentParser(
-        prog="sandbox-controller",
+        prog=prog,
         description="Serve the API (no command, or `serve`), or call one (SANDBOX_URL, "
-        "SANDBOX_TOKEN).",
+        "SANDBOX_TOKEN)."
+        if prog == "sandbox-controller"
+        else "Call a sandbox controller (SANDBOX_URL, SANDBOX_TOKEN).",
     )
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = top.add_subparsers(dest="command", required=True)
     run = commands.add_parser("exec", help="run a Python script in a sandbox")
     run.add_argument("script", help="the script; - reads it from standard input")
@@ -174,10 +181,15 @@ def run_browse(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "sandbox-controller") -> int:
+    args = parser(prog).parse_args(argv)
     try:
         return run_exec(args) if args.command == "exec" else run_browse(args)
     except (SandboxClientError, OSError) as exc:
-        print(f"sandbox-controller: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return PLATFORM_FAILED
+
+
+def client_main() -> None:
+    """``sandbox-client``: the client distribution's own command (no service in it)."""
+    sys.exit(main(prog="sandbox-client"))

@@ -14,8 +14,12 @@ platform failing is an exception of ``sandbox_client.errors`` whose message says
 ``AsyncClient`` is the implementation; ``Client`` runs it for synchronous callers.
 """
 
-from sandbox_client.aio import AsyncBrowserSession, AsyncClient
-from sandbox_client.errors import (
+__version__ = "0.1.0"
+"""The project's one version: this client's, the service's (both distributions read it
+here) and its chart's (a test holds Chart.yaml to it)."""
+
+from sandbox_client.aio import AsyncBrowserSession, AsyncClient  # noqa: E402
+from sandbox_client.errors import (  # noqa: E402
     ApiError,
     AuthenticationError,
     InvalidRequest,
@@ -25,8 +29,8 @@ from sandbox_client.errors import (
     ServiceUnavailable,
     TransportError,
 )
-from sandbox_client.models import ExecutionResult, InputFile, OutputFile, Violation
-from sandbox_client.sync import BrowserSession, Client
+from sandbox_client.models import ExecutionResult, InputFile, OutputFile, Violation  # noqa: E402
+from sandbox_client.sync import BrowserSession, Client  # noqa: E402
 
 __all__ = [
     "ApiError",
@@ -45,4 +49,5 @@ __all__ = [
     "ServiceUnavailable",
     "TransportError",
     "Violation",
+    "__version__",
 ]
