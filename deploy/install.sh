@@ -58,11 +58,14 @@ systemctl daemon-reload
 systemctl enable -q sandbox-controller.service
 systemctl restart sandbox-controller.service
 port=$(sed -n 's/^PORT=//p' "$ETC/env" | tail -1)
-for _ in $(seq 1 "${HEALTH_WAIT_S:-120}"); do
-    if "$PREFIX/venv/bin/python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:${port:-8080}/health', timeout=5)" 2>/dev/null; then
-        log "running: curl http://127.0.0.1:${port:-8080}/health; the token is AUTH_TOKEN in $ETC/env"
+health="http://127.0.0.1:${port:-8080}/health"
+deadline=$((SECONDS + ${HEALTH_WAIT_S:-120}))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    if curl -sf -m 10 -o /dev/null "$health"; then
+        log "running: curl $health; the token is AUTH_TOKEN in $ETC/env"
         exit 0
     fi
+    systemctl is-failed -q sandbox-controller.service && break
     sleep 1
 done
 log "not healthy: journalctl -u sandbox-controller says why"

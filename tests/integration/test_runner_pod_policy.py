@@ -44,11 +44,15 @@ def controller_pod(chart: list[dict[str, Any]]) -> Pod:
     return runner_pod(spec, "sbx-0123456789abcdef", "0" * 64, Owner("replica", "lease", "uid"))
 
 
-def refusals(chart: list[dict[str, Any]], pod: Pod) -> list[str]:
-    """The messages of the policy's validations that ``pod`` fails."""
+def refusals(chart: list[dict[str, Any]], pod: Pod, operation: str = "CREATE") -> list[str]:
+    """The messages of the policy's validations that ``pod`` fails, when created (or
+    updated: ``operation``)."""
     policy = one(chart, "ValidatingAdmissionPolicy")
     environment = celpy.Environment()
-    activation: dict[str, Any] = {"object": celpy.json_to_cel(pod)}
+    activation: dict[str, Any] = {
+        "object": celpy.json_to_cel(pod),
+        "request": celpy.json_to_cel({"operation": operation}),
+    }
     variables = {}
     for variable in policy["spec"].get("variables", []):
         program = environment.program(environment.compile(variable["expression"]))
@@ -94,6 +98,12 @@ def test_the_controllers_own_runner_pod_passes_every_rule(
         for k in ("not-ready", "unreachable")
     ]  # fmt: skip
     assert refusals(chart, defaulted) == []
+    # Scheduled, then labelled by the controller for its execution: an update of a pod
+    # whose node the scheduler has set.
+    scheduled = copy.deepcopy(defaulted)
+    scheduled["spec"]["nodeName"] = "node-1"
+    scheduled["metadata"]["labels"]["sandbox-controller.dev/execution"] = "ex-1"
+    assert refusals(chart, scheduled, operation="UPDATE") == []
 
 
 def mutate(change: Callable[[Pod], object]) -> Callable[[Pod], Pod]:

@@ -14,7 +14,7 @@ log="$out/console.log"
 start=$SECONDS
 echo "[vm $(date +%H:%M:%S)] booting Debian 13 (cgroup v2) under QEMU; the run's output follows at its end" >&2
 status=0
-timeout "${VM_TIMEOUT_S:-1800}" nice -n 5 qemu-system-x86_64 \
+timeout "${VM_TIMEOUT_S:-1800}" nice -n "${VM_NICE:-5}" qemu-system-x86_64 \
     -accel tcg,thread=multi -cpu max -smp 2 -m 4096 \
     -display none -monitor none -serial "file:$log" -no-reboot -nic none \
     -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
