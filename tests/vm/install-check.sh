@@ -3,7 +3,12 @@
 # VM has no Chromium). Then: active, healthy with cgroup v2 per execution, an execution,
 # a memory-capped one reported as such; stopped, nothing of it left.
 set -eu
-fail() { echo "[install-check] FAILED: $*"; journalctl -u sandbox-controller --no-pager | tail -30; exit 1; }
+fail() {
+    echo "[install-check] FAILED: $*"
+    echo "[install-check] /health: $(curl -s -m 30 http://127.0.0.1:8080/health)"
+    journalctl -u sandbox-controller --no-pager -l | grep -v controller.access | tail -40
+    exit 1
+}
 work=$(mktemp -d)
 tar -C /src --exclude=./.venv --exclude=./.git --exclude=./.state -cf - . | tar -C "$work" -xf -
 export PIP_NO_INDEX=1 PIP_FIND_LINKS=/var/cache/wheels PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -11,6 +11,7 @@ image=$(tests/vm/image.sh)
 out=$(mktemp -d /tmp/vm-out.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 log="$out/console.log"
+[ -z "${VM_ONLY:-}" ] || echo "$VM_ONLY" > "$out/only"  # inside.sh: one part alone
 start=$SECONDS
 echo "[vm $(date +%H:%M:%S)] booting Debian 13 (cgroup v2) under QEMU; the run's output follows at its end" >&2
 status=0
