@@ -156,8 +156,9 @@ class Sandbox:
         except TimeoutError as exc:
             raise SandboxError(f"sandbox not ready after {timeout_s:.1f}s") from exc
         if not ready:
+            why = self._startup_error()  # before close() takes its stderr
             await self.close()
-            raise SandboxError(f"sandbox failed to start: {self._startup_error()}")
+            raise SandboxError(f"sandbox failed to start: {why}")
 
     def _startup_error(self) -> str:
         try:
