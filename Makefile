@@ -24,7 +24,7 @@ SANDBOX_ENV ?= $(if $(ROOT_USER),/var/lib/sandbox-controller/sandbox-env,$(CURDI
 # agents run as unprivileged uids, which must be able to read it wherever the checkout is.
 BROWSER_ENV ?= $(if $(ROOT_USER),/var/lib/sandbox-controller/browser-env,$(CURDIR)/.state/browser-env)
 
-.PHONY: help run test check lint typecheck unit integration bench soak deps serve-venv venv sandbox-env browser-env install test-v2 clean
+.PHONY: help run test check lint typecheck unit integration bench soak deps serve-venv venv sandbox-env browser-env install test-v2 images image-tag chart-readme clean
 
 # Build caches outside the clone (tests/cluster): the system's as root, else this user's.
 export CLUSTER_CACHE ?= $(if $(ROOT_USER),/var/cache/sandbox-controller/cluster,$(HOME)/.cache/sandbox-controller/cluster)
@@ -35,6 +35,7 @@ help:
 	@echo "make e2e    build (or take from cache) a local Kubernetes, run the e2e tier (root)"
 	@echo "make test-v2  the cgroup v2 tier, in a Debian 13 VM under QEMU (root)"
 	@echo "make install  local mode as a systemd service (root; docs/install.md)"
+	@echo "make images the three images with docker, podman or buildah (IMAGE_BUILDER), tagged by content"
 	@echo "make bench  run the benchmarks in bench/"
 	@echo "make soak   10,000 sequential and 1,000 concurrent mixed executions, then leaks (root)"
 
@@ -134,6 +135,26 @@ include tests/cluster/cluster.mk
 helm-bin: $(STATE_DIR)/.deps-stamp
 	@tests/cluster/build.sh helm
 e2e: venv
+
+# The three images, for kind or a registry (docs/kubernetes.md). The tag follows the
+# content (the commit, and a digest of uncommitted changes), so that a rebuild rolls
+# the pods of an upgraded release; IMAGE_REPOSITORY puts them under your registry.
+IMAGE_BUILDER ?= $(firstword $(foreach b,docker podman buildah,$(if $(shell command -v $(b)),$(b))))
+IMAGE_REPOSITORY ?= localhost
+IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD)$(shell git status --porcelain --untracked-files=no | grep -q . && echo -$$(git diff HEAD | sha256sum | cut -c1-8))
+images:
+	@test -n "$(IMAGE_BUILDER)" || { echo "no docker, podman or buildah: install one, or set IMAGE_BUILDER"; exit 1; }
+	$(IMAGE_BUILDER) build -f runner-image/Dockerfile -t $(IMAGE_REPOSITORY)/sandbox-runner:$(IMAGE_TAG) .
+	$(IMAGE_BUILDER) build -f controller/Dockerfile -t $(IMAGE_REPOSITORY)/sandbox-controller:$(IMAGE_TAG) .
+	$(IMAGE_BUILDER) build -f browser-image/Dockerfile -t $(IMAGE_REPOSITORY)/sandbox-browser:$(IMAGE_TAG) .
+	@echo "IMAGE_TAG=$(IMAGE_TAG)"
+image-tag:
+	@echo $(IMAGE_TAG)
+
+# helm/README.md's table of values, from values.yaml's `# --` comments (the chart's
+# tests check it is current).
+chart-readme: venv
+	$(VENV)/bin/python tests/chart_values.py
 
 bench: venv sandbox-env browser-env
 	@command -v wrk >/dev/null || { $(SUDO) apt-get install -y -qq wrk || echo "no wrk: the throughput run uses Python clients"; }

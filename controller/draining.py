@@ -15,8 +15,8 @@ import time
 
 log = logging.getLogger(__name__)
 
-ALWAYS_SERVED = frozenset({"/health", "/metrics"})
-"""Answered while draining: the load balancer's probe, and the operator's view."""
+ALWAYS_SERVED = frozenset({"/health", "/livez", "/metrics"})
+"""Answered while draining: the probes, and the operator's view."""
 
 
 class Drain:

@@ -26,6 +26,7 @@ from runner.contract import MAX_TIMEOUT_MS, MIB, HarvestLimits, RunLimits, Sandb
 from runner.policy import HOST_ID_RANGE
 
 from controller.budget import default_budget_mb
+from controller.pod_scheduling import PodScheduling
 from sandbox_common.addresses import HostPort, parse_host_ports
 from sandbox_common.bearer import MIN_TOKEN_CHARS
 from sandbox_common.domains import (
@@ -516,6 +517,13 @@ class Settings(BrowserSessionRules, NetworkRules):
     )
     runner_pod_start_timeout_s: float = Field(
         60, gt=0, le=600, description="How long a runner pod may take to become ready."
+    )
+    runner_pod_scheduling: PodScheduling = Field(
+        default=PodScheduling(),
+        description="Where runner pods run, as JSON: nodeSelector, tolerations, "
+        "priorityClassName, runtimeClassName (gVisor, Kata), imagePullSecrets. The chart "
+        "renders it from runner.* and imagePullSecrets, and its admission policy admits "
+        "exactly these.",
     )
     replica_name: str = Field(
         default_factory=lambda: default_replica_name(),

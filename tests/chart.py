@@ -15,6 +15,31 @@ from tests.support import ROOT
 CHART = ROOT / "helm"
 KUBE_VERSION = "1.37.2"
 
+PINNED = (
+    "runner.nodeSelector.pool=sandbox",
+    "runner.nodeSelector.sandbox-controller\\.dev/untrusted=yes",
+    "runner.tolerations[0].key=pool",
+    "runner.tolerations[0].value=sandbox",
+    "runner.tolerations[0].effect=NoSchedule",
+    "runner.tolerations[1].key=sandbox-controller.dev/evict",
+    "runner.tolerations[1].operator=Exists",
+    "runner.tolerations[1].effect=NoExecute",
+    "runner.tolerations[1].tolerationSeconds=30",
+    "runner.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    ".nodeSelectorTerms[0].matchExpressions[0].key=zone",
+    "runner.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    ".nodeSelectorTerms[0].matchExpressions[0].operator=In",
+    "runner.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    ".nodeSelectorTerms[0].matchExpressions[0].values={a,b}",
+    "runner.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight=50",
+    "runner.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0]"
+    ".podAffinityTerm.topologyKey=kubernetes.io/hostname",
+    "runner.runtimeClassName=gvisor",
+    "runner.priorityClassName=sandbox-low",
+    "imagePullSecrets={regcred}",
+)
+"""A chart that pins runner pods to a tainted node pool, a runtime and a priority class."""
+
 
 def helm_binary() -> str:
     """``$HELM``, else the one tests/cluster builds (`make helm-bin`)."""
@@ -38,12 +63,17 @@ def helm(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
     )
 
 
+REGISTRY = "registry.example"
+"""Where the tests' installs pull from: the chart refuses to guess (none is published)."""
+
+
 def render(
-    *values: str, files: tuple[Path, ...] = (), namespace: str = "sandbox"
+    *values: str, files: tuple[Path, ...] = (), namespace: str = "sandbox", chart: Path = CHART
 ) -> list[dict[str, Any]]:
-    """``helm template`` with ``--set`` values; the rendered objects, or a failed test."""
-    args = ["template", "rel", str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION]
-    for value in values:
+    """``helm template`` with ``--set`` values (and, without values files, the tests'
+    registry); the rendered objects, or a failed test."""
+    args = ["template", "rel", str(chart), "--namespace", namespace, "--kube-version", KUBE_VERSION]
+    for value in (*(() if files else (f"image.registry={REGISTRY}",)), *values):
         args += ["--set", value]
     for file in files:
         args += ["-f", str(file)]
@@ -55,7 +85,7 @@ def render(
 def refusal(*values: str) -> str:
     """The error ``helm template`` gives for values it must refuse."""
     args = ["template", "rel", str(CHART), "--namespace", "sandbox", "--kube-version", KUBE_VERSION]
-    for value in values:
+    for value in (f"image.registry={REGISTRY}", *values):
         args += ["--set", value]
     done = helm(*args)
     assert done.returncode != 0, f"values {values} were accepted"

@@ -22,7 +22,7 @@ from sandbox_common import bearer
 
 access = logging.getLogger("controller.access")
 
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health", "/livez"})
 """Always public; the API's description too unless API_DOCS is false (controller.app)."""
 REFUSALS = {
     bearer.Verdict.MISSING: (

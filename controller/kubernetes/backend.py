@@ -87,6 +87,7 @@ def pod_spec(settings: Settings) -> RunnerPodSpec:
         ephemeral_storage_mb=settings.runner_ephemeral_storage_mb,
         max_idle_s=settings.warm_sandbox_max_age_s + 60,
         egress=settings.network_ceiling.allows_anything,
+        scheduling=settings.runner_pod_scheduling,
     )
 
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from controller.kubernetes.manifests import APP, LABEL_COMPONENT, LABEL_KEY, LABEL_MANAGED_BY
+from controller.pod_scheduling import PodScheduling
 
 GROUP = "sandbox-controller.dev"
 VERSION = "v1"
@@ -63,6 +64,8 @@ class BrowserPodSpec:
     allow_private_networks: bool
     max_age_s: int
     """No pod lives longer: a warm pod's wait plus the longest session's lifetime."""
+    scheduling: PodScheduling = field(default_factory=PodScheduling)
+    """The node pool, runtime, priority and pull secrets the operator chose."""
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -176,6 +179,7 @@ def browser_pod(
             "hostUsers": False,
             "terminationGracePeriodSeconds": 5,
             "activeDeadlineSeconds": spec.max_age_s,
+            **spec.scheduling.pod_fields(),
             "securityContext": {
                 "runAsNonRoot": True,
                 "runAsUser": AGENT_UID,

@@ -15,11 +15,13 @@ Names are generated; who asked is only ever in labels.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from runner.contract import MAX_TIMEOUT_MS, SandboxLimits
+
+from controller.pod_scheduling import PodScheduling
 
 APP = "sandbox-controller"
 LABEL_COMPONENT = "app.kubernetes.io/component"
@@ -54,6 +56,8 @@ class RunnerPodSpec:
     """A warm pod that got no job this long exits by itself (the pool replaces it sooner)."""
     egress: bool = False
     """Its sandbox mounts an egress directory: a job may reach names (runner.egress)."""
+    scheduling: PodScheduling = field(default_factory=PodScheduling)
+    """The node pool, runtime, priority and pull secrets the operator chose."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,7 @@ def runner_pod(spec: RunnerPodSpec, name: str, token_digest: str, owner: Owner) 
             # Nothing to wait for: a pod is deleted when its one job is answered.
             "terminationGracePeriodSeconds": 0,
             "activeDeadlineSeconds": spec.max_idle_s + MAX_TIMEOUT_MS // 1000 + DEADLINE_MARGIN_S,
+            **spec.scheduling.pod_fields(),
             "securityContext": {
                 "runAsNonRoot": True,
                 "runAsUser": RUNNER_UID,

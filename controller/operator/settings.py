@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from controller.kubernetes.browser_manifests import BrowserPodSpec
+from controller.pod_scheduling import PodScheduling
 from controller.settings import QUANTITY, SECCOMP_PROFILE, BrowserSessionRules
 
 POD_AGE_MARGIN_S = 600
@@ -49,6 +50,12 @@ class OperatorSettings(BrowserSessionRules):
         description="A Failed or Expired BrowserSession stays this long (its pod is gone at "
         "once), so callers get a reason rather than a bare 404.",
     )
+    browser_pod_scheduling: PodScheduling = Field(
+        default=PodScheduling(),
+        description="Where browser pods run, as JSON: nodeSelector, tolerations, "
+        "priorityClassName, runtimeClassName, imagePullSecrets (the chart's browser.* and "
+        "imagePullSecrets).",
+    )
     operator_health_port: int = Field(8081, ge=1, le=65535, description="Liveness endpoint.")
 
     def pod_spec(self) -> BrowserPodSpec:
@@ -65,4 +72,5 @@ class OperatorSettings(BrowserSessionRules):
             max_age_s=self.browser_warm_pod_max_age_s
             + self.browser_max_session_lifetime_s
             + POD_AGE_MARGIN_S,
+            scheduling=self.browser_pod_scheduling,
         )

@@ -157,16 +157,82 @@ private destinations (the egress proxy, browser pods). */}}
 {{- end }}
 {{- end -}}
 
+{{/* An image reference: registry/repository (the image's registry, else the
+controller's image.registry), then @digest if given, else :tag (or the chart's
+appVersion). Called with (dict "image" <values> "root" $). */}}
 {{- define "sandbox.image" -}}
-{{- printf "%s:%s" .image.repository (default .chart.AppVersion .image.tag) -}}
+{{- $registry := default .root.Values.image.registry .image.registry | trimSuffix "/" -}}
+{{- $repository := ternary (printf "%s/%s" $registry .image.repository) .image.repository (ne $registry "") -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $repository .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository (default .root.Chart.AppVersion .image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The pull secrets of every pod the chart and its processes create. */}}
+{{- define "sandbox.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Where the chart's own pods run (the controller's, the operator's, the egress proxy's):
+the top-level nodeSelector, tolerations, affinity and priorityClassName. */}}
+{{- define "sandbox.servicePlacement" -}}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Where the pods of one kind (runner, browser) run, as the JSON setting the controller
+or the operator reads (controller.pod_scheduling): only the fields given. Called with
+(dict "pods" <runner or browser values> "root" $). */}}
+{{- define "sandbox.podScheduling" -}}
+{{- $fields := dict -}}
+{{- range $name := list "nodeSelector" "tolerations" "affinity" "priorityClassName" "runtimeClassName" -}}
+{{- with get $.pods $name }}{{ $_ := set $fields $name . }}{{ end -}}
+{{- end -}}
+{{- with .root.Values.imagePullSecrets }}{{ $_ := set $fields "imagePullSecrets" . }}{{ end -}}
+{{- toJson $fields -}}
 {{- end -}}
 
 {{- define "sandbox.tokenSecret" -}}
 {{- default (printf "%s-auth" (include "sandbox.fullname" .)) .Values.auth.existingSecret -}}
 {{- end -}}
 
+{{/* Whether the Ingress is rendered: as ingress.enabled says, and when it says nothing
+(null), exactly when a host is given. */}}
+{{- define "sandbox.ingressOn" -}}
+{{- $ingress := .Values.ingress -}}
+{{- if kindIs "invalid" $ingress.enabled -}}
+{{- if $ingress.host }}true{{ end -}}
+{{- else if $ingress.enabled }}true{{ end -}}
+{{- end -}}
+
 {{/* Guards the schema cannot express. */}}
 {{- define "sandbox.guards" -}}
+{{- range $key, $image := dict "image" .Values.image "runner.image" .Values.runner.image "browser.image" .Values.browser.image -}}
+{{- $registry := default $.Values.image.registry $image.registry -}}
+{{- if and (not $registry) (not (contains "/" $image.repository)) (ne $image.pullPolicy "Never") -}}
+{{- fail (printf "%s: no registry for %s, and none of this chart's images is published: build them (make images), push them, and set image.registry (or %s.repository with its registry; pullPolicy Never for images loaded into the nodes by hand)" $key $image.repository $key) -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.auth.token .Values.auth.existingSecret -}}
 {{- fail "auth.token and auth.existingSecret exclude each other: give one" -}}
 {{- end -}}
@@ -182,7 +248,7 @@ private destinations (the egress proxy, browser pods). */}}
 {{- if eq .Values.sandbox.namespace .Release.Namespace -}}
 {{- fail (printf "sandbox.namespace (%s) must not be the release's namespace: runner pods get a namespace of their own" .Values.sandbox.namespace) -}}
 {{- end -}}
-{{- $reserved := list "AUTH_TOKEN" "BACKEND" "HOST" "PORT" "STATE_DIR" "KUBERNETES_NAMESPACE" "RUNNER_IMAGE" "RUNNER_IMAGE_PULL_POLICY" "RUNNER_SECCOMP_PROFILE" "REPLICA_NAME" "WARM_SANDBOXES" "WARM_SANDBOX_MAX_AGE_S" "RUNNER_POD_START_TIMEOUT_S" "RUNNER_CPU_REQUEST" "RUNNER_CPU_LIMIT" "RUNNER_MEMORY_REQUEST_MB" "RUNNER_MEMORY_LIMIT_MB" "RUNNER_EPHEMERAL_STORAGE_MB" "BROWSER_NAMESPACE" "BROWSER_WARM_AGENTS" "BROWSER_IDLE_TIMEOUT_S" "BROWSER_MAX_IDLE_TIMEOUT_S" "BROWSER_SESSION_LIFETIME_S" "BROWSER_MAX_SESSION_LIFETIME_S" "BROWSER_ALLOW_PRIVATE_NETWORKS" "BROWSER_CHROMIUM_SANDBOX" "MAX_BROWSER_SESSIONS" "BROWSER_SESSION_START_TIMEOUT_S" "NETWORK_ALLOWED_DOMAINS" "NETWORK_DENIED_DOMAINS" "NETWORK_ALLOWED_PORTS" "NETWORK_INTERNAL_HOSTS" "NETWORK_MAX_CONNECTIONS" "NETWORK_MAX_MB" "EGRESS_PROXY" "EGRESS_GRANT_KEY" "NETWORK_ASK_URL" "NETWORK_ASK_TIMEOUT_MS" "SHUTDOWN_GRACE_S" "AUTH_KEYS_FILE" "METRICS_PUBLIC" -}}
+{{- $reserved := list "AUTH_TOKEN" "BACKEND" "HOST" "PORT" "STATE_DIR" "KUBERNETES_NAMESPACE" "RUNNER_IMAGE" "RUNNER_IMAGE_PULL_POLICY" "RUNNER_SECCOMP_PROFILE" "REPLICA_NAME" "WARM_SANDBOXES" "WARM_SANDBOX_MAX_AGE_S" "RUNNER_POD_START_TIMEOUT_S" "RUNNER_POD_SCHEDULING" "RUNNER_CPU_REQUEST" "RUNNER_CPU_LIMIT" "RUNNER_MEMORY_REQUEST_MB" "RUNNER_MEMORY_LIMIT_MB" "RUNNER_EPHEMERAL_STORAGE_MB" "BROWSER_NAMESPACE" "BROWSER_WARM_AGENTS" "BROWSER_IDLE_TIMEOUT_S" "BROWSER_MAX_IDLE_TIMEOUT_S" "BROWSER_SESSION_LIFETIME_S" "BROWSER_MAX_SESSION_LIFETIME_S" "BROWSER_ALLOW_PRIVATE_NETWORKS" "BROWSER_CHROMIUM_SANDBOX" "MAX_BROWSER_SESSIONS" "BROWSER_SESSION_START_TIMEOUT_S" "NETWORK_ALLOWED_DOMAINS" "NETWORK_DENIED_DOMAINS" "NETWORK_ALLOWED_PORTS" "NETWORK_INTERNAL_HOSTS" "NETWORK_MAX_CONNECTIONS" "NETWORK_MAX_MB" "EGRESS_PROXY" "EGRESS_GRANT_KEY" "NETWORK_ASK_URL" "NETWORK_ASK_TIMEOUT_MS" "SHUTDOWN_GRACE_S" "AUTH_KEYS_FILE" "METRICS_PUBLIC" -}}
 {{- range $name, $_ := .Values.settings -}}
 {{- if has $name $reserved -}}
 {{- fail (printf "settings.%s is set by the chart itself; use its own value instead" $name) -}}

@@ -2,7 +2,7 @@
 # usable alone: make -f tests/cluster/cluster.mk e2e
 #
 #   make cluster-build build (or find in the cache) every binary and image; no cluster
-#   make images        build the runner image (and base, pause); load it if the cluster runs
+#   make cluster-images build the images (and base, pause); load them if the cluster runs
 #   make cluster-up    build or take from cache, start the cluster; prints KUBECONFIG
 #   make cluster-down  stop everything it started and delete its state directory
 #   make e2e           run the e2e tier; starts (and then stops) a cluster unless
@@ -14,7 +14,7 @@
 VENV ?= .venv
 CLUSTER_SCRIPTS := tests/cluster
 
-.PHONY: cluster-build cluster-up cluster-down images e2e k8s-up k8s-down k8s-bench helm-bin
+.PHONY: cluster-build cluster-up cluster-down cluster-images e2e k8s-up k8s-down k8s-bench helm-bin
 
 cluster-build:
 	$(CLUSTER_SCRIPTS)/deps.sh
@@ -27,7 +27,7 @@ cluster-up:
 cluster-down:
 	$(CLUSTER_SCRIPTS)/down.sh
 
-images:
+cluster-images:
 	$(CLUSTER_SCRIPTS)/deps.sh
 	$(CLUSTER_SCRIPTS)/images.sh all
 

@@ -380,3 +380,13 @@ def test_without_a_working_runner_pod_the_service_fails_closed(
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@pytest.mark.timeout(360)
+def test_helm_test_passes_on_the_installed_release(release: Ingress, cluster: Cluster) -> None:
+    from tests.chart import helm
+
+    args = ["--kubeconfig", str(cluster.kubeconfig), "test", "sandbox", "-n", RELEASE_NAMESPACE]
+    done = helm(*args, "--logs", "--timeout", "5m", timeout_s=330)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "healthy, and ex-" in done.stdout and "printed 42" in done.stdout, done.stdout

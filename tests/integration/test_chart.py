@@ -5,13 +5,18 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from browser_agent.protocol import SessionNetwork
 
 from controller.metrics import Metrics
+from controller.pod_scheduling import PodScheduling
 from controller.settings import Settings
-from tests.chart import CHART, helm, one, refusal, render
+from tests import chart_values
+from tests.chart import CHART, REGISTRY, helm, one, refusal, render
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +29,14 @@ def env(deployment: dict) -> dict:  # type: ignore[type-arg]
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
 
 
-def test_the_chart_lints() -> None:
-    done = helm("lint", str(CHART), "--strict", "--kube-version", "1.37.2")
+@pytest.mark.parametrize(
+    "values", [("--set", f"image.registry={REGISTRY}"), ("-f", str(CHART / "local-values.yaml"))]
+)
+def test_the_chart_lints(values: tuple[str, ...]) -> None:
+    done = helm("lint", str(CHART), "--strict", "--kube-version", "1.37.2", *values)
     assert done.returncode == 0, done.stdout + done.stderr
+    # A guard's failure is only information to helm lint: none may fire.
+    assert "Fail:" not in done.stdout + done.stderr, done.stdout + done.stderr
 
 
 CONTROLLER = "rel-sandbox-controller"
@@ -194,6 +204,7 @@ def test_there_is_never_a_default_token() -> None:
 def test_the_ingress_takes_class_host_and_tls() -> None:
     ingress = one(
         render(
+            "ingress.enabled=true",
             "ingress.className=traefik",
             "ingress.host=sandbox.example.com",
             "ingress.tlsSecretName=sandbox-tls",
@@ -205,7 +216,190 @@ def test_the_ingress_takes_class_host_and_tls() -> None:
     (rule,) = ingress["rules"]
     assert rule["host"] == "sandbox.example.com"
     assert rule["http"]["paths"][0]["backend"]["service"]["port"] == {"name": "http"}
-    assert not [o for o in render("ingress.enabled=false") if o["kind"] == "Ingress"]
+
+
+def notes(*values: str) -> str:
+    """What `helm install` prints after installing. `helm template` leaves NOTES.txt out
+    and `install --dry-run` needs a cluster, so a copy of the chart renders it as a
+    ConfigMap, with the same engine and values."""
+    with tempfile.TemporaryDirectory() as tmp:
+        chart = Path(tmp) / "chart"
+        shutil.copytree(CHART, chart)
+        text = (chart / "templates/NOTES.txt").read_text()
+        (chart / "templates/_notes.tpl").write_text(
+            f'{{{{- define "notes" -}}}}{text}{{{{- end -}}}}'
+        )
+        (chart / "templates/notes.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+            'data: {notes: {{ include "notes" . | quote }}}\n'
+        )
+        rendered = render(*values, chart=chart)
+    return str(one(rendered, "ConfigMap", "notes")["data"]["notes"])
+
+
+def test_the_ingress_is_off_unless_asked_and_plain_http_is_called_out(default: list) -> None:  # type: ignore[type-arg]
+    assert not [o for o in default if o["kind"] == "Ingress"]
+    assert (
+        one(render("ingress.host=s.example"), "Ingress")["spec"]["rules"][0]["host"] == "s.example"
+    )
+    assert not [
+        o
+        for o in render("ingress.host=s.example", "ingress.enabled=false")
+        if o["kind"] == "Ingress"
+    ]
+    assert "port-forward" in notes()
+    plain = notes("ingress.enabled=true")
+    assert "WARNING: the Ingress serves plain HTTP on every host name" in plain
+    assert "http://<your ingress address>/execute" in plain
+    secure = notes("ingress.enabled=true", "ingress.host=s.example", "ingress.tlsSecretName=t")
+    assert "WARNING" not in secure
+    assert "https://s.example/execute" in secure
+    # A generated token is kept by upgrades, not by tools that render without a cluster.
+    assert "auth.existingSecret" in notes()
+    assert "auth.existingSecret" not in notes("auth.existingSecret=mine")
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def pods(objects: list) -> dict[str, dict]:  # type: ignore[type-arg]
+    """Every pod template the chart renders (and the test pod), by its object's name."""
+    found = {}
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "DaemonSet"):
+            found[obj["metadata"]["name"]] = obj["spec"]["template"]["spec"]
+        elif obj["kind"] == "Pod":
+            found[obj["metadata"]["name"]] = obj["spec"]
+    return found
+
+
+def test_images_come_from_the_registry_by_tag_or_digest_with_the_pull_secrets() -> None:
+    objects = render(
+        "image.registry=registry.example:5000/team",
+        "image.digest=" + DIGEST,
+        "runner.image.tag=v9",
+        "browser.image.registry=mirror.example",
+        "browser.image.digest=" + DIGEST,
+        "imagePullSecrets={regcred,mirror}",
+        "network.allowedDomains={pypi.org}",
+    )
+    specs = pods(objects)
+    assert set(specs) == {
+        CONTROLLER, OPERATOR, f"{CONTROLLER}-egress", f"{CONTROLLER}-seccomp", f"{CONTROLLER}-test"
+    }  # fmt: skip
+    for name, spec in specs.items():
+        assert spec["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}], name
+    controller = specs[CONTROLLER]["containers"][0]
+    assert controller["image"] == f"registry.example:5000/team/sandbox-controller@{DIGEST}"
+    installer = specs[f"{CONTROLLER}-seccomp"]["containers"][0]
+    assert installer["image"] == "registry.example:5000/team/sandbox-runner:v9"
+    settings = env(one(objects, "Deployment", CONTROLLER))
+    assert settings["RUNNER_IMAGE"] == "registry.example:5000/team/sandbox-runner:v9"
+    assert json.loads(settings["RUNNER_POD_SCHEDULING"]) == {
+        "imagePullSecrets": ["regcred", "mirror"]
+    }
+    operator = env(one(objects, "Deployment", OPERATOR))
+    assert operator["BROWSER_IMAGE"] == f"mirror.example/sandbox-browser@{DIGEST}"
+    # The policy admits the image as the controller names it.
+    policy = json.dumps(one(objects, "ValidatingAdmissionPolicy"))
+    assert "registry.example:5000/team/sandbox-runner:v9" in policy
+
+
+def test_runner_and_browser_pods_are_placed_as_the_values_say() -> None:
+    objects = render(
+        "runner.nodeSelector.pool=untrusted",
+        "runner.tolerations[0].key=pool",
+        "runner.tolerations[0].value=untrusted",
+        "runner.tolerations[0].effect=NoSchedule",
+        "runner.runtimeClassName=gvisor",
+        "browser.nodeSelector.pool=browsers",
+        "browser.tolerations[0].key=browsers",
+        "browser.tolerations[0].operator=Exists",
+        "browser.priorityClassName=low",
+        "browser.runtimeClassName=kata",
+        "browser.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight=9",
+        "seccompInstaller.tolerations[0].key=other",
+        "seccompInstaller.tolerations[0].operator=Exists",
+        "nodeSelector.role=services",
+        "priorityClassName=services-high",
+    )
+    runner = PodScheduling.model_validate_json(
+        env(one(objects, "Deployment", CONTROLLER))["RUNNER_POD_SCHEDULING"]
+    )
+    assert runner.pod_fields() == {
+        "nodeSelector": {"pool": "untrusted"},
+        "tolerations": [
+            {"key": "pool", "operator": "Equal", "value": "untrusted", "effect": "NoSchedule"}
+        ],
+        "runtimeClassName": "gvisor",
+    }
+    browser = PodScheduling.model_validate_json(
+        env(one(objects, "Deployment", OPERATOR))["BROWSER_POD_SCHEDULING"]
+    )
+    assert browser.pod_fields() == {
+        "nodeSelector": {"pool": "browsers"},
+        "tolerations": [{"key": "browsers", "operator": "Exists"}],
+        "affinity": {
+            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 9}]}
+        },
+        "priorityClassName": "low",
+        "runtimeClassName": "kata",
+    }
+    specs = pods(objects)
+    # The profile must be on every node those pods may land on, tainted pools included.
+    assert specs[f"{CONTROLLER}-seccomp"]["tolerations"] == [
+        {"key": "pool", "value": "untrusted", "effect": "NoSchedule"},
+        {"key": "browsers", "operator": "Exists"},
+        {"key": "other", "operator": "Exists"},
+    ]
+    for name in (CONTROLLER, OPERATOR, f"{CONTROLLER}-test"):
+        assert specs[name]["nodeSelector"] == {"role": "services"}, name
+        assert specs[name]["priorityClassName"] == "services-high", name
+    # Nothing given: nothing set, and the policy admits no placement of the pod's own.
+    default = env(one(render(), "Deployment", CONTROLLER))
+    assert json.loads(default["RUNNER_POD_SCHEDULING"]) == {}
+
+
+def test_the_controller_is_live_apart_from_ready_and_drained_one_replica_at_a_time(
+    default: list,  # type: ignore[type-arg]
+) -> None:
+    (container,) = pods(default)[CONTROLLER]["containers"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    budget = one(default, "PodDisruptionBudget")["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert budget["selector"]["matchLabels"]["app.kubernetes.io/component"] == "controller"
+    assert not [
+        o for o in render("podDisruptionBudget.enabled=false") if o["kind"] == "PodDisruptionBudget"
+    ]
+
+
+def test_the_crd_outlives_an_uninstall_or_is_left_to_the_operator(default: list) -> None:  # type: ignore[type-arg]
+    crd = one(default, "CustomResourceDefinition")
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert (
+        "annotations" not in one(render("crds.keep=false"), "CustomResourceDefinition")["metadata"]
+    )
+    assert not [o for o in render("crds.enabled=false") if o["kind"] == "CustomResourceDefinition"]
+
+
+def test_helm_test_executes_through_the_service_with_the_releases_token(default: list) -> None:  # type: ignore[type-arg]
+    (pod,) = [o for o in default if o["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["automountServiceAccountToken"] is False
+    (container,) = spec["containers"]
+    settings = env(pod | {"spec": {"template": {"spec": spec}}})
+    assert settings["SANDBOX_URL"] == "http://rel-sandbox-controller.sandbox.svc:80"
+    assert settings["SANDBOX_TOKEN"] == {
+        "secretKeyRef": {"name": "rel-sandbox-controller-auth", "key": "token"}
+    }
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert 'client.execute("print(6 * 7)")' in container["command"][-1]
 
 
 def test_the_seccomp_installer_writes_the_repositorys_profile(default: list) -> None:  # type: ignore[type-arg]
@@ -261,7 +455,7 @@ def test_settings_pass_through_and_the_local_values_file_renders() -> None:
         (("sandbox.namespace=sandbox",), "must not be the release's namespace"),
         (("settings.BACKEND=local",), "set by the chart itself"),
         (("settings.AUTH_TOKEN=a-token-of-twenty-chars",), "set by the chart itself"),
-        (("ingress.tlsSecretName=tls",), "needs ingress.host"),
+        (("ingress.enabled=true", "ingress.tlsSecretName=tls"), "needs ingress.host"),
         (("browser.namespace=sandbox",), "must differ"),
         (("browser.namespace=sandbox-runners",), "must differ"),
         (("browser.idleTimeoutSeconds=4000",), "must not exceed"),
@@ -274,6 +468,30 @@ def test_settings_pass_through_and_the_local_values_file_renders() -> None:
         (("network.internalHosts.mirror=not-an-address",), "internalHosts"),
         (("settings.NETWORK_ALLOWED_DOMAINS=a.example",), "set by the chart itself"),
         (("settings.BROWSER_NAMESPACE=x",), "set by the chart itself"),
+        (("settings.RUNNER_POD_SCHEDULING=x",), "set by the chart itself"),
+        (("image.digest=sha256:short",), "digest"),
+        (("image.tag=v1@sha256:x",), "tag"),
+        (("image.registry=https://registry.example",), "registry"),
+        # None of the images is published: an install that would pull one needs a registry.
+        (("image.registry=",), "browser.image: no registry for sandbox-browser"),
+        (
+            (
+                "image.registry=",
+                "runner.image.registry=r.example",
+                "browser.image.registry=r.example",
+            ),
+            "image: no registry for sandbox-controller",
+        ),
+        (
+            ("image.registry=", "image.pullPolicy=Never", "browser.image.pullPolicy=Never"),
+            "runner.image: no registry",
+        ),
+        (("imagePullSecrets={Bad_Name}",), "imagePullSecrets"),
+        (("runner.nodeSelector.bad key=x",), "invalid propertyName 'bad key'"),
+        (("runner.nodeSelector.pool=bad value",), "nodeSelector"),
+        (("runner.tolerations[0].effect=Sometimes",), "effect"),
+        (("runner.runtimeClassName=Not_A_Class",), "runtimeClassName"),
+        (("podDisruptionBudget.maxUnavailable=lots",), "maxUnavailable"),
     ],
 )
 def test_bad_values_are_refused(values: tuple[str, ...], complaint: str) -> None:
@@ -498,3 +716,10 @@ def test_both_sides_of_a_grant_restart_with_a_new_key_and_the_key_outlives_an_un
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     public = one(objects, "NetworkPolicy", proxy_name)["spec"]["egress"][1]
     assert {p["port"] for p in public["ports"]} == {80, 443}  # the webhook's port joins
+
+
+def test_the_charts_readme_describes_every_value_as_values_yaml_does() -> None:
+    assert chart_values.undescribed() == []
+    readme = (CHART / "README.md").read_text()
+    assert readme == chart_values.readme_with_table(readme), "run `make chart-readme`"
+    assert '| `runner.runtimeClassName` | `""` |' in readme

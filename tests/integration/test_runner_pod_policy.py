@@ -14,7 +14,8 @@ import pytest
 from runner.contract import SandboxLimits
 
 from controller.kubernetes.manifests import Owner, RunnerPodSpec, runner_pod
-from tests.chart import one, render
+from controller.pod_scheduling import PodScheduling
+from tests.chart import PINNED, one, render
 from tests.integration.test_chart import CONTROLLER, RUNNERS, env
 
 Pod = dict[str, Any]
@@ -26,7 +27,11 @@ def chart() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def controller_pod(chart: list[dict[str, Any]]) -> Pod:
+def pinned_chart() -> list[dict[str, Any]]:
+    return render(*PINNED)
+
+
+def pod_of(chart: list[dict[str, Any]]) -> Pod:
     """The runner pod the chart's controller would build, from the chart's own settings."""
     settings = env(one(chart, "Deployment", name=CONTROLLER))
     spec = RunnerPodSpec(
@@ -40,8 +45,19 @@ def controller_pod(chart: list[dict[str, Any]]) -> Pod:
         memory_limit_mb=1152,
         ephemeral_storage_mb=256,
         max_idle_s=660,
+        scheduling=PodScheduling.model_validate_json(settings["RUNNER_POD_SCHEDULING"]),
     )
     return runner_pod(spec, "sbx-0123456789abcdef", "0" * 64, Owner("replica", "lease", "uid"))
+
+
+@pytest.fixture(scope="module")
+def controller_pod(chart: list[dict[str, Any]]) -> Pod:
+    return pod_of(chart)
+
+
+@pytest.fixture(scope="module")
+def pinned_pod(pinned_chart: list[dict[str, Any]]) -> Pod:
+    return pod_of(pinned_chart)
 
 
 def refusals(chart: list[dict[str, Any]], pod: Pod, operation: str = "CREATE") -> list[str]:
@@ -187,6 +203,9 @@ WIDENINGS = {
     ),
     "a node selector": mutate(lambda p: p["spec"].update(nodeSelector={"a": "b"})),
     "a runtime class": mutate(lambda p: p["spec"].update(runtimeClassName="unconfined")),
+    "a priority class": mutate(lambda p: p["spec"].update(priorityClassName="system-critical")),
+    "an affinity": mutate(lambda p: p["spec"].update(affinity={"nodeAffinity": {}})),
+    "a pull secret": mutate(lambda p: p["spec"].update(imagePullSecrets=[{"name": "other"}])),
     "service links": mutate(lambda p: p["spec"].update(enableServiceLinks=True)),
     "its own name servers": mutate(
         lambda p: p["spec"].update(dnsPolicy="None", dnsConfig={"nameservers": ["192.0.2.1"]})
@@ -199,3 +218,79 @@ def test_every_widening_of_the_runner_pod_is_refused(
     chart: list[dict[str, Any]], controller_pod: Pod, widening: str
 ) -> None:
     assert refusals(chart, WIDENINGS[widening](controller_pod)), widening
+
+
+def test_a_pinned_runner_pod_passes_as_the_controller_and_the_api_server_make_it(
+    pinned_chart: list[dict[str, Any]], pinned_pod: Pod
+) -> None:
+    spec = pinned_pod["spec"]
+    assert spec["nodeSelector"] == {"pool": "sandbox", "sandbox-controller.dev/untrusted": "yes"}
+    assert spec["runtimeClassName"] == "gvisor"
+    assert spec["priorityClassName"] == "sandbox-low"
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+    assert (
+        spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0][
+            "weight"
+        ]
+        == 50
+    )
+    assert refusals(pinned_chart, pinned_pod) == []
+    # The API server adds its own tolerations, and a RuntimeClass's scheduling may add
+    # pairs to the node selector: both only as the cluster's own admission does.
+    admitted = copy.deepcopy(pinned_pod)
+    admitted["spec"]["tolerations"].append(
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+         "tolerationSeconds": 300}
+    )  # fmt: skip
+    admitted["spec"]["nodeSelector"]["runtime"] = "gvisor"
+    assert refusals(pinned_chart, admitted) == []
+
+
+PINNED_WIDENINGS = {
+    "the pool's label dropped": mutate(lambda p: p["spec"]["nodeSelector"].pop("pool")),
+    "another pool": mutate(lambda p: p["spec"]["nodeSelector"].update(pool="general")),
+    "no node selector": mutate(lambda p: p["spec"].pop("nodeSelector")),
+    "a toleration of every taint": mutate(
+        lambda p: p["spec"]["tolerations"].append({"operator": "Exists"})
+    ),
+    "the pool's toleration widened to any value": mutate(
+        lambda p: (
+            p["spec"]["tolerations"][0].pop("value"),
+            p["spec"]["tolerations"][0].update(operator="Exists"),
+        )
+    ),
+    "the eviction tolerated for ever": mutate(
+        lambda p: p["spec"]["tolerations"][1].pop("tolerationSeconds")
+    ),
+    "no runtime class": mutate(lambda p: p["spec"].pop("runtimeClassName")),
+    "another runtime class": mutate(lambda p: p["spec"].update(runtimeClassName="runc")),
+    "another priority class": mutate(
+        lambda p: p["spec"].update(priorityClassName="system-cluster-critical")
+    ),
+    "another pull secret": mutate(lambda p: p["spec"]["imagePullSecrets"].append({"name": "x"})),
+    "no affinity": mutate(lambda p: p["spec"].pop("affinity")),
+    "another zone": mutate(
+        lambda p: p["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]["nodeSelectorTerms"][0]["matchExpressions"][0].update(values=["a", "b", "c"])
+    ),
+    "beside a chosen pod": mutate(
+        lambda p: p["spec"]["affinity"].update(
+            podAffinity={
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "labelSelector": {"matchLabels": {"app": "victim"}},
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
+                ]
+            }
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize("widening", list(PINNED_WIDENINGS))
+def test_every_widening_of_a_pinned_runner_pod_is_refused(
+    pinned_chart: list[dict[str, Any]], pinned_pod: Pod, widening: str
+) -> None:
+    assert refusals(pinned_chart, PINNED_WIDENINGS[widening](pinned_pod)), widening

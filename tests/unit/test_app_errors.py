@@ -138,6 +138,12 @@ async def test_a_failed_self_test_fails_closed(tmp_path: Path) -> None:
     assert refused.status_code == 503
     assert "no user namespaces" in refused.json()["message"]
     assert backend.jobs == []
+    # Alive all the same, and without a token: a restart would not mend the host, and a
+    # liveness probe that failed here would restart the service in a loop.
+    async with app.other_client() as anonymous:
+        alive = await anonymous.get("/livez")
+    assert alive.status_code == 200
+    assert alive.json() == {"status": "alive"}
 
 
 async def test_a_run_that_could_not_write_its_inputs_is_422(tmp_path: Path) -> None:

@@ -76,5 +76,8 @@ rm -rf "$tmp/root"
 date -u +%FT%TZ > "$tmp/.complete"
 rm -rf "$dir" && mv "$tmp" "$dir"
 trap - EXIT
+# Images of other keys are of other versions of this script or its inputs: gone.
+find "$VM_CACHE" -mindepth 1 -maxdepth 1 -name 'debian-13-*' ! -name "debian-13-$key" \
+    -exec rm -rf {} +
 log "built $dir in $((SECONDS - start))s"
 echo "$dir" >&3

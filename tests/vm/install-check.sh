@@ -20,15 +20,16 @@ token=$(sed -n 's/^AUTH_TOKEN=//p' /etc/sandbox-controller/env)
 url=http://127.0.0.1:8080
 health=$(curl -sf "$url/health") || fail "/health"
 echo "[install-check] /health: $health"
-echo "$health" | grep -q '"limits":"cgroup v2 per execution' || fail "not cgroup v2 per execution"
+printf '%s\n' "$health" | grep -qF '"limits":"cgroup v2 per execution' || fail "not cgroup v2 per execution"
 call() { curl -sf -m 300 -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$1" "$url/execute"; }
 ran=$(call '{"code": "print(2 + 2)"}') || fail "an execution"
-echo "$ran" | grep -q '"stdout":"4\\n"' || fail "print(2 + 2) said $ran"
+# printf, not echo: dash's echo turns the answer's \n into a newline.
+printf '%s\n' "$ran" | grep -qF '"stdout":"4\n"' || fail "print(2 + 2) said $ran"
 # Four children, each under its own address-space limit, together past the execution's
 # MEMORY_LIMIT_MB (1024): only the execution's cgroup stops them.
 bomb='import os, time\nfor _ in range(4):\n    if os.fork() == 0:\n        try:\n            held = [b\"x\" * (50 << 20) for _ in range(8)]\n        except MemoryError:\n            pass\n        time.sleep(30)\n        os._exit(0)\nfor _ in range(4):\n    os.wait()\n'
 capped=$(call "{\"code\": \"$bomb\", \"timeoutMs\": 60000}") || fail "a memory-capped execution"
-echo "$capped" | grep -q '"target":"memory"' || fail "no memory violation in $capped"
+printf '%s\n' "$capped" | grep -qF '"target":"memory"' || fail "no memory violation in $capped"
 unit_cgroup=/sys/fs/cgroup/system.slice/sandbox-controller.service
 [ -d "$unit_cgroup" ] || fail "no cgroup of the unit"
 echo "[install-check] the unit's cgroup: $(find "$unit_cgroup" -mindepth 1 -maxdepth 2 -type d -printf '%P ')"

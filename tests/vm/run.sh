@@ -16,14 +16,14 @@ start=$SECONDS
 echo "[vm $(date +%H:%M:%S)] booting Debian 13 (cgroup v2) under QEMU; the run's output follows at its end" >&2
 status=0
 timeout "${VM_TIMEOUT_S:-1800}" nice -n "${VM_NICE:-5}" qemu-system-x86_64 \
-    -accel tcg,thread=multi -cpu max -smp 2 -m 4096 \
+    -accel tcg,thread=single -cpu max -smp 2 -m 4096 \
     -display none -monitor none -serial "file:$log" -no-reboot -nic none \
     -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
     -append "root=/dev/vda rw console=ttyS0 quiet panic=-1" \
     -drive "file=$image/rootfs.img,if=virtio,format=raw,snapshot=on" \
     -virtfs "local,path=$PWD,mount_tag=src,security_model=none,readonly=on" \
     -virtfs "local,path=$out,mount_tag=out,security_model=none" || status=$?
-tr -d '\r' < "$log" | sed -n '/^\[inside\]/,$p' >&2
+tr -d '\r' < "$log" | sed -n '/\[inside\]/,$p' >&2
 if [ "$status" != 0 ]; then
     tail -50 "$log" >&2
     echo "[vm] QEMU failed or timed out (exit $status)" >&2

@@ -1,4 +1,4 @@
-"""GET /health: liveness, the backend in use, and whether the sandbox proved to work."""
+"""GET /health: the backend in use and whether the sandbox proved to work; GET /livez: alive."""
 
 from __future__ import annotations
 
@@ -47,3 +47,15 @@ async def health(request: Request, service: ExecutionServiceDep) -> JSONResponse
     # 503 while the sandbox is not proven, or while stopping: load balancers stop sending
     # executions here.
     return JSONResponse(body, status_code=200 if check.ok and not stopping else 503)
+
+
+@router.get(
+    "/livez",
+    summary="Liveness (no authentication)",
+    openapi_extra=public({}),
+    responses={200: {"description": "The service answers; whether it admits is /health's."}},
+)
+async def livez() -> JSONResponse:
+    # 200 while the sandbox is unproven or the service drains: a restart would not help
+    # either, and /health (the readiness probe) already keeps executions away.
+    return JSONResponse({"status": "alive"})
