@@ -216,6 +216,23 @@ or the operator reads (controller.pod_scheduling): only the fields given. Called
 {{- default (printf "%s-auth" (include "sandbox.fullname" .)) .Values.auth.existingSecret -}}
 {{- end -}}
 
+{{/* A value as a CEL literal whose every member is dyn(): CEL wants a literal's
+members of one type, and Kubernetes' values mix them (the policy compares a pod's
+affinity with runner.affinity so). */}}
+{{- define "sandbox.celLiteral" -}}
+{{- if kindIs "map" . -}}
+{{ "{" }}{{ range $i, $key := keys . | sortAlpha }}{{ if $i }}, {{ end }}{{ $key | quote }}: dyn({{ include "sandbox.celLiteral" (get $ $key) }}){{ end }}{{ "}" }}
+{{- else if kindIs "slice" . -}}
+[{{ range $i, $item := . }}{{ if $i }}, {{ end }}dyn({{ include "sandbox.celLiteral" $item }}){{ end }}]
+{{- else if kindIs "string" . -}}
+{{ . | quote }}
+{{- else if kindIs "float64" . -}}
+{{ . | int64 }}
+{{- else -}}
+{{ . }}
+{{- end -}}
+{{- end -}}
+
 {{/* Whether the Ingress is rendered: as ingress.enabled says, and when it says nothing
 (null), exactly when a host is given. */}}
 {{- define "sandbox.ingressOn" -}}
