@@ -176,6 +176,7 @@ def test_a_pinned_policy_compiles_admits_its_placement_and_refuses_any_other(
         lambda spec: spec.pop("runtimeClassName"),
         lambda spec: spec["tolerations"].append({"operator": "Exists"}),
         lambda spec: spec["nodeSelector"].pop("pool"),
+        lambda spec: spec["nodeSelector"].update({"kubernetes.io/hostname": "localhost"}),
         lambda spec: spec.update(priorityClassName="sandbox-high"),
         lambda spec: spec["imagePullSecrets"].append({"name": "other"}),
         lambda spec: spec["affinity"].pop("podAntiAffinity"),

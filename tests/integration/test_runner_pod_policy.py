@@ -203,6 +203,21 @@ WIDENINGS = {
     ),
     "a node selector": mutate(lambda p: p["spec"].update(nodeSelector={"a": "b"})),
     "a runtime class": mutate(lambda p: p["spec"].update(runtimeClassName="unconfined")),
+    "an unreachable node tolerated for ever": mutate(
+        lambda p: p["spec"].update(
+            tolerations=[
+                {
+                    "key": "node.kubernetes.io/unreachable",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                }
+            ]
+        )
+    ),
+    "another scheduler": mutate(lambda p: p["spec"].update(schedulerName="my-scheduler")),
+    "a scheduling gate": mutate(
+        lambda p: p["spec"].update(schedulingGates=[{"name": "example.com/hold"}])
+    ),
     "a priority class": mutate(lambda p: p["spec"].update(priorityClassName="system-critical")),
     "an affinity": mutate(lambda p: p["spec"].update(affinity={"nodeAffinity": {}})),
     "a pull secret": mutate(lambda p: p["spec"].update(imagePullSecrets=[{"name": "other"}])),
@@ -235,19 +250,20 @@ def test_a_pinned_runner_pod_passes_as_the_controller_and_the_api_server_make_it
         == 50
     )
     assert refusals(pinned_chart, pinned_pod) == []
-    # The API server adds its own tolerations, and a RuntimeClass's scheduling may add
-    # pairs to the node selector: both only as the cluster's own admission does.
+    # The API server adds its own tolerations.
     admitted = copy.deepcopy(pinned_pod)
     admitted["spec"]["tolerations"].append(
         {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
          "tolerationSeconds": 300}
     )  # fmt: skip
-    admitted["spec"]["nodeSelector"]["runtime"] = "gvisor"
     assert refusals(pinned_chart, admitted) == []
 
 
 PINNED_WIDENINGS = {
     "the pool's label dropped": mutate(lambda p: p["spec"]["nodeSelector"].pop("pool")),
+    "a node of its choosing within the pool": mutate(
+        lambda p: p["spec"]["nodeSelector"].update({"kubernetes.io/hostname": "victim-node"})
+    ),
     "another pool": mutate(lambda p: p["spec"]["nodeSelector"].update(pool="general")),
     "no node selector": mutate(lambda p: p["spec"].pop("nodeSelector")),
     "a toleration of every taint": mutate(
