@@ -525,6 +525,13 @@ class Settings(BrowserSessionRules, NetworkRules):
         "renders it from runner.* and imagePullSecrets, and its admission policy admits "
         "exactly these.",
     )
+    runner_user_namespace: bool = Field(
+        True,
+        description="Runner pods get a user namespace of their own (hostUsers: false) and "
+        "an unmasked /proc, which bubblewrap needs inside them. false only under a "
+        "RuntimeClass that gives every pod a kernel of its own and no pod user namespaces "
+        "(gVisor): RUNNER_POD_SCHEDULING must then name it.",
+    )
     replica_name: str = Field(
         default_factory=lambda: default_replica_name(),
         pattern=DNS_SUBDOMAIN,
@@ -679,6 +686,16 @@ class Settings(BrowserSessionRules, NetworkRules):
             raise ValueError(
                 f"BROWSER_DISK_MB ({self.browser_disk_mb}) is a tmpfs counted against "
                 f"BROWSER_MEMORY_MB ({self.browser_memory_mb}): it must be smaller"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _no_user_namespace_only_under_a_runtime_class(self) -> Settings:
+        if not self.runner_user_namespace and not self.runner_pod_scheduling.runtimeClassName:
+            raise ValueError(
+                "RUNNER_USER_NAMESPACE=false needs a runtimeClassName in "
+                "RUNNER_POD_SCHEDULING (a runtime with a kernel of its own, such as gVisor): "
+                "under the node's kernel, bubblewrap in a pod needs the pod's user namespace"
             )
         return self
 

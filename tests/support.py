@@ -113,6 +113,7 @@ class ServiceProcess:
     """``python -m controller`` with the given settings, serving on loopback."""
 
     backend = "local"
+    kernel = "linux"
 
     def __init__(
         self,

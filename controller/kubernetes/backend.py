@@ -88,6 +88,7 @@ def pod_spec(settings: Settings) -> RunnerPodSpec:
         max_idle_s=settings.warm_sandbox_max_age_s + 60,
         egress=settings.network_ceiling.allows_anything,
         scheduling=settings.runner_pod_scheduling,
+        user_namespace=settings.runner_user_namespace,
     )
 
 

@@ -58,6 +58,10 @@ class RunnerPodSpec:
     """Its sandbox mounts an egress directory: a job may reach names (runner.egress)."""
     scheduling: PodScheduling = field(default_factory=PodScheduling)
     """The node pool, runtime, priority and pull secrets the operator chose."""
+    user_namespace: bool = True
+    """hostUsers: false and an unmasked /proc; off only under a RuntimeClass with a
+    kernel of its own (gVisor), which gives no pod user namespaces and a /proc of its
+    own that bubblewrap may mount (settings.runner_user_namespace)."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,7 @@ def runner_pod(spec: RunnerPodSpec, name: str, token_digest: str, owner: Owner) 
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
-            "hostUsers": False,
+            **({"hostUsers": False} if spec.user_namespace else {}),
             # Nothing to wait for: a pod is deleted when its one job is answered.
             "terminationGracePeriodSeconds": 0,
             "activeDeadlineSeconds": spec.max_idle_s + MAX_TIMEOUT_MS // 1000 + DEADLINE_MARGIN_S,
@@ -195,7 +199,7 @@ def runner_pod(spec: RunnerPodSpec, name: str, token_digest: str, owner: Owner) 
                         "capabilities": {"drop": ["ALL"]},
                         "readOnlyRootFilesystem": True,
                         # Allowed only with hostUsers: false; bwrap's --proc needs it.
-                        "procMount": "Unmasked",
+                        **({"procMount": "Unmasked"} if spec.user_namespace else {}),
                     },
                     "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - the pod's own
                 }

@@ -29,6 +29,9 @@ SANDBOX_CODE = {"stub.py": "stub.pyc", "sandbox_files.py": "_sandbox_files.pyc"}
 STUB_NAME = "stub.pyc"
 EGRESS_DIR = "@EGRESS_DIR@"
 """Replaced by the host directory of each sandbox's own egress socket at its start."""
+NETWORK_NAMESPACE_FIRST = ("/usr/bin/unshare", "--user", "--net", "--map-current-user", "--")
+"""Under gVisor: a user and network namespace made before bubblewrap (util-linux's
+unshare, which then execs it), since bubblewrap cannot make a working one there (below)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,18 @@ class HostFacts:
     """Top-level links such as /bin -> usr/bin (merged /usr)."""
     directories: frozenset[str]
     """Paths of the layout that exist on the host as directories or files."""
+    gvisor: bool = False
+    """The kernel is gVisor's (a runner pod of a gVisor RuntimeClass).  Its new network
+    namespaces come with loopback up and refuse bubblewrap's setting it up again
+    ("loopback: Failed RTM_NEWADDR"), and it has no user-namespace limit for bubblewrap's
+    --disable-userns to set: the network namespace is made before bubblewrap
+    (NETWORK_NAMESPACE_FIRST) and nested namespaces are refused by the seccomp filter
+    alone (runner.seccomp), as they also are everywhere else."""
+
+
+def is_gvisor(kernel_release: str) -> bool:
+    """gVisor names itself in the kernel release it reports (e.g. "4.19.0-gvisor")."""
+    return kernel_release.endswith("-gvisor")
 
 
 def probe_host(layout: Layout) -> HostFacts:
@@ -50,7 +65,7 @@ def probe_host(layout: Layout) -> HostFacts:
         *(p for p in TOP_LEVEL_LINKS if p not in symlinks),
     )
     existing = frozenset(p for p in candidates if os.path.lexists(p))
-    return HostFacts(symlinks=symlinks, directories=existing)
+    return HostFacts(symlinks=symlinks, directories=existing, gvisor=is_gvisor(os.uname().release))
 
 
 def bwrap_argv(
@@ -69,6 +84,7 @@ def bwrap_argv(
     bubblewrap reads the seccomp program from (see runner.seccomp).
     """
     argv = [
+        *(NETWORK_NAMESPACE_FIRST if host.gvisor else ()),
         BWRAP,
         # Every namespace, including the network: only a private loopback exists inside.
         "--unshare-user",
@@ -77,11 +93,11 @@ def bwrap_argv(
         # The stub is PID 1 of its namespace (no separate reaper process): a signal from
         # the code cannot kill it, and when it exits the kernel kills everything left.
         "--as-pid-1",
-        "--unshare-net",
+        *(() if host.gvisor else ("--unshare-net",)),
         "--unshare-uts",
         "--unshare-cgroup-try",
         # No nested user namespaces: they are the kernel's widest attack surface.
-        "--disable-userns",
+        *(() if host.gvisor else ("--disable-userns",)),
         "--uid",
         str(SANDBOX_UID),
         "--gid",

@@ -3,7 +3,11 @@
 Defence in depth under the namespaces: most of these already fail without privileges,
 but each is kernel attack surface that sandboxed code has no use for (keyrings, eBPF,
 io_uring, userfaultfd, perf events, module and mount APIs, ptrace of the sandbox's own
-supervisor process).  The program is classic BPF as bubblewrap's --seccomp expects it;
+supervisor process).  ``clone`` asking for a new namespace fails too, and ``clone3``
+(whose flags are in memory a filter cannot read) says ENOSYS, so that the C library
+falls back to ``clone``: no namespace of any kind is made inside a sandbox, whether or
+not the kernel lets bubblewrap refuse nested user namespaces (gVisor does not:
+runner.bwrap).  The program is classic BPF as bubblewrap's --seccomp expects it;
 numbers come from the kernel headers (asm/unistd_64.h, asm-generic/unistd.h).
 """
 
@@ -66,6 +70,12 @@ DENIED = (
     "userfaultfd",
     "vhangup",
 )
+
+CLONE_NEW_NAMESPACES = 0x7E020000
+"""CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
+CLONE_NEWPID | CLONE_NEWNET (linux/sched.h): ``clone`` with any of them is refused."""
+CLONE = {"x86_64": 56, "aarch64": 220}
+CLONE3 = {"x86_64": 435, "aarch64": 435}
 
 # x86_64 has a few more legacy calls worth closing.
 DENIED_X86_64_ONLY = (
@@ -205,12 +215,16 @@ X32_SYSCALL_BIT = 0x40000000
 LD_W_ABS = 0x20
 JEQ_K = 0x15
 JGE_K = 0x35
+JSET_K = 0x45
 RET_K = 0x06
 RET_ALLOW = 0x7FFF0000
 RET_ERRNO = 0x00050000
 EPERM = 1
+ENOSYS = 38
 OFFSET_NR = 0
 OFFSET_ARCH = 4
+OFFSET_ARG0_LOW = 16
+"""The low 32 bits of the first argument (both machines are little-endian): clone's flags."""
 
 
 def denied_numbers(machine: str) -> list[int]:
@@ -234,9 +248,21 @@ def filter_program(machine: str | None = None) -> bytes | None:
     if machine == "x86_64":
         checks.append((JGE_K, X32_SYSCALL_BIT))  # the x32 ABI: nothing at all
     checks += [(JEQ_K, nr) for nr in denied_numbers(machine)]
-    deny_at = len(insns) + len(checks) + 1  # after the checks and the ALLOW
+    # Classic BPF jumps only forward: the checks, then clone and clone3 each to its own
+    # tail, then ALLOW, the common EPERM, clone3's ENOSYS and clone's flags test.
+    deny_at = len(insns) + len(checks) + 3
     for op, value in checks:
         insns.append((op, deny_at - (len(insns) + 1), 0, value))
-    insns.append((RET_K, 0, 0, RET_ALLOW))
-    insns.append((RET_K, 0, 0, RET_ERRNO | EPERM))
+    clone3_at, clone_at = deny_at + 1, deny_at + 2
+    insns.append((JEQ_K, clone_at - (len(insns) + 1), 0, CLONE[machine]))
+    insns.append((JEQ_K, clone3_at - (len(insns) + 1), 0, CLONE3[machine]))
+    insns += [
+        (RET_K, 0, 0, RET_ALLOW),
+        (RET_K, 0, 0, RET_ERRNO | EPERM),
+        (RET_K, 0, 0, RET_ERRNO | ENOSYS),
+        (LD_W_ABS, 0, 0, OFFSET_ARG0_LOW),
+        (JSET_K, 1, 0, CLONE_NEW_NAMESPACES),
+        (RET_K, 0, 0, RET_ALLOW),
+        (RET_K, 0, 0, RET_ERRNO | EPERM),
+    ]
     return b"".join(struct.pack("=HBBI", *insn) for insn in insns)

@@ -10,6 +10,8 @@
 #   traefik     the Ingress controller (github.com/traefik/traefik/v3 via ./go/traefik)
 #   coredns     cluster DNS (github.com/coredns/coredns)
 #   pause       the sandbox ("pause") binary, from ./pause/pause.c
+#   gvisor      runsc and containerd-shim-runsc-v1 (gvisor.dev/gvisor), the `gvisor`
+#               RuntimeClass's handler
 # Each lands in $CACHE_ROOT/<component>-<version>/ and is marked complete only after a
 # successful build, so an interrupted build is redone rather than trusted.
 # Usage: build.sh [component...]   (default: all)
@@ -93,6 +95,26 @@ build_crictl() {
     CGO_ENABLED=0 go_install "$1" -ldflags="-s -w" "sigs.k8s.io/cri-tools/cmd/crictl@v$CRICTL_VERSION"
 }
 
+# Built in a copy of the module's source, with its own go.mod and go.sum, because of one
+# change: the shim sets its own OOM score to -999, which needs CAP_SYS_RESOURCE, and
+# machines like this one (a bounding set without it: see restrict_oom_score_adj in
+# up.sh) refuse that, so no pod would start. The copy's shim keeps the score it is
+# given (containerd's, raised), as runc's shim does.
+build_gvisor() {
+    local out="$1" src="$1/src" dir
+    dir=$(go mod download -json "gvisor.dev/gvisor@v$GVISOR_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+    [ -d "$dir" ] || die "gvisor.dev/gvisor@v$GVISOR_VERSION: no source from the module proxy"
+    cp -r "$dir" "$src" && chmod -R u+w "$src"
+    local manager="$src/pkg/shim/v1/manager.go"
+    [ "$(grep -c '^[[:space:]]*oomScoreMax = -999$' "$manager")" = 1 ] \
+        || die "gvisor: the shim's OOM score is no longer where build.sh expects it"
+    sed -i 's/^\([[:space:]]*oomScoreMax = \)-999$/\10/' "$manager"
+    (cd "$src" && CGO_ENABLED=0 nice -n 10 go build -ldflags="-s -w" -o "$out/runsc" ./runsc \
+        && CGO_ENABLED=0 nice -n 10 go build -ldflags="-s -w" \
+            -o "$out/containerd-shim-runsc-v1" ./shim)  # the name containerd looks for
+    rm -rf "$src"
+}
+
 build_pause() {
     # Static, so the pause image needs nothing but this one file.
     gcc -Os -static -Wall -Werror -o "$1/pause" "$CLUSTER_DIR/pause/pause.c"
@@ -100,7 +122,7 @@ build_pause() {
 }
 
 main() {
-    local all=(pause runc containerd crictl kubernetes kube-router helm traefik coredns) c
+    local all=(pause runc containerd crictl kubernetes kube-router helm traefik coredns gvisor) c
     [ $# -gt 0 ] || set -- "${all[@]}"
     mkdir -p "$CACHE_ROOT"
     for c in "$@"; do
@@ -114,6 +136,7 @@ main() {
             traefik) build_into "$TRAEFIK_BIN" build_traefik ;;
             coredns) build_into "$COREDNS_BIN" build_coredns ;;
             pause) build_into "$PAUSE_BIN" build_pause ;;
+            gvisor) build_into "$GVISOR_BIN" build_gvisor ;;
             *) die "unknown component: $c" ;;
         esac
     done

@@ -49,6 +49,7 @@ CRICTL_BIN="$CACHE_ROOT/crictl-$CRICTL_VERSION"
 PAUSE_BIN="$CACHE_ROOT/pause-1"
 TRAEFIK_BIN="$CACHE_ROOT/traefik-$TRAEFIK_VERSION"
 COREDNS_BIN="$CACHE_ROOT/coredns-$COREDNS_VERSION"
+GVISOR_BIN="$CACHE_ROOT/gvisor-$GVISOR_VERSION"
 BASE_DIR="$CACHE_ROOT/debian-$DEBIAN_SUITE"
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -139,6 +139,13 @@ imports = []
         BinaryName = '$RUNC_BIN/runc'
         Root = '$STATE_DIR/runc'
         SystemdCgroup = false
+    # The RuntimeClass gvisor's handler (start_addons): gVisor's shim, found beside
+    # containerd's on PATH, runs each pod in its own user-space kernel.
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runsc]
+      runtime_type = 'io.containerd.runsc.v1'
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runsc.options]
+        TypeUrl = 'io.containerd.runsc.v1.options'
+        ConfigPath = '$STATE_DIR/containerd/runsc.toml'
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = ['/usr/lib/cni']
       conf_dir = '$STATE_DIR/cni/net.d'
@@ -158,6 +165,14 @@ imports = []
 
   [plugins.'io.containerd.server.v1.ttrpc']
     address = '$CONTAINERD_SOCK.ttrpc'
+EOF
+
+    # Options of gVisor's shim; [runsc_config] holds runsc's own flags.
+    cat > "$STATE_DIR/containerd/runsc.toml" <<EOF
+binary_name = '$GVISOR_BIN/runsc'
+root = '$STATE_DIR/runsc'
+[runsc_config]
+  debug-log = '$LOGS/runsc/'
 EOF
 
     # Pods must not reach a resolver outside this machine; with no nameserver line the
@@ -271,7 +286,7 @@ start_control_plane() {
 }
 
 start_node() {
-    PATH="$CONTAINERD_BIN:$RUNC_BIN:$PATH" start containerd \
+    PATH="$CONTAINERD_BIN:$RUNC_BIN:$GVISOR_BIN:$PATH" start containerd \
         "$CONTAINERD_BIN/containerd" --config "$STATE_DIR/containerd/config.toml"
     wait_daemon containerd 30 containerd_answers
 
@@ -330,7 +345,7 @@ EOF
 # controller (manifests/), from images built here (images.sh).
 start_addons() {
     local file
-    for file in coredns traefik; do
+    for file in coredns traefik gvisor; do
         sed -e "s/COREDNS_VERSION/$COREDNS_VERSION/; s/TRAEFIK_VERSION/$TRAEFIK_VERSION/" \
             -e "s/CLUSTER_DNS_IP/$CLUSTER_DNS_IP/; s/NODE_IP/$POD_BRIDGE_IP/" \
             "$CLUSTER_DIR/manifests/$file.yaml" | "${KUBECTL[@]}" apply -f - >/dev/null

@@ -14,6 +14,8 @@ class Api(Protocol):
     """Authenticated with the token."""
     backend: str
     """``local`` or ``kubernetes``: what /health must report."""
+    kernel: str
+    """``linux``, or ``gvisor`` where runner pods run under gVisor (tests/e2e)."""
 
     def execute(self, code: str, **fields: Any) -> dict[str, Any]:
         """POST /execute; the result of a 200, or a failed test."""

@@ -62,6 +62,7 @@ class Ingress:
     base_url: str
     token: str
     backend: str = "kubernetes"
+    kernel: str = "linux"
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:

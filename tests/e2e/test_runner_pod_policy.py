@@ -96,20 +96,18 @@ def pinned_policy(cluster: Cluster, namespace: str) -> Iterator[str]:
         "kubernetes.io/metadata.name": namespace
     }
     admission = client.AdmissionregistrationV1Api(cluster.api)
-    node = client.NodeV1Api(cluster.api)
     scheduling = client.SchedulingV1Api(cluster.api)
     # The classes the pinned pods name must exist: the API server's own admission
-    # refuses a pod whose RuntimeClass or PriorityClass does not.
+    # refuses a pod whose RuntimeClass or PriorityClass does not (the cluster has the
+    # RuntimeClass gvisor: tests/cluster/manifests/gvisor.yaml).
     deletions = (
         lambda: admission.delete_validating_admission_policy_binding(PINNED_POLICY),
         lambda: admission.delete_validating_admission_policy(PINNED_POLICY),
-        lambda: node.delete_runtime_class("gvisor"),
         lambda: scheduling.delete_priority_class("sandbox-low"),
         lambda: scheduling.delete_priority_class("sandbox-high"),
     )
     for delete in deletions:  # what an interrupted run may have left
         delete_ignoring_absent(delete)
-    node.create_runtime_class({"metadata": {"name": "gvisor"}, "handler": "runc"})
     scheduling.create_priority_class({"metadata": {"name": "sandbox-low"}, "value": 0})
     scheduling.create_priority_class({"metadata": {"name": "sandbox-high"}, "value": 1000})
     admission.create_validating_admission_policy(policy)

@@ -15,7 +15,7 @@ from runner.contract import SandboxLimits
 
 from controller.kubernetes.manifests import Owner, RunnerPodSpec, runner_pod
 from controller.pod_scheduling import PodScheduling
-from tests.chart import PINNED, one, render
+from tests.chart import PINNED, one, refusal, render
 from tests.integration.test_chart import CONTROLLER, RUNNERS, env
 
 Pod = dict[str, Any]
@@ -46,6 +46,7 @@ def pod_of(chart: list[dict[str, Any]]) -> Pod:
         ephemeral_storage_mb=256,
         max_idle_s=660,
         scheduling=PodScheduling.model_validate_json(settings["RUNNER_POD_SCHEDULING"]),
+        user_namespace=settings["RUNNER_USER_NAMESPACE"] == "true",
     )
     return runner_pod(spec, "sbx-0123456789abcdef", "0" * 64, Owner("replica", "lease", "uid"))
 
@@ -310,3 +311,43 @@ def test_every_widening_of_a_pinned_runner_pod_is_refused(
     pinned_chart: list[dict[str, Any]], pinned_pod: Pod, widening: str
 ) -> None:
     assert refusals(pinned_chart, PINNED_WIDENINGS[widening](pinned_pod)), widening
+
+
+GVISOR = ("runner.runtimeClassName=gvisor", "runner.userNamespace=false")
+"""Runner pods under gVisor, which gives them a kernel of their own and no user namespace."""
+
+
+@pytest.fixture(scope="module")
+def gvisor_chart() -> list[dict[str, Any]]:
+    return render(*GVISOR)
+
+
+def test_under_gvisor_the_pod_without_a_user_namespace_passes(
+    gvisor_chart: list[dict[str, Any]],
+) -> None:
+    pod = pod_of(gvisor_chart)
+    assert "hostUsers" not in pod["spec"] and pod["spec"]["runtimeClassName"] == "gvisor"
+    assert refusals(gvisor_chart, pod) == []
+
+
+GVISOR_WIDENINGS = {
+    "the node's kernel": mutate(lambda p: p["spec"].pop("runtimeClassName")),
+    "another runtime class": mutate(lambda p: p["spec"].update(runtimeClassName="runc")),
+    "an unmasked /proc": mutate(
+        lambda p: container(p)["securityContext"].update(procMount="Unmasked")
+    ),
+    "the node's process namespace": mutate(lambda p: p["spec"].update(hostPID=True)),
+    "the node's network": mutate(lambda p: p["spec"].update(hostNetwork=True)),
+    "the node's users, said outright": mutate(lambda p: p["spec"].update(hostUsers=True)),
+}
+
+
+@pytest.mark.parametrize("widening", list(GVISOR_WIDENINGS))
+def test_every_widening_of_a_runner_pod_under_gvisor_is_refused(
+    gvisor_chart: list[dict[str, Any]], widening: str
+) -> None:
+    assert refusals(gvisor_chart, GVISOR_WIDENINGS[widening](pod_of(gvisor_chart))), widening
+
+
+def test_no_user_namespace_is_refused_without_a_runtime_class() -> None:
+    assert "runtimeClassName" in refusal("runner.userNamespace=false")

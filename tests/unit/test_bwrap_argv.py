@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from runner.bwrap import BWRAP, CHROOT, EGRESS_DIR, STUB_NAME, HostFacts, bwrap_argv, launcher_argv
+from runner.bwrap import (
+    BWRAP,
+    CHROOT,
+    EGRESS_DIR,
+    NETWORK_NAMESPACE_FIRST,
+    STUB_NAME,
+    HostFacts,
+    bwrap_argv,
+    is_gvisor,
+    launcher_argv,
+)
 from runner.contract import RunLimits, SandboxLimits
 from runner.policy import (
     EGRESS_MOUNT,
@@ -47,6 +57,26 @@ def test_every_namespace_is_unshared_including_the_network(argv: list[str]) -> N
     ):
         assert flag in argv
     assert "--share-net" not in argv
+
+
+def test_under_gvisor_the_network_namespace_is_made_before_bubblewrap(argv: list[str]) -> None:
+    gvisor = bwrap_argv(LAYOUT, LIMITS, replace(HOST, gvisor=True), status_fd="7")
+    first = len(NETWORK_NAMESPACE_FIRST)
+    assert tuple(gvisor[:first]) == NETWORK_NAMESPACE_FIRST and gvisor[first] == BWRAP
+    assert NETWORK_NAMESPACE_FIRST[-1] == "--" and "--net" in NETWORK_NAMESPACE_FIRST
+    # bubblewrap makes every other namespace; nested ones are the seccomp filter's to
+    # refuse (runner.seccomp); the rest of the command is the same.
+    assert gvisor[first:] == [a for a in argv if a not in ("--unshare-net", "--disable-userns")]
+    assert "--unshare-net" in argv and "--disable-userns" in argv
+    # As root, the ids are dropped first, so the namespaces belong to the sandbox's user.
+    launched = launcher_argv(gvisor, uid=1234, gid=1234)
+    assert launched[0] == CHROOT and launched.index(NETWORK_NAMESPACE_FIRST[0]) == 5
+
+
+def test_gvisor_is_told_by_the_kernel_release_it_reports() -> None:
+    assert is_gvisor("4.19.0-gvisor")
+    assert not is_gvisor("6.1.0-28-amd64") and not is_gvisor("6.12.48+deb13-amd64")
+    assert not is_gvisor("gvisor-like-6.1.0")
 
 
 def test_sandbox_dies_with_its_parent_in_its_own_session(argv: list[str]) -> None:

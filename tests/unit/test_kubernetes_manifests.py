@@ -7,6 +7,9 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from controller.kubernetes.backend import pod_spec
 from controller.kubernetes.manifests import (
     LABEL_OWNER,
@@ -16,6 +19,7 @@ from controller.kubernetes.manifests import (
     replica_lease,
     runner_pod,
 )
+from controller.pod_scheduling import PodScheduling
 from tests.inprocess import settings
 
 OWNER = Owner(replica="controller-7d9f-abcde", lease_name="sandbox-controller-x", lease_uid="u-1")
@@ -54,6 +58,19 @@ def test_the_runner_is_unprivileged_under_the_runner_seccomp_profile(tmp_path: P
     assert context["readOnlyRootFilesystem"] is True
     assert context["procMount"] == "Unmasked"  # only with hostUsers: false, for bwrap --proc
     assert "privileged" not in context
+
+
+def test_under_gvisor_the_pod_has_no_user_namespace_and_its_own_proc(tmp_path: Path) -> None:
+    gvisor = PodScheduling(runtimeClassName="gvisor")
+    spec = pod(tmp_path, runner_pod_scheduling=gvisor, runner_user_namespace=False)["spec"]
+    (container,) = spec["containers"]
+    assert "hostUsers" not in spec and "procMount" not in container["securityContext"]
+    assert spec["runtimeClassName"] == "gvisor"
+    # Everything else is as locked down as ever.
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert spec["automountServiceAccountToken"] is False
+    with pytest.raises(ValidationError, match="RUNNER_USER_NAMESPACE=false needs a runtimeClass"):
+        pod(tmp_path, runner_user_namespace=False)
 
 
 def test_the_whole_execution_is_bounded(tmp_path: Path) -> None:
