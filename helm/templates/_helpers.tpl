@@ -262,6 +262,13 @@ affinity with runner.affinity so). */}}
 {{- if gt (int .Values.browser.lifetimeSeconds) (int .Values.browser.maxLifetimeSeconds) -}}
 {{- fail "browser.lifetimeSeconds must not exceed browser.maxLifetimeSeconds" -}}
 {{- end -}}
+{{- if not .Values.runner.userNamespace -}}
+{{- /* Read where the chart meets a cluster (install, upgrade; not helm template). */ -}}
+{{- $class := lookup "node.k8s.io/v1" "RuntimeClass" "" .Values.runner.runtimeClassName -}}
+{{- if and $class (not (regexMatch "runsc|gvisor" (toString $class.handler))) -}}
+{{- fail (printf "runner.userNamespace false is for gVisor, but RuntimeClass %s runs pods with %s: runner pods would share the node's kernel without a user namespace of their own" .Values.runner.runtimeClassName (toString $class.handler)) -}}
+{{- end -}}
+{{- end -}}
 {{- if eq .Values.sandbox.namespace .Release.Namespace -}}
 {{- fail (printf "sandbox.namespace (%s) must not be the release's namespace: runner pods get a namespace of their own" .Values.sandbox.namespace) -}}
 {{- end -}}

@@ -83,6 +83,9 @@ def bwrap_argv(
     the caller replaces once the pipe exists); ``seccomp_fd``, likewise, the descriptor
     bubblewrap reads the seccomp program from (see runner.seccomp).
     """
+    if host.gvisor and seccomp_fd is None:
+        # Without --disable-userns, the filter is all that refuses nested namespaces.
+        raise ValueError("under gVisor a sandbox needs the seccomp filter (runner.seccomp)")
     argv = [
         *(NETWORK_NAMESPACE_FIRST if host.gvisor else ()),
         BWRAP,

@@ -329,6 +329,23 @@ def test_the_code_cannot_kill_the_sandbox_supervisor(api: Api) -> None:
     assert result["violations"] == []
 
 
+def test_the_code_cannot_stop_the_sandbox_supervisor(api: Api) -> None:
+    result = api.execute(
+        "import os, signal, time\n"
+        "os.kill(os.getppid(), signal.SIGSTOP)\n"
+        "time.sleep(0.2)\n"
+        "print('still reported')",
+        timeoutMs=3000,
+    )
+    if api.kernel == "gvisor":
+        # The stub stops (gVisor delivers it): the runner still ends the sandbox at the
+        # execution's timeout, and says so.
+        assert result["timedOut"] is True and result["exitCode"] is None, result
+        return
+    assert result["exitCode"] == 0 and result["stdout"] == "still reported\n"
+    assert result["violations"] == [] and not result["timedOut"]
+
+
 # --- limits at the default settings: the same numbers in every placement -----------------
 
 

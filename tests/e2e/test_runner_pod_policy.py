@@ -13,10 +13,10 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tests.chart import CHART, PINNED, one, render
+from tests.chart import CHART, PINNED, helm, one, render
 from tests.e2e.conftest import Cluster
 from tests.e2e.kube import delete_ignoring_absent, runner_shaped
-from tests.e2e.release import RELEASE_NAMESPACE, SANDBOX_NAMESPACE, Ingress
+from tests.e2e.release import KUBECONFIG, RELEASE_NAMESPACE, SANDBOX_NAMESPACE, Ingress
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -187,3 +187,31 @@ def test_a_pinned_policy_compiles_admits_its_placement_and_refuses_any_other(
         with pytest.raises(ApiException) as refusal:
             core.create_namespaced_pod(pinned_policy, manifest, dry_run="All")
         assert PINNED_POLICY in str(refusal.value.body), refusal.value.body
+
+
+def test_no_user_namespace_is_for_gvisors_runtime_class_only(
+    release: Ingress, cluster: Cluster
+) -> None:
+    # Where the chart can read the RuntimeClass (an install or upgrade against the
+    # cluster), it refuses runner pods without a user namespace on the node's kernel.
+    node = client.NodeV1Api(cluster.api)
+    delete_ignoring_absent(lambda: node.delete_runtime_class("e2e-runc"))
+    node.create_runtime_class({"metadata": {"name": "e2e-runc"}, "handler": "runc"})
+
+    def upgrade(runtime_class: str) -> tuple[int, str]:
+        done = helm(
+            "--kubeconfig", str(KUBECONFIG), "upgrade", "sandbox", str(CHART),
+            "-n", RELEASE_NAMESPACE, "--reuse-values", "--dry-run=server",
+            "--set", f"runner.runtimeClassName={runtime_class}",
+            "--set", "runner.userNamespace=false",
+            timeout_s=120,
+        )  # fmt: skip
+        return done.returncode, done.stderr
+
+    try:
+        returncode, stderr = upgrade("e2e-runc")
+        assert returncode != 0 and "RuntimeClass e2e-runc runs pods with runc" in stderr
+        returncode, stderr = upgrade("gvisor")  # the cluster's gVisor (tests/cluster)
+        assert returncode == 0, stderr
+    finally:
+        delete_ignoring_absent(lambda: node.delete_runtime_class("e2e-runc"))

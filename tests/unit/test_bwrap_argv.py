@@ -60,17 +60,27 @@ def test_every_namespace_is_unshared_including_the_network(argv: list[str]) -> N
 
 
 def test_under_gvisor_the_network_namespace_is_made_before_bubblewrap(argv: list[str]) -> None:
-    gvisor = bwrap_argv(LAYOUT, LIMITS, replace(HOST, gvisor=True), status_fd="7")
+    gvisor = bwrap_argv(LAYOUT, LIMITS, replace(HOST, gvisor=True), "7", seccomp_fd="9")
     first = len(NETWORK_NAMESPACE_FIRST)
     assert tuple(gvisor[:first]) == NETWORK_NAMESPACE_FIRST and gvisor[first] == BWRAP
     assert NETWORK_NAMESPACE_FIRST[-1] == "--" and "--net" in NETWORK_NAMESPACE_FIRST
     # bubblewrap makes every other namespace; nested ones are the seccomp filter's to
     # refuse (runner.seccomp); the rest of the command is the same.
-    assert gvisor[first:] == [a for a in argv if a not in ("--unshare-net", "--disable-userns")]
+    with_filter = bwrap_argv(LAYOUT, LIMITS, HOST, "7", seccomp_fd="9")
+    assert gvisor[first:] == [
+        a for a in with_filter if a not in ("--unshare-net", "--disable-userns")
+    ]
     assert "--unshare-net" in argv and "--disable-userns" in argv
     # As root, the ids are dropped first, so the namespaces belong to the sandbox's user.
     launched = launcher_argv(gvisor, uid=1234, gid=1234)
     assert launched[0] == CHROOT and launched.index(NETWORK_NAMESPACE_FIRST[0]) == 5
+
+
+def test_under_gvisor_no_seccomp_filter_means_no_sandbox() -> None:
+    # Nested namespaces are the filter's alone to refuse there (a machine it has no
+    # table for gets none): fail closed rather than start a sandbox that may make them.
+    with pytest.raises(ValueError, match="needs the seccomp filter"):
+        bwrap_argv(LAYOUT, LIMITS, replace(HOST, gvisor=True), status_fd="7")
 
 
 def test_gvisor_is_told_by_the_kernel_release_it_reports() -> None:
