@@ -94,7 +94,9 @@ def bwrap_argv(
         "--unshare-ipc",
         "--unshare-pid",
         # The stub is PID 1 of its namespace (no separate reaper process): a signal from
-        # the code cannot kill it, and when it exits the kernel kills everything left.
+        # the code cannot kill it (on Linux; gVisor delivers it, which ends only that
+        # execution: docs/kubernetes.md#gvisor), and when it exits the kernel kills
+        # everything left.
         "--as-pid-1",
         *(() if host.gvisor else ("--unshare-net",)),
         "--unshare-uts",
