@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from kubernetes import client
 
 from tests.e2e.kube import RUNNER_IMAGE, delete_ignoring_absent, wait_for_phase
@@ -29,6 +30,10 @@ FILES_NAMESPACE = "e2e-files"
 PAGES_NAMESPACE = "e2e-pages"
 BROWSER_NAMESPACE = "sandbox-browsers"
 KUBECONFIG = Path("/var/lib/sandbox-controller-cluster/kubeconfig/admin.kubeconfig")
+WARM_PODS: int = yaml.safe_load((ROOT / "helm" / "local-values.yaml").read_text())["runner"][
+    "warmPods"
+]
+"""The release's warm runner pods (helm/local-values.yaml's runner.warmPods)."""
 INSTALL_TIMEOUT_S = 15 * 60
 """The first install builds the controller image (pip) and starts everything."""
 
@@ -199,15 +204,21 @@ def _gone(core: client.CoreV1Api, namespace: str) -> bool:
     return False
 
 
-def helm_set(*values: str) -> None:
-    """``helm upgrade`` of the installed release, keeping its values but for ``values``."""
+def helm_upgrade(*values: str, how: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    """``helm upgrade`` of the installed release, keeping its values but for ``values``;
+    ``how``: helm's options for it (``--wait``, ``--dry-run=server``...)."""
     from tests.chart import CHART, helm
 
     args = ["--kubeconfig", str(KUBECONFIG), "upgrade", "sandbox", str(CHART)]
-    args += ["-n", RELEASE_NAMESPACE, "--reuse-values", "--wait", "--timeout", "5m"]
+    args += ["-n", RELEASE_NAMESPACE, "--reuse-values", *how]
     for value in values:
         args += ["--set", value]
-    done = helm(*args, timeout_s=360)
+    return helm(*args, timeout_s=360)
+
+
+def helm_set(*values: str) -> None:
+    """``helm_upgrade``, waited for, that must succeed."""
+    done = helm_upgrade(*values, how=("--wait", "--timeout", "5m"))
     assert done.returncode == 0, done.stderr
 
 

@@ -14,11 +14,9 @@ import pytest
 from tests.contract.files import *  # noqa: F403
 from tests.contract.sandbox import *  # noqa: F403
 from tests.contract.sandbox import run_ok
-from tests.e2e.release import Ingress, helm_set, wait_healthy
+from tests.e2e.release import WARM_PODS, Ingress, helm_set, wait_healthy
 
 pytestmark = pytest.mark.timeout(180)
-WARM_PODS = 4
-"""helm/local-values.yaml's runner.warmPods: all of them made again, under gVisor."""
 
 
 @pytest.fixture(scope="module")

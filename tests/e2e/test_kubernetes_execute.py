@@ -35,6 +35,7 @@ from tests.e2e.release import (
     FILES_NAMESPACE,
     RELEASE_NAMESPACE,
     SANDBOX_NAMESPACE,
+    WARM_PODS,
     InClusterFiles,
     Ingress,
     wait_healthy,
@@ -197,7 +198,7 @@ def test_a_memory_bomb_across_children_is_stopped_by_the_pod_limit(release: Ingr
 
 
 def test_a_pod_exists_only_for_its_execution(release: Ingress, core: client.CoreV1Api) -> None:
-    wait_healthy(release, warm=4)
+    wait_healthy(release, warm=WARM_PODS)
     before = {p.metadata.name for p in runner_pods(core)}
     results: list[dict[str, Any]] = []
     run = threading.Thread(
@@ -219,7 +220,7 @@ def test_a_pod_exists_only_for_its_execution(release: Ingress, core: client.Core
 
     wait_for(deleted, timeout_s=30, what="the pod to be deleted after its one execution")
     assert before - {p.metadata.name for p in runner_pods(core)} == {serving.metadata.name}
-    wait_healthy(release, warm=4)  # and a new one replaced it
+    wait_healthy(release, warm=WARM_PODS)  # and a new one replaced it
     per_replica = len(runner_pods(core)) / max(len(controller_pods(core)), 1)
     assert per_replica <= 4 + 1, "never more than the pool and a replacement"
 
@@ -227,7 +228,7 @@ def test_a_pod_exists_only_for_its_execution(release: Ingress, core: client.Core
 def test_a_dead_controller_leaves_no_runner_pod_behind(
     release: Ingress, core: client.CoreV1Api
 ) -> None:
-    wait_healthy(release, warm=4)
+    wait_healthy(release, warm=WARM_PODS)
     (victim,) = controller_pods(core)
     owned = f"{RUNNERS},{OWNER}={victim.metadata.name}"
     assert runner_pods(core, owned), "the replica has its warm pods"
@@ -271,7 +272,7 @@ def test_a_dead_controller_leaves_no_runner_pod_behind(
 
 
 def test_a_full_quota_is_a_clear_503(release: Ingress, core: client.CoreV1Api) -> None:
-    wait_healthy(release, warm=4)
+    wait_healthy(release, warm=WARM_PODS)
     quota = core.read_namespaced_resource_quota("runner-pods", SANDBOX_NAMESPACE)
     original = quota.spec.hard["pods"]
     core.patch_namespaced_resource_quota(
@@ -295,7 +296,7 @@ def test_a_full_quota_is_a_clear_503(release: Ingress, core: client.CoreV1Api) -
         core.patch_namespaced_resource_quota(
             "runner-pods", SANDBOX_NAMESPACE, {"spec": {"hard": {"pods": original}}}
         )
-    wait_healthy(release, warm=4, timeout_s=180)  # the pool refills once the quota allows
+    wait_healthy(release, warm=WARM_PODS, timeout_s=180)  # the pool refills once the quota allows
 
 
 def test_the_seccomp_installer_puts_the_profile_on_the_node(

@@ -13,10 +13,10 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tests.chart import CHART, PINNED, helm, one, render
+from tests.chart import CHART, PINNED, one, render
 from tests.e2e.conftest import Cluster
 from tests.e2e.kube import delete_ignoring_absent, runner_shaped
-from tests.e2e.release import KUBECONFIG, RELEASE_NAMESPACE, SANDBOX_NAMESPACE, Ingress
+from tests.e2e.release import RELEASE_NAMESPACE, SANDBOX_NAMESPACE, Ingress, helm_upgrade
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -199,13 +199,11 @@ def test_no_user_namespace_is_for_gvisors_runtime_class_only(
     node.create_runtime_class({"metadata": {"name": "e2e-runc"}, "handler": "runc"})
 
     def upgrade(runtime_class: str) -> tuple[int, str]:
-        done = helm(
-            "--kubeconfig", str(KUBECONFIG), "upgrade", "sandbox", str(CHART),
-            "-n", RELEASE_NAMESPACE, "--reuse-values", "--dry-run=server",
-            "--set", f"runner.runtimeClassName={runtime_class}",
-            "--set", "runner.userNamespace=false",
-            timeout_s=120,
-        )  # fmt: skip
+        done = helm_upgrade(
+            f"runner.runtimeClassName={runtime_class}",
+            "runner.userNamespace=false",
+            how=("--dry-run=server",),
+        )
         return done.returncode, done.stderr
 
     try:
