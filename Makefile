@@ -86,7 +86,7 @@ $(BROWSER_ENV)/.stamp: browser-image/requirements.txt $(STATE_DIR)/.deps-stamp
 run: serve-venv sandbox-env browser-env
 	@if [ -z "$$AUTH_TOKEN" ]; then \
 	  if [ ! -s $(STATE_DIR)/auth-token ]; then \
-	    umask 077; $(VENV)/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))' > $(STATE_DIR)/auth-token; \
+	    (umask 077; $(VENV)/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))' > $(STATE_DIR)/auth-token); \
 	    echo "Generated AUTH_TOKEN (saved in $(STATE_DIR)/auth-token): $$(cat $(STATE_DIR)/auth-token)"; \
 	  else echo "Using AUTH_TOKEN from $(STATE_DIR)/auth-token"; fi; \
 	fi; \

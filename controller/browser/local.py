@@ -87,7 +87,10 @@ class LocalSessionBackend:
             # Traversable, not listable: each agent's uid reaches only its own 0700 directory.
             os.chmod(self._root, 0o711)  # noqa: S103
             (self._root / "logs").mkdir(mode=0o700)
-            (self._root / "bin").mkdir(mode=0o755)
+            (self._root / "bin").mkdir()
+            # Chmod, not mkdir's mode, which the service's umask (077 under make run's
+            # first start, or a unit's UMask) would narrow: every agent's uid reads it.
+            (self._root / "bin").chmod(0o755)
             await asyncio.to_thread(agent_code, self._code_dir)
         except OSError as exc:
             # A full or read-only disk: browser sessions answer 503 saying so, executions

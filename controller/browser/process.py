@@ -173,7 +173,8 @@ def agent_code(directory: Path) -> None:
     compiled, readable by every uid and writable by none but this process's."""
 
     shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(mode=0o755, parents=True)
+    directory.mkdir(parents=True)
+    directory.chmod(0o755)  # whatever the service's umask (as below)
     for package in (browser_agent, sandbox_common):
         source = Path(package.__file__ or "").parent
         shutil.copytree(

@@ -517,3 +517,17 @@ def test_a_page_cannot_open_tabs_without_end(svc: ServiceProcess, pages: PageSer
         assert open_tabs() == 32
     finally:
         svc.client.delete(f"/browser/sessions/{sid}")
+
+
+def test_sessions_start_whatever_the_services_umask() -> None:
+    # make run's first start (generating the token) once left the service with umask
+    # 077: the agents' code and launcher directories were then unreadable by their uids.
+    strict = ServiceProcess(
+        prefix=("/bin/sh", "-c", 'umask 077; exec "$@"', "sh"), max_browser_sessions="1"
+    )
+    try:
+        created = strict.client.post("/browser/sessions")
+        assert created.status_code == 201, created.text
+        strict.client.delete(f"/browser/sessions/{created.json()['sessionId']}")
+    finally:
+        strict.stop()
