@@ -161,6 +161,7 @@ bench: venv sandbox-env browser-env
 	$(TEST_ENV) $(VENV)/bin/python bench/execute_bench.py
 	$(VENV)/bin/python bench/api_bench.py
 	$(TEST_ENV) $(VENV)/bin/python bench/fairness_bench.py
+	$(TEST_ENV) $(VENV)/bin/python bench/context_bench.py
 
 # Bounded in count (SOAK_ARGS, e.g. --sequential 500 --concurrent 200) and on loopback only.
 soak: venv sandbox-env browser-env

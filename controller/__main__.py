@@ -1,5 +1,5 @@
 """Command line: ``python -m controller`` (or ``sandbox-controller [serve]``) serves the API
-with the environment's settings; ``sandbox-controller exec|browse`` calls one
+with the environment's settings; ``sandbox-controller exec|repl|browse`` calls one
 (sandbox_client.cli)."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def load_settings() -> Settings:
         sys.exit(2)
 
 
-CLIENT_COMMANDS = ("exec", "browse")
+CLIENT_COMMANDS = ("exec", "repl", "browse")
 """Commands that call a service rather than serve one (sandbox_client.cli)."""
 
 

@@ -17,12 +17,15 @@ from controller.api.intake import BodyBudget, BodyIntake
 from controller.api.middleware import PUBLIC_PATHS, Admitting, BearerAuth, RequestLog
 from controller.api.openapi import openapi
 from controller.api.routes import browser, execute, health
+from controller.api.routes import contexts as contexts_route
 from controller.api.routes import metrics as metrics_route
 from controller.bodies.pool import ParserPool
 from controller.browser.backend import SessionBackend
 from controller.browser.client import AgentClient
 from controller.browser.service import BrowserSessions
 from controller.browser.sessions import SessionService
+from controller.contexts.placement import ContextPlacement
+from controller.contexts.service import ContextService
 from controller.draining import Drain
 from controller.execution.backend import ExecutionBackend
 from controller.execution.service import ExecutionService
@@ -42,19 +45,27 @@ def create_app(
     *,
     execution: ExecutionBackend | None = None,
     sessions: SessionBackend | None = None,
+    contexts: ContextPlacement | None = None,
     agent_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """Build the service for ``settings``.
 
     The backends default to the ones ``settings.backend`` names; tests inject their own,
-    and ``agent_transport`` to answer for the browser agents.
+    and ``agent_transport`` to answer for the browser agents.  ``contexts``: where code
+    contexts run (default: the execution backend's sandboxes, where it has them).
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         budget = placement.memory_budget(settings)
-        app.state.execution = ExecutionService(
-            settings, execution or placement.execution_backend(settings), budget, metrics
+        backend = execution or placement.execution_backend(settings)
+        app.state.execution = ExecutionService(settings, backend, budget, metrics)
+        app.state.contexts = ContextService(
+            settings,
+            contexts or placement.context_placement(settings, backend),
+            lambda: app.state.execution.check,
+            budget,
+            metrics,
         )
         client = AgentClient(agent_transport)
         app.state.browser = (
@@ -62,7 +73,7 @@ def create_app(
             if sessions is not None
             else placement.browser_sessions(settings, client, budget)
         )
-        observe_levels(metrics, app.state.execution, app.state.browser)
+        observe_levels(metrics, app.state.execution, app.state.browser, app.state.contexts)
         app.state.parsers = ParserPool(
             settings.parse_workers, settings.parse_timeout_s, settings.parse_memory_mb
         )
@@ -70,9 +81,11 @@ def create_app(
         rereading = asyncio.create_task(reread_keys(keys))
         try:
             await app.state.browser.start()
+            app.state.contexts.start()
             try:
                 yield
             finally:
+                await app.state.contexts.stop()
                 await app.state.browser.stop()
         finally:
             rereading.cancel()
@@ -100,6 +113,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(execute.router)
     app.include_router(browser.router)
+    app.include_router(contexts_route.router)
     app.include_router(metrics_route.router)
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     # Outermost first (added last): the request's id and log line, admission while
@@ -131,6 +145,7 @@ def key_ring(settings: Settings) -> KeyRing:
         settings.max_concurrent_executions,
         settings.max_queued_executions,
         settings.max_browser_sessions,
+        settings.max_contexts,
     )
     return KeyRing(settings.auth_token.get_secret_value(), defaults, settings.auth_keys_file)
 
@@ -145,7 +160,12 @@ async def reread_keys(keys: KeyRing) -> None:
             log.exception("AUTH_KEYS_FILE %s could not be read again", keys.path)
 
 
-def observe_levels(metrics: Metrics, execution: ExecutionService, browser: BrowserSessions) -> None:
+def observe_levels(
+    metrics: Metrics,
+    execution: ExecutionService,
+    browser: BrowserSessions,
+    contexts: ContextService,
+) -> None:
     """The gauges, read from the services when scraped."""
     admission = execution.admission
     metrics.level("sandbox_executions_running", lambda: admission.running)
@@ -153,6 +173,7 @@ def observe_levels(metrics: Metrics, execution: ExecutionService, browser: Brows
     metrics.level("sandbox_warm_sandboxes", lambda: execution.warm_sandboxes)
     metrics.level("sandbox_browser_sessions_open", lambda: len(browser.list()))
     metrics.level("sandbox_browser_warm_agents", lambda: browser.warm_agents)
+    metrics.level("sandbox_contexts_open", lambda: len(contexts.list()))
     budget = admission.budget
     if budget is not None:
         metrics.level("sandbox_memory_budget_mb", lambda: budget.total_mb)

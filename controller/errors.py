@@ -6,6 +6,7 @@
     +-- Unauthorized             401  missing or wrong bearer token
     +-- Forbidden                403  a caller's key may not do this (the operator's own)
     +-- NotFound                 404  no such resource
+    +-- Busy                     409  the resource is serving another call (a code context)
     +-- Gone                     410  the resource existed and failed (a session whose pod died)
     +-- Overloaded               429  admission queue full (with Retry-After)
     +-- SandboxUnavailable       503  the sandbox cannot run here; the message says why
@@ -83,6 +84,11 @@ class Forbidden(ControllerError):
 class NotFound(ControllerError):
     status_code = 404
     code = "not_found"
+
+
+class Busy(ControllerError):
+    status_code = 409
+    code = "busy"
 
 
 class Gone(ControllerError):

@@ -44,6 +44,7 @@ class KeyEntry(BaseModel):
     maxConcurrentExecutions: int | None = Field(None, ge=1, le=256)
     maxQueuedExecutions: int | None = Field(None, ge=0, le=10_000)
     maxBrowserSessions: int | None = Field(None, ge=0, le=1000)
+    maxContexts: int | None = Field(None, ge=0, le=1000)
     requestsPerMinute: int | None = Field(None, ge=1, le=1_000_000)
 
 
@@ -56,6 +57,7 @@ class Caller:
     max_queued_executions: int
     max_browser_sessions: int
     requests_per_minute: int | None = None
+    max_contexts: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Defaults:
     max_concurrent_executions: int
     max_queued_executions: int
     max_browser_sessions: int
+    max_contexts: int = 0
 
     def caller(self, name: str = DEFAULT_KEY, entry: KeyEntry | None = None) -> Caller:
         # AUTH_TOKEN's caller has no limits of its own.
@@ -80,6 +83,7 @@ class Defaults:
             ),
             max_queued_executions=pick(own.maxQueuedExecutions, self.max_queued_executions),
             max_browser_sessions=pick(own.maxBrowserSessions, self.max_browser_sessions),
+            max_contexts=pick(own.maxContexts, self.max_contexts),
             requests_per_minute=own.requestsPerMinute,
         )
 

@@ -23,6 +23,7 @@ LEVELS = {
     "sandbox_warm_sandboxes": "Sandboxes started ahead of requests.",
     "sandbox_browser_sessions_open": "Open browser sessions.",
     "sandbox_browser_warm_agents": "Browsers started ahead of sessions.",
+    "sandbox_contexts_open": "Open code contexts.",
     "sandbox_memory_budget_mb": "MEMORY_BUDGET_MB (local placement).",
     "sandbox_memory_held_mb": "Memory held by executions, warm sandboxes and browsers.",
     "sandbox_connections_open": "Open HTTP connections (MAX_CONNECTIONS at most).",
@@ -80,6 +81,25 @@ class Metrics:
             "sandbox_uploads",
             "Files uploaded to a caller's file service, by HTTP status or error.",
             ["status"],
+            registry=r,
+        )
+        self.context_calls = Counter(
+            "sandbox_context_calls",
+            "Calls on code contexts by outcome (exited, failed, timed_out, restarted; or "
+            "refused: invalid, busy, gone) and caller key.",
+            ["outcome", "key"],
+            registry=r,
+        )
+        self.context_call_seconds = Histogram(
+            "sandbox_context_call_seconds",
+            "Time of a call on a code context, from the request to its answer.",
+            buckets=SECONDS,
+            registry=r,
+        )
+        self.contexts_closed = Counter(
+            "sandbox_contexts_closed",
+            "Code contexts closed, by why: deleted, expired, failed, stopping.",
+            ["reason"],
             registry=r,
         )
         self.requests = Counter(

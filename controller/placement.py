@@ -11,6 +11,7 @@ from controller.browser.client import AgentClient
 from controller.browser.service import BrowserSessions
 from controller.browser.sessions import SessionService
 from controller.budget import MemoryBudget
+from controller.contexts.placement import ContextPlacement, NoContexts
 from controller.execution.backend import ExecutionBackend
 from controller.settings import Settings
 
@@ -43,3 +44,17 @@ def browser_sessions(
     from controller.kubernetes.sessions import KubernetesSessions
 
     return KubernetesSessions(settings, client)
+
+
+def context_placement(settings: Settings, backend: ExecutionBackend) -> ContextPlacement:
+    """Local: contexts are sandboxes of the local backend (from its warm pool)."""
+    from controller.execution.local import LocalBackend
+
+    if isinstance(backend, LocalBackend):
+        from controller.contexts.local import LocalContexts
+
+        return LocalContexts(backend)
+    return NoContexts(
+        f"code contexts are not available with BACKEND={settings.backend} in this version "
+        "(they are with BACKEND=local)"
+    )

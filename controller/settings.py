@@ -27,6 +27,7 @@ from runner.policy import HOST_ID_RANGE
 
 from controller.budget import default_budget_mb
 from controller.pod_scheduling import PodScheduling
+from controller.sessions.timeouts import SessionTimeouts
 from sandbox_common.addresses import HostPort, parse_host_ports
 from sandbox_common.bearer import MIN_TOKEN_CHARS
 from sandbox_common.domains import (
@@ -141,24 +142,15 @@ class BrowserSessionRules(BaseSettings):
         "warm or in a session, counts against MEMORY_BUDGET_MB.",
     )
 
-    def over_ceiling(self, idle: int | None, lifetime: int | None) -> tuple[str, int, str] | None:
-        """The first asked timeout above its ceiling, as (field, ceiling, setting)."""
-        if idle is not None and idle > self.browser_max_idle_timeout_s:
-            return "idleTimeoutS", self.browser_max_idle_timeout_s, "BROWSER_MAX_IDLE_TIMEOUT_S"
-        if lifetime is not None and lifetime > self.browser_max_session_lifetime_s:
-            return (
-                "maxLifetimeS",
-                self.browser_max_session_lifetime_s,
-                "BROWSER_MAX_SESSION_LIFETIME_S",
-            )
-        return None
-
-    def session_timeouts(self, idle: int | None, lifetime: int | None) -> tuple[int, int]:
-        """(idle timeout, lifetime) of a session: the defaults where it asked for none,
-        never above the ceilings."""
-        return (
-            min(idle or self.browser_idle_timeout_s, self.browser_max_idle_timeout_s),
-            min(lifetime or self.browser_session_lifetime_s, self.browser_max_session_lifetime_s),
+    @property
+    def browser_timeouts(self) -> SessionTimeouts:
+        return SessionTimeouts(
+            self.browser_idle_timeout_s,
+            self.browser_max_idle_timeout_s,
+            self.browser_session_lifetime_s,
+            self.browser_max_session_lifetime_s,
+            "BROWSER_MAX_IDLE_TIMEOUT_S",
+            "BROWSER_MAX_SESSION_LIFETIME_S",
         )
 
 
@@ -612,6 +604,38 @@ class Settings(BrowserSessionRules, NetworkRules):
     max_browser_sessions: int = Field(
         4, ge=0, le=256, description="Browser sessions open at once; beyond it, 429."
     )
+
+    # --- code contexts ----------------------------------------------------------------
+    max_contexts: int = Field(
+        8,
+        ge=0,
+        le=1024,
+        description="Code contexts open at once; beyond it, 429. Each holds a sandbox, and "
+        "MEMORY_LIMIT_MB of MEMORY_BUDGET_MB, for its whole life.",
+    )
+    context_idle_timeout_s: int = Field(
+        600, ge=1, le=86_400, description="A context unused this long is closed (default)."
+    )
+    context_max_idle_timeout_s: int = Field(
+        3600, ge=1, le=86_400, description="Largest `idleTimeoutS` a context may ask for."
+    )
+    context_lifetime_s: int = Field(
+        3600, ge=1, le=604_800, description="A context is closed this long after its creation."
+    )
+    context_max_lifetime_s: int = Field(
+        14_400, ge=1, le=604_800, description="Largest `maxLifetimeS` a context may ask for."
+    )
+    context_interrupt_grace_ms: int = Field(
+        2000,
+        ge=10,
+        le=60_000,
+        description="How long a context call that timed out has to stop after its "
+        "KeyboardInterrupt; then the context's interpreter is restarted (its variables "
+        "lost, its files kept).",
+    )
+    max_context_files: int = Field(
+        10_000, ge=1, le=100_000, description="Files listed by `GET /contexts/{id}/files`."
+    )
     browser_navigation_timeout_ms: int = Field(
         agent_protocol.DEFAULT_NAVIGATION_TIMEOUT_MS,
         ge=1,
@@ -746,6 +770,17 @@ class Settings(BrowserSessionRules, NetworkRules):
         if self.runner_memory_limit_mb is not None:
             return self.runner_memory_limit_mb
         return self.memory_limit_mb + RUNNER_OVERHEAD_MB
+
+    @property
+    def context_timeouts(self) -> SessionTimeouts:
+        return SessionTimeouts(
+            self.context_idle_timeout_s,
+            self.context_max_idle_timeout_s,
+            self.context_lifetime_s,
+            self.context_max_lifetime_s,
+            "CONTEXT_MAX_IDLE_TIMEOUT_S",
+            "CONTEXT_MAX_LIFETIME_S",
+        )
 
     @property
     def warm_pool_size(self) -> int:

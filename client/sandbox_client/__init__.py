@@ -1,10 +1,13 @@
-"""A Python client of the sandbox controller's API (httpx): code execution and browsers.
+"""A Python client of the sandbox controller's API (httpx): code, contexts and browsers.
 
     from sandbox_client import Client
 
     with Client("http://localhost:8080", token) as client:
         result = client.execute("print(2 + 2)")
         print(result.stdout, result.exit_code)
+        with client.context() as ctx:  # an interpreter that keeps its state
+            ctx.run("total = 40")
+            print(ctx.run("print(total + 2)").stdout)
         with client.browser(device="iPhone 13") as page:
             page.navigate("https://example.com")
             html = page.content()
@@ -19,6 +22,7 @@ __version__ = "0.1.0"
 here) and its chart's (a test holds Chart.yaml to it)."""
 
 from sandbox_client.aio import AsyncBrowserSession, AsyncClient  # noqa: E402
+from sandbox_client.contexts import AsyncContext, AsyncContextFiles  # noqa: E402
 from sandbox_client.errors import (  # noqa: E402
     ApiError,
     AuthenticationError,
@@ -29,16 +33,28 @@ from sandbox_client.errors import (  # noqa: E402
     ServiceUnavailable,
     TransportError,
 )
-from sandbox_client.models import ExecutionResult, InputFile, OutputFile, Violation  # noqa: E402
-from sandbox_client.sync import BrowserSession, Client  # noqa: E402
+from sandbox_client.models import (  # noqa: E402
+    ContextResult,
+    ExecutionResult,
+    InputFile,
+    OutputFile,
+    Violation,
+    WorkspaceFile,
+)
+from sandbox_client.sync import BrowserSession, Client, Context, ContextFiles  # noqa: E402
 
 __all__ = [
     "ApiError",
     "AsyncBrowserSession",
     "AsyncClient",
+    "AsyncContext",
+    "AsyncContextFiles",
     "AuthenticationError",
     "BrowserSession",
     "Client",
+    "Context",
+    "ContextFiles",
+    "ContextResult",
     "ExecutionResult",
     "InputFile",
     "InvalidRequest",
@@ -49,5 +65,6 @@ __all__ = [
     "ServiceUnavailable",
     "TransportError",
     "Violation",
+    "WorkspaceFile",
     "__version__",
 ]

@@ -1,4 +1,4 @@
-"""The client itself, on asyncio: requests, retries, executions and browser sessions.
+"""The client itself, on asyncio: requests, retries, executions, contexts and browsers.
 
 Two timeouts, named apart: ``request_timeout_s`` bounds waiting for an answer to one
 request (connect, and a call that runs nothing), and an execution's own ``timeout_ms``
@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from sandbox_client.contexts import AsyncContext
 from sandbox_client.errors import ApiError, SandboxClientError, TransportError, api_error
 from sandbox_client.models import ExecutionResult, InputFile
 
@@ -83,13 +84,14 @@ class AsyncClient:
         json: Any = None,
         params: dict[str, str] | None = None,
         timeout_s: float | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
         """One call, tried again on 429 and 503; ApiError for any other error answer."""
         timeout = timeout_s or self.request_timeout_s
         for attempt in range(self.retries + 1):
             try:
                 response = await self._http.request(
-                    method, path, json=json, params=params, timeout=timeout
+                    method, path, json=json, params=params, timeout=timeout, content=content
                 )
             except httpx.TimeoutException:
                 raise TransportError(
@@ -108,6 +110,14 @@ class AsyncClient:
                 raise api_error(response.status_code, body, response.text[:200])
             return response
         raise AssertionError("unreachable")  # the last attempt returned or raised
+
+    async def delete(self, path: str) -> None:
+        """DELETE what ``path`` names; already gone (404, 410) is done."""
+        try:
+            await self.request("DELETE", path)
+        except ApiError as exc:
+            if exc.status not in (404, 410):
+                raise
 
     def _retry_wait(self, response: httpx.Response, attempt: int) -> float:
         given = response.headers.get("retry-after", "")
@@ -160,6 +170,28 @@ class AsyncClient:
         )
         return ExecutionResult.from_json(response.json())
 
+    def context(
+        self,
+        *,
+        network: list[str] | None = None,
+        idle_timeout_s: int | None = None,
+        max_lifetime_s: int | None = None,
+        files: Iterable[InputFile] = (),
+        labels: dict[str, str] | None = None,
+        context_id: str | None = None,
+    ) -> AsyncContext:
+        """A code context (an interpreter that keeps its state between calls), opened on
+        entering ``async with`` and closed on leaving.  ``context_id``: use an open one
+        instead (it is then left open on leaving)."""
+        body: dict[str, Any] = {"labels": labels or {}, "files": [f.wire() for f in files]}
+        if network is not None:
+            body["network"] = {"allowedDomains": list(network)}
+        if idle_timeout_s is not None:
+            body["idleTimeoutS"] = idle_timeout_s
+        if max_lifetime_s is not None:
+            body["maxLifetimeS"] = max_lifetime_s
+        return AsyncContext(self, body, context_id)
+
     def browser(
         self,
         device: str = "desktop",
@@ -203,11 +235,7 @@ class AsyncBrowserSession:
         """Close the session; one already gone is closed (404 is done)."""
         if not self.session_id:
             return
-        try:
-            await self._client.request("DELETE", self._path(""))
-        except ApiError as exc:
-            if exc.status not in (404, 410):
-                raise
+        await self._client.delete(self._path(""))
         self.session_id = ""
 
     async def __aenter__(self) -> AsyncBrowserSession:

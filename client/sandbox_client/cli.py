@@ -1,7 +1,9 @@
-"""The command line on top of the client: ``sandbox-controller exec`` and ``browse`` (the
-same as ``sandbox-client exec`` and ``browse``, where only the client is installed).
+"""The command line on top of the client: ``sandbox-controller exec``, ``repl`` and
+``browse`` (the same as ``sandbox-client ...``, where only the client is installed).
 
     sandbox-controller exec script.py [--file data.csv] [--stdin -] [--timeout 5s] [--out DIR]
+    sandbox-controller exec script.py --context ctx-...   (in a code context, kept)
+    sandbox-controller repl [--context ctx-...] [--network NAME] [--timeout 30s]
     sandbox-controller browse URL [--device D] [--screenshot out.png] [--content out.html]
 
 ``SANDBOX_URL`` and ``SANDBOX_TOKEN`` say where and as whom.  ``exec`` prints the code's
@@ -12,6 +14,8 @@ stdout and stderr as they were and exits with its exit code (124 when it timed o
 from __future__ import annotations
 
 import argparse
+import codeop
+import contextlib
 import json
 import re
 import sys
@@ -75,6 +79,21 @@ def parser(prog: str = "sandbox-controller") -> argparse.ArgumentParser:
         default=Path("sandbox-files"),
         metavar="DIR",
         help="where files the code wrote are saved (default: ./sandbox-files)",
+    )
+    run.add_argument(
+        "--context",
+        metavar="ID",
+        help="run in this code context (its state stays; --file is written into it, and "
+        "what the code writes stays there)",
+    )
+    repl = commands.add_parser(
+        "repl", help="an interactive Python prompt on a code context (state kept between lines)"
+    )
+    repl.add_argument("--context", metavar="ID", help="an open context (default: a new one)")
+    repl.add_argument("--network", action="append", metavar="NAME", help="as for exec")
+    repl.add_argument("--timeout", type=duration_ms, metavar="DURATION", help="per input")
+    repl.add_argument(
+        "--keep", action="store_true", help="leave a new context open on exit (it is printed)"
     )
     browse = commands.add_parser("browse", help="load a page in a browser session")
     browse.add_argument("url")
@@ -148,6 +167,8 @@ def run_exec(args: argparse.Namespace) -> int:
     stdin = None
     if args.stdin is not None:
         stdin = sys.stdin.read() if args.stdin == "-" else Path(args.stdin).read_text()
+    if args.context is not None:
+        return run_in_context(args.context, code, stdin, args)
     with Client() as client, progress("running"):
         result = client.execute(
             code,
@@ -162,6 +183,78 @@ def run_exec(args: argparse.Namespace) -> int:
     if result.files:
         save_files(result, args.out)
     return exit_status(result)
+
+
+def run_in_context(context_id: str, code: str, stdin: str | None, args: argparse.Namespace) -> int:
+    with Client() as client, client.context(context_id=context_id) as context:
+        for file in input_files(args.file):
+            context.files.write(file.path, file.content)
+        with progress("running"):
+            result = context.run(code, stdin=stdin, timeout_ms=args.timeout)
+    sys.stdout.write(result.stdout)
+    sys.stdout.flush()
+    sys.stderr.write(result.stderr)
+    if result.restarted:
+        print("[the context's interpreter was restarted: its variables are gone]", file=sys.stderr)
+    return exit_status(result)
+
+
+def repl_source(text: str) -> str:
+    """What one input becomes: a lone expression shows its value, as at Python's prompt."""
+    try:
+        compile(text, "<input>", "eval")
+    except SyntaxError:
+        return text
+    return f"_ = ({text}\n)\nif _ is not None:\n    print(repr(_))"
+
+
+def read_input() -> str | None:
+    """One complete input (more lines while it is unfinished); None at the end."""
+    lines: list[str] = []
+    while True:
+        try:
+            line = input("... " if lines else ">>> ")
+        except EOFError:
+            return None
+        lines.append(line)
+        text = "\n".join(lines)
+        try:
+            complete = codeop.compile_command(text, "<input>", "exec")
+        except SyntaxError:
+            return text  # the service reports it, as Python would
+        if complete is not None and (len(lines) == 1 or not line.strip()):
+            return text
+
+
+def run_repl(args: argparse.Namespace) -> int:
+    history = Path.home() / ".sandbox_controller_history" if sys.stdin.isatty() else None
+    if history is not None:  # a person typing: line editing, and the history kept
+        with contextlib.suppress(ImportError, OSError):
+            import readline
+
+            readline.read_history_file(history)
+    with Client() as client:
+        context = client.context(network=args.network, context_id=args.context).open()
+        print(f"context {context.context_id} (Ctrl-D to leave)", file=sys.stderr)
+        try:
+            while (text := read_input()) is not None:
+                if not text.strip():
+                    continue
+                result = context.run(repl_source(text), timeout_ms=args.timeout)
+                sys.stdout.write(result.stdout)
+                sys.stdout.flush()
+                sys.stderr.write(result.stderr)
+                if result.restarted:
+                    print("[interpreter restarted: variables are gone]", file=sys.stderr)
+        finally:
+            if args.keep or args.context:
+                print(f"context {context.context_id} left open", file=sys.stderr)
+            else:
+                context.close()
+            if history is not None:
+                with contextlib.suppress(NameError, OSError):
+                    readline.write_history_file(history)
+    return 0
 
 
 def run_browse(args: argparse.Namespace) -> int:
@@ -184,7 +277,8 @@ def run_browse(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None, prog: str = "sandbox-controller") -> int:
     args = parser(prog).parse_args(argv)
     try:
-        return run_exec(args) if args.command == "exec" else run_browse(args)
+        commands = {"exec": run_exec, "repl": run_repl, "browse": run_browse}
+        return commands[args.command](args)
     except (SandboxClientError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return PLATFORM_FAILED

@@ -67,7 +67,11 @@ class ExecutionResult:
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> ExecutionResult:
-        return cls(
+        return cls(**cls.fields_of(body))
+
+    @staticmethod
+    def fields_of(body: dict[str, Any]) -> dict[str, Any]:
+        return dict(
             execution_id=str(body["executionId"]),
             exit_code=body.get("exitCode"),
             signal=body.get("signal"),
@@ -85,3 +89,24 @@ class ExecutionResult:
             usage=dict(body.get("usage") or {}),
             raw=body,
         )
+
+
+@dataclass(frozen=True)
+class ContextResult(ExecutionResult):
+    """How a call on a context ended; ``restarted``: its interpreter was replaced (it
+    ignored the interrupt after a timeout, ended itself, or hit the memory limit), so
+    the variables of earlier calls are gone (the files are kept)."""
+
+    restarted: bool = False
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ContextResult:
+        return cls(**cls.fields_of(body), restarted=bool(body.get("restarted")))
+
+
+@dataclass(frozen=True)
+class WorkspaceFile:
+    """A file of a context's workspace, as listed."""
+
+    path: str
+    size: int

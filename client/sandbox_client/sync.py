@@ -14,7 +14,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from sandbox_client.aio import AsyncBrowserSession, AsyncClient
-from sandbox_client.models import ExecutionResult, InputFile
+from sandbox_client.contexts import AsyncContext, AsyncContextFiles
+from sandbox_client.models import ContextResult, ExecutionResult, InputFile, WorkspaceFile
 
 T = TypeVar("T")
 
@@ -93,6 +94,27 @@ class Client:
             )
         )
 
+    def context(
+        self,
+        *,
+        network: list[str] | None = None,
+        idle_timeout_s: int | None = None,
+        max_lifetime_s: int | None = None,
+        files: Iterable[InputFile] = (),
+        labels: dict[str, str] | None = None,
+        context_id: str | None = None,
+    ) -> Context:
+        """See AsyncClient.context: opened on entering ``with``, closed on leaving."""
+        context = self._async.context(
+            network=network,
+            idle_timeout_s=idle_timeout_s,
+            max_lifetime_s=max_lifetime_s,
+            files=list(files),
+            labels=labels,
+            context_id=context_id,
+        )
+        return Context(self._loop, context)
+
     def browser(
         self,
         device: str = "desktop",
@@ -170,3 +192,65 @@ class BrowserSession:
 
     def close_tab(self, tab_id: str) -> None:
         self._loop.run(self._session.close_tab(tab_id))
+
+
+class Context:
+    """AsyncContext, waited for."""
+
+    def __init__(self, loop: _Loop, context: AsyncContext) -> None:
+        self._loop = loop
+        self._context = context
+        self.files = ContextFiles(loop, context.files)
+
+    @property
+    def context_id(self) -> str:
+        return self._context.context_id
+
+    def open(self) -> Context:
+        self._loop.run(self._context.open())
+        return self
+
+    def __enter__(self) -> Context:
+        return self.open()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._loop.run(self._context.close())
+
+    def run(
+        self, code: str, *, stdin: str | None = None, timeout_ms: int | None = None
+    ) -> ContextResult:
+        return self._loop.run(self._context.run(code, stdin=stdin, timeout_ms=timeout_ms))
+
+    def restart(self) -> None:
+        self._loop.run(self._context.restart())
+
+    def info(self) -> dict[str, Any]:
+        return self._loop.run(self._context.info())
+
+
+class ContextFiles:
+    """AsyncContextFiles, waited for."""
+
+    def __init__(self, loop: _Loop, files: AsyncContextFiles) -> None:
+        self._loop = loop
+        self._files = files
+
+    def list(self) -> list[WorkspaceFile]:
+        return self._loop.run(self._files.list())
+
+    def read(self, path: str) -> bytes:
+        return self._loop.run(self._files.read(path))
+
+    def write(self, path: str, content: bytes | str) -> None:
+        self._loop.run(self._files.write(path, content))
+
+    def delete(self, path: str) -> None:
+        self._loop.run(self._files.delete(path))

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from controller.api.middleware import caller_of
 from controller.browser.service import BrowserSessions
+from controller.contexts.service import ContextService
 from controller.execution.service import ExecutionService
 from controller.keys import Caller
 from controller.settings import Settings
@@ -32,6 +33,11 @@ async def get_browser_service(request: Request) -> BrowserSessions:
     return service
 
 
+async def get_context_service(request: Request) -> ContextService:
+    service: ContextService = request.app.state.contexts
+    return service
+
+
 async def get_caller(request: Request) -> Caller:
     return caller_of(request.scope)
 
@@ -41,3 +47,4 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 """The authenticated caller (controller.api.middleware.identify)."""
 ExecutionServiceDep = Annotated[ExecutionService, Depends(get_execution_service)]
 BrowserServiceDep = Annotated[BrowserSessions, Depends(get_browser_service)]
+ContextServiceDep = Annotated[ContextService, Depends(get_context_service)]

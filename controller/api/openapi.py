@@ -69,10 +69,17 @@ ERRORS: dict[int, tuple[str, dict[str, Any]]] = {
         "this endpoint, to a key other than AUTH_TOKEN's (`forbidden`).",
         {},
     ),
-    404: ("No such session or tab (`not_found`, `tab_not_found`).", {}),
-    409: ("The page did not allow it: `element_timeout`, `action_failed`, `tab_limit`.", {}),
+    404: ("No such session, context, tab or file (`not_found`, `tab_not_found`).", {}),
+    409: (
+        "The page did not allow it: `element_timeout`, `action_failed`, `tab_limit`; or "
+        "the context is running another call (`busy`).",
+        {},
+    ),
     408: ("The body did not arrive within REQUEST_BODY_TIMEOUT_S (`request_timeout`).", {}),
-    410: ("The session existed and failed (its browser died); it is gone.", {}),
+    410: (
+        "The session or context existed and failed (its browser or sandbox died); it is gone.",
+        {},
+    ),
     413: ("The body exceeds MAX_REQUEST_BYTES (`request_too_large`).", {}),
     422: ("A field breaks a rule; `details` names each field and rule.", {}),
     429: (
@@ -96,6 +103,8 @@ WITH_BODY = (408, 413, 422, 429, 503)
 validation (a parser process, for a large one)."""
 SESSION_CALL = (*AUTHENTICATED, 404, 410, 422, 502, 504)
 """What any call through a session's browser may answer."""
+CONTEXT_CALL = (*AUTHENTICATED, 404, 409, 410, 422)
+"""What any operation on a code context may answer."""
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

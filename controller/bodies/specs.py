@@ -13,6 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from controller.bodies.shape import Shape
 from controller.browser.models import CreateSessionRequest
+from controller.contexts.models import ContextExecuteRequest, CreateContextRequest
 from controller.execution.models import ExecuteRequest
 
 
@@ -36,5 +37,10 @@ EXECUTE = BodySpec("execute", TypeAdapter(ExecuteRequest))
 CREATE_SESSION = BodySpec("create_session", TypeAdapter(CreateSessionRequest))
 NAVIGATE = BodySpec("navigate", TypeAdapter(NavigateRequest))
 ACTION = BodySpec("action", ACTION_ADAPTER, action_error_locs)
+CREATE_CONTEXT = BodySpec("create_context", TypeAdapter(CreateContextRequest))
+CONTEXT_EXECUTE = BodySpec("context_execute", TypeAdapter(ContextExecuteRequest))
 
-SPECS = {spec.name: spec for spec in (EXECUTE, CREATE_SESSION, NAVIGATE, ACTION)}
+SPECS = {
+    spec.name: spec
+    for spec in (EXECUTE, CREATE_SESSION, NAVIGATE, ACTION, CREATE_CONTEXT, CONTEXT_EXECUTE)
+}

@@ -7,14 +7,11 @@ controller validates with them and forwards them unchanged.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.network import NetworkRequest
-
-LabelKey = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][\w.-]*$")]
-LabelValue = Annotated[str, Field(max_length=256)]
+from controller.sessions.models import IdleTimeout, Labels, Lifetime
 
 
 class CreateSessionRequest(BaseModel):
@@ -28,17 +25,9 @@ class CreateSessionRequest(BaseModel):
         max_length=64,
         description="`desktop`, `mobile`, or a Playwright device name such as `iPhone 13`.",
     )
-    idleTimeoutS: int | None = Field(
-        None, ge=1, description="Close the session after this long unused (seconds)."
-    )
-    maxLifetimeS: int | None = Field(
-        None, ge=1, description="Close the session this long after its creation (seconds)."
-    )
-    labels: dict[LabelKey, LabelValue] = Field(
-        default_factory=dict,
-        max_length=16,
-        description="The caller's own tags (e.g. who asked); never part of the session id.",
-    )
+    idleTimeoutS: IdleTimeout = None
+    maxLifetimeS: Lifetime = None
+    labels: Labels = Field(default_factory=dict)
     network: NetworkRequest | None = Field(
         None,
         description="Narrows what the browser may reach (omitted: the deployment's allowed "

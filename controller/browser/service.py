@@ -13,9 +13,9 @@ import httpx
 from browser_agent.protocol import SessionNetwork
 
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo
-from controller.errors import InvalidRequest, NotFound, Overloaded
 from controller.keys import Caller
 from controller.network import session_policy
+from controller.sessions.registry import SessionKind, SessionNames
 from controller.settings import Settings
 
 
@@ -63,11 +63,7 @@ class BrowserSessions(Protocol):
 
 def checked_timeouts(settings: Settings, request: CreateSessionRequest) -> tuple[int, int]:
     """(idle timeout, lifetime) of a new session; a 422 when it asks above a ceiling."""
-    over = settings.over_ceiling(request.idleTimeoutS, request.maxLifetimeS)
-    if over is not None:
-        field, bound, env = over
-        raise InvalidRequest(field, "less_than_equal", f"at most {bound} (setting {env})")
-    return settings.session_timeouts(request.idleTimeoutS, request.maxLifetimeS)
+    return settings.browser_timeouts.checked(request.idleTimeoutS, request.maxLifetimeS)
 
 
 def session_network(settings: Settings, request: CreateSessionRequest) -> SessionNetwork:
@@ -77,23 +73,24 @@ def session_network(settings: Settings, request: CreateSessionRequest) -> Sessio
     return SessionNetwork.of(policy, settings.network_internal_hosts)
 
 
+BROWSER = SessionNames("browser session", "bs")
+
+
+def browser_kind(settings: Settings) -> SessionKind:
+    """Browser sessions' names, ids and caps, for the rules every kind shares."""
+    return SessionKind(
+        names=BROWSER,
+        deployment_cap=settings.max_browser_sessions,
+        deployment_setting="MAX_BROWSER_SESSIONS",
+        key_cap=lambda caller: caller.max_browser_sessions,
+        key_field="maxBrowserSessions",
+    )
+
+
 def check_capacity(settings: Settings, open_sessions: int, caller: Caller, own: int) -> None:
     """429 when ``open_sessions`` fill the deployment's cap, or ``own`` (the caller's
     open sessions) its key's."""
-    if open_sessions >= settings.max_browser_sessions:
-        raise Overloaded(
-            f"{settings.max_browser_sessions} browser sessions are open; close one or retry "
-            "later (setting MAX_BROWSER_SESSIONS)",
-            retry_after_s=5,
-        )
-    if own >= caller.max_browser_sessions:
-        raise Overloaded(
-            f"key {caller.name!r} has {caller.max_browser_sessions} browser sessions open; "
-            "close one or retry later (maxBrowserSessions of its key)",
-            retry_after_s=5,
-        )
+    browser_kind(settings).check_capacity(open_sessions, caller, own)
 
 
-def not_found(session_id: str) -> NotFound:
-    """The answer for a session that is not the caller's, whether or not it exists."""
-    return NotFound(f"no browser session {session_id!r} (closed, expired or never opened)")
+not_found = BROWSER.not_found

@@ -1,22 +1,16 @@
-"""The session registry: create, find, use and close sessions; idle and lifetime expiry.
+"""Local browser sessions: each one an agent of this host, on the shared session rules.
 
-Every session has an owner (this registry) and a deadline: it is closed, and its agent
-killed, when it has been idle for ``idleTimeoutS`` or has lived for ``maxLifetimeS``,
-when it is deleted, or when the service stops.
+The rules (ownership, caps, idle and lifetime expiry) are controller.sessions.registry's;
+this binds a warm agent to each new session, forwards its calls, and kills the agent
+when the session closes: deleted, expired, its browser dead, or the service stopping.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
-import secrets
-import time
-from collections import Counter
-from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -27,9 +21,9 @@ from controller.browser.backend import AgentHandle, SessionBackend
 from controller.browser.client import AgentClient, reply_model
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, Viewport
 from controller.browser.service import (
-    check_capacity,
+    BROWSER,
+    browser_kind,
     checked_timeouts,
-    not_found,
     session_network,
 )
 from controller.budget import MemoryBudget
@@ -41,54 +35,25 @@ from controller.errors import (
     NotFound,
 )
 from controller.keys import Caller
+from controller.sessions.registry import Registry
+from controller.sessions.registry import Session as OpenSession
 from controller.settings import Settings
 
 log = logging.getLogger(__name__)
 
-REAPER_TICK_S = 1.0
+new_session_id = BROWSER.new_id
+is_session_id = BROWSER.is_id
 
 
-SESSION_ID = re.compile(r"bs-[0-9a-f]{20}")
+@dataclass(kw_only=True)
+class Session(OpenSession):
+    """A browser session: its agent, and what the agent reported when it was bound."""
 
-
-def new_session_id() -> str:
-    """Generated, never derived from the caller's input."""
-    return "bs-" + secrets.token_hex(10)
-
-
-def is_session_id(value: str) -> bool:
-    """Whether ``value`` could be a session id at all (anything else is a 404 unasked)."""
-    return SESSION_ID.fullmatch(value) is not None
-
-
-@dataclass
-class Session:
-    session_id: str
     agent: AgentHandle
     device: str
     viewport: Viewport | None
     user_agent: str
     is_mobile: bool
-    labels: dict[str, str]
-    owner: str
-    """The name of the caller's key that opened it."""
-    idle_timeout_s: int
-    max_lifetime_s: int
-    created_wall: datetime
-    created: float = field(default_factory=time.monotonic)
-    last_used: float = field(default_factory=time.monotonic)
-    in_flight: int = 0
-    closed: bool = False
-
-    def deadline(self) -> float:
-        """When the session ends: idle deadline (not while a call runs) or end of lifetime."""
-        end = self.created + self.max_lifetime_s
-        if self.in_flight:
-            return end
-        return min(end, self.last_used + self.idle_timeout_s)
-
-    def _wall(self, monotonic: float) -> datetime:
-        return self.created_wall + timedelta(seconds=monotonic - self.created)
 
     def info(self) -> SessionInfo:
         return SessionInfo(
@@ -99,8 +64,8 @@ class Session:
             isMobile=self.is_mobile,
             labels=self.labels,
             createdAt=self.created_wall,
-            lastUsedAt=self._wall(self.last_used),
-            expiresAt=self._wall(self.deadline()),
+            lastUsedAt=self.last_used_at,
+            expiresAt=self.expires_at,
             idleTimeoutS=self.idle_timeout_s,
             maxLifetimeS=self.max_lifetime_s,
         )
@@ -120,12 +85,7 @@ class SessionService:
         self._backend = backend
         self._budget = budget
         self.client = client or AgentClient()
-        self._sessions: dict[str, Session] = {}
-        self._creating = 0
-        self._creating_by: Counter[str] = Counter()
-        self._wake = asyncio.Event()
-        self._reaper: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._registry: Registry[Session] = Registry(browser_kind(settings), self._release)
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -138,19 +98,10 @@ class SessionService:
             warm = self.settings.browser_warm_agents * self.settings.browser_memory_mb
             self._budget.hold(warm, "the warm browsers")
         await self._backend.start()
-        self._reaper = asyncio.create_task(self._reap(), name="browser-session-reaper")
+        self._registry.start()
 
     async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-        sessions = list(self._sessions.values())
-        self._sessions.clear()
-        for session in sessions:
-            session.closed = True
+        await self._registry.stop()  # their agents go with the backend's, all at once
         await self._backend.stop()
         await self.client.close()
 
@@ -165,36 +116,30 @@ class SessionService:
                 "unknown_device",
                 f"unknown device {request.device!r}; accepted: " + ", ".join(names),
             )
-        own = sum(1 for x in self._sessions.values() if x.owner == caller.name)
-        own += self._creating_by[caller.name]
-        check_capacity(s, len(self._sessions) + self._creating, caller, own)
-        if self._budget is not None:
-            self._budget.hold(s.browser_memory_mb, "a browser session")
-        self._creating += 1
-        self._creating_by[caller.name] += 1
-        opened = False
-        try:
-            agent = await self._backend.acquire()
+        with self._registry.creating(caller):
+            if self._budget is not None:
+                self._budget.hold(s.browser_memory_mb, "a browser session")
+            opened = False
             try:
-                body = {"device": request.device, "network": network.model_dump()}
-                response = await self.client.request(agent, "POST", "/session", json=body)
-                bound = reply_model(response, ConfigureResponse)
-            except AgentRefused:
-                self._backend.give_back(agent)  # untouched: a bad device name changes nothing
-                raise
-            except BaseException:
-                # Whatever went wrong (the agent failed, answered nonsense, or the caller
-                # went away), an agent that got no session must not linger.
-                self._in_background(self._backend.release(agent))
-                raise
-            opened = True
-        finally:
-            self._creating -= 1
-            self._creating_by[caller.name] -= 1
-            if not opened and self._budget is not None:
-                self._budget.release(s.browser_memory_mb)
+                agent = await self._backend.acquire()
+                try:
+                    body = {"device": request.device, "network": network.model_dump()}
+                    response = await self.client.request(agent, "POST", "/session", json=body)
+                    bound = reply_model(response, ConfigureResponse)
+                except AgentRefused:
+                    self._backend.give_back(agent)  # untouched: a bad device name changes nothing
+                    raise
+                except BaseException:
+                    # Whatever went wrong (the agent failed, answered nonsense, or the caller
+                    # went away), an agent that got no session must not linger.
+                    self._in_background(self._backend.release(agent))
+                    raise
+                opened = True
+            finally:
+                if not opened and self._budget is not None:
+                    self._budget.release(s.browser_memory_mb)
         session = Session(
-            session_id=new_session_id(),
+            session_id=BROWSER.new_id(),
             agent=agent,
             device=bound.device,
             viewport=Viewport(**bound.viewport.model_dump()) if bound.viewport else None,
@@ -204,10 +149,8 @@ class SessionService:
             owner=caller.name,
             idle_timeout_s=idle,
             max_lifetime_s=lifetime,
-            created_wall=datetime.now(UTC),
         )
-        self._sessions[session.session_id] = session
-        self._wake.set()
+        self._registry.add(session)
         log.info("browser session %s opened (%s)", session.session_id, session.device)
         return CreatedSession(**session.info().model_dump(), tabId=bound.tabId)
 
@@ -217,42 +160,21 @@ class SessionService:
         task.add_done_callback(self._background.discard)
 
     def get(self, session_id: str, caller: Caller) -> Session:
-        session = self._sessions.get(session_id)
-        if session is None or session.closed or session.owner != caller.name:
-            raise not_found(session_id)
-        return session
+        return self._registry.get(session_id, caller)
 
     async def find(self, session_id: str, caller: Caller) -> Session:
         return self.get(session_id, caller)
 
     def list(self, caller: Caller | None = None) -> list[SessionInfo]:
-        return [
-            s.info()
-            for s in self._sessions.values()
-            if not s.closed and (caller is None or s.owner == caller.name)
-        ]
+        return [s.info() for s in self._registry.sessions(caller)]
 
     async def delete(self, session_id: str, caller: Caller) -> None:
-        await self._close(self.get(session_id, caller), "deleted")
+        await self._registry.close(self.get(session_id, caller), "deleted")
 
-    async def _close(self, session: Session, why: str) -> None:
-        if session.closed:
-            return
-        session.closed = True
-        self._sessions.pop(session.session_id, None)
-        log.info("browser session %s closed (%s)", session.session_id, why)
+    async def _release(self, session: Session, why: str) -> None:
         if self._budget is not None:
             self._budget.release(self.settings.browser_memory_mb)
         await self._backend.release(session.agent)
-
-    @contextlib.asynccontextmanager
-    async def _using(self, session: Session) -> AsyncIterator[None]:
-        session.in_flight += 1
-        try:
-            yield
-        finally:
-            session.in_flight -= 1
-            session.last_used = time.monotonic()
 
     async def call(
         self,
@@ -267,7 +189,7 @@ class SessionService:
     ) -> httpx.Response:
         """One call to the session's agent; a dead agent closes its session (502)."""
         session = self.get(session_id, caller)
-        async with self._using(session):
+        async with self._registry.using(session):
             try:
                 return await self.client.request(
                     session.agent, method, path, json=json, params=params, timeout_s=timeout_s
@@ -276,27 +198,8 @@ class SessionService:
                 if session.closed:
                     raise NotFound(f"browser session {session_id!r} was closed") from None
                 if not self._backend.alive(session.agent):
-                    await self._close(session, "agent died")
+                    await self._registry.close(session, "agent died")
                     raise BadGateway(
                         f"the browser of session {session_id!r} died; the session is closed"
                     ) from None
                 raise
-
-    async def _reap(self) -> None:
-        while not self._stopping:
-            now = time.monotonic()
-            expired = [s for s in self._sessions.values() if now >= s.deadline()]
-            results = await asyncio.gather(
-                *(self._close(s, "expired") for s in expired), return_exceptions=True
-            )
-            for session, result in zip(expired, results, strict=True):
-                if isinstance(result, Exception):
-                    log.error("closing expired session %s: %s", session.session_id, result)
-            upcoming = [s.deadline() for s in self._sessions.values()]
-            pause = min([REAPER_TICK_S, *(d - time.monotonic() for d in upcoming)])
-            self._wake.clear()
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the
-            # cancellation that stop() sends when the wake-up lands at the same moment.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(pause, 0.01)):
-                    await self._wake.wait()

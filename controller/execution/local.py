@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from runner.cgroup import SANDBOX_TASKS, CgroupError, SandboxCgroups
-from runner.contract import MIB, Job, Outcome
+from runner.contract import MIB, Job, Outcome, RunLimits
 from runner.egress import new_egress_dir, with_egress
 from runner.launch import SETUP_ERRORS, SandboxCommand, sandbox_command
 from runner.supervisor import Sandbox, SandboxError
@@ -35,6 +35,7 @@ from controller.pool import Backoff, PoolClosed, WarmPool
 from controller.settings import Settings
 from controller.uids import Lease, Quarantine, UidLeases
 from controller.userns import explained
+from sandbox_common.domains import DomainPolicy
 from sandbox_common.egress_account import EgressAccount
 from sandbox_common.egress_gate import EgressGate, EgressRules
 
@@ -44,12 +45,11 @@ READY_TIMEOUT_S = 10.0
 START_BACKOFF = Backoff(first_s=1.0, max_s=30.0)
 
 
-def with_nproc_backstop(job: Job) -> Job:
-    """``job`` for a sandbox in its own cgroup: the cgroup's task limit (MAX_PROCESSES for
-    the code) is the one that refuses, since its refusals are counted and reported, and
-    RLIMIT_NPROC stays just above it as a backstop."""
-    ceiling = job.limits.max_processes + SANDBOX_TASKS + 1
-    return replace(job, limits=replace(job.limits, max_processes=ceiling))
+def nproc_backstop(limits: RunLimits) -> RunLimits:
+    """``limits`` for a sandbox in its own cgroup: the cgroup's task limit (MAX_PROCESSES
+    for the code) is the one that refuses, since its refusals are counted and reported,
+    and RLIMIT_NPROC stays just above it as a backstop."""
+    return replace(limits, max_processes=limits.max_processes + SANDBOX_TASKS + 1)
 
 
 class LocalBackend:
@@ -245,15 +245,18 @@ class LocalBackend:
             raise
         return sandbox
 
-    async def run(self, job: Job, caller: str) -> Outcome:
+    async def _take(self, caller: str) -> Sandbox:
         try:
-            sandbox = await self._pool.take(READY_TIMEOUT_S, caller)
+            return await self._pool.take(READY_TIMEOUT_S, caller)
         except TimeoutError as exc:
             raise SandboxUnavailable(
                 f"no sandbox became ready within {READY_TIMEOUT_S:.0f}s"
             ) from exc
         except (SandboxError, PoolClosed) as exc:
             raise SandboxUnavailable(f"sandbox failed: {exc}") from exc
+
+    async def run(self, job: Job, caller: str) -> Outcome:
+        sandbox = await self._take(caller)
         try:
             if job.network is None:
                 return await self._run_in(sandbox, job)
@@ -264,19 +267,33 @@ class LocalBackend:
             # that the execution in flight should not have to share.
             asyncio.get_running_loop().call_soon(self._pool.fill)
 
-    async def _run_with_egress(self, sandbox: Sandbox, job: Job, caller: str) -> Outcome:
-        """Run ``job`` with its own egress channel open; the proxy's refusals become the
-        execution's ``network`` violations, whatever program made the connection."""
-        assert job.network is not None
+    async def lend(self, caller: str) -> Sandbox:
+        """A warm sandbox that will serve a code context (runner.context) until it is
+        handed to ``retire``; the service's stop kills it, as every sandbox."""
+        sandbox = await self._take(caller)
+        asyncio.get_running_loop().call_soon(self._pool.fill)
+        return sandbox
+
+    def retire(self, sandbox: Sandbox) -> None:
+        """Kill a lent sandbox and release what it holds (in the background)."""
+        self._pool.retire(sandbox)
+
+    def run_limits(self, limits: RunLimits) -> RunLimits:
+        """``limits`` as a sandbox of this backend applies them (runner.contract)."""
+        return nproc_backstop(limits) if self._cgroups is not None else limits
+
+    async def open_egress(
+        self, sandbox: Sandbox, policy: DomainPolicy, caller: str, asker_id: str
+    ) -> EgressChannel:
+        """The sandbox's egress socket, served with ``policy`` and a fresh account (the
+        gate's ``account``: its refusals become ``network`` violations); the caller
+        closes it.  ``asker_id`` is what the ask-callback is told (an execution's id)."""
         directory = self._egress_dirs.get(sandbox)
         if directory is None:
             raise SandboxUnavailable("the sandbox has no egress directory (no domain allowed)")
-        account = EgressAccount(
-            self._settings.network_max_connections, self._settings.network_max_mb * MIB
-        )
-        ask = AskedOnce(self._ask, job.execution_id) if self._ask is not None else None
+        ask = AskedOnce(self._ask, asker_id) if self._ask is not None else None
         channel = EgressChannel(
-            EgressGate(job.network, self._egress_rules, account, ask, owner=caller),
+            EgressGate(policy, self._egress_rules, self.egress_account(), ask, owner=caller),
             self._settings.network_max_connections,
         )
         try:
@@ -284,15 +301,28 @@ class LocalBackend:
             await channel.open(directory, lease.gid if lease is not None else None)
         except OSError as exc:
             raise SandboxUnavailable(f"cannot open the execution's egress proxy: {exc}") from exc
+        return channel
+
+    def egress_account(self) -> EgressAccount:
+        """One run's account at the egress proxy (its caps: NETWORK_MAX_*)."""
+        settings = self._settings
+        return EgressAccount(settings.network_max_connections, settings.network_max_mb * MIB)
+
+    async def _run_with_egress(self, sandbox: Sandbox, job: Job, caller: str) -> Outcome:
+        """Run ``job`` with its own egress channel open; the proxy's refusals become the
+        execution's ``network`` violations, whatever program made the connection."""
+        assert job.network is not None
+        channel = await self.open_egress(sandbox, job.network, caller, job.execution_id)
         try:
             outcome = await self._run_in(sandbox, job)
         finally:
             await channel.close()
-        return with_egress(outcome, account)
+        assert channel.gate.account is not None
+        return with_egress(outcome, channel.gate.account)
 
     async def _run_in(self, sandbox: Sandbox, job: Job) -> Outcome:
         if self._cgroups is not None:
-            job = with_nproc_backstop(job)
+            job = replace(job, limits=nproc_backstop(job.limits))
         try:
             return await sandbox.run(job)
         finally:

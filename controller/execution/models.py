@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
@@ -60,6 +61,19 @@ class InputFile(BaseModel):
         return self._data
 
 
+def distinct(files: list[InputFile]) -> list[InputFile]:
+    """``files``, if no two of them are written to the same place (a 422 else)."""
+    conflict = path_conflict([f.path for f in files])
+    if conflict is not None:
+        # The message names a caller's path: a context value, never part of the template.
+        raise PydanticCustomError(conflict.rule, "{detail}", {"detail": conflict.message})
+    return files
+
+
+InputFiles = Annotated[list[InputFile], AfterValidator(distinct)]
+"""Files for the workspace, no two of them written to the same place."""
+
+
 class ExecuteRequest(BaseModel):
     """What a caller asks to run.  Unknown fields and wrong types are refused (422)."""
 
@@ -80,7 +94,7 @@ class ExecuteRequest(BaseModel):
         None, max_length=4096, description="Bearer token sent to fileUploadUrl."
     )
     public: bool = Field(False, description="Passed to the file service with each upload.")
-    files: list[InputFile] = Field(
+    files: InputFiles = Field(
         default_factory=list, description="Files written into the workspace before the run."
     )
     network: NetworkRequest | None = Field(
@@ -88,15 +102,6 @@ class ExecuteRequest(BaseModel):
         description="Narrows the deployment's allowed domains for this run (omitted: all "
         "of them; with none allowed, the sandbox has no network at all).",
     )
-
-    @field_validator("files")
-    @classmethod
-    def _distinct_paths(cls, files: list[InputFile]) -> list[InputFile]:
-        conflict = path_conflict([f.path for f in files])
-        if conflict is not None:
-            # The message names a caller's path: a context value, never part of the template.
-            raise PydanticCustomError(conflict.rule, "{detail}", {"detail": conflict.message})
-        return files
 
 
 class Violation(BaseModel):

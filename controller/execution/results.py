@@ -43,14 +43,14 @@ def denied(outcome: Outcome) -> list[Violation]:
     ]
 
 
-def limit_violations(outcome: Outcome, timeout_ms: int) -> list[Violation]:
+def limit_violations(outcome: Outcome, timeout_ms: int, stopped: str = "killed") -> list[Violation]:
     found = []
     if outcome.timed_out:
         found.append(
             Violation(
                 kind="limit",
                 target="timeoutMs",
-                detail=f"killed after {timeout_ms} ms (wall-clock timeout)",
+                detail=f"{stopped} after {timeout_ms} ms (wall-clock timeout)",
             )
         )
     if outcome.signal in LIMIT_SIGNALS:
@@ -115,9 +115,12 @@ def annotation(violations: list[Violation]) -> str:
     return f"\n--- sandbox: {len(violations)} {noun} ---\n" + "\n".join(lines) + "\n"
 
 
-def response_for(execution_id: str, outcome: Outcome, timeout_ms: int) -> ExecuteResponse:
-    """The response body, without its files (delivery adds those)."""
-    violations = denied(outcome) + limit_violations(outcome, timeout_ms)
+def response_for(
+    execution_id: str, outcome: Outcome, timeout_ms: int, stopped: str = "killed"
+) -> ExecuteResponse:
+    """The response body, without its files (delivery adds those).  ``stopped``: what was
+    done to code past its timeout (a context's is interrupted, not killed)."""
+    violations = denied(outcome) + limit_violations(outcome, timeout_ms, stopped)
     return ExecuteResponse(
         executionId=execution_id,
         exitCode=outcome.exit_code,

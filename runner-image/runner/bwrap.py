@@ -25,7 +25,11 @@ TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # The sandbox-side code runs from bytecode compiled once by the sandbox's own interpreter
 # (a script given as source would be compiled again at every start): source module in
 # this package -> compiled name in the support directory's "sandbox" folder.
-SANDBOX_CODE = {"stub.py": "stub.pyc", "sandbox_files.py": "_sandbox_files.pyc"}
+SANDBOX_CODE = {
+    "stub.py": "stub.pyc",
+    "sandbox_files.py": "_sandbox_files.pyc",
+    "kernel.py": "_kernel.pyc",
+}
 STUB_NAME = "stub.pyc"
 EGRESS_DIR = "@EGRESS_DIR@"
 """Replaced by the host directory of each sandbox's own egress socket at its start."""

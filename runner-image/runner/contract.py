@@ -183,3 +183,25 @@ class NetworkUsage:
     connections: int
     bytes_sent: int
     bytes_received: int
+
+
+# --- Code contexts (runner.context): a sandbox that serves many calls -----------------
+
+
+class ContextFailed(Exception):
+    """The context's sandbox broke down or broke the protocol: the context is over."""
+
+
+class FileRefused(Exception):
+    """A file operation the sandbox refused; ``rule`` names why."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule, self.message = rule, message
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    outcome: Outcome
+    restarted: bool
+    """The interpreter was replaced during the call (its state is lost; files are kept)."""

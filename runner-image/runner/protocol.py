@@ -62,6 +62,13 @@ class PipeReader:
             os.close(self._fd)
             self._fd = -1
 
+    def detach(self) -> int:
+        """Stop reading and hand the descriptor over (-1 if it is closed)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            self._loop.remove_reader(fd)
+        return fd
+
 
 class StatusReader(PipeReader):
     """Reads the stub's status pipe: ``ready``, a status line, a manifest line, file bytes."""

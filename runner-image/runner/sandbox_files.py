@@ -162,3 +162,168 @@ class Harvest:
         self.files.append({"path": rel, "size": size})
         self.chunks.append(data)
         self.total += size
+
+
+# --- A code context's workspace, operated on between calls (runner.kernel) ---------------
+
+
+class Refused(Exception):
+    """A file operation refused: ``rule`` names why (the controller's error rule)."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule, self.message = rule, message
+
+
+def _parts(rel: str, protected: frozenset[str]) -> list[str]:
+    parts = rel.split("/")
+    if rel.startswith("/") or ".." in parts or "" in parts or "." in parts:
+        raise Refused("relative_path", f"refused path {rel!r}")
+    if parts[0] in protected:
+        raise Refused("protected", f"{parts[0]} is protected")
+    return parts
+
+
+def _parent(root: str, parts: list[str], create: bool) -> int:
+    """The directory holding the path's last part, opened without following a link."""
+    fd = os.open(root, O_DIR)
+    try:
+        for name in parts[:-1]:
+            if create:
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            try:
+                inner = os.open(name, O_DIR, dir_fd=fd)
+            except FileNotFoundError:
+                raise Refused("not_found", f"no directory {name!r} on the path") from None
+            except OSError:
+                raise Refused("not_a_directory", f"{name!r} is not a directory") from None
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def list_files(
+    root: str, placeholders: frozenset[str], max_entries: int
+) -> tuple[list[object], bool]:
+    """The workspace's regular files ``{path, size}`` (links and special files are not
+    followed) and whether the list is complete (at most ``max_entries`` of them)."""
+    found: list[object] = []
+    pending = [("", os.open(root, O_DIR), 0)]
+    complete = True
+    while pending:
+        prefix, fd, depth = pending.pop()
+        try:
+            with os.scandir(fd) as listing:
+                entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in listing)
+            for name, is_dir in entries:
+                if depth == 0 and name in placeholders:
+                    continue
+                if is_dir:
+                    if depth + 1 < MAX_DEPTH:
+                        try:
+                            pending.append(
+                                (prefix + name + "/", os.open(name, O_DIR, dir_fd=fd), depth + 1)
+                            )
+                        except OSError:
+                            pass
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    if len(found) >= max_entries:
+                        complete = False
+                        break
+                    found.append({"path": prefix + name, "size": st.st_size})
+        finally:
+            os.close(fd)
+        if not complete:
+            break
+    for _, fd, _ in pending:
+        os.close(fd)
+    return found, complete
+
+
+def read_file(root: str, rel: str, max_bytes: int) -> bytes:
+    parts = _parts(rel, frozenset())
+    dir_fd = _parent(root, parts, create=False)
+    try:
+        try:
+            fd = os.open(parts[-1], O_FILE, dir_fd=dir_fd)
+        except FileNotFoundError:
+            raise Refused("not_found", f"no file {rel!r}") from None
+        except OSError as exc:
+            raise Refused("not_regular", f"{rel!r} cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused("not_regular", f"{rel!r} is not a regular file")
+        if st.st_size > max_bytes:
+            raise Refused("max_bytes", f"{rel!r} has {st.st_size} bytes; at most {max_bytes}")
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = os.read(fd, max_bytes + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:
+            raise Refused("max_bytes", f"{rel!r} grew past {max_bytes} bytes while read")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def write_file(root: str, rel: str, data: bytes, protected: frozenset[str]) -> None:
+    """Create or replace a regular file (its directories made as needed)."""
+    parts = _parts(rel, protected)
+    dir_fd = _parent(root, parts, create=True)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(parts[-1], flags, 0o644, dir_fd=dir_fd)
+        except OSError as exc:
+            raise Refused("not_regular", f"{rel!r} cannot be written: {exc.strerror}") from None
+    finally:
+        os.close(dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Refused("not_regular", f"{rel!r} is not a regular file")
+        os.ftruncate(fd, 0)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        raise Refused("no_space", f"{rel!r} could not be written: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def delete_path(root: str, rel: str, protected: frozenset[str]) -> None:
+    """Remove a file, a link or a whole directory (never what a link points to)."""
+    parts = _parts(rel, protected)
+    dir_fd = _parent(root, parts, create=False)
+    try:
+        try:
+            st = os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise Refused("not_found", f"no file {rel!r}") from None
+        if stat.S_ISDIR(st.st_mode):
+            import shutil  # fd-based on Linux: a link inside is removed, not followed
+
+            shutil.rmtree(parts[-1], dir_fd=dir_fd)
+        else:
+            os.unlink(parts[-1], dir_fd=dir_fd)
+    except OSError as exc:
+        raise Refused("not_deleted", f"{rel!r} could not be deleted: {exc.strerror}") from None
+    finally:
+        os.close(dir_fd)

@@ -5,7 +5,7 @@ so the interpreter start-up is paid ahead of time.  Protocol with the supervisor
 
 - the job arrives on stdin as one ``marshal`` document (from the trusted supervisor; it
   is built in, so no JSON module with its regular-expression engine is imported here),
-  terminated by EOF;
+  after its length (4 bytes, big-endian);
 - fd ``FD`` (the status pipe) carries ``ready\\n`` once the interpreter is warm, then
   one JSON line describing how the child ended (exit status, resource usage, violations).
   The child's violation records are passed on as strings, unparsed: the supervisor
@@ -84,19 +84,35 @@ def _json(value: object) -> str:
     return _json(str(value))
 
 
-def _read_job(fd: int = 0) -> dict[str, object]:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 1 << 16)
+def _read_exact(fd: int, size: int) -> bytes | None:
+    """``size`` bytes from ``fd``; None at an end of file before them."""
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
         if not chunk:
-            break
+            return None
         chunks.append(chunk)
-    if not chunks:
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_message(fd: int) -> dict[str, object] | None:
+    """One message (a 4-byte big-endian length, then ``marshal``); None at end of file."""
+    head = _read_exact(fd, 4)
+    body = _read_exact(fd, int.from_bytes(head, "big")) if head is not None else None
+    if body is None:
+        return None
+    message = marshal.loads(body)  # noqa: S302 - written by our own supervisor
+    if not isinstance(message, dict):
+        raise ValueError("a message must be a dict")
+    return message
+
+
+def _read_job(fd: int = 0) -> dict[str, object]:
+    job = _read_message(fd)
+    if job is None:
         # The supervisor went away before sending a job (it was shut down): nothing to do.
         os._exit(0)
-    job = marshal.loads(b"".join(chunks))  # noqa: S302 - written by our own supervisor
-    if not isinstance(job, dict):
-        raise ValueError("job must be a JSON object")
     return job
 
 
@@ -127,10 +143,14 @@ def _apply_limits(limits: dict[str, int]) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _violation_hook(fd: int, job: dict[str, object]) -> object:
+def _violation_hook(
+    fd: int, job: dict[str, object], seen: set[tuple[str, str]] | None = None
+) -> object:
     """Build an audit hook that reports denied operations on ``fd`` (one JSON line each).
 
     What is hidden, writable and protected comes with the job (runner.policy.sandbox_view).
+    Each (kind, target) is reported once while it is in ``seen`` (a context empties it
+    before each call), at most ``maxViolations`` of them.
     """
     hidden = tuple(str(p) for p in job["hiddenPaths"])  # type: ignore[attr-defined]
     visible = tuple(str(p) for p in job["visiblePaths"])  # type: ignore[attr-defined]
@@ -148,7 +168,7 @@ def _violation_hook(fd: int, job: dict[str, object]) -> object:
     else:
         direct = "network denied: the sandbox has no network access"
         lookup = "network denied: name resolution is not available in the sandbox"
-    seen: set[tuple[str, str]] = set()
+    seen = set() if seen is None else seen
     abspath = os.path.abspath
     fspath = os.fsdecode
 
@@ -252,6 +272,9 @@ def _run_child(job_fd: int, violations_fd: int) -> None:
     """
     _first_to_go_when_out_of_memory()
     job = _read_job(job_fd)
+    if job.get("context"):
+        kernel = _beside("_kernel")
+        kernel.interpret(sys.modules[__name__], job, job_fd, violations_fd)
     os.close(job_fd)
     # The baseline lets the parent report the code's CPU time, not the warm-up's.
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -394,21 +417,30 @@ class _Forwarder:
 
     def wait(self, pidfd: int, timeout_s: float | None) -> bool:
         """Forward until the child exits (the pidfd is readable); True on the timeout."""
+        return self.until({pidfd: "child"}, timeout_s) is None
+
+    def until(self, watched: dict[int, str], timeout_s: float | None) -> str | None:
+        """Forward until one of ``watched`` is readable: its name; None on the timeout."""
         import time
 
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        self._selector.register(pidfd, self._read, "child")
-        while True:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return True
-            for key, _ in self._selector.select(left):
-                if key.data == "child":
-                    return False
-                if key.data is None:
-                    self._accept()
-                else:
-                    self._relay(key.fileobj, key.data)  # type: ignore[arg-type]
+        for fd, name in watched.items():
+            self._selector.register(fd, self._read, name)
+        try:
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                for key, _ in self._selector.select(left):
+                    if isinstance(key.data, str):
+                        return key.data
+                    if key.data is None:
+                        self._accept()
+                    else:
+                        self._relay(key.fileobj, key.data)  # type: ignore[arg-type]
+        finally:
+            for fd in watched:
+                self._selector.unregister(fd)
 
     def _accept(self) -> None:
         socket = self._socket
@@ -508,13 +540,20 @@ def _seed(source: str, target: str) -> None:
                 dst.write(src.read())
 
 
-def _send_job(fd: int, job: dict[str, object]) -> None:
-    view = memoryview(marshal.dumps(job))
+def _send_message(fd: int, message: dict[str, object]) -> bool:
+    """Write one message (see _read_message); False when the reader is gone."""
+    body = marshal.dumps(message)
+    view = memoryview(len(body).to_bytes(4, "big") + body)
     try:
         while view:
             view = view[os.write(fd, view) :]
     except BrokenPipeError:
-        pass  # the child is gone; its exit status tells the rest
+        return False
+    return True
+
+
+def _send_job(fd: int, job: dict[str, object]) -> None:
+    _send_message(fd, job)  # a child that is gone: its exit status tells the rest
     os.close(fd)
 
 
@@ -533,28 +572,22 @@ def _preload(modules: list[str]) -> None:
             continue
 
 
-def main() -> None:
-    status_fd = int(sys.argv[1])
-    os.set_inheritable(status_fd, False)
-    here = os.path.dirname(os.path.abspath(sys.argv[0]))
-    sys.path.insert(0, here)
-    import _sandbox_files as sandbox_files  # type: ignore[import-not-found]  # beside this file
+def _beside(name: str) -> types.ModuleType:
+    """A module compiled beside this file (runner.bwrap.SANDBOX_CODE), imported."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))
+    try:
+        return __import__(name)
+    finally:
+        del sys.path[0]
 
-    del sys.path[0]
-    _site(os.path.join(here, SITE_CONFIG))
-    _seed(os.path.join(here, "tmp-seed"), "/tmp")
-    options = [a for a in sys.argv[2:] if a.startswith(EGRESS_OPTION)]
-    _preload([a for a in sys.argv[2:] if not a.startswith(EGRESS_OPTION)])
-    forwarder = None
-    if options:  # --egress=SOCKET:PORT (runner.bwrap): this sandbox may be given a domain
-        socket_path, _, port = options[0][len(EGRESS_OPTION) :].rpartition(":")
-        forwarder = _Forwarder(socket_path, int(port))
+
+def _fork_child(status_fd: int, forwarder: _Forwarder | None) -> tuple[int, int, int]:
+    """Fork the process that will run the code: (its pid, its job pipe, its violations).
+
+    The child waits for its job (_run_child); it keeps none of this process's descriptors.
+    """
     job_r, job_w = os.pipe2(os.O_CLOEXEC)
     violations_r, violations_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    # Keep the warm heap out of the collector's reach, so the child does not copy
-    # every page just by running a collection (copy-on-write after fork).
-    gc.disable()
-    gc.freeze()
     pid = os.fork()
     if pid == 0:
         gc.enable()
@@ -566,6 +599,27 @@ def main() -> None:
         _run_child(job_r, violations_w)
     os.close(job_r)
     os.close(violations_w)
+    return pid, job_w, violations_r
+
+
+def main() -> None:
+    status_fd = int(sys.argv[1])
+    os.set_inheritable(status_fd, False)
+    here = os.path.dirname(os.path.abspath(sys.argv[0]))
+    sandbox_files = _beside("_sandbox_files")
+    _site(os.path.join(here, SITE_CONFIG))
+    _seed(os.path.join(here, "tmp-seed"), "/tmp")
+    options = [a for a in sys.argv[2:] if a.startswith(EGRESS_OPTION)]
+    _preload([a for a in sys.argv[2:] if not a.startswith(EGRESS_OPTION)])
+    forwarder = None
+    if options:  # --egress=SOCKET:PORT (runner.bwrap): this sandbox may be given a domain
+        socket_path, _, port = options[0][len(EGRESS_OPTION) :].rpartition(":")
+        forwarder = _Forwarder(socket_path, int(port))
+    # Keep the warm heap out of the collector's reach, so the child does not copy
+    # every page just by running a collection (copy-on-write after fork).
+    gc.disable()
+    gc.freeze()
+    pid, job_w, violations_r = _fork_child(status_fd, forwarder)
     os.write(status_fd, b"ready\n")
     job = _read_job()
     workspace = str(job["workspace"])
@@ -578,6 +632,13 @@ def main() -> None:
     if forwarder is not None and not job.get("egress"):
         forwarder.close()
         forwarder = None
+    if job.get("context"):
+        # A code context: this process keeps the sandbox for many calls (runner.kernel).
+        kernel = _beside("_kernel")
+        child = kernel.Child(pid, job_w, violations_r)
+        stub = sys.modules[__name__]
+        kernel.Keeper(stub, job, status_fd, child, forwarder, sandbox_files).serve()
+        return
     _send_job(job_w, job)
     timeout_ms = job.get("timeoutMs")
     timed_out = _wait(pid, timeout_ms if isinstance(timeout_ms, int) else None, forwarder)

@@ -74,6 +74,12 @@ class _CappedReader(PipeReader):
         return b"".join(self._chunks)
 
 
+def message(document: dict[str, object]) -> bytes:
+    """One message to the stub: its length (4 bytes, big-endian), then ``marshal``."""
+    body = marshal.dumps(document)
+    return len(body).to_bytes(4, "big") + body
+
+
 def _pipe_with(data: bytes) -> int:
     """A pipe's read end, holding ``data`` (which must fit in the pipe's buffer)."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
@@ -186,7 +192,7 @@ class Sandbox:
         stderr = _CappedReader(self._loop, self._take("_stderr_fd"), limits.output_bytes)
         self._status.limits = harvest
         # The stub's own format (marshal: built in, nothing to import inside the sandbox).
-        payload = marshal.dumps(
+        payload = message(
             {
                 **self._view,
                 "maxViolations": MAX_VIOLATIONS,
@@ -260,6 +266,29 @@ class Sandbox:
             memory_limit_hit=bool(usage and usage.oom_kills),
             process_limit_hit=bool(usage and usage.tasks_refused),
             harvested=harvested,
+        )
+
+    @property
+    def view(self) -> dict[str, object]:
+        """What the stub is told of the policy with a job (runner.policy.sandbox_view)."""
+        return self._view
+
+    @property
+    def cgroup(self) -> SandboxCgroup | None:
+        return self._cgroup
+
+    def hand_over(self) -> tuple[int, int, int, int]:
+        """Its stdin, stdout, stderr and status descriptors, now the caller's to use and
+        close (a code context talks to the stub itself: runner.context).  Single use, as
+        ``run``; ``kill`` and ``close`` still end the sandbox."""
+        if self.used:
+            raise SandboxError("this sandbox was already used")
+        self.used = True
+        return (
+            self._take("_stdin_fd"),
+            self._take("_stdout_fd"),
+            self._take("_stderr_fd"),
+            self._status.detach(),
         )
 
     def _take(self, name: str) -> int:

@@ -52,6 +52,67 @@ def test_execute_with_files_and_stdin(client: Client) -> None:
     assert refused.value.details[0]["field"] == "timeoutMs"
 
 
+def test_a_code_context_as_a_context_manager(client: Client) -> None:
+    with client.context(files=[InputFile("in.csv", b"1,2\n")], labels={"who": "test"}) as ctx:
+        assert ctx.context_id.startswith("ctx-")
+        assert ctx.run("import csv\nrows = list(csv.reader(open('in.csv')))").ok
+        result = ctx.run("print(sum(int(v) for v in rows[0]))")
+        assert (result.stdout, result.restarted) == ("3\n", False)
+        ctx.files.write("notes/a.txt", "written")
+        assert ctx.run("print(open('notes/a.txt').read())").stdout == "written\n"
+        ctx.run("open('made.bin', 'wb').write(bytes(range(3)))")
+        assert ctx.files.read("made.bin") == b"\x00\x01\x02"
+        assert {f.path for f in ctx.files.list()} == {"in.csv", "notes/a.txt", "made.bin"}
+        ctx.files.delete("notes")
+        ctx.restart()
+        assert "NameError" in ctx.run("rows").stderr
+        assert ctx.info()["restarts"] == 1
+        context_id = ctx.context_id
+    with pytest.raises(NotFound):  # closed on leaving the block
+        client.context(context_id=context_id).run("1")
+
+
+def test_the_cli_runs_scripts_in_a_context_and_a_repl_on_it(
+    svc: ServiceProcess, client: Client, tmp_path: Path
+) -> None:
+    context = client.context().open()
+    try:
+        (tmp_path / "define.py").write_text("total = len(open('data.csv').read())")
+        (tmp_path / "data.csv").write_text("x,y\n")
+        first = run_cli(
+            svc,
+            "exec",
+            "define.py",
+            "--context",
+            context.context_id,
+            "--file",
+            "data.csv",
+            cwd=tmp_path,
+        )
+        assert first.returncode == 0, first.stderr
+        second = run_cli(
+            svc, "exec", "-", "--context", context.context_id, stdin="print(total)", cwd=tmp_path
+        )
+        assert (second.returncode, second.stdout) == (0, "4\n")
+        session = run_cli(
+            svc,
+            "repl",
+            "--context",
+            context.context_id,
+            stdin="doubled = total * 2\ndoubled + 1\ndef f():\n    return 'in f'\n\nf()\n",
+            cwd=tmp_path,
+        )
+        assert session.returncode == 0, session.stderr
+        assert "9\n" in session.stdout and "'in f'\n" in session.stdout
+        assert context.run("print(doubled)").stdout == "8\n"  # the repl's state, kept
+    finally:
+        context.close()
+    fresh = run_cli(svc, "repl", stdin="print('hi')\n", cwd=tmp_path)
+    assert "hi\n" in fresh.stdout
+    assert client.health()  # and the repl's own context was closed on leaving:
+    assert svc.client.get("/contexts").json()["contexts"] == []
+
+
 def test_a_browser_session_as_a_context_manager(
     svc: ServiceProcess, client: Client, pages: PageServer
 ) -> None:

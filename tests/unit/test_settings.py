@@ -138,7 +138,12 @@ def documented_settings() -> dict[str, list[str]]:
     """Each setting named in the first column of a table of the settings' three pages."""
     root = Path(__file__).resolve().parents[2]
     found: dict[str, list[str]] = {}
-    for page in ("docs/settings.md", "docs/browser.md", "docs/kubernetes.md"):
+    for page in (
+        "docs/settings.md",
+        "docs/browser.md",
+        "docs/contexts.md",
+        "docs/kubernetes.md",
+    ):
         for line in (root / page).read_text().splitlines():
             if line.startswith("| `"):
                 for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1]):

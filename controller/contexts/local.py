@@ -1,0 +1,91 @@
+"""Local placement of code contexts: a warm sandbox of the local backend, kept for life.
+
+A context takes a sandbox from the same warm pool as executions (its interpreter is
+already started), so creating one costs a message, not a sandbox start.  Its egress
+socket, when a domain is allowed, stays open for its life; each call gets a fresh
+account, so the network caps and the violations are per call, as for an execution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from runner.context import ContextSandbox
+from runner.contract import CallOutcome, RunLimits
+from runner.egress import with_egress
+
+from controller.contexts.placement import ContextSpec, LiveContext
+from controller.egress.channel import EgressChannel
+from controller.execution.local import LocalBackend
+
+
+class LocalContext:
+    """One context's sandbox on this host, and its egress channel if it has one."""
+
+    def __init__(
+        self, sandbox: ContextSandbox, channel: EgressChannel | None, backend: LocalBackend
+    ) -> None:
+        self.sandbox, self.channel, self._backend = sandbox, channel, backend
+
+    async def run(
+        self, code: str, stdin: str | None, limits: RunLimits, grace_ms: int, call_id: str
+    ) -> CallOutcome:
+        account = None
+        if self.channel is not None:
+            account = self.channel.gate.account = self._backend.egress_account()
+        call = await self.sandbox.run(code, stdin, self._backend.run_limits(limits), grace_ms)
+        if account is None:
+            return call
+        return replace(call, outcome=with_egress(call.outcome, account))
+
+    async def restart(self) -> None:
+        await self.sandbox.restart()
+
+    async def list_files(self, max_entries: int) -> tuple[list[tuple[str, int]], bool]:
+        return await self.sandbox.list_files(max_entries)
+
+    async def read_file(self, path: str, max_bytes: int) -> bytes:
+        return await self.sandbox.read_file(path, max_bytes)
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        await self.sandbox.write_file(path, data)
+
+    async def delete(self, path: str) -> None:
+        await self.sandbox.delete(path)
+
+
+class LocalContexts:
+    """Contexts as sandboxes of the local backend (started and stopped with it)."""
+
+    name = "local"
+
+    def __init__(self, backend: LocalBackend) -> None:
+        self._backend = backend
+
+    async def open(self, spec: ContextSpec, caller: str) -> LiveContext:
+        backend = self._backend
+        sandbox = await backend.lend(caller)
+        context = None
+        channel = None
+        try:
+            context = ContextSandbox(sandbox)
+            if spec.network is not None:
+                channel = await backend.open_egress(sandbox, spec.network, caller, spec.context_id)
+            await context.begin(
+                list(spec.files), backend.run_limits(spec.limits), egress=channel is not None
+            )
+        except BaseException:
+            if channel is not None:
+                await channel.close()
+            if context is not None:
+                context.close()
+            backend.retire(sandbox)
+            raise
+        return LocalContext(context, channel, backend)
+
+    async def close(self, context: LiveContext) -> None:
+        assert isinstance(context, LocalContext)
+        if context.channel is not None:
+            await context.channel.close()
+        context.sandbox.close()
+        self._backend.retire(context.sandbox.sandbox)

@@ -1,0 +1,1 @@
+"""Sessions of every kind (browser sessions, code contexts): the machinery they share."""

@@ -1,0 +1,311 @@
+"""A code context's sandbox seen from outside: many calls, file operations, restarts.
+
+A started, warm ``Sandbox`` (runner.supervisor) becomes a context when its first job
+says so; its stub then keeps it (runner.kernel).  Everything that comes back is
+untrusted, as for one-shot executions: answers are bounded lines parsed defensively,
+a file's bytes are read only up to the size asked for, output is capped per call, and
+every operation has a deadline here that the code cannot move.  A sandbox that breaks
+that protocol (or dies) is failed: ``ContextFailed``, and the context is over.
+
+Operations run one at a time (a lock): the caller decides whether a second one waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, NoReturn
+
+from runner.contract import (
+    MAX_VIOLATIONS,
+    CallOutcome,
+    ContextFailed,
+    FileRefused,
+    Outcome,
+    RunLimits,
+)
+from runner.policy import egress_view
+from runner.protocol import (
+    PipeReader,
+    denials_from,
+    float_or_none,
+    int_or_none,
+    parse_status,
+)
+from runner.supervisor import Sandbox, message
+
+MAX_ANSWER_BYTES = 256 * 1024
+OPERATION_TIMEOUT_S = 15.0
+"""How long a file operation, a restart or the setup may take inside the sandbox."""
+
+
+class _Capture(PipeReader):
+    """One output stream: kept (up to a cap) during a call, discarded between calls."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self._chunks: list[bytes] = []
+        self._room = 0
+        self.truncated = False
+        super().__init__(loop, fd)
+
+    def on_data(self, data: bytes) -> None:
+        if len(data) > self._room:
+            self.truncated = True
+            data = data[: self._room]
+        if data:
+            self._chunks.append(data)
+            self._room -= len(data)
+
+    def start(self, cap: int) -> None:
+        self.read_all()  # what came between calls belongs to no call
+        self._chunks, self._room, self.truncated = [], cap, False
+
+    def read_all(self) -> None:
+        while self.read_once():
+            pass
+
+    def finish(self) -> tuple[bytes, bool]:
+        """What the call wrote: everything it wrote before it ended is in the pipe."""
+        self.read_all()
+        data, truncated = b"".join(self._chunks), self.truncated
+        self._chunks, self._room, self.truncated = [], 0, False
+        return data, truncated
+
+
+class _Answers(PipeReader):
+    """The keeper's answers: JSON lines, some followed by bytes."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self._buffer = bytearray()
+        self._arrived = asyncio.Event()
+        self.ended = False
+        super().__init__(loop, fd)
+
+    def on_data(self, data: bytes) -> None:
+        if not data:
+            self.ended = True
+        self._buffer += data
+        self._arrived.set()
+
+    async def line(self) -> dict[str, Any]:
+        while True:
+            end = self._buffer.find(b"\n", 0, MAX_ANSWER_BYTES + 1)
+            if end >= 0:
+                line = bytes(self._buffer[:end])
+                del self._buffer[: end + 1]
+                answer = parse_status(line)
+                if answer is None:
+                    raise ContextFailed("the sandbox answered something that is not JSON")
+                return answer
+            if len(self._buffer) > MAX_ANSWER_BYTES:
+                raise ContextFailed("the sandbox's answer is too long")
+            await self._more()
+
+    async def exactly(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            await self._more()
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    async def _more(self) -> None:
+        if self.ended:
+            raise ContextFailed("the context's sandbox ended")
+        self._arrived.clear()
+        await self._arrived.wait()
+
+    def close(self) -> None:
+        """Stop reading; an answer awaited now never comes (the context was closed)."""
+        super().close()
+        self.ended = True
+        self._arrived.set()
+
+
+class ContextSandbox:
+    """One code context's sandbox, for its whole life."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        """Take over ``sandbox`` (started, warm, never used)."""
+        loop = asyncio.get_running_loop()
+        self.sandbox = sandbox
+        stdin, stdout, stderr, status = sandbox.hand_over()
+        self._requests = stdin
+        os.set_blocking(stdin, False)
+        self._stdout = _Capture(loop, stdout)
+        self._stderr = _Capture(loop, stderr)
+        self._answers = _Answers(loop, status)
+        self._loop = loop
+        self.lock = asyncio.Lock()
+        self.failed: str | None = None
+        """Why the context is over, once it is."""
+
+    @property
+    def alive(self) -> bool:
+        return self.failed is None and self.sandbox.alive
+
+    async def begin(
+        self,
+        files: list[tuple[str, bytes]],
+        limits: RunLimits,
+        *,
+        egress: bool,
+    ) -> None:
+        """Make the warm sandbox a context: its input files written, its interpreter set
+        up.  ``FileRefused`` when the files cannot be written."""
+        rlimits = {k: v for k, v in limits.rlimits().items() if k != "cpuSeconds"}
+        setup: dict[str, object] = {
+            **self.sandbox.view,
+            "context": True,
+            "maxViolations": MAX_VIOLATIONS,
+            "files": files,
+            "limits": rlimits,  # the CPU-time limit is a run's, never a context's life's
+            **(egress_view() if egress else {}),
+        }
+        answer = await self._exchange(setup, OPERATION_TIMEOUT_S)
+        if "setupError" in answer:
+            raise FileRefused("writable", str(answer["setupError"])[:500])
+        if answer.get("context") != "ready":
+            self._fail("the sandbox did not become a context")
+
+    async def run(
+        self, code: str, stdin: str | None, limits: RunLimits, grace_ms: int
+    ) -> CallOutcome:
+        """One call: its output, how it ended, and whether the interpreter was replaced."""
+        group = self.sandbox.cgroup
+        before = group.usage() if group is not None else None
+        self._stdout.start(limits.output_bytes)
+        self._stderr.start(limits.output_bytes)
+        idle = None
+        if group is not None and group.idle_class is not None:
+            group.make_normal()
+            idle = self._loop.call_later(group.idle_class.after_s, group.make_idle)
+        started = self._loop.time()
+        request: dict[str, object] = {
+            "op": "run",
+            "code": code,
+            "stdin": stdin,
+            "timeoutMs": limits.timeout_ms,
+            "graceMs": grace_ms,
+        }
+        try:
+            # Past the timeout and the grace, a restart: the keeper's own deadline is
+            # the one that counts; this one only catches a keeper that stopped.
+            backstop = (limits.timeout_ms + grace_ms) / 1000 + OPERATION_TIMEOUT_S
+            answer = await self._exchange(request, backstop)
+        finally:
+            if idle is not None:
+                idle.cancel()
+            if group is not None and group.idle_class is not None:
+                group.make_idle()  # between calls, whatever it left running yields
+        duration_ms = (self._loop.time() - started) * 1000
+        stdout, stdout_truncated = self._stdout.finish()
+        stderr, stderr_truncated = self._stderr.finish()
+        after = group.usage() if group is not None else None
+
+        def more(name: str) -> bool:
+            was = getattr(before, name, None) or 0
+            now = getattr(after, name, None) or 0
+            return now > was
+
+        timed_out = answer.get("timedOut") is True
+        outcome = Outcome(
+            exit_code=None if timed_out else int_or_none(answer.get("exitCode")),
+            signal=None if timed_out else int_or_none(answer.get("signal")),
+            timed_out=timed_out,
+            stdout=stdout,
+            stderr=stderr,
+            stdout_truncated=stdout_truncated,
+            stderr_truncated=stderr_truncated,
+            duration_ms=round(duration_ms, 3),
+            cpu_user_ms=float_or_none(answer.get("cpuUserMs")),
+            cpu_system_ms=float_or_none(answer.get("cpuSystemMs")),
+            max_rss_kb=int_or_none(answer.get("maxRssKb")),
+            denials=denials_from(answer.get("violations")),
+            memory_limit_hit=more("oom_kills"),
+            process_limit_hit=more("tasks_refused"),
+        )
+        return CallOutcome(outcome, answer.get("restarted") is True)
+
+    async def restart(self) -> None:
+        answer = await self._exchange({"op": "restart"}, OPERATION_TIMEOUT_S)
+        if answer.get("restarted") is not True:
+            self._fail("the sandbox did not restart its interpreter")
+
+    async def list_files(self, max_entries: int) -> tuple[list[tuple[str, int]], bool]:
+        """The workspace's files (path, size), and whether that is all of them."""
+        answer = await self._file_op({"op": "list", "maxEntries": max_entries})
+        listed = answer.get("files")
+        files: list[tuple[str, int]] = []
+        for item in listed if isinstance(listed, list) else []:
+            path = item.get("path") if isinstance(item, dict) else None
+            size = int_or_none(item.get("size")) if isinstance(item, dict) else None
+            if isinstance(path, str) and size is not None and len(files) < max_entries:
+                files.append((path, size))
+        return files, answer.get("complete") is True
+
+    async def read_file(self, path: str, max_bytes: int) -> bytes:
+        answer = await self._file_op({"op": "read", "path": path, "maxBytes": max_bytes})
+        size = int_or_none(answer.get("size"))
+        if size is None or not 0 <= size <= max_bytes:
+            self._fail("the sandbox sent a file beyond the size asked for")
+
+        try:
+            async with asyncio.timeout(OPERATION_TIMEOUT_S):
+                return await self._answers.exactly(size)
+        except (TimeoutError, ContextFailed) as exc:
+            self._fail(f"the file's bytes did not arrive: {exc}")
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        await self._file_op({"op": "write", "path": path, "data": data})
+
+    async def delete(self, path: str) -> None:
+        await self._file_op({"op": "delete", "path": path})
+
+    async def _file_op(self, request: dict[str, object]) -> dict[str, Any]:
+        answer = await self._exchange(request, OPERATION_TIMEOUT_S)
+        if "error" in answer:
+            raise FileRefused(str(answer["error"])[:40], str(answer.get("message", ""))[:500])
+        return answer
+
+    async def _exchange(self, request: dict[str, object], timeout_s: float) -> dict[str, Any]:
+        """Send one request and read its answer line; any breakage fails the context."""
+        if self.failed is not None:
+            raise ContextFailed(self.failed)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._send(message(request))
+                return await self._answers.line()
+        except TimeoutError:
+            self._fail(f"the sandbox did not answer within {timeout_s:.0f}s")
+        except (ContextFailed, OSError) as exc:
+            self._fail(str(exc) or type(exc).__name__)
+
+    async def _send(self, payload: bytes) -> None:
+        view = memoryview(payload)
+        while view:
+            try:
+                view = view[os.write(self._requests, view) :]
+            except BlockingIOError:
+                writable = self._loop.create_future()
+                self._loop.add_writer(self._requests, writable.set_result, None)
+                try:
+                    await writable
+                finally:
+                    self._loop.remove_writer(self._requests)
+
+    def _fail(self, why: str) -> NoReturn:
+        """The context is over: its sandbox is killed now."""
+        self.failed = self.failed or why
+        self.sandbox.kill()
+        raise ContextFailed(why)
+
+    def close(self) -> None:
+        """Kill the sandbox and release this side's descriptors; the sandbox's owner
+        closes the sandbox itself (Sandbox.close: its cgroup, its reaping)."""
+        self.failed = self.failed or "closed"
+        self.sandbox.kill()
+        for reader in (self._stdout, self._stderr, self._answers):
+            reader.close()
+        if self._requests >= 0:
+            os.close(self._requests)
+            self._requests = -1
