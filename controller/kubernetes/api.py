@@ -1,11 +1,20 @@
 """The one module that calls the Kubernetes API: off the event loop, errors wrapped here.
 
 The ``kubernetes`` client is synchronous, so every call runs on a thread pool of its own
-(never the loop's default one, which other work shares).  Its failures become the
-product's errors at this edge: the API server refusing (a ResourceQuota, a
-LimitRange, RBAC) or being unreachable is ``KubernetesUnavailable``, a 503 whose message
-names the cause; a 404 on delete is success (delete, and treat 404 as done).  Responses
-are read as plain JSON (the client's model classes cost milliseconds per object).
+(never the loop's default one, which other work shares).  Its failures are classed by
+cause at this edge, each message naming what an operator can act on:
+
+    KubernetesError           any failure of a call (``status``: the API server's, if any)
+    +-- KubeNotFound          404: the object is not there
+    +-- KubeConflict          409: it exists already, or was written since it was read
+    +-- KubeForbidden         403: RBAC or admission refused it (trying again will not help)
+    |   +-- KubeQuotaExceeded 403: the namespace's ResourceQuota is full (retry later)
+    +-- KubeUnavailable       the API server is unreachable, or failed (5xx, timeouts)
+
+They are not the product's errors: each placement maps them to its own once (executions:
+``sandbox_unavailable``; browser sessions: ``browser_unavailable``).  A 404 on delete is
+success (delete, and treat 404 as done).  Responses are read as plain JSON (the client's
+model classes cost milliseconds per object).
 """
 
 from __future__ import annotations
@@ -23,8 +32,6 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from controller.errors import SandboxUnavailable
-
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -33,16 +40,34 @@ WATCH_TIMEOUT_S = 240
 THREADS = 16
 
 
-class KubernetesUnavailable(SandboxUnavailable):
-    """The API server refused or could not be reached; the message says which and why."""
+class KubernetesError(Exception):
+    """A call to the API server failed; the message says which call and why."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
 
 
-class Conflict(KubernetesUnavailable):
-    """A write named a resourceVersion that is no longer current (someone wrote first)."""
-
-
-class Absent(KubernetesUnavailable):
+class KubeNotFound(KubernetesError):
     """The object is not there (404)."""
+
+
+class KubeConflict(KubernetesError):
+    """The object exists already, or a write named a resourceVersion that is no longer
+    current: someone wrote first (409)."""
+
+
+class KubeForbidden(KubernetesError):
+    """RBAC or an admission rule refused the call: trying again will not help (403)."""
+
+
+class KubeQuotaExceeded(KubeForbidden):
+    """The namespace's ResourceQuota is full: a later try may fit (403)."""
+
+
+class KubeUnavailable(KubernetesError):
+    """The API server is unreachable, timed out or failed (5xx)."""
 
 
 def _reason(exc: ApiException) -> str:
@@ -54,24 +79,27 @@ def _reason(exc: ApiException) -> str:
     return str(message or exc.reason or exc.status)
 
 
-def wrap(what: str, exc: Exception, quota: str = "sandbox.quota") -> KubernetesUnavailable:
-    """An API failure as the product's error, naming the cause an operator can act on
-    (``quota``: the chart value that sizes the namespace's ResourceQuota)."""
-    if isinstance(exc, ApiException):
-        reason = _reason(exc)
-        if exc.status == 409:
-            return Conflict(f"{what}: conflict: {reason}")
-        if exc.status == 404:
-            return Absent(f"{what}: not found: {reason}")
-        if exc.status == 403 and "exceeded quota" in reason:
-            return KubernetesUnavailable(
-                f"{what}: the sandbox namespace's ResourceQuota is full ({reason}); "
-                f"retry later, or raise the quota (chart value {quota})"
-            )
-        if exc.status == 403:
-            return KubernetesUnavailable(f"{what}: forbidden by RBAC or admission: {reason}")
-        return KubernetesUnavailable(f"{what}: the API server answered {exc.status}: {reason}")
-    return KubernetesUnavailable(f"{what}: the API server is unreachable: {exc}")
+def wrap(what: str, exc: Exception, quota: str = "sandbox.quota") -> KubernetesError:
+    """A failed call as its cause (``quota``: the chart value that sizes the namespace's
+    ResourceQuota, which the message names)."""
+    if not isinstance(exc, ApiException):
+        return KubeUnavailable(f"{what}: the API server is unreachable: {exc}")
+    reason, status = _reason(exc), exc.status
+    if status == 404:
+        return KubeNotFound(f"{what}: not found: {reason}", status)
+    if status == 409:
+        return KubeConflict(f"{what}: conflict: {reason}", status)
+    if status == 403 and "exceeded quota" in reason:
+        return KubeQuotaExceeded(
+            f"{what}: the namespace's ResourceQuota is full ({reason}); retry later, or "
+            f"raise the quota (chart value {quota})",
+            status,
+        )
+    if status == 403:
+        return KubeForbidden(f"{what}: forbidden by RBAC or admission: {reason}", status)
+    if status == 422 or status == 400:  # a manifest the API server refuses: ours is wrong
+        return KubeForbidden(f"{what}: refused as invalid: {reason}", status)
+    return KubeUnavailable(f"{what}: the API server answered {status}: {reason}", status)
 
 
 def load_client() -> client.ApiClient:
@@ -84,7 +112,7 @@ def load_client() -> client.ApiClient:
     try:
         loaded: client.ApiClient = config.new_client_from_config()
     except (config.ConfigException, OSError) as exc:
-        raise KubernetesUnavailable(
+        raise KubeUnavailable(
             f"no Kubernetes configuration: not in a pod, and no usable kubeconfig ({exc})"
         ) from exc
     return loaded
@@ -158,7 +186,7 @@ class KubeApi:
         )
 
     async def patch_pod(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """A merge patch; Conflict when it names a resourceVersion that is not current."""
+        """A merge patch; KubeConflict when it names a resourceVersion that is not current."""
         return await self._call(
             f"cannot patch pod {name}",
             lambda: self._json(
@@ -187,7 +215,7 @@ class KubeApi:
         )
 
     async def read_secret(self, name: str) -> dict[str, Any]:
-        """The Secret; Absent when there is none."""
+        """The Secret; KubeNotFound when there is none."""
         return await self._call(
             f"cannot read secret {name}",
             lambda: self._json(
@@ -212,7 +240,7 @@ class KubeApi:
         await self._call(f"cannot delete secret {name}", delete)
 
     async def read_config_map(self, name: str) -> dict[str, Any]:
-        """The ConfigMap; Absent when there is none."""
+        """The ConfigMap; KubeNotFound when there is none."""
         return await self._call(
             f"cannot read config map {name}",
             lambda: self._json(
@@ -285,7 +313,7 @@ class KubeApi:
         )
 
     async def read_custom(self, resource: CustomResource, name: str) -> dict[str, Any]:
-        """The object; Absent when there is none."""
+        """The object; KubeNotFound when there is none."""
         return await self._call(
             f"cannot read {resource.kind} {name}",
             lambda: self._json(

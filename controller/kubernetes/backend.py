@@ -16,8 +16,10 @@ fails closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +34,7 @@ from controller.execution.backend import NOT_STARTED, SandboxCheck
 from controller.execution.limits import sandbox_limits
 from controller.execution.selftest import judge, self_test_job
 from controller.kubernetes import sweep
-from controller.kubernetes.api import KubeApi, KubernetesUnavailable, ObjectWatch, load_client
+from controller.kubernetes.api import KubeApi, KubernetesError, ObjectWatch, load_client
 from controller.kubernetes.manifests import (
     LEASES_SELECTOR,
     RUNNERS_SELECTOR,
@@ -92,6 +94,16 @@ def pod_spec(settings: Settings) -> RunnerPodSpec:
     )
 
 
+@contextlib.contextmanager
+def sandbox_errors() -> Iterator[None]:
+    """The Kubernetes API's failures as executions report them: the one place where they
+    become the product's error (503 ``sandbox_unavailable``, the cause in its message)."""
+    try:
+        yield
+    except KubernetesError as exc:
+        raise SandboxUnavailable(exc.message) from exc
+
+
 class KubernetesBackend:
     name = "kubernetes"
 
@@ -129,7 +141,7 @@ class KubernetesBackend:
             owner = await self._take_lease()
             if settings.network_ceiling.allows_anything:
                 self._egress_address = await proxy_address(settings.egress_proxy)
-        except (KubernetesUnavailable, OSError, ValueError) as exc:
+        except (KubernetesError, OSError, ValueError) as exc:
             self.check = SandboxCheck(ok=False, detail=f"cannot use the Kubernetes API: {exc}")
             return self.check
         self._pods = RunnerPods(
@@ -153,7 +165,7 @@ class KubernetesBackend:
         )
         try:
             await self._sweep()
-        except KubernetesUnavailable as exc:  # the next sweep tries again
+        except KubernetesError as exc:  # the next sweep tries again
             log.warning("sweep at start: %s", exc)
         self.check = await self._self_test()
         self._housekeeping = asyncio.create_task(self._keep_house(), name="runner-housekeeping")
@@ -183,11 +195,12 @@ class KubernetesBackend:
         assert self._pods is not None
         job = self_test_job(self._settings)
         try:
-            runner = await self._pods.start()
-            try:
-                outcome = await self._run_in(runner, job, "self-test")
-            finally:
-                await self._pods.delete(runner)
+            with sandbox_errors():
+                runner = await self._pods.start()
+                try:
+                    outcome = await self._run_in(runner, job, "self-test")
+                finally:
+                    await self._pods.delete(runner)
         except (SandboxUnavailable, _NotDelivered) as exc:
             return SandboxCheck(ok=False, detail=f"runner pod self-test failed: {exc}")
         namespace = self._settings.kubernetes_namespace
@@ -199,6 +212,10 @@ class KubernetesBackend:
         )
 
     async def run(self, job: Job, caller: str) -> Outcome:
+        with sandbox_errors():
+            return await self._run(job, caller)
+
+    async def _run(self, job: Job, caller: str) -> Outcome:
         if self._pool is None:
             raise SandboxUnavailable("the Kubernetes backend was not started")
         for _ in range(DELIVERY_ATTEMPTS):
@@ -325,7 +342,7 @@ class KubernetesBackend:
     async def _logged(work: Any) -> None:
         try:
             await work
-        except KubernetesUnavailable as exc:
+        except KubernetesError as exc:
             log.warning("%s", exc)
 
     async def _keep_house(self) -> None:
@@ -342,7 +359,7 @@ class KubernetesBackend:
                     log.error("lease %s was deleted; taking a new one", self._lease)
                     self._pods.owner = await self._take_lease()
                 await self._sweep()
-            except KubernetesUnavailable as exc:
+            except KubernetesError as exc:
                 log.warning("housekeeping: %s", exc)
 
     async def _sweep(self) -> None:
@@ -370,7 +387,7 @@ class KubernetesBackend:
         if self._api is not None:
             try:
                 await self._api.delete_lease(self._lease)  # and with it anything left
-            except KubernetesUnavailable as exc:
+            except KubernetesError as exc:
                 log.warning("%s", exc)
             self._api.close()
         await self._http.aclose()

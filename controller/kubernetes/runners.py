@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from controller.errors import SandboxUnavailable
-from controller.kubernetes.api import KubeApi
+from controller.kubernetes.api import KubeApi, KubernetesError
 from controller.kubernetes.manifests import (
     RUNNER_PORT,
     Owner,
@@ -120,7 +120,8 @@ class RunnerPods:
             runner.observe(event, pod)
 
     async def start(self) -> RunnerPod:
-        """Create a pod and return it once its runner answers ready; raise SandboxUnavailable."""
+        """Create a pod and return it once its runner answers ready; SandboxUnavailable
+        when it does not, KubernetesError when the API server refuses it."""
         runner = RunnerPod(new_pod_name())
         self.known[runner.name] = runner
         try:
@@ -143,7 +144,7 @@ class RunnerPods:
         """Delete without hiding the failure at hand; the sweep retries what this misses."""
         try:
             await self.delete(runner)
-        except SandboxUnavailable as exc:
+        except KubernetesError as exc:
             log.warning("%s", exc)
 
     async def _until_ready(self, runner: RunnerPod) -> None:

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -39,12 +39,12 @@ from controller.errors import (
     Gone,
     NotFound,
 )
-from controller.keys import DEFAULT_KEY, Caller
+from controller.keys import Caller
 from controller.kubernetes.api import (
-    Absent,
     CustomResource,
     KubeApi,
-    KubernetesUnavailable,
+    KubeNotFound,
+    KubernetesError,
     ObjectWatch,
     load_client,
 )
@@ -57,10 +57,9 @@ from controller.kubernetes.browser_manifests import (
     READY,
     VERSION,
     browser_session,
-    parse_time,
     secret_token,
 )
-from controller.kubernetes.manifests import LABEL_KEY
+from controller.kubernetes.resources import BrowserSessionResource
 from controller.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,57 +69,51 @@ FIRST_LIST_TIMEOUT_S = 30.0
 POOL_REFRESH_S = 5.0
 
 
-def session_info(body: dict[str, Any]) -> SessionInfo:
+def session_info(session: BrowserSessionResource) -> SessionInfo:
     """The public record of a Ready BrowserSession (pure: what its resource says)."""
-    meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
-    created = parse_time(meta.get("creationTimestamp")) or datetime.now(UTC)
-    last_used = parse_time(status.get("lastUsedAt")) or parse_time(status.get("readyAt"))
-    last_used = last_used or created
-    idle, lifetime = int(spec["idleTimeoutS"]), int(spec["maxLifetimeS"])
-    viewport = status.get("viewport")
+    status = session.status
     return SessionInfo(
-        sessionId=meta["name"],
-        device=str(status.get("device") or spec.get("device") or ""),
-        viewport=Viewport(**viewport) if isinstance(viewport, dict) else None,
-        userAgent=str(status.get("userAgent") or ""),
-        isMobile=bool(status.get("isMobile")),
-        labels=dict(spec.get("labels") or {}),
-        createdAt=created,
-        lastUsedAt=last_used,
-        expiresAt=min(created + timedelta(seconds=lifetime), last_used + timedelta(seconds=idle)),
-        idleTimeoutS=idle,
-        maxLifetimeS=lifetime,
+        sessionId=session.name,
+        device=status.device or session.device,
+        viewport=Viewport(**status.viewport) if status.viewport else None,
+        userAgent=status.user_agent,
+        isMobile=status.is_mobile,
+        labels=dict(session.labels),
+        createdAt=session.created,
+        lastUsedAt=session.last_used_at,
+        expiresAt=session.expires_at,
+        idleTimeoutS=session.idle_timeout_s,
+        maxLifetimeS=session.max_lifetime_s,
     )
 
 
-def refusal(body: dict[str, Any]) -> AgentRefused | BrowserUnavailable:
+def refusal(session: BrowserSessionResource) -> AgentRefused | BrowserUnavailable:
     """Why a session failed to open, as the error its creator gets."""
-    status = body.get("status") or {}
-    error = status.get("error")
-    if isinstance(error, dict) and isinstance(error.get("status"), int):
-        code = error["status"]
-        if 400 <= code < 500:
-            details = error.get("details")
-            return AgentRefused(
-                code,
-                str(error.get("code") or "refused"),
-                str(error.get("message") or status.get("reason") or ""),
-                details if isinstance(details, list) else None,
-            )
-    return BrowserUnavailable(f"the browser session could not start: {status.get('reason')}")
+    error = session.status.error
+    if error is not None and 400 <= error.status < 500:
+        return AgentRefused(
+            error.status, error.code, error.message or session.status.reason or "", error.details
+        )
+    return BrowserUnavailable(f"the browser session could not start: {session.status.reason}")
 
 
 class ResourceSession:
-    def __init__(self, body: dict[str, Any]) -> None:
-        self.body = body
+    def __init__(self, session: BrowserSessionResource) -> None:
+        self.session = session
 
     def info(self) -> SessionInfo:
-        return session_info(self.body)
+        return session_info(self.session)
 
 
-def owner_of(body: dict[str, Any]) -> str:
-    """The name of the key whose session this is (before keys: AUTH_TOKEN's)."""
-    return str((body["metadata"].get("labels") or {}).get(LABEL_KEY, DEFAULT_KEY))
+@contextlib.contextmanager
+def browser_errors() -> Iterator[None]:
+    """The Kubernetes API's failures as browser calls report them: the one place where
+    they become the product's error (503 ``browser_unavailable``, the cause in its
+    message), never ``sandbox_unavailable``."""
+    try:
+        yield
+    except KubernetesError as exc:
+        raise BrowserUnavailable(exc.message) from exc
 
 
 class KubernetesSessions:
@@ -130,7 +123,7 @@ class KubernetesSessions:
         self.settings = settings
         self.client = client
         self._api = api
-        self._cache: dict[str, dict[str, Any]] = {}
+        self._cache: dict[str, BrowserSessionResource] = {}
         self._listed = asyncio.Event()
         self._changed: dict[str, asyncio.Event] = {}
         self._tokens: dict[str, str] = {}
@@ -174,41 +167,41 @@ class KubernetesSessions:
         self._loop.call_soon_threadsafe(self._apply, event_type, body)
 
     def _replace(self, items: list[dict[str, Any]]) -> None:
-        self._cache = {item["metadata"]["name"]: item for item in items}
-        secrets = {str((item.get("status") or {}).get("tokenSecret")) for item in items}
+        parsed = [BrowserSessionResource.parse(item) for item in items]
+        self._cache = {session.name: session for session in parsed}
+        secrets = {session.status.token_secret for session in parsed}
         self._tokens = {k: v for k, v in self._tokens.items() if k in secrets}
         self._listed.set()
         for event in self._changed.values():
             event.set()
 
     def _apply(self, event_type: str, body: dict[str, Any]) -> None:
-        name = body["metadata"]["name"]
+        session = BrowserSessionResource.parse(body)
+        name = session.name
         if event_type == "DELETED":
             self._cache.pop(name, None)
-            self._tokens.pop(str((body.get("status") or {}).get("tokenSecret")), None)
+            self._tokens.pop(session.status.token_secret or "", None)
         else:
-            self._cache[name] = body
+            self._cache[name] = session
         event = self._changed.get(name)
         if event is not None:
             event.set()
 
     # --- sessions -----------------------------------------------------------------------
 
-    def _open(self) -> list[dict[str, Any]]:
+    def _open(self) -> list[BrowserSessionResource]:
         """Sessions open or being opened, across replicas (this one's creations aside)."""
-        return [
-            body
-            for name, body in self._cache.items()
-            if name not in self._changed
-            and not body["metadata"].get("deletionTimestamp")
-            and (body.get("status") or {}).get("phase") not in (FAILED, EXPIRED)
-        ]
+        return [s for name, s in self._cache.items() if name not in self._changed and s.open]
 
     async def create(self, request: CreateSessionRequest, caller: Caller) -> CreatedSession:
+        with browser_errors():
+            return await self._create(request, caller)
+
+    async def _create(self, request: CreateSessionRequest, caller: Caller) -> CreatedSession:
         idle, lifetime = checked_timeouts(self.settings, request)
         network = session_network(self.settings, request)
         open_now = self._open()
-        own = sum(1 for body in open_now if owner_of(body) == caller.name)
+        own = sum(1 for session in open_now if session.owner == caller.name)
         own += self._creating_by[caller.name]
         check_capacity(self.settings, len(open_now) + self._creating, caller, own)
         assert self._api is not None
@@ -228,11 +221,10 @@ class KubernetesSessions:
             )
             await self._api.create_custom(SESSIONS, manifest)
             try:
-                body = await self._until_settled(name, changed)
-                phase = (body.get("status") or {}).get("phase")
-                if phase != READY:
-                    raise refusal(body)
-                await self._token(body)  # read now, kept for the calls
+                session = await self._until_settled(name, changed)
+                if session.phase != READY:
+                    raise refusal(session)
+                await self._token(session)  # read now, kept for the calls
             except BaseException:
                 # Refused, timed out, or the caller went away: nobody will use it.
                 await asyncio.shield(self._delete_quietly(name))
@@ -241,24 +233,20 @@ class KubernetesSessions:
             self._creating -= 1
             self._creating_by[caller.name] -= 1
             self._changed.pop(name, None)
-        info = session_info(body)
+        info = session_info(session)
         log.info("browser session %s opened (%s)", name, info.device)
-        return CreatedSession(**info.model_dump(), tabId=str(body["status"].get("tabId") or "t1"))
+        return CreatedSession(**info.model_dump(), tabId=session.status.tab_id)
 
-    async def _until_settled(self, name: str, changed: asyncio.Event) -> dict[str, Any]:
+    async def _until_settled(self, name: str, changed: asyncio.Event) -> BrowserSessionResource:
         timeout_s = self.settings.browser_session_start_timeout_s
         deadline = time.monotonic() + timeout_s
         while True:
-            body = self._cache.get(name)
-            if body is not None and (body.get("status") or {}).get("phase") in (
-                READY,
-                FAILED,
-                EXPIRED,
-            ):
-                return body
+            session = self._cache.get(name)
+            if session is not None and session.settled:
+                return session
             left = deadline - time.monotonic()
             if left <= 0:
-                reason = ((body or {}).get("status") or {}).get("reason")
+                reason = session.status.reason if session is not None else None
                 raise BrowserUnavailable(
                     f"browser session {name} was not ready within {timeout_s:.0f}s "
                     "(setting BROWSER_SESSION_START_TIMEOUT_S)"
@@ -273,24 +261,22 @@ class KubernetesSessions:
         assert self._api is not None
         try:
             await self._api.delete_custom(SESSIONS, name)
-        except KubernetesUnavailable as exc:
+        except KubernetesError as exc:
             log.warning("%s", exc)
 
-    async def _token(self, body: dict[str, Any]) -> str:
-        secret = str((body.get("status") or {}).get("tokenSecret") or "")
+    async def _token(self, session: BrowserSessionResource) -> str:
+        secret = session.status.token_secret or ""
         token = self._tokens.get(secret)
         if token is None:
             assert self._api is not None
             try:
                 token = secret_token(await self._api.read_secret(secret))
-            except Absent:
-                raise Gone(
-                    f"browser session {body['metadata']['name']} lost its token Secret"
-                ) from None
+            except KubeNotFound:
+                raise Gone(f"browser session {session.name} lost its token Secret") from None
             self._tokens[secret] = token
         return token
 
-    async def _resource(self, session_id: str, caller: Caller) -> dict[str, Any]:
+    async def _resource(self, session_id: str, caller: Caller) -> BrowserSessionResource:
         """The caller's session's resource, in whatever phase; NotFound if there is none.
 
         A session this replica's cache has not seen yet (another replica created it a
@@ -298,44 +284,45 @@ class KubernetesSessions:
         """
         if not is_session_id(session_id):  # no name the API server would even accept
             raise not_found(session_id)
-        body = self._cache.get(session_id)
-        if body is None or (body.get("status") or {}).get("phase") not in (READY, FAILED, EXPIRED):
+        session = self._cache.get(session_id)
+        if session is None or not session.settled:
             assert self._api is not None
             try:
-                body = await self._api.read_custom(SESSIONS, session_id)
-            except Absent:
-                body = None
-        if body is None or body["metadata"].get("deletionTimestamp"):
+                session = BrowserSessionResource.parse(
+                    await self._api.read_custom(SESSIONS, session_id)
+                )
+            except KubeNotFound:
+                session = None
+        if session is None or session.deleting:
             raise not_found(session_id)
-        if owner_of(body) != caller.name:
+        if session.owner != caller.name:
             raise not_found(session_id)  # another caller's: as if it did not exist
-        return body
+        return session
 
-    async def _body(self, session_id: str, caller: Caller) -> dict[str, Any]:
+    async def _usable(self, session_id: str, caller: Caller) -> BrowserSessionResource:
         """The caller's session's resource if it is usable; the right error if not."""
-        body = await self._resource(session_id, caller)
-        status = body.get("status") or {}
-        phase = status.get("phase")
-        if phase == FAILED:
-            raise Gone(f"browser session {session_id!r} failed: {status.get('reason')}")
-        if phase == EXPIRED:
-            raise NotFound(f"browser session {session_id!r} expired: {status.get('reason')}")
-        if phase != READY:
+        session = await self._resource(session_id, caller)
+        reason = session.status.reason
+        if session.phase == FAILED:
+            raise Gone(f"browser session {session_id!r} failed: {reason}")
+        if session.phase == EXPIRED:
+            raise NotFound(f"browser session {session_id!r} expired: {reason}")
+        if session.phase != READY:
             raise NotFound(f"browser session {session_id!r} is still starting")
-        return body
+        return session
 
     async def find(self, session_id: str, caller: Caller) -> ResourceSession:
-        return ResourceSession(await self._body(session_id, caller))
+        with browser_errors():
+            return ResourceSession(await self._usable(session_id, caller))
 
     def list(self, caller: Caller | None = None) -> list[SessionInfo]:
-        infos = []
-        for body in self._cache.values():
-            if (
-                (body.get("status") or {}).get("phase") == READY
-                and not body["metadata"].get("deletionTimestamp")
-                and (caller is None or owner_of(body) == caller.name)
-            ):
-                infos.append(session_info(body))
+        infos = [
+            session_info(session)
+            for session in self._cache.values()
+            if session.phase == READY
+            and not session.deleting
+            and (caller is None or session.owner == caller.name)
+        ]
         self._refresh_soon()
         return sorted(infos, key=lambda info: info.createdAt)
 
@@ -352,15 +339,16 @@ class KubernetesSessions:
         try:
             pool = await self._api.read_config_map(self.settings.browser_pool_owner)
             self._warm = int((pool.get("data") or {}).get("warmReady", "0"))
-        except (KubernetesUnavailable, ValueError) as exc:
+        except (KubernetesError, ValueError) as exc:
             log.debug("browser pool state unknown: %s", exc)
         self._warm_read = time.monotonic()
 
     async def delete(self, session_id: str, caller: Caller) -> None:
         assert self._api is not None
-        await self._resource(session_id, caller)  # the caller's, or 404
-        if not await self._api.delete_custom(SESSIONS, session_id):
-            raise not_found(session_id)
+        with browser_errors():
+            await self._resource(session_id, caller)  # the caller's, or 404
+            if not await self._api.delete_custom(SESSIONS, session_id):
+                raise not_found(session_id)
         self._cache.pop(session_id, None)
         log.info("browser session %s closed (deleted)", session_id)
 
@@ -375,13 +363,16 @@ class KubernetesSessions:
         params: dict[str, str] | None = None,
         timeout_s: float = 30.0,
     ) -> httpx.Response:
-        body = await self._body(session_id, caller)
-        status = body["status"]
-        handle = AgentHandle(str(status["pod"]), str(status["endpoint"]), await self._token(body))
+        with browser_errors():
+            session = await self._usable(session_id, caller)
+            token = await self._token(session)
+        status = session.status
+        handle = AgentHandle(str(status.pod), str(status.endpoint), token)
         try:
             return await self.client.request(
                 handle, method, path, json=json, params=params, timeout_s=timeout_s
             )
         except (BadGateway, GatewayTimeout):
-            await self._body(session_id, caller)  # failed or gone meanwhile: say so (410, 404)
+            with browser_errors():  # failed or gone meanwhile: say so (410, 404)
+                await self._usable(session_id, caller)
             raise

@@ -29,7 +29,13 @@ from browser_agent.protocol import ConfigureResponse
 from controller.browser.backend import AgentHandle
 from controller.browser.client import SMALL_REPLY_BYTES, AgentClient, reply_model, reply_object
 from controller.errors import AgentRefused, ControllerError, MalformedReply
-from controller.kubernetes.api import Absent, CustomResource, KubeApi, KubernetesUnavailable
+from controller.kubernetes.api import (
+    CustomResource,
+    KubeApi,
+    KubeForbidden,
+    KubeNotFound,
+    KubernetesError,
+)
 from controller.kubernetes.browser_manifests import (
     BROWSER_COMPONENT,
     EXPIRED,
@@ -54,9 +60,10 @@ START_MARGIN_S = 30.0
 """A creation may take the pod's start-up and then the browser's configuration."""
 
 
-def refused_for_good(exc: KubernetesUnavailable) -> bool:
-    """A refusal that retrying does not cure (a full quota, RBAC, admission)."""
-    return "forbidden" in exc.message or "ResourceQuota" in exc.message
+def refused_for_good(exc: KubernetesError) -> bool:
+    """A refusal that retrying does not cure (a full quota, RBAC, admission): the session
+    fails at once, rather than its creator waiting out its start timeout."""
+    return isinstance(exc, KubeForbidden)
 
 
 class Operator:
@@ -154,7 +161,7 @@ class Operator:
         except MalformedReply as exc:
             await self._failed(name, pod_name, exc.message)
             return
-        except KubernetesUnavailable as exc:
+        except KubernetesError as exc:
             if refused_for_good(exc):
                 await self._failed(name, pod_name, exc.message)
                 return
@@ -164,9 +171,9 @@ class Operator:
         ready = decisions.ready(pod_name, endpoint, configured.model_dump(), datetime.now(UTC))
         try:
             await self.api.patch_custom_status(SESSIONS, name, ready)
-        except Absent:
+        except KubeNotFound:
             return  # deleted meanwhile: its pod, owned by it now, goes with it
-        except KubernetesUnavailable as exc:
+        except KubernetesError as exc:
             raise kopf.TemporaryError(exc.message, delay=1) from exc
         log.info("browser session %s ready on pod %s", name, pod_name)
 
@@ -187,7 +194,7 @@ class Operator:
         self._releasing.add(pod)
         try:
             await self.pool.delete(pod)
-        except KubernetesUnavailable as exc:
+        except KubernetesError as exc:
             log.warning("%s", exc)
 
     # --- the review timer ---------------------------------------------------------------
@@ -244,7 +251,7 @@ class Operator:
                 handle, "GET", "/health", timeout_s=HEALTH_TIMEOUT_S, max_bytes=SMALL_REPLY_BYTES
             )
             return decisions.reported_idle_s(reply_object(response))
-        except ControllerError:
+        except (ControllerError, KubernetesError):
             return None  # no answer: the pod's own state says if it died
 
     # --- pods ---------------------------------------------------------------------------
@@ -272,7 +279,7 @@ class Operator:
         ended = decisions.ended(FAILED, failure, datetime.now(UTC))
         try:
             await self.api.patch_custom_status(SESSIONS, session, ended)
-        except Absent:
+        except KubeNotFound:
             return  # the session was deleted, and its pod with it: no failure
         log.warning("browser session %s failed: %s", session, failure)
         self.sessions[session] = {**body, "status": {**status, **ended}}

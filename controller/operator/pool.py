@@ -20,7 +20,13 @@ from typing import Any
 from controller.browser.backend import AgentHandle
 from controller.browser.client import SMALL_REPLY_BYTES, AgentClient
 from controller.errors import ControllerError
-from controller.kubernetes.api import Absent, Conflict, KubeApi, KubernetesUnavailable
+from controller.kubernetes.api import (
+    KubeApi,
+    KubeConflict,
+    KubeForbidden,
+    KubeNotFound,
+    KubernetesError,
+)
 from controller.kubernetes.browser_manifests import (
     BROWSERS_SELECTOR,
     agent_endpoint,
@@ -133,7 +139,7 @@ class BrowserPool:
         while True:
             try:
                 await self._reconcile()
-            except ControllerError as exc:
+            except (ControllerError, KubernetesError) as exc:
                 log.warning("browser pool: %s", exc)
             except Exception:  # the pool must outlive any one failure: logged, retried
                 log.exception("browser pool: reconcile failed")
@@ -185,7 +191,7 @@ class BrowserPool:
         log.info("browser pool: starting warm pod %s", name)
         try:
             await self._create(name, owner_reference(self._owner), None)
-        except ControllerError as exc:
+        except (ControllerError, KubernetesError) as exc:
             log.warning("browser pool: cannot start a warm pod: %s", exc)
 
     async def _create(
@@ -203,13 +209,13 @@ class BrowserPool:
             if created.get("spec", {}).get("hostUsers") is not False:
                 # An API server without user namespaces for pods drops the field silently:
                 # Chromium's sandbox would then make its namespaces on the node itself.
-                raise KubernetesUnavailable(
+                raise KubeForbidden(
                     "the cluster does not give pods user namespaces (hostUsers: false was "
                     "dropped); browser pods are refused rather than run without them"
                 )
             await self._api.create_secret(token_secret(created, token))
         except BaseException:
-            with contextlib.suppress(KubernetesUnavailable):
+            with contextlib.suppress(KubernetesError):
                 await asyncio.shield(self.delete(name))
             raise
         self._tokens[name] = token
@@ -227,7 +233,7 @@ class BrowserPool:
             await self._agents.request(
                 handle, "GET", "/health", timeout_s=HEALTH_TIMEOUT_S, max_bytes=SMALL_REPLY_BYTES
             )
-        except ControllerError:
+        except (ControllerError, KubernetesError):  # its Secret unreadable, or no answer
             return False
         if name in self.pods:
             self._ready.add(name)
@@ -277,7 +283,7 @@ class BrowserPool:
             self._create_after = max(self._create_after, time.monotonic() + CLAIM_QUIET_S)
             try:
                 claimed = await self._api.patch_pod(name, claim_patch(warm, session))
-            except (Conflict, Absent):
+            except (KubeConflict, KubeNotFound):
                 continue  # changed or gone since it was read: never two sessions on one pod
             self.pods[name] = claimed
             self._ready.add(name)

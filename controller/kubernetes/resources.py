@@ -1,0 +1,148 @@
+"""Custom resources as typed records, parsed once where the watch delivers them.
+
+What the API server sends is a plain JSON object that anyone with write access to the
+namespace could have shaped; ``parse`` reads it defensively (a field of the wrong type
+reads as absent), so the rest of the code never looks into raw bodies.  The phases and
+the fields are declared here once, for the controller that reads them and (with the
+builders of controller.kubernetes.browser_manifests) the operator that writes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from controller.keys import DEFAULT_KEY
+from controller.kubernetes.browser_manifests import EXPIRED, FAILED, READY, parse_time
+from controller.kubernetes.manifests import LABEL_KEY
+
+SETTLED = (READY, FAILED, EXPIRED)
+"""Phases a creation waits for: the session is usable, or never will be."""
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class SessionError:
+    """A browser's own refusal, kept for the session's creator (an AgentRefused)."""
+
+    status: int
+    code: str
+    message: str
+    details: list[Any] | None = None
+
+
+@dataclass(frozen=True)
+class BrowserSessionStatus:
+    phase: str | None = None
+    reason: str | None = None
+    pod: str | None = None
+    endpoint: str | None = None
+    token_secret: str | None = None
+    device: str | None = None
+    viewport: dict[str, int] | None = None
+    user_agent: str = ""
+    is_mobile: bool = False
+    tab_id: str = "t1"
+    ready_at: datetime | None = None
+    last_used_at: datetime | None = None
+    error: SessionError | None = None
+
+    @classmethod
+    def parse(cls, raw: Any) -> BrowserSessionStatus:
+        status = _object(raw)
+        viewport = _object(status.get("viewport"))
+        error = _object(status.get("error"))
+        code = error.get("status")
+        details = error.get("details")
+        return cls(
+            phase=_text(status.get("phase")),
+            reason=_text(status.get("reason")),
+            pod=_text(status.get("pod")),
+            endpoint=_text(status.get("endpoint")),
+            token_secret=_text(status.get("tokenSecret")),
+            device=_text(status.get("device")),
+            viewport={"width": _int(viewport.get("width")), "height": _int(viewport.get("height"))}
+            if viewport
+            else None,
+            user_agent=_text(status.get("userAgent")) or "",
+            is_mobile=status.get("isMobile") is True,
+            tab_id=_text(status.get("tabId")) or "t1",
+            ready_at=parse_time(status.get("readyAt")),
+            last_used_at=parse_time(status.get("lastUsedAt")),
+            error=SessionError(
+                code,
+                _text(error.get("code")) or "refused",
+                _text(error.get("message")) or "",
+                details if isinstance(details, list) else None,
+            )
+            if isinstance(code, int) and not isinstance(code, bool)
+            else None,
+        )
+
+
+@dataclass(frozen=True)
+class BrowserSessionResource:
+    """A BrowserSession: who owns it, what was asked, and what the operator reports."""
+
+    name: str
+    owner: str
+    """The name of the key that opened it (a label; before keys, AUTH_TOKEN's)."""
+    created: datetime
+    deleting: bool
+    device: str
+    idle_timeout_s: int
+    max_lifetime_s: int
+    labels: dict[str, str]
+    status: BrowserSessionStatus = field(default_factory=BrowserSessionStatus)
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> BrowserSessionResource:
+        meta, spec = _object(body.get("metadata")), _object(body.get("spec"))
+        labels = _object(spec.get("labels"))
+        return cls(
+            name=str(meta.get("name", "")),
+            owner=str(_object(meta.get("labels")).get(LABEL_KEY) or DEFAULT_KEY),
+            created=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
+            deleting=bool(meta.get("deletionTimestamp")),
+            device=_text(spec.get("device")) or "",
+            idle_timeout_s=_int(spec.get("idleTimeoutS")),
+            max_lifetime_s=_int(spec.get("maxLifetimeS")),
+            labels={str(k): str(v) for k, v in labels.items()},
+            status=BrowserSessionStatus.parse(body.get("status")),
+        )
+
+    @property
+    def phase(self) -> str | None:
+        return self.status.phase
+
+    @property
+    def settled(self) -> bool:
+        return self.phase in SETTLED
+
+    @property
+    def open(self) -> bool:
+        """Open, or being opened: it counts against the caps."""
+        return not self.deleting and self.phase not in (FAILED, EXPIRED)
+
+    @property
+    def last_used_at(self) -> datetime:
+        return self.status.last_used_at or self.status.ready_at or self.created
+
+    @property
+    def expires_at(self) -> datetime:
+        return min(
+            self.created + timedelta(seconds=self.max_lifetime_s),
+            self.last_used_at + timedelta(seconds=self.idle_timeout_s),
+        )
