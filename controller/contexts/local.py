@@ -3,7 +3,10 @@
 A context takes a sandbox from the same warm pool as executions (its interpreter is
 already started), so creating one costs a message, not a sandbox start.  Its egress
 socket, when a domain is allowed, stays open for its life; each call gets a fresh
-account, so the network caps and the violations are per call, as for an execution.
+account and ask-callback, so the network caps, the violations and the callback's
+answers are per call, as for an execution.  A connection is counted against the call
+during which it was opened (one kept open by background work stays on that call's
+account and caps).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ class LocalContext:
     ) -> CallOutcome:
         account = None
         if self.channel is not None:
-            account = self.channel.gate.account = self._backend.egress_account()
+            account = self._backend.new_run(self.channel, call_id)
         call = await self.sandbox.run(code, stdin, self._backend.run_limits(limits), grace_ms)
         if account is None:
             return call

@@ -126,7 +126,10 @@ class ContextService:
 
     async def stop(self) -> None:
         for context in await self._registry.stop():
-            await self._release(context, "stopping")
+            try:
+                await self._release(context, "stopping")
+            except Exception:  # every other context must still be released
+                log.exception("closing code context %s at the stop", context.session_id)
 
     # --- the contexts ----------------------------------------------------------------
 

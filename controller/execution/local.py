@@ -308,6 +308,15 @@ class LocalBackend:
         settings = self._settings
         return EgressAccount(settings.network_max_connections, settings.network_max_mb * MIB)
 
+    def new_run(self, channel: EgressChannel, run_id: str) -> EgressAccount:
+        """A code context's next call on its open channel: an account of its own (its
+        caps and refusals), and the ask-callback told this call's id, asked afresh."""
+        gate = channel.gate
+        gate.account = self.egress_account()
+        if gate.ask is not None and self._ask is not None:
+            gate.ask = AskedOnce(self._ask, run_id)
+        return gate.account
+
     async def _run_with_egress(self, sandbox: Sandbox, job: Job, caller: str) -> Outcome:
         """Run ``job`` with its own egress channel open; the proxy's refusals become the
         execution's ``network`` violations, whatever program made the connection."""

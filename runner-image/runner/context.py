@@ -7,13 +7,15 @@ a file's bytes are read only up to the size asked for, output is capped per call
 every operation has a deadline here that the code cannot move.  A sandbox that breaks
 that protocol (or dies) is failed: ``ContextFailed``, and the context is over.
 
-Operations run one at a time (a lock): the caller decides whether a second one waits.
+Operations run one at a time: the caller keeps them so (the context service answers a
+second one with 409).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from runner.contract import (
@@ -35,18 +37,28 @@ from runner.protocol import (
 from runner.supervisor import Sandbox, message
 
 MAX_ANSWER_BYTES = 256 * 1024
+"""An answer's line (a file's bytes are counted apart, against the size asked for)."""
+LIST_ANSWER_BYTES = 4 * 1024 * 1024
+"""A listing's line: the keeper stops listing (``complete: false``) before it."""
+PIPE_READS = 8
 OPERATION_TIMEOUT_S = 15.0
 """How long a file operation, a restart or the setup may take inside the sandbox."""
 
 
 class _Capture(PipeReader):
-    """One output stream: kept (up to a cap) during a call, discarded between calls."""
+    """One output stream: kept (up to a cap) during a call, not read between calls.
+
+    Between calls the pipe is left alone: what the code's background work writes then
+    fills it, and the writer waits, rather than this process spending CPU on output that
+    belongs to no call.  A call's start discards what is there.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         self._chunks: list[bytes] = []
         self._room = 0
         self.truncated = False
         super().__init__(loop, fd)
+        self._pause()
 
     def on_data(self, data: bytes) -> None:
         if len(data) > self._room:
@@ -56,40 +68,85 @@ class _Capture(PipeReader):
             self._chunks.append(data)
             self._room -= len(data)
 
-    def start(self, cap: int) -> None:
-        self.read_all()  # what came between calls belongs to no call
-        self._chunks, self._room, self.truncated = [], cap, False
+    def _pause(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
 
-    def read_all(self) -> None:
-        while self.read_once():
-            pass
+    def _read_waiting(self) -> None:
+        """What is in the pipe now: a pipe holds at most a few chunks (its writers wait
+        beyond), so a few reads take it all, however fast the code writes."""
+        for _ in range(PIPE_READS):
+            if not self.read_once():
+                return
+
+    def start(self, cap: int) -> None:
+        self._room = 0
+        self._read_waiting()  # written between calls: no call's
+        self._chunks, self._room, self.truncated = [], cap, False
+        if self._fd >= 0:
+            self._loop.add_reader(self._fd, self.read_once)
 
     def finish(self) -> tuple[bytes, bool]:
         """What the call wrote: everything it wrote before it ended is in the pipe."""
-        self.read_all()
+        self._read_waiting()
+        self._pause()
         data, truncated = b"".join(self._chunks), self.truncated
         self._chunks, self._room, self.truncated = [], 0, False
         return data, truncated
 
 
 class _Answers(PipeReader):
-    """The keeper's answers: JSON lines, some followed by bytes."""
+    """The keeper's answers: JSON lines, some followed by bytes.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    The keeper is as untrusted as the code (it runs as the code's uid): nothing it
+    writes is held beyond what the request being answered may take, and anything it
+    writes when no answer is awaited breaks the context (``on_broken``, at once).
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, fd: int, on_broken: Callable[[str], None]
+    ) -> None:
         self._buffer = bytearray()
         self._arrived = asyncio.Event()
+        self._room = 0
+        self._asked = False
+        self._on_broken = on_broken
         self.ended = False
         super().__init__(loop, fd)
+
+    def expect(self, most: int) -> None:
+        """An answer of at most ``most`` bytes is asked for."""
+        self._room, self._asked = most, True
+
+    def done(self) -> None:
+        """The answer has been read whole: anything more is unasked."""
+        self._room, self._asked = 0, False
+        if self._buffer:
+            self._break("the sandbox sent more than its answer")
 
     def on_data(self, data: bytes) -> None:
         if not data:
             self.ended = True
+            self._arrived.set()
+            return
+        if len(data) > self._room:
+            self._break(
+                "the sandbox sent more than its answer may hold"
+                if self._asked
+                else "the sandbox wrote while no answer was asked for"
+            )
+            return
+        self._room -= len(data)
         self._buffer += data
         self._arrived.set()
 
+    def _break(self, why: str) -> None:
+        self.close()
+        self._on_broken(why)
+
     async def line(self) -> dict[str, Any]:
         while True:
-            end = self._buffer.find(b"\n", 0, MAX_ANSWER_BYTES + 1)
+            end = self._buffer.find(b"\n")
             if end >= 0:
                 line = bytes(self._buffer[:end])
                 del self._buffer[: end + 1]
@@ -97,8 +154,6 @@ class _Answers(PipeReader):
                 if answer is None:
                     raise ContextFailed("the sandbox answered something that is not JSON")
                 return answer
-            if len(self._buffer) > MAX_ANSWER_BYTES:
-                raise ContextFailed("the sandbox's answer is too long")
             await self._more()
 
     async def exactly(self, size: int) -> bytes:
@@ -133,9 +188,9 @@ class ContextSandbox:
         os.set_blocking(stdin, False)
         self._stdout = _Capture(loop, stdout)
         self._stderr = _Capture(loop, stderr)
-        self._answers = _Answers(loop, status)
+        self._answers = _Answers(loop, status, self._broken)
         self._loop = loop
-        self.lock = asyncio.Lock()
+        self._writable: asyncio.Future[None] | None = None
         self.failed: str | None = None
         """Why the context is over, once it is."""
 
@@ -233,7 +288,8 @@ class ContextSandbox:
 
     async def list_files(self, max_entries: int) -> tuple[list[tuple[str, int]], bool]:
         """The workspace's files (path, size), and whether that is all of them."""
-        answer = await self._file_op({"op": "list", "maxEntries": max_entries})
+        request = {"op": "list", "maxEntries": max_entries, "maxBytes": LIST_ANSWER_BYTES // 2}
+        answer = await self._file_op(request, LIST_ANSWER_BYTES)
         listed = answer.get("files")
         files: list[tuple[str, int]] = []
         for item in listed if isinstance(listed, list) else []:
@@ -244,16 +300,20 @@ class ContextSandbox:
         return files, answer.get("complete") is True
 
     async def read_file(self, path: str, max_bytes: int) -> bytes:
-        answer = await self._file_op({"op": "read", "path": path, "maxBytes": max_bytes})
+        request = {"op": "read", "path": path, "maxBytes": max_bytes}
+        answer = await self._file_op(request, MAX_ANSWER_BYTES + max_bytes, more=True)
         size = int_or_none(answer.get("size"))
         if size is None or not 0 <= size <= max_bytes:
             self._fail("the sandbox sent a file beyond the size asked for")
-
         try:
             async with asyncio.timeout(OPERATION_TIMEOUT_S):
-                return await self._answers.exactly(size)
+                data = await self._answers.exactly(size)
         except (TimeoutError, ContextFailed) as exc:
             self._fail(f"the file's bytes did not arrive: {exc}")
+        self._answers.done()
+        if self.failed is not None:
+            self._fail(self.failed)
+        return data
 
     async def write_file(self, path: str, data: bytes) -> None:
         await self._file_op({"op": "write", "path": path, "data": data})
@@ -261,20 +321,39 @@ class ContextSandbox:
     async def delete(self, path: str) -> None:
         await self._file_op({"op": "delete", "path": path})
 
-    async def _file_op(self, request: dict[str, object]) -> dict[str, Any]:
-        answer = await self._exchange(request, OPERATION_TIMEOUT_S)
+    async def _file_op(
+        self, request: dict[str, object], most: int = MAX_ANSWER_BYTES, *, more: bool = False
+    ) -> dict[str, Any]:
+        answer = await self._exchange(request, OPERATION_TIMEOUT_S, most, more=more)
         if "error" in answer:
+            if more:
+                self._answers.done()  # a refusal has no bytes after it
             raise FileRefused(str(answer["error"])[:40], str(answer.get("message", ""))[:500])
         return answer
 
-    async def _exchange(self, request: dict[str, object], timeout_s: float) -> dict[str, Any]:
-        """Send one request and read its answer line; any breakage fails the context."""
+    async def _exchange(
+        self,
+        request: dict[str, object],
+        timeout_s: float,
+        most: int = MAX_ANSWER_BYTES,
+        *,
+        more: bool = False,
+    ) -> dict[str, Any]:
+        """Send one request and read its answer line (``most`` bytes at most, with what
+        follows it: ``more``, bytes the caller reads and then ends the answer); any
+        breakage fails the context."""
         if self.failed is not None:
             raise ContextFailed(self.failed)
+        self._answers.expect(most)
         try:
             async with asyncio.timeout(timeout_s):
                 await self._send(message(request))
-                return await self._answers.line()
+                answer = await self._answers.line()
+            if not more:
+                self._answers.done()
+            if self.failed is not None:  # more came with it than it may hold
+                raise ContextFailed(self.failed)
+            return answer
         except TimeoutError:
             self._fail(f"the sandbox did not answer within {timeout_s:.0f}s")
         except (ContextFailed, OSError) as exc:
@@ -283,21 +362,31 @@ class ContextSandbox:
     async def _send(self, payload: bytes) -> None:
         view = memoryview(payload)
         while view:
+            fd = self._requests
+            if fd < 0:
+                raise ContextFailed("the context was closed")
             try:
-                view = view[os.write(self._requests, view) :]
+                view = view[os.write(fd, view) :]
             except BlockingIOError:
-                writable = self._loop.create_future()
-                self._loop.add_writer(self._requests, writable.set_result, None)
+                self._writable = self._loop.create_future()
+                self._loop.add_writer(fd, self._writable.set_result, None)
                 try:
-                    await writable
+                    await self._writable
                 finally:
-                    self._loop.remove_writer(self._requests)
+                    self._writable = None
+                    if self._requests == fd:  # close() has not taken it away meanwhile
+                        self._loop.remove_writer(fd)
+
+    def _broken(self, why: str) -> None:
+        """The keeper broke the protocol (on the loop, as its bytes came): it dies now."""
+        self.failed = self.failed or why
+        self.sandbox.kill()
 
     def _fail(self, why: str) -> NoReturn:
         """The context is over: its sandbox is killed now."""
         self.failed = self.failed or why
         self.sandbox.kill()
-        raise ContextFailed(why)
+        raise ContextFailed(self.failed)
 
     def close(self) -> None:
         """Kill the sandbox and release this side's descriptors; the sandbox's owner
@@ -307,5 +396,8 @@ class ContextSandbox:
         for reader in (self._stdout, self._stderr, self._answers):
             reader.close()
         if self._requests >= 0:
+            self._loop.remove_writer(self._requests)
             os.close(self._requests)
             self._requests = -1
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_exception(ContextFailed("the context was closed"))

@@ -237,6 +237,7 @@ class Keeper:
                     self.workspace,
                     self.protected,
                     int(request["maxEntries"]),  # type: ignore[call-overload]
+                    int(request["maxBytes"]),  # type: ignore[call-overload]
                 )
                 return {"files": listed, "complete": complete}, b""
             path = str(request["path"])
@@ -256,6 +257,11 @@ class Keeper:
     def serve(self) -> None:
         """Configure the warm interpreter, say ready, then answer requests until the
         supervisor closes stdin (then the sandbox ends)."""
+        # The code runs as this process's uid: it could trace it, or write its memory
+        # through /proc/1/mem, and then answer the supervisor in its name.  Not dumpable,
+        # this process is out of its reach (and the supervisor trusts none of it anyway).
+        set_dumpable(False)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the code's os.kill(1, SIGINT)
         self.stub._send_message(self.child.job_w, self.setup)
         self.answer({"context": "ready"})
         while True:
@@ -276,6 +282,17 @@ class Keeper:
             self.reap()
 
 
+def set_dumpable(dumpable: bool) -> None:
+    """prctl(PR_SET_DUMPABLE): whether processes of the same uid may trace this one, or
+    read and write its memory and descriptors through /proc.  A failure fails the
+    context (closed: a keeper the code could take over is not started)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 1 if dumpable else 0, 0, 0, 0) != 0:  # 4: PR_SET_DUMPABLE
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
+
+
 def _done_line(reports: bytes) -> list[bytes] | None:
     """The interpreter's ``D exit user system rss`` line, once it has come."""
     for line in reports.split(b"\n")[:-1]:  # complete lines only
@@ -294,6 +311,8 @@ def interpret(
     """
     import resource
 
+    set_dumpable(True)  # forked from a keeper that is not: its own /proc is the code's
+    stub._first_to_go_when_out_of_memory()
     stub._install_stdin(None)  # never the supervisor's request pipe
     env = setup.get("env")
     if isinstance(env, dict):

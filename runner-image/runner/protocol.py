@@ -167,7 +167,7 @@ class StatusReader(PipeReader):
 def parse_status(line: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting: written to exhaust the parser
         return None
     return value if isinstance(value, dict) else None
 

@@ -209,14 +209,17 @@ def _parent(root: str, parts: list[str], create: bool) -> int:
 
 
 def list_files(
-    root: str, placeholders: frozenset[str], max_entries: int
+    root: str, placeholders: frozenset[str], max_entries: int, max_bytes: int
 ) -> tuple[list[object], bool]:
     """The workspace's regular files ``{path, size}`` (links and special files are not
-    followed) and whether the list is complete (at most ``max_entries`` of them)."""
+    followed) and whether the list is complete: at most ``max_entries`` of them, and
+    about ``max_bytes`` of their paths; a directory that cannot be read makes it
+    incomplete too."""
     found: list[object] = []
     pending = [("", os.open(root, O_DIR), 0)]
+    budget = max_bytes
     complete = True
-    while pending:
+    while pending and complete:
         prefix, fd, depth = pending.pop()
         try:
             with os.scandir(fd) as listing:
@@ -225,27 +228,31 @@ def list_files(
                 if depth == 0 and name in placeholders:
                     continue
                 if is_dir:
-                    if depth + 1 < MAX_DEPTH:
-                        try:
-                            pending.append(
-                                (prefix + name + "/", os.open(name, O_DIR, dir_fd=fd), depth + 1)
-                            )
-                        except OSError:
-                            pass
+                    if depth + 1 >= MAX_DEPTH:
+                        complete = False
+                        continue
+                    try:
+                        inner = os.open(name, O_DIR, dir_fd=fd)
+                    except OSError:  # out of descriptors, or unreadable: said, not hidden
+                        complete = False
+                        continue
+                    pending.append((prefix + name + "/", inner, depth + 1))
                     continue
                 try:
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 except OSError:
                     continue
                 if stat.S_ISREG(st.st_mode):
-                    if len(found) >= max_entries:
+                    path = prefix + name
+                    budget -= len(path.encode("utf-8", "surrogateescape")) + 32
+                    if len(found) >= max_entries or budget < 0:
                         complete = False
                         break
-                    found.append({"path": prefix + name, "size": st.st_size})
+                    found.append({"path": path, "size": st.st_size})
+        except OSError:
+            complete = False
         finally:
             os.close(fd)
-        if not complete:
-            break
     for _, fd, _ in pending:
         os.close(fd)
     return found, complete

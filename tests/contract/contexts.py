@@ -243,3 +243,42 @@ def test_a_bad_call_names_the_field_and_rule(api: Api, context: str) -> None:
         assert response.status_code == 422, response.text
         detail = response.json()["details"][0]
         assert (detail["field"], detail["rule"]) == (field, rule)
+
+
+def test_the_keeper_is_out_of_the_codes_reach(api: Api, context: str) -> None:
+    """PID 1 runs as the code's uid: it is not dumpable, so the code can neither trace it
+    nor write its memory, and it ignores the signals the code can send it."""
+    probe = run(
+        api,
+        context,
+        "import os, signal\n"
+        "for path in ('/proc/1/mem', '/proc/1/fd/0'):\n"
+        "    try:\n"
+        "        open(path, 'r+b')\n"
+        "        print(path, 'opened')\n"
+        "    except OSError as exc:\n"
+        "        print(path, type(exc).__name__)\n"
+        "os.kill(1, signal.SIGINT)\n"
+        "os.kill(1, signal.SIGTERM)\n"
+        "print('sent')",
+    )
+    assert probe["stdout"] == (
+        "/proc/1/mem PermissionError\n/proc/1/fd/0 PermissionError\nsent\n"
+    ), probe
+    after = run(api, context, "print('alive')")
+    assert (after["stdout"], after["restarted"]) == ("alive\n", False)
+
+
+def test_a_large_workspace_is_listed_whole(api: Api, context: str) -> None:
+    made = run(
+        api,
+        context,
+        "import os\nos.makedirs('many')\n"
+        "for i in range(7000):\n    open(f'many/file-{i:05d}.txt', 'w').write('x')",
+        timeoutMs=60000,
+    )
+    assert made["exitCode"] == 0, made
+    listed = api.client.get(f"/contexts/{context}/files")
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["complete"] is True
+    assert sum(f["path"].startswith("many/") for f in listed.json()["files"]) == 7000

@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runner.cgroup import Placement, host_placement
@@ -190,6 +191,68 @@ def test_no_cgroup_outlives_its_sandbox(capped: ServiceProcess) -> None:
     for _ in range(3):
         capped.execute("print(1)")
     # What remains is the warm pool's (one sandbox), each with its cgroup.
+    wait_for(lambda: len(groups(capped.state_dir)) == 1)
+
+
+def context_call(svc: ServiceProcess, context_id: str, code: str) -> dict[str, Any]:
+    response = svc.client.post(
+        f"/contexts/{context_id}/execute", json={"code": code, "timeoutMs": 15000}
+    )
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def test_a_contexts_memory_counts_what_earlier_calls_left_running(
+    capped: ServiceProcess,
+) -> None:
+    """A process started by one call, holding memory between calls, counts with the next
+    call's: the cgroup is the context's, for its whole life."""
+    context_id = capped.client.post("/contexts", json={}).json()["contextId"]
+    try:
+        held = CAP_MB * 5 // 8
+        started = context_call(
+            capped,
+            context_id,
+            "import subprocess, sys\n"
+            "holder = subprocess.Popen([sys.executable, '-c', "
+            f"'import time; x = bytearray({held} << 20); print(1, flush=True); time.sleep(60)'],"
+            " stdout=subprocess.PIPE)\n"
+            "print(holder.stdout.readline().decode().strip())",
+        )
+        assert started["stdout"] == "1\n", started
+        over = context_call(capped, context_id, f"more = bytearray({held} << 20)")
+        memory = [v for v in over["violations"] if v["target"] == "memory"]
+        assert memory, over
+        assert context_call(capped, context_id, "print('alive')")["stdout"] == "alive\n"
+    finally:
+        capped.client.delete(f"/contexts/{context_id}")
+
+
+def test_a_contexts_processes_are_counted_across_calls(capped: ServiceProcess) -> None:
+    context_id = capped.client.post("/contexts", json={}).json()["contextId"]
+    try:
+        first = context_call(
+            capped,
+            context_id,
+            "import subprocess\nkept = [subprocess.Popen(['sleep', '60']) for _ in range(12)]",
+        )
+        assert first["exitCode"] == 0, first
+        second = context_call(
+            capped,
+            context_id,
+            "import os, time\nstarted = 0\ntry:\n    for _ in range(40):\n"
+            "        if os.fork() == 0:\n            time.sleep(20)\n            os._exit(0)\n"
+            "        started += 1\nexcept BlockingIOError:\n    print('refused after', started)",
+        )
+        assert second["stdout"].startswith("refused after "), second
+        assert int(second["stdout"].split()[-1]) < 24 - 12
+        assert {"kind": "limit", "target": "processes"} in [
+            {"kind": v["kind"], "target": v["target"]} for v in second["violations"]
+        ]
+    finally:
+        capped.client.delete(f"/contexts/{context_id}")
+    # Its cgroup goes with it: what remains is the warm pool's.
     wait_for(lambda: len(groups(capped.state_dir)) == 1)
 
 
