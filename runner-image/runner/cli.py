@@ -73,6 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="mount an egress directory in the sandbox: the job may then reach names "
         "through the egress proxy its grant names (runner.egress)",
     )
+    serve.add_argument(
+        "--context",
+        action="store_true",
+        help="serve one code context (runner.context_serve) instead of one job",
+    )
     prepare = sub.add_parser("prepare", help="prepare a support directory ahead (an image build)")
     prepare.add_argument("directory")
     return parser.parse_args(argv)
@@ -133,7 +138,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         from runner.serve import ServeOptions, serve
 
-        sys.exit(asyncio.run(serve(options, ServeOptions.from_args(args))))
+        serving = ServeOptions.from_args(args)
+        if args.context:
+            from runner.context_serve import serve_context
+
+            sys.exit(asyncio.run(serve_context(options, serving)))
+        sys.exit(asyncio.run(serve(options, serving)))
     if args.command == "prepare":
         print(prepare_support_dir(args.directory, options.python))
         return

@@ -114,9 +114,9 @@ async def read_head(reader: asyncio.StreamReader) -> Request | None:
     return Request(parts[0].decode("latin-1"), parts[1].decode("latin-1"), headers)
 
 
-def response(status: int, body: bytes) -> bytes:
+def response(status: int, body: bytes, content_type: str = "application/json") -> bytes:
     head = (
-        f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: application/json\r\n"
+        f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode("ascii") + body

@@ -158,7 +158,13 @@ class ServedRunner:
     """``python -m runner serve`` on a loopback port, as a runner pod runs it."""
 
     def __init__(
-        self, image_path: str, token: str, *, max_idle_s: float = 60, egress: bool = False
+        self,
+        image_path: str,
+        token: str,
+        *,
+        max_idle_s: float = 60,
+        egress: bool = False,
+        context: bool = False,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -166,6 +172,7 @@ class ServedRunner:
         argv = ["/usr/bin/python3", "-m", "runner", "serve", "--host", "127.0.0.1"]
         argv += ["--port", str(self.port), "--max-idle-s", str(max_idle_s)]
         argv += ["--egress"] if egress else []
+        argv += ["--context"] if context else []
         self.proc = subprocess.Popen(
             argv,
             cwd="/",
