@@ -57,6 +57,7 @@ class BrowserSessionStatus:
     tab_id: str = "t1"
     ready_at: datetime | None = None
     last_used_at: datetime | None = None
+    ended_at: datetime | None = None
     error: SessionError | None = None
 
     @classmethod
@@ -81,6 +82,7 @@ class BrowserSessionStatus:
             tab_id=_text(status.get("tabId")) or "t1",
             ready_at=parse_time(status.get("readyAt")),
             last_used_at=parse_time(status.get("lastUsedAt")),
+            ended_at=parse_time(status.get("endedAt")),
             error=SessionError(
                 code,
                 _text(error.get("code")) or "refused",
@@ -105,12 +107,17 @@ class BrowserSessionResource:
     idle_timeout_s: int
     max_lifetime_s: int
     labels: dict[str, str]
+    network: dict[str, Any] | None = None
+    """What its browser may reach, as the controller decided it (the agent checks it)."""
     status: BrowserSessionStatus = field(default_factory=BrowserSessionStatus)
+    body: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """The object as it came (its uid and the like, for owner references)."""
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> BrowserSessionResource:
         meta, spec = _object(body.get("metadata")), _object(body.get("spec"))
         labels = _object(spec.get("labels"))
+        network = spec.get("network")
         return cls(
             name=str(meta.get("name", "")),
             owner=str(_object(meta.get("labels")).get(LABEL_KEY) or DEFAULT_KEY),
@@ -120,8 +127,15 @@ class BrowserSessionResource:
             idle_timeout_s=_int(spec.get("idleTimeoutS")),
             max_lifetime_s=_int(spec.get("maxLifetimeS")),
             labels={str(k): str(v) for k, v in labels.items()},
+            network=network if isinstance(network, dict) else None,
             status=BrowserSessionStatus.parse(body.get("status")),
+            body=body,
         )
+
+    def with_status(self, patch: dict[str, Any]) -> BrowserSessionResource:
+        """The resource as it reads once ``patch`` (a merge patch of its status) is written."""
+        status = {**_object(self.body.get("status")), **patch}
+        return BrowserSessionResource.parse({**self.body, "status": status})
 
     @property
     def phase(self) -> str | None:

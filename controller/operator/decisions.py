@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from controller.kubernetes.browser_manifests import (
@@ -23,6 +23,7 @@ from controller.kubernetes.browser_manifests import (
     format_time,
     parse_time,
 )
+from controller.kubernetes.resources import BrowserSessionResource
 
 LAST_USED_RESOLUTION_S = 10.0
 """lastUsedAt is rewritten only when it moved at least this much: an active session costs
@@ -163,15 +164,8 @@ class Remove:
 Verdict = Keep | Finish | Remove
 
 
-def session_times(body: dict[str, Any]) -> tuple[datetime, int, int]:
-    """(created, idle timeout, lifetime) of a session, from its resource."""
-    spec = body.get("spec") or {}
-    created = created_at(body) or datetime.now(UTC)
-    return created, int(spec["idleTimeoutS"]), int(spec["maxLifetimeS"])
-
-
 def review(
-    body: dict[str, Any],
+    session: BrowserSessionResource,
     now: datetime,
     idle_s: float | None,
     retention_s: int,
@@ -184,18 +178,17 @@ def review(
     operator last saw it (None: there is none), which catches a pod that died while
     nobody watched.
     """
-    status = body.get("status") or {}
-    phase = status.get("phase")
+    status, phase = session.status, session.phase
     if phase in (FAILED, EXPIRED):
-        ended_at = parse_time(status.get("endedAt")) or now
+        ended_at = status.ended_at or now
         return Remove() if (now - ended_at).total_seconds() >= retention_s else Keep()
-    created, idle_timeout, lifetime = session_times(body)
+    created, idle_timeout = session.created, session.idle_timeout_s
+    lifetime = session.max_lifetime_s
     if phase != READY:
         if (now - created).total_seconds() > start_timeout_s:
             return Finish(ended(FAILED, f"not ready within {start_timeout_s:.0f}s", now))
         return Keep()
-    name = status.get("pod")
-    failure = f"its browser pod {name} is gone" if pod is None else pod_failure(pod)
+    failure = f"its browser pod {status.pod} is gone" if pod is None else pod_failure(pod)
     if failure is not None:
         return Finish(ended(FAILED, failure, now))
     if now >= created + timedelta(seconds=lifetime):
@@ -205,7 +198,7 @@ def review(
     if idle_s >= idle_timeout:
         return Finish(ended(EXPIRED, f"unused for {idle_timeout}s (idleTimeoutS)", now))
     used = now - timedelta(seconds=idle_s)
-    recorded = parse_time(status.get("lastUsedAt"))
+    recorded = status.last_used_at
     if recorded is not None and abs((used - recorded).total_seconds()) < LAST_USED_RESOLUTION_S:
         return Keep()
     return Keep({"lastUsedAt": format_time(used)})
@@ -241,11 +234,6 @@ def ready(pod: str, endpoint: str, configured: dict[str, Any], now: datetime) ->
         "readyAt": format_time(now),
         "lastUsedAt": format_time(now),
     }
-
-
-def is_settled(body: dict[str, Any]) -> bool:
-    """Whether creation is over (Ready, or ended): nothing more for the create handler."""
-    return (body.get("status") or {}).get("phase") in (READY, FAILED, EXPIRED)
 
 
 def reported_idle_s(health: dict[str, Any]) -> float | None:

@@ -47,6 +47,7 @@ from controller.kubernetes.browser_manifests import (
     VERSION,
 )
 from controller.kubernetes.manifests import APP, LABEL_COMPONENT, LABEL_MANAGED_BY
+from controller.kubernetes.resources import BrowserSessionResource
 from controller.operator import decisions
 from controller.operator.pool import BrowserPool, PodFailed
 from controller.operator.settings import OperatorSettings
@@ -74,7 +75,8 @@ class Operator:
         self.api = api
         self.agents = agents
         self.pool = BrowserPool(settings, api, agents)
-        self.sessions: dict[str, dict[str, Any]] = {}
+        self.sessions: dict[str, BrowserSessionResource] = {}
+        """Every BrowserSession, as the watch last delivered it (parsed there, once)."""
         self._releasing: set[str] = set()
         """Pods the operator is deleting itself: their deletion is no session's failure."""
         self._reviewer: asyncio.Task[None] | None = None
@@ -85,7 +87,8 @@ class Operator:
 
     async def start(self) -> None:
         for body in await self.api.list_custom(SESSIONS):
-            self.sessions[body["metadata"]["name"]] = body
+            session = BrowserSessionResource.parse(body)
+            self.sessions[session.name] = session
         await self.pool.start()
         self._reviewer = asyncio.create_task(self._review_all(), name="session-review")
 
@@ -98,11 +101,11 @@ class Operator:
         await self.agents.close()
 
     def session_changed(self, event_type: str, body: dict[str, Any]) -> None:
-        name = body["metadata"]["name"]
+        session = BrowserSessionResource.parse(body)
         if event_type == "DELETED":
-            self.sessions.pop(name, None)
+            self.sessions.pop(session.name, None)
         else:
-            self.sessions[name] = body
+            self.sessions[session.name] = session
 
     # --- creation -----------------------------------------------------------------------
 
@@ -114,9 +117,10 @@ class Operator:
         annotations first and the status after, and the session's creator waits for the
         status, so it comes one write sooner this way.
         """
-        if decisions.is_settled(body):
+        session = BrowserSessionResource.parse(body)
+        if session.settled:
             return
-        name = body["metadata"]["name"]
+        name = session.name
         pod_name: str | None = None
         try:
             pod = self.pool.pod_of(name) or await self.pool.claim(body)  # a resume: its pod
@@ -128,9 +132,8 @@ class Operator:
             pod_name = pod["metadata"]["name"]
             endpoint = await self.pool.until_ready(pod_name)
             handle = AgentHandle(pod_name, endpoint, await self.pool.token(pod_name))
-            spec = body.get("spec") or {}
             # The network as the controller decided it: the agent checks it again (422).
-            configure = {"device": spec.get("device", "desktop"), "network": spec.get("network")}
+            configure = {"device": session.device or "desktop", "network": session.network}
             response = await self.agents.request(
                 handle,
                 "POST",
@@ -183,9 +186,9 @@ class Operator:
         """Write Failed, then remove the pod (whose deletion must not read as its death)."""
         ended = decisions.ended(FAILED, reason, datetime.now(UTC), error)
         await self.api.patch_custom_status(SESSIONS, session, ended)
-        body = self.sessions.get(session)
-        if body is not None:
-            self.sessions[session] = {**body, "status": {**(body.get("status") or {}), **ended}}
+        seen = self.sessions.get(session)
+        if seen is not None:
+            self.sessions[session] = seen.with_status(ended)
         if pod is not None:
             await self.release(pod)
 
@@ -211,20 +214,19 @@ class Operator:
             await asyncio.sleep(self.settings.browser_review_interval_s)
 
     async def review(self, name: str) -> None:
-        body = self.sessions.get(name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
+        session = self.sessions.get(name)
+        if session is None or session.deleting:
             return
-        status = body.get("status") or {}
-        pod_name = status.get("pod")
+        pod_name = session.status.pod
         idle_s = None
-        if status.get("phase") == READY:
-            idle_s = await self._idle_s(status)
+        if session.phase == READY:
+            idle_s = await self._idle_s(session)
         verdict = decisions.review(
-            body,
+            session,
             datetime.now(UTC),
             idle_s,
             self.settings.browser_finished_retention_s,
-            self.pool.pods.get(pod_name) if isinstance(pod_name, str) else None,
+            self.pool.pods.get(pod_name) if pod_name is not None else None,
             self.start_deadline_s,
         )
         if isinstance(verdict, decisions.Remove):
@@ -234,16 +236,16 @@ class Operator:
             log.info("browser session %s ends: %s", name, verdict.status["reason"])
             # The status first: the pod's deletion must not read as the pod dying.
             await self.api.patch_custom_status(SESSIONS, name, verdict.status)
-            self.sessions[name] = {**body, "status": {**status, **verdict.status}}
+            self.sessions[name] = session.with_status(verdict.status)
             pod = self.pool.pod_of(name)
             for doomed in {pod_name, pod["metadata"]["name"] if pod else None} - {None, ""}:
                 await self.release(str(doomed))
         elif verdict.status:
             await self.api.patch_custom_status(SESSIONS, name, verdict.status)
 
-    async def _idle_s(self, status: dict[str, Any]) -> float | None:
-        pod, endpoint = status.get("pod"), status.get("endpoint")
-        if not isinstance(pod, str) or not isinstance(endpoint, str):
+    async def _idle_s(self, session: BrowserSessionResource) -> float | None:
+        pod, endpoint = session.status.pod, session.status.endpoint
+        if pod is None or endpoint is None:
             return None
         try:
             handle = AgentHandle(pod, endpoint, await self.pool.token(pod))
@@ -270,11 +272,10 @@ class Operator:
             return
         if session is None:
             return  # a warm pod (its Secret, owned by it, goes with it)
-        body = self.sessions.get(session)
-        status = (body or {}).get("status") or {}
-        if body is None or status.get("phase") in (FAILED, EXPIRED):
+        seen = self.sessions.get(session)
+        if seen is None or seen.phase in (FAILED, EXPIRED):
             return
-        if status.get("phase") == READY and status.get("pod") != name:
+        if seen.phase == READY and seen.status.pod != name:
             return
         ended = decisions.ended(FAILED, failure, datetime.now(UTC))
         try:
@@ -282,7 +283,7 @@ class Operator:
         except KubeNotFound:
             return  # the session was deleted, and its pod with it: no failure
         log.warning("browser session %s failed: %s", session, failure)
-        self.sessions[session] = {**body, "status": {**status, **ended}}
+        self.sessions[session] = seen.with_status(ended)
         if event_type != "DELETED":
             await self.release(name)
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from controller.kubernetes.browser_manifests import LABEL_POOL, LABEL_SESSION, format_time
+from controller.kubernetes.resources import BrowserSessionResource
 from controller.operator import decisions
 from controller.operator.decisions import Finish, Keep, Remove
 
@@ -178,7 +179,8 @@ ALIVE = pod("brw-1", session="bs-1")
 def review(
     body: dict[str, Any], idle_s: float | None, pod: dict[str, Any] | None = ALIVE
 ) -> decisions.Verdict:
-    return decisions.review(body, NOW, idle_s, retention_s=300, pod=pod, start_timeout_s=120)
+    session = BrowserSessionResource.parse(body)
+    return decisions.review(session, NOW, idle_s, retention_s=300, pod=pod, start_timeout_s=120)
 
 
 def test_a_used_session_is_kept_and_its_last_use_recorded_once() -> None:
@@ -244,7 +246,7 @@ def test_statuses_say_what_happened() -> None:
     ready = decisions.ready("brw-1", "http://10.244.0.9:8080", configured, NOW)
     assert ready["phase"] == "Ready" and ready["tokenSecret"] == "brw-1"
     assert ready["readyAt"] == ready["lastUsedAt"] == "2026-12-02T12:00:00.000Z"
-    assert decisions.is_settled({"status": ready})
+    assert settled(ready)
     failed = decisions.ended("Failed", "the browser refused", NOW, {"status": 422})
     assert failed == {
         "phase": "Failed",
@@ -252,7 +254,13 @@ def test_statuses_say_what_happened() -> None:
         "endedAt": "2026-12-02T12:00:00.000Z",
         "error": {"status": 422},
     }
-    assert not decisions.is_settled({"status": decisions.pending("claiming")})
+    assert not settled(decisions.pending("claiming"))
+    assert settled(failed)
+
+
+def settled(status: dict[str, Any]) -> bool:
+    """Whether a session with this status is settled, as the create handler reads it."""
+    return BrowserSessionResource.parse({"metadata": {"name": "bs-1"}, "status": status}).settled
 
 
 @pytest.mark.parametrize(
