@@ -26,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -36,8 +34,8 @@ from urllib.parse import unquote
 
 from runner.context import ContextSandbox
 from runner.contract import MAX_TIMEOUT_MS, ContextFailed, FileRefused, Job
-from runner.egress import EgressRelay, new_egress_dir, sandbox_group, with_egress
-from runner.launch import READY_TIMEOUT_S, SETUP_ERRORS, RunnerOptions
+from runner.egress import EgressRelay, with_egress
+from runner.launch import RunnerOptions
 from runner.serve import (
     BODY_TIMEOUT_S,
     HEAD_LIMIT,
@@ -46,8 +44,10 @@ from runner.serve import (
     error,
     read_head,
     response,
+    serving_status,
+    warm_sandbox,
 )
-from runner.supervisor import Sandbox, SandboxError
+from runner.supervisor import Sandbox
 from runner.wire import MAX_JOB_BYTES, WireError, decode_job, encode_outcome
 from sandbox_common import bearer
 from sandbox_common.egress_account import EgressAccount
@@ -263,38 +263,21 @@ class ContextServer:
 async def serve_context(options: RunnerOptions, serving: ServeOptions) -> int:
     """Warm one sandbox, serve the context that claims it until it fails (or nobody came
     within ``max_idle_s``); the exit status."""
-    if len(serving.token_digest) != 32:
-        print("runner: the token digest must be a hex SHA-256 (--token-sha256-env)", flush=True)
-        return 2
-    try:
-        command, made = await asyncio.to_thread(options.prepare, serving.mounted)
-    except SETUP_ERRORS as exc:
-        print(f"runner: cannot prepare the sandbox: {exc}", flush=True)
-        return 3
-    group = sandbox_group(options.host_ids)
-    egress_dir = None
-    if command.egress:
-        egress_dir = new_egress_dir(Path(tempfile.gettempdir()), group)
-    sandbox = command.start(egress_dir=str(egress_dir) if egress_dir else None)
-    server = ContextServer(sandbox, serving.token_digest, egress_dir, group)
-    try:
-        await sandbox.wait_ready(READY_TIMEOUT_S)
-        listening = await asyncio.start_server(
-            server.handle, serving.host, serving.port, limit=HEAD_LIMIT, reuse_address=True
-        )
-        print(json.dumps({"ready": True, "port": serving.port, "context": True}), flush=True)
-        async with listening:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.begun.wait(), serving.max_idle_s)
-            if server.begun.is_set() or server.finished.is_set():
-                await server.finished.wait()
-    except SandboxError as exc:
-        print(f"runner: the sandbox failed: {exc}", flush=True)
-        return 3
-    finally:
-        await server.close()
-        await sandbox.close()
-        for directory in (made, egress_dir):
-            if directory is not None:
-                shutil.rmtree(directory, ignore_errors=True)
-    return 0
+    return await serving_status(_serve(options, serving))
+
+
+async def _serve(options: RunnerOptions, serving: ServeOptions) -> None:
+    async with warm_sandbox(options, serving) as (sandbox, egress_dir, group):
+        server = ContextServer(sandbox, serving.token_digest, egress_dir, group)
+        try:
+            listening = await asyncio.start_server(
+                server.handle, serving.host, serving.port, limit=HEAD_LIMIT, reuse_address=True
+            )
+            print(json.dumps({"ready": True, "port": serving.port, "context": True}), flush=True)
+            async with listening:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(server.begun.wait(), serving.max_idle_s)
+                if server.begun.is_set() or server.finished.is_set():
+                    await server.finished.wait()
+        finally:
+            await server.close()

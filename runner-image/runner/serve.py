@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,16 +236,27 @@ class _Refused(Exception):
         self.answer = answer
 
 
-async def serve(options: RunnerOptions, serving: ServeOptions) -> int:
-    """Warm one sandbox, serve until its job is answered (or nobody came); the exit status."""
+class Unservable(Exception):
+    """The runner cannot serve: its exit status, and why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@contextlib.asynccontextmanager
+async def warm_sandbox(
+    options: RunnerOptions, serving: ServeOptions
+) -> AsyncIterator[tuple[Sandbox, Path | None, int | None]]:
+    """The runner's one sandbox, warm (with its egress directory and group when it may
+    reach names); everything it made is gone after the block.  Unservable (2: no token
+    digest; 3: no sandbox) when there is none; SandboxError when it fails to warm up."""
     if len(serving.token_digest) != 32:
-        print("runner: the token digest must be a hex SHA-256 (--token-sha256-env)", flush=True)
-        return 2
+        raise Unservable(2, "the token digest must be a hex SHA-256 (--token-sha256-env)")
     try:
         command, made = await asyncio.to_thread(options.prepare, serving.mounted)
     except SETUP_ERRORS as exc:
-        print(f"runner: cannot prepare the sandbox: {exc}", flush=True)
-        return 3
+        raise Unservable(3, f"cannot prepare the sandbox: {exc}") from exc
     group = sandbox_group(options.host_ids)
     egress_dir = None
     if command.egress:
@@ -252,6 +264,34 @@ async def serve(options: RunnerOptions, serving: ServeOptions) -> int:
     sandbox = command.start(egress_dir=str(egress_dir) if egress_dir else None)
     try:
         await sandbox.wait_ready(READY_TIMEOUT_S)
+        yield sandbox, egress_dir, group
+    finally:
+        await sandbox.close()
+        for directory in (made, egress_dir):
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
+
+
+async def serving_status(serve: Awaitable[None]) -> int:
+    """Run a runner's serving; its exit status, and why on stdout when it is not 0."""
+    try:
+        await serve
+    except Unservable as exc:
+        print(f"runner: {exc.message}", flush=True)
+        return exc.status
+    except SandboxError as exc:
+        print(f"runner: the sandbox failed: {exc}", flush=True)
+        return 3
+    return 0
+
+
+async def serve(options: RunnerOptions, serving: ServeOptions) -> int:
+    """Warm one sandbox, serve until its job is answered (or nobody came); the exit status."""
+    return await serving_status(_serve_one_job(options, serving))
+
+
+async def _serve_one_job(options: RunnerOptions, serving: ServeOptions) -> None:
+    async with warm_sandbox(options, serving) as (sandbox, egress_dir, group):
         runner = OneJobServer(sandbox, serving.token_digest, egress_dir, group)
         server = await asyncio.start_server(
             runner.handle, serving.host, serving.port, limit=HEAD_LIMIT, reuse_address=True
@@ -262,12 +302,3 @@ async def serve(options: RunnerOptions, serving: ServeOptions) -> int:
                 await asyncio.wait_for(runner.finished.wait(), serving.max_idle_s)
             if runner.claimed:  # a job came just now: the sandbox's own deadline bounds it
                 await runner.finished.wait()
-    except SandboxError as exc:
-        print(f"runner: the sandbox failed: {exc}", flush=True)
-        return 3
-    finally:
-        await sandbox.close()
-        for directory in (made, egress_dir):
-            if directory is not None:
-                shutil.rmtree(directory, ignore_errors=True)
-    return 0
