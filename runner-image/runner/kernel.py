@@ -252,6 +252,8 @@ class Keeper:
                 return {"done": True}, b""
         except files.Refused as exc:
             return {"error": exc.rule, "message": exc.message}, b""
+        except OSError as exc:  # the workspace as the code left it: never the keeper's end
+            return {"error": "not_possible", "message": f"{exc.strerror or exc}"}, b""
         return {"error": "unknown_operation", "message": f"no operation {op!r}"}, b""
 
     def serve(self) -> None:

@@ -282,3 +282,14 @@ def test_a_large_workspace_is_listed_whole(api: Api, context: str) -> None:
     assert listed.status_code == 200, listed.text
     assert listed.json()["complete"] is True
     assert sum(f["path"].startswith("many/") for f in listed.json()["files"]) == 7000
+
+
+def test_a_workspace_the_code_locked_refuses_files_and_the_context_lives_on(
+    api: Api, context: str
+) -> None:
+    run(api, context, "import os\nos.makedirs('locked')\nos.chmod('locked', 0o500)")
+    refused = api.client.put(f"/contexts/{context}/files/locked/sub/new.txt", content=b"x")
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["details"][0]["rule"] == "not_possible"
+    assert "Permission denied" in refused.json()["details"][0]["message"]
+    assert run(api, context, "print('alive')")["stdout"] == "alive\n"
