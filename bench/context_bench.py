@@ -4,7 +4,8 @@ Interleaved in one run (one of each in turn, on kept-alive connections, each aft
 warm pool is full again), so the ratio of their p50s means something on a shared
 machine.  Also: context creation with the warm pool (WARM_SANDBOXES, the default) and
 without it (a service with WARM_SANDBOXES=0: a sandbox started per creation), and the
-memory an idle context's interpreter holds (its resident set).
+memory an idle context holds: its interpreter's resident set, and what its whole cgroup
+adds to the service's sandboxes (where the host gives each sandbox one).
 
     .venv/bin/python bench/context_bench.py [--requests 200]
 """
@@ -23,6 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the shared service launcher is in tests/
 
+from tests.integration.test_execution_cgroups import placement, subtree  # noqa: E402
 from tests.support import ServiceProcess  # noqa: E402
 
 VM_RSS = "import re\nprint(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read())[1])"
@@ -85,6 +87,34 @@ def creations(api: Api, n: int, warm: int) -> list[float]:
     return samples
 
 
+def subtree_memory_bytes(state_dir: str) -> int | None:
+    """What the service's sandboxes hold together (their cgroups' parent), if it has one."""
+    for root in subtree(state_dir, "memory" if placement().version == 1 else ""):
+        for name in ("memory.usage_in_bytes", "memory.current"):
+            if (root / name).is_file():
+                return int((root / name).read_text())
+    return None
+
+
+def context_memory_mb(api: Api, state_dir: str, warm: int, rounds: int = 5) -> float | None:
+    """What one idle context adds to the sandboxes' memory (its keeper, interpreter and
+    workspace, kernel memory included): the subtree's usage with the pool full, with and
+    without the context, the median of ``rounds``."""
+    deltas = []
+    for _ in range(rounds):
+        settled(api, warm)
+        before = subtree_memory_bytes(state_dir)
+        _, created = api.call("POST", "/contexts", {})
+        api.call("POST", f"/contexts/{created['contextId']}/execute", {"code": "x = 1"})
+        settled(api, warm)
+        after = subtree_memory_bytes(state_dir)
+        api.call("DELETE", f"/contexts/{created['contextId']}")
+        if before is None or after is None:
+            return None
+        deltas.append(after - before)
+    return statistics.median(deltas) / (1024 * 1024)
+
+
 def idle_memory_kb(api: Api) -> tuple[str, float]:
     """What an idle context holds, after a call that imported nothing."""
     _, created = api.call("POST", "/contexts", {})
@@ -118,6 +148,9 @@ def main() -> None:
         print(line("create, warm pool", warm_create))
         what, kb = idle_memory_kb(api)
         print(f"{'idle context memory (' + what + ')':<42} {kb / 1024:.1f} MiB")
+        whole = context_memory_mb(api, service.state_dir, warm)
+        if whole is not None:
+            print(f"{'idle context memory (its whole cgroup)':<42} {whole:.1f} MiB")
     with ServiceProcess(max_contexts="4", warm_sandboxes="0") as cold_service:
         cold = percentiles(creations(Api(cold_service), args.creations, 0))
         print(line("create, no warm pool (WARM_SANDBOXES=0)", cold))
