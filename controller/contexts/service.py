@@ -39,7 +39,7 @@ from controller.errors import (
     SandboxUnavailable,
 )
 from controller.execution.backend import SandboxCheck
-from controller.execution.limits import request_size_rules, run_limits
+from controller.execution.limits import check_code, check_input_bytes, run_limits
 from controller.execution.results import response_for
 from controller.execution.service import new_execution_id
 from controller.keys import Caller
@@ -142,13 +142,7 @@ class ContextService:
             request.idleTimeoutS, request.maxLifetimeS
         )
         policy = execution_policy(settings.network_ceiling, request.network)
-        if sum(len(f.data) for f in request.files) > settings.max_input_bytes:
-            raise InvalidRequest(
-                "files",
-                "max_bytes",
-                f"at most {settings.max_input_bytes} bytes in all, decoded "
-                "(setting MAX_INPUT_BYTES)",
-            )
+        check_input_bytes(settings, sum(len(f.data) for f in request.files))
         context_id = CONTEXT.new_id()
         spec = ContextSpec(
             context_id=context_id,
@@ -246,12 +240,7 @@ class ContextService:
         self, context_id: str, request: ContextExecuteRequest, caller: Caller
     ) -> ContextExecuteResponse:
         settings = self.settings
-        rules = request_size_rules(settings)
-        for rule, value in ((rules["code"], request.code), (rules["stdin"], request.stdin)):
-            if value is not None and len(value.encode("utf-8", "surrogatepass")) > rule.most:
-                raise InvalidRequest(rule.field, rule.rule, rule.message)
-        if "\x00" in request.code:
-            raise InvalidRequest("code", "no_nul", "source code cannot contain NUL characters")
+        check_code(settings, request.code, request.stdin)
         limits = run_limits(settings, request.timeoutMs or settings.default_timeout_ms)
         call_id = new_execution_id()
         async with self._operating(context_id, caller) as context:

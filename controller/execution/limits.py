@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from runner.cgroup import SANDBOX_TASKS, GroupLimits
 from runner.contract import MIB, HarvestLimits, RunLimits, SandboxLimits
 
+from controller.errors import InvalidRequest
 from controller.settings import Settings
 
 
@@ -37,6 +38,26 @@ def request_size_rules(settings: Settings) -> dict[str, SizeRule]:
         SizeRule("files", files, "max_items", f"at most {files} files (setting MAX_INPUT_FILES)"),
     ]
     return {rule.field: rule for rule in rules}
+
+
+def check_code(settings: Settings, code: str, stdin: str | None) -> None:
+    """422 for code or stdin over its size (in bytes of UTF-8), or code with a NUL."""
+    rules = request_size_rules(settings)
+    for rule, value in ((rules["code"], code), (rules["stdin"], stdin)):
+        if value is not None and len(value.encode("utf-8", "surrogatepass")) > rule.most:
+            raise InvalidRequest(rule.field, rule.rule, rule.message)
+    if "\x00" in code:
+        raise InvalidRequest("code", "no_nul", "source code cannot contain NUL characters")
+
+
+def check_input_bytes(settings: Settings, total: int) -> None:
+    """422 for input files over MAX_INPUT_BYTES together, decoded."""
+    if total > settings.max_input_bytes:
+        raise InvalidRequest(
+            "files",
+            "max_bytes",
+            f"at most {settings.max_input_bytes} bytes in all, decoded (setting MAX_INPUT_BYTES)",
+        )
 
 
 def sandbox_limits(settings: Settings) -> SandboxLimits:

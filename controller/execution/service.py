@@ -16,8 +16,9 @@ from controller.execution import delivery
 from controller.execution.admission import Admission
 from controller.execution.backend import ExecutionBackend, SandboxCheck
 from controller.execution.limits import (
+    check_code,
+    check_input_bytes,
     harvest_limits,
-    request_size_rules,
     run_limits,
     sandbox_limits,
 )
@@ -121,20 +122,8 @@ class ExecutionService:
         await self._backend.stop()
 
     def _check_sizes(self, request: ExecuteRequest) -> None:
-        settings = self.settings
-        rules = request_size_rules(settings)
-        for rule, value in ((rules["code"], request.code), (rules["stdin"], request.stdin)):
-            if value is not None and len(value.encode("utf-8", "surrogatepass")) > rule.most:
-                raise InvalidRequest(rule.field, rule.rule, rule.message)
-        if "\x00" in request.code:
-            raise InvalidRequest("code", "no_nul", "source code cannot contain NUL characters")
-        if sum(len(f.data) for f in request.files) > settings.max_input_bytes:
-            raise InvalidRequest(
-                "files",
-                "max_bytes",
-                f"at most {settings.max_input_bytes} bytes in all, decoded "
-                "(setting MAX_INPUT_BYTES)",
-            )
+        check_code(self.settings, request.code, request.stdin)
+        check_input_bytes(self.settings, sum(len(f.data) for f in request.files))
 
     async def _check_upload_target(self, request: ExecuteRequest, caller: Caller) -> None:
         if request.fileUploadUrl is None:

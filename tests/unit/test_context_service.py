@@ -261,3 +261,28 @@ async def test_stop_closes_every_context() -> None:
     await contexts.create(CREATE, B)
     await contexts.stop()
     assert len(placement.closed) == 2 and budget.held_mb == 0
+
+
+async def test_a_call_keeps_executes_size_rules() -> None:
+    placement = FakePlacement()
+    contexts = service(placement, max_code_bytes=8, max_stdin_bytes=4, max_input_bytes=3)
+    context_id = (await contexts.create(CREATE, A)).contextId
+    for request, field, rule in (
+        (call("x = 123456789"), "code", "max_bytes"),
+        (
+            ContextExecuteRequest.model_validate({"code": "1", "stdin": "12345"}),
+            "stdin",
+            "max_bytes",
+        ),
+        (call("1\x00"), "code", "no_nul"),
+    ):
+        with pytest.raises(InvalidRequest) as refused:
+            await contexts.execute(context_id, request, A)
+        assert refused.value.details[0]["field"] == field
+        assert refused.value.details[0]["rule"] == rule
+    assert placement.opened[0][1].calls == []  # none reached the sandbox
+    too_big = CreateContextRequest.model_validate(
+        {"files": [{"path": "a", "content": "MTIzNA=="}]}  # 4 bytes
+    )
+    with pytest.raises(InvalidRequest, match="MAX_INPUT_BYTES"):
+        await contexts.create(too_big, A)
