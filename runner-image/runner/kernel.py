@@ -141,13 +141,13 @@ class Keeper:
             self.restart()
             restarted = True
         self.discard_reports()
-        sent = self.stub._send_message(
-            self.child.job_w, {"code": request["code"], "stdin": request.get("stdin")}
-        )
         timeout_s = int(request["timeoutMs"]) / 1000  # type: ignore[call-overload]
         grace_s = int(request["graceMs"]) / 1000  # type: ignore[call-overload]
         deadline = time.monotonic() + timeout_s
-        interrupted = False
+        call = {"code": request["code"], "stdin": request.get("stdin")}
+        taken = self._send_call(call, deadline)
+        sent = taken == "sent"
+        interrupted = taken == "late"  # it would not take the call within its timeout
         reports = b""
         pidfd = os.pidfd_open(self.child.pid)
         try:
@@ -187,6 +187,28 @@ class Keeper:
             answer["exitCode"] = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
             answer["signal"] = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         return answer
+
+    def _send_call(self, call: dict[str, object], deadline: float) -> str:
+        """Hand the call to the interpreter by ``deadline``: ``sent``; ``ended`` (it is
+        gone), or ``late`` (it stopped reading: the code can keep it busy between calls,
+        and a call that does not fit the pipe would wait for it forever)."""
+        import marshal
+        import select
+
+        body = marshal.dumps(call)
+        view = memoryview(len(body).to_bytes(4, "big") + body)
+        fd = self.child.job_w
+        os.set_blocking(fd, False)
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([], [fd], [], left)[1]:
+                    return "late"
+            except OSError:  # BrokenPipeError
+                return "ended"
+        return "sent"
 
     def _read_reports(self) -> tuple[bytes, bool]:
         """What the interpreter reported so far, and whether its end of the pipe is closed

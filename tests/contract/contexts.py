@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.contract.target import Api
+from tests.support import wait_for
 
 
 @pytest.fixture
@@ -293,3 +294,27 @@ def test_a_workspace_the_code_locked_refuses_files_and_the_context_lives_on(
     assert refused.json()["details"][0]["rule"] == "not_possible"
     assert "Permission denied" in refused.json()["details"][0]["message"]
     assert run(api, context, "print('alive')")["stdout"] == "alive\n"
+
+
+def test_an_interpreter_kept_busy_between_calls_cannot_stall_its_keeper(
+    api: Api, context: str
+) -> None:
+    """The code keeps its interpreter from reading its next call (a signal handler that
+    never returns, fired after the call ended); a call too large for the pipe then waits
+    for it only until its own timeout, and the interpreter is replaced."""
+    armed = run(
+        api,
+        context,
+        "import signal\n"
+        "def forever(*_):\n    open('spinning', 'w').close()\n    while True:\n        pass\n"
+        "signal.signal(signal.SIGALRM, forever)\nsignal.setitimer(signal.ITIMER_REAL, 0.05)",
+    )
+    assert armed["exitCode"] == 0, armed
+    # The files API is the keeper's: it answers while the interpreter spins.
+    wait_for(
+        lambda: api.client.get(f"/contexts/{context}/files/spinning").status_code == 200,
+        what="the interpreter spinning between calls",
+    )
+    stalled = run(api, context, "x = 1\n" + "#" * (256 * 1024), timeoutMs=1000)
+    assert (stalled["timedOut"], stalled["restarted"]) == (True, True), stalled
+    assert run(api, context, "print('fresh')")["stdout"] == "fresh\n"
