@@ -52,8 +52,6 @@ from sandbox_common.domains import DomainPolicy
 log = logging.getLogger(__name__)
 
 CONTEXT = SessionNames("code context", "ctx")
-FILE_RULES = {"not_found": 404}
-"""A refused file operation's rule -> status other than 422."""
 
 
 def context_kind(settings: Settings) -> SessionKind:
@@ -322,7 +320,7 @@ def refused_as_errors(context_id: str, setting: str) -> Iterator[None]:
     try:
         yield
     except FileRefused as exc:
-        if FILE_RULES.get(exc.rule) == 404:
+        if exc.rule == "not_found":
             raise NotFound(f"code context {context_id!r}: {exc.message}") from None
         where = f" (setting {setting})" if exc.rule == "max_bytes" and setting else ""
         raise InvalidRequest("path", exc.rule, exc.message + where) from None

@@ -194,10 +194,6 @@ class ContextSandbox:
         self.failed: str | None = None
         """Why the context is over, once it is."""
 
-    @property
-    def alive(self) -> bool:
-        return self.failed is None and self.sandbox.alive
-
     async def begin(
         self,
         files: list[tuple[str, bytes]],

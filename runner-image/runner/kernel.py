@@ -126,12 +126,7 @@ class Keeper:
 
     def discard_reports(self) -> None:
         """What the code's background work reported between calls belongs to no call."""
-        while True:
-            try:
-                if not os.read(self.child.violations_r, 1 << 16):
-                    return
-            except (BlockingIOError, OSError):
-                return
+        self._read_reports()
 
     # --- one call --------------------------------------------------------------------
 
@@ -192,11 +187,9 @@ class Keeper:
         """Hand the call to the interpreter by ``deadline``: ``sent``; ``ended`` (it is
         gone), or ``late`` (it stopped reading: the code can keep it busy between calls,
         and a call that does not fit the pipe would wait for it forever)."""
-        import marshal
         import select
 
-        body = marshal.dumps(call)
-        view = memoryview(len(body).to_bytes(4, "big") + body)
+        view = memoryview(self.stub._framed(call))
         fd = self.child.job_w
         os.set_blocking(fd, False)
         while view:

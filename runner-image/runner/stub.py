@@ -540,10 +540,15 @@ def _seed(source: str, target: str) -> None:
                 dst.write(src.read())
 
 
+def _framed(message: dict[str, object]) -> bytes:
+    """One message as _read_message reads it: its length (4 bytes, big-endian), then it."""
+    body = marshal.dumps(message)
+    return len(body).to_bytes(4, "big") + body
+
+
 def _send_message(fd: int, message: dict[str, object]) -> bool:
     """Write one message (see _read_message); False when the reader is gone."""
-    body = marshal.dumps(message)
-    view = memoryview(len(body).to_bytes(4, "big") + body)
+    view = memoryview(_framed(message))
     try:
         while view:
             view = view[os.write(fd, view) :]
