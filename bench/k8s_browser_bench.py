@@ -30,7 +30,7 @@ from kubernetes import client, config
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the shared launchers are in tests/
 
-from controller.kubernetes.browser_manifests import LABEL_POOL  # noqa: E402
+from controller.kubernetes.session_pods import LABEL_POOL  # noqa: E402
 from tests.e2e.release import (  # noqa: E402
     BROWSER_NAMESPACE,
     InClusterPages,

@@ -62,9 +62,8 @@ def create_app(
         app.state.execution = ExecutionService(settings, backend, budget, metrics)
         app.state.contexts = ContextService(
             settings,
-            contexts or placement.context_placement(settings, backend),
+            placement.context_sessions(settings, backend, contexts, budget, metrics),
             lambda: app.state.execution.check,
-            budget,
             metrics,
         )
         client = AgentClient(agent_transport)
@@ -81,7 +80,7 @@ def create_app(
         rereading = asyncio.create_task(reread_keys(keys))
         try:
             await app.state.browser.start()
-            app.state.contexts.start()
+            await app.state.contexts.start()
             try:
                 yield
             finally:

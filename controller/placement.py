@@ -11,8 +11,9 @@ from controller.browser.client import AgentClient
 from controller.browser.service import BrowserSessions
 from controller.browser.sessions import SessionService
 from controller.budget import MemoryBudget
-from controller.contexts.placement import ContextPlacement, NoContexts
+from controller.contexts.placement import ContextPlacement, ContextSessions, NoContexts
 from controller.execution.backend import ExecutionBackend
+from controller.metrics import Metrics
 from controller.settings import Settings
 
 
@@ -46,15 +47,29 @@ def browser_sessions(
     return KubernetesSessions(settings, client)
 
 
-def context_placement(settings: Settings, backend: ExecutionBackend) -> ContextPlacement:
-    """Local: contexts are sandboxes of the local backend (from its warm pool)."""
+def context_sessions(
+    settings: Settings,
+    backend: ExecutionBackend,
+    placement: ContextPlacement | None = None,
+    budget: MemoryBudget | None = None,
+    metrics: Metrics | None = None,
+) -> ContextSessions:
+    """Local: contexts in this process, each a sandbox of the local backend (from its
+    warm pool).  Kubernetes: CodeContext resources, whose runner pods the operator
+    manages.  ``placement``: where this process opens them instead (tests' fakes)."""
+    from controller.contexts.sessions import LocalContextSessions
+
+    if placement is not None:
+        return LocalContextSessions(settings, placement, budget, metrics)
     from controller.execution.local import LocalBackend
 
     if isinstance(backend, LocalBackend):
         from controller.contexts.local import LocalContexts
 
-        return LocalContexts(backend)
-    return NoContexts(
-        f"code contexts are not available with BACKEND={settings.backend} in this version "
-        "(they are with BACKEND=local)"
-    )
+        return LocalContextSessions(settings, LocalContexts(backend), budget, metrics)
+    if settings.backend == "kubernetes":
+        from controller.kubernetes.contexts import KubernetesContexts
+
+        return KubernetesContexts(settings, metrics=metrics)
+    why = f"code contexts need BACKEND=local or kubernetes, not {settings.backend}"
+    return LocalContextSessions(settings, NoContexts(why), budget, metrics)

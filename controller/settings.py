@@ -154,6 +154,25 @@ class BrowserSessionRules(BaseSettings):
         )
 
 
+class SandboxNamespaceRules(BaseSettings):
+    """Where runner pods and CodeContexts live: what the controller and the operator share."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    kubernetes_namespace: str = Field(
+        "sandbox-runners",
+        pattern=DNS_LABEL,
+        description="Namespace of the runner pods and of the CodeContexts (the chart "
+        "creates it, with its quota and NetworkPolicies).",
+    )
+    context_pool_owner: str = Field(
+        "context-pool",
+        pattern=DNS_LABEL,
+        description="The ConfigMap (the chart's, in KUBERNETES_NAMESPACE) that owns the "
+        "warm context pods; the controller publishes on it how they are made.",
+    )
+
+
 class NetworkRules(BaseSettings):
     """Network by name (docs/network.md): what the controller and the egress proxy both read."""
 
@@ -221,7 +240,7 @@ class NetworkRules(BaseSettings):
         )
 
 
-class Settings(BrowserSessionRules, NetworkRules):
+class Settings(BrowserSessionRules, SandboxNamespaceRules, NetworkRules):
     """Every knob of the service.  Environment variable names are the field names, upper-cased."""
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -476,12 +495,6 @@ class Settings(BrowserSessionRules, NetworkRules):
     sandbox_gid: int = Field(63000, ge=1, description="First host gid, as sandbox_uid.")
 
     # --- Kubernetes placement (BACKEND=kubernetes) ----------------------------------------
-    kubernetes_namespace: str = Field(
-        "sandbox-runners",
-        pattern=DNS_LABEL,
-        description="Namespace of the runner pods (the chart creates it, with its quota "
-        "and NetworkPolicies).",
-    )
     runner_image: str = Field(
         "localhost/sandbox-runner:latest", min_length=1, description="Image of runner pods."
     )

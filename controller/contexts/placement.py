@@ -1,19 +1,26 @@
-"""The seam between the context service and where contexts run (this host, or pods).
+"""The seams between the context service and where contexts are kept and run.
 
-A placement opens a context's sandbox and closes it; the service keeps every rule
-(ownership, caps, expiry, one call at a time, the memory budget) and maps what the
-placement raises to the product's errors: ``ContextFailed`` (the sandbox is gone: 410)
-and ``FileRefused`` (a file operation's rule: 404 or 422), both runner.context's.
+``ContextSessions`` keeps the contexts' records and applies the session rules
+(ownership, caps, expiry, one operation at a time): in this process
+(controller.contexts.sessions, over a ``ContextPlacement`` that opens sandboxes on this
+host), or in CodeContext resources whose runner pods the operator keeps
+(controller.kubernetes.contexts), so that any replica serves any context.  The service
+(controller.contexts.service) validates requests, shapes answers and counts, over
+either.  What a live context raises: ``ContextFailed`` (the sandbox is gone: 410) and
+``FileRefused`` (a file operation's rule: 404 or 422), both runner.contract's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from runner.contract import CallOutcome, RunLimits
 
+from controller.contexts.models import ContextInfo
 from controller.errors import SandboxUnavailable
+from controller.keys import Caller
 from sandbox_common.domains import DomainPolicy
 
 
@@ -28,6 +35,21 @@ class ContextSpec:
     """What its calls may reach by name; None: no network at all."""
     limits: RunLimits
     """The interpreter's rlimits (the whole sandbox's are its cgroup's)."""
+
+
+@dataclass(frozen=True)
+class ContextTerms:
+    """What a new context's record keeps: what its caller asked, as the rules allowed it."""
+
+    idle_timeout_s: int
+    max_lifetime_s: int
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def allowed_domains(network: DomainPolicy | None) -> list[str]:
+        """The names a context may reach, as its record lists them (none: no network)."""
+        allowed = network.allowed if network is not None else ()
+        return [("*." if p.wildcard else "") + p.name for p in allowed]
 
 
 class LiveContext(Protocol):
@@ -73,3 +95,32 @@ class NoContexts:
 
     async def close(self, context: LiveContext) -> None:
         """Nothing was ever opened."""
+
+
+class ContextSessions(Protocol):
+    """Where contexts are kept.  Every context belongs to the caller (controller.keys)
+    that opened it: another caller's is not found (404), and each key has its cap."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def open(self, spec: ContextSpec, terms: ContextTerms, caller: Caller) -> ContextInfo:
+        """A new context, ready for calls; 429 at a cap, 503 when no sandbox can be had,
+        FileRefused when its files cannot be written."""
+
+    def list(self, caller: Caller | None = None) -> list[ContextInfo]:
+        """``caller``'s open contexts; None: everybody's (metrics)."""
+
+    async def info(self, context_id: str, caller: Caller) -> ContextInfo: ...
+
+    async def close(self, context_id: str, caller: Caller) -> None: ...
+
+    def operating(
+        self, context_id: str, caller: Caller
+    ) -> AbstractAsyncContextManager[LiveContext]:
+        """The caller's context, held for one operation: 404 if it is not the caller's,
+        409 (``busy``) if another operation runs, 410 (and the context closed) if its
+        sandbox fails meanwhile."""

@@ -25,12 +25,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
+
+from controller.kubernetes.session_pods import CustomResource
 
 log = logging.getLogger(__name__)
 
@@ -466,14 +467,6 @@ class KubeApi:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
-
-
-@dataclass(frozen=True)
-class CustomResource:
-    group: str
-    version: str
-    plural: str
-    kind: str
 
 
 class ObjectWatch:

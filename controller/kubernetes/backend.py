@@ -51,6 +51,7 @@ from controller.pool import Backoff, PoolClosed, WarmPool
 from controller.replies import IDENTITY, ReplyTooLarge, ReplyUndecodable, read_capped
 from controller.settings import Settings
 from sandbox_common import resolver
+from sandbox_common.domains import DomainPolicy
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,21 @@ async def proxy_address(service: str) -> str:
     infos = await resolver.shared().getaddrinfo(host, int(port))
     address = str(infos[0][4][0])
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def egress_grant(
+    settings: Settings, proxy: str, grant_id: str, network: DomainPolicy, deadline: float
+) -> EgressGrant:
+    """The grant a runner pod shows the egress proxy: ``network`` signed for ``grant_id``
+    (an execution's or a context's) until ``deadline`` (epoch seconds), and the caps."""
+    key = settings.egress_grant_key
+    assert key is not None  # the settings refuse NETWORK_ALLOWED_DOMAINS without one
+    return EgressGrant(
+        proxy=proxy,
+        token=sign(key.get_secret_value().encode(), grant_id, network, deadline),
+        max_connections=settings.network_max_connections,
+        max_bytes=settings.network_max_mb * MIB,
+    )
 
 
 class _NotDelivered(Exception):
@@ -242,19 +258,14 @@ class KubernetesBackend:
         if job.network is None:
             return job
         settings = self._settings
-        key = settings.egress_grant_key
-        assert key is not None  # the settings refuse NETWORK_ALLOWED_DOMAINS without one
         deadline = (
             time.time()
             + settings.runner_pod_start_timeout_s * DELIVERY_ATTEMPTS
             + job.limits.timeout_ms / 1000
             + ANSWER_MARGIN_S
         )
-        grant = EgressGrant(
-            proxy=self._egress_address,
-            token=sign(key.get_secret_value().encode(), job.execution_id, job.network, deadline),
-            max_connections=settings.network_max_connections,
-            max_bytes=settings.network_max_mb * MIB,
+        grant = egress_grant(
+            settings, self._egress_address, job.execution_id, job.network, deadline
         )
         return replace(job, network=None, egress=grant)
 

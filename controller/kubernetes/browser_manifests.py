@@ -7,46 +7,34 @@ filesystem, no service-account token, no Service environment variables, limits f
 CPU, memory and ephemeral storage.  Chromium keeps its own sandbox: it needs to create
 user namespaces, which the runner's Localhost seccomp profile allows (the runtime's
 default profile refuses them without CAP_SYS_ADMIN).  The pod's spec carries only the
-SHA-256 of the session's token; the token itself is in the session's Secret, which only
-the controller and the operator read.
-
-A warm pod (started ahead, no session yet) is owned by the pool's ConfigMap, which the
-chart creates; claiming it hands its ownership to the BrowserSession in one write that
-names the pod's resourceVersion, so two sessions can never claim the same pod.
+SHA-256 of the session's token (session_pods: the Secret, the warm pool's claims).
 """
 
 from __future__ import annotations
 
-import base64
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from controller.kubernetes.manifests import APP, LABEL_COMPONENT, LABEL_KEY, LABEL_MANAGED_BY
+from controller.kubernetes.manifests import APP, LABEL_KEY, LABEL_MANAGED_BY
+from controller.kubernetes.session_pods import (
+    API_VERSION,
+    http_endpoint,
+    pods_selector,
+    pool_labels,
+)
 from controller.pod_scheduling import PodScheduling
 
-GROUP = "sandbox-controller.dev"
-VERSION = "v1"
 PLURAL = "browsersessions"
 KIND = "BrowserSession"
-API_VERSION = f"{GROUP}/{VERSION}"
 
 BROWSER_COMPONENT = "browser"
-LABEL_POOL = "sandbox-controller.dev/pool"
-LABEL_SESSION = "sandbox-controller.dev/session"
-WARM = "warm"
-CLAIMED = "claimed"
-BROWSERS_SELECTOR = f"{LABEL_COMPONENT}={BROWSER_COMPONENT},{LABEL_MANAGED_BY}={APP}"
+BROWSERS_SELECTOR = pods_selector(BROWSER_COMPONENT)
 
 AGENT_PORT = 8080
 AGENT_UID = 10002
 AGENT_HOME = "/home/agent"
-TOKEN_KEY = "token"  # noqa: S105 - the key's name in the Secret, not a secret
 TOKEN_ENV = "AGENT_TOKEN_SHA256"  # noqa: S105 - the variable's name
-
-PENDING, READY, FAILED, EXPIRED = "Pending", "Ready", "Failed", "Expired"
-PHASES = (PENDING, READY, FAILED, EXPIRED)
 
 
 @dataclass(frozen=True)
@@ -68,65 +56,8 @@ class BrowserPodSpec:
     """The node pool, runtime, priority and pull secrets the operator chose."""
 
 
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def new_pod_name() -> str:
     return "brw-" + secrets.token_hex(8)
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
-
-
-def owner_reference(obj: dict[str, Any], *, controller: bool = True) -> dict[str, Any]:
-    """An ownerReference to ``obj`` (its apiVersion, kind, name and uid)."""
-    meta = obj["metadata"]
-    return {
-        "apiVersion": obj["apiVersion"],
-        "kind": obj["kind"],
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": controller,
-        "blockOwnerDeletion": False,
-    }
-
-
-def token_secret(pod: dict[str, Any], token: str) -> dict[str, Any]:
-    """The Secret holding one browser pod's token, named like the pod and owned by it.
-
-    Owned by the pod, not by the pod's owner: whoever deletes the pod (its session, the
-    pool, a person, the garbage collector) deletes its token too, with no step of ours
-    in between that a crash could skip.
-    """
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "immutable": True,
-        "metadata": {
-            "name": pod["metadata"]["name"],
-            "labels": {LABEL_COMPONENT: BROWSER_COMPONENT, LABEL_MANAGED_BY: APP},
-            "ownerReferences": [owner_reference(pod)],
-        },
-        "data": {TOKEN_KEY: base64.b64encode(token.encode()).decode()},
-    }
-
-
-def secret_token(secret: dict[str, Any]) -> str:
-    """The token a Secret of ``token_secret`` holds."""
-    return base64.b64decode(secret["data"][TOKEN_KEY]).decode()
 
 
 def agent_command(spec: BrowserPodSpec) -> list[str]:
@@ -160,13 +91,7 @@ def browser_pod(
     session: str | None = None,
 ) -> dict[str, Any]:
     """A browser pod: warm (owned by the pool) or started for ``session`` (owned by it)."""
-    labels = {
-        LABEL_COMPONENT: BROWSER_COMPONENT,
-        LABEL_MANAGED_BY: APP,
-        LABEL_POOL: CLAIMED if session else WARM,
-    }
-    if session:
-        labels[LABEL_SESSION] = session
+    labels = pool_labels(BROWSER_COMPONENT, session)
     scratch_mb = max(spec.ephemeral_storage_mb // 2, 16)
     return {
         "apiVersion": "v1",
@@ -230,24 +155,8 @@ def browser_pod(
     }
 
 
-def claim_patch(pod: dict[str, Any], session: dict[str, Any]) -> dict[str, Any]:
-    """A merge patch giving a warm pod to a session, valid only on the pod as it was read.
-
-    The resourceVersion makes the API server refuse (409) the patch if anything wrote
-    the pod since: the claim is one compare-and-swap.
-    """
-    return {
-        "metadata": {
-            "resourceVersion": pod["metadata"]["resourceVersion"],
-            "labels": {LABEL_POOL: CLAIMED, LABEL_SESSION: session["metadata"]["name"]},
-            "ownerReferences": [owner_reference(session)],
-        }
-    }
-
-
 def agent_endpoint(pod_ip: str) -> str:
-    host = f"[{pod_ip}]" if ":" in pod_ip else pod_ip
-    return f"http://{host}:{AGENT_PORT}"
+    return http_endpoint(pod_ip, AGENT_PORT)
 
 
 def browser_session(

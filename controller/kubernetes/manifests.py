@@ -117,6 +117,31 @@ def micro_time(moment: datetime) -> str:
 
 def runner_pod(spec: RunnerPodSpec, name: str, token_digest: str, owner: Owner) -> dict[str, Any]:
     """One single-use runner pod: it warms a sandbox, takes one job over HTTP, and exits."""
+    labels = {LABEL_COMPONENT: RUNNER_COMPONENT, LABEL_MANAGED_BY: APP, LABEL_OWNER: owner.replica}
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "name": owner.lease_name,
+        "uid": owner.lease_uid,
+        "controller": True,
+        "blockOwnerDeletion": False,
+    }
+    deadline_s = spec.max_idle_s + MAX_TIMEOUT_MS // 1000 + DEADLINE_MARGIN_S
+    return serving_pod(spec, name, token_digest, labels, lease, deadline_s)
+
+
+def serving_pod(
+    spec: RunnerPodSpec,
+    name: str,
+    token_digest: str,
+    labels: dict[str, str],
+    owner: dict[str, Any],
+    deadline_s: int,
+    *,
+    context: bool = False,
+) -> dict[str, Any]:
+    """A pod that runs ``python -m runner serve`` (``--context``: one code context), owned
+    by ``owner`` and gone ``deadline_s`` after it started, whatever happens."""
     command = [
         "/usr/bin/python3",
         "-m",
@@ -133,6 +158,7 @@ def runner_pod(spec: RunnerPodSpec, name: str, token_digest: str, owner: Owner) 
         "--max-idle-s",
         str(spec.max_idle_s),
         *(["--egress"] if spec.egress else []),
+        *(["--context"] if context else []),
     ]
     resources = {
         "requests": {
@@ -149,24 +175,7 @@ def runner_pod(spec: RunnerPodSpec, name: str, token_digest: str, owner: Owner) 
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "labels": {
-                LABEL_COMPONENT: RUNNER_COMPONENT,
-                LABEL_MANAGED_BY: APP,
-                LABEL_OWNER: owner.replica,
-            },
-            "ownerReferences": [
-                {
-                    "apiVersion": "coordination.k8s.io/v1",
-                    "kind": "Lease",
-                    "name": owner.lease_name,
-                    "uid": owner.lease_uid,
-                    "controller": True,
-                    "blockOwnerDeletion": False,
-                }
-            ],
-        },
+        "metadata": {"name": name, "labels": labels, "ownerReferences": [owner]},
         "spec": {
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
@@ -174,7 +183,7 @@ def runner_pod(spec: RunnerPodSpec, name: str, token_digest: str, owner: Owner) 
             **({"hostUsers": False} if spec.user_namespace else {}),
             # Nothing to wait for: a pod is deleted when its one job is answered.
             "terminationGracePeriodSeconds": 0,
-            "activeDeadlineSeconds": spec.max_idle_s + MAX_TIMEOUT_MS // 1000 + DEADLINE_MARGIN_S,
+            "activeDeadlineSeconds": deadline_s,
             **spec.scheduling.pod_fields(),
             "securityContext": {
                 "runAsNonRoot": True,

@@ -4,18 +4,31 @@ What the API server sends is a plain JSON object that anyone with write access t
 namespace could have shaped; ``parse`` reads it defensively (a field of the wrong type
 reads as absent), so the rest of the code never looks into raw bodies.  The phases and
 the fields are declared here once, for the controller that reads them and (with the
-builders of controller.kubernetes.browser_manifests) the operator that writes them.
+builders of controller.kubernetes.session_pods) the operator that writes them: what
+every session has (``SessionResource``), and what each kind adds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from controller.keys import DEFAULT_KEY
-from controller.kubernetes.browser_manifests import EXPIRED, FAILED, READY, parse_time
+from controller.kubernetes import browser_manifests, context_manifests
 from controller.kubernetes.manifests import LABEL_KEY
+from controller.kubernetes.session_pods import (
+    EXPIRED,
+    FAILED,
+    GROUP,
+    READY,
+    VERSION,
+    CustomResource,
+    parse_time,
+)
+
+BROWSER_SESSIONS = CustomResource(GROUP, VERSION, browser_manifests.PLURAL, browser_manifests.KIND)
+CODE_CONTEXTS = CustomResource(GROUP, VERSION, context_manifests.PLURAL, context_manifests.KIND)
 
 SETTLED = (READY, FAILED, EXPIRED)
 """Phases a creation waits for: the session is usable, or never will be."""
@@ -43,27 +56,23 @@ class SessionError:
     details: list[Any] | None = None
 
 
-@dataclass(frozen=True)
-class BrowserSessionStatus:
+@dataclass(frozen=True, kw_only=True)
+class SessionStatus:
+    """What the operator reports of any session: its phase, and where it is served."""
+
     phase: str | None = None
     reason: str | None = None
     pod: str | None = None
     endpoint: str | None = None
     token_secret: str | None = None
-    device: str | None = None
-    viewport: dict[str, int] | None = None
-    user_agent: str = ""
-    is_mobile: bool = False
-    tab_id: str = "t1"
     ready_at: datetime | None = None
     last_used_at: datetime | None = None
     ended_at: datetime | None = None
     error: SessionError | None = None
 
     @classmethod
-    def parse(cls, raw: Any) -> BrowserSessionStatus:
+    def parse(cls, raw: Any) -> Self:
         status = _object(raw)
-        viewport = _object(status.get("viewport"))
         error = _object(status.get("error"))
         code = error.get("status")
         details = error.get("details")
@@ -73,13 +82,6 @@ class BrowserSessionStatus:
             pod=_text(status.get("pod")),
             endpoint=_text(status.get("endpoint")),
             token_secret=_text(status.get("tokenSecret")),
-            device=_text(status.get("device")),
-            viewport={"width": _int(viewport.get("width")), "height": _int(viewport.get("height"))}
-            if viewport
-            else None,
-            user_agent=_text(status.get("userAgent")) or "",
-            is_mobile=status.get("isMobile") is True,
-            tab_id=_text(status.get("tabId")) or "t1",
             ready_at=parse_time(status.get("readyAt")),
             last_used_at=parse_time(status.get("lastUsedAt")),
             ended_at=parse_time(status.get("endedAt")),
@@ -91,30 +93,73 @@ class BrowserSessionStatus:
             )
             if isinstance(code, int) and not isinstance(code, bool)
             else None,
+            **cls.own_fields(status),
         )
 
+    @classmethod
+    def own_fields(cls, status: dict[str, Any]) -> dict[str, Any]:
+        """What a kind's status adds, read from the raw status."""
+        return {}
 
-@dataclass(frozen=True)
-class BrowserSessionResource:
-    """A BrowserSession: who owns it, what was asked, and what the operator reports."""
+
+@dataclass(frozen=True, kw_only=True)
+class BrowserSessionStatus(SessionStatus):
+    device: str | None = None
+    viewport: dict[str, int] | None = None
+    user_agent: str = ""
+    is_mobile: bool = False
+    tab_id: str = "t1"
+
+    @classmethod
+    def own_fields(cls, status: dict[str, Any]) -> dict[str, Any]:
+        viewport = _object(status.get("viewport"))
+        return {
+            "device": _text(status.get("device")),
+            "viewport": {
+                "width": _int(viewport.get("width")),
+                "height": _int(viewport.get("height")),
+            }
+            if viewport
+            else None,
+            "user_agent": _text(status.get("userAgent")) or "",
+            "is_mobile": status.get("isMobile") is True,
+            "tab_id": _text(status.get("tabId")) or "t1",
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeContextStatus(SessionStatus):
+    calls: int = 0
+    """Calls run, as of the operator's last look at its runner."""
+    restarts: int = 0
+
+    @classmethod
+    def own_fields(cls, status: dict[str, Any]) -> dict[str, Any]:
+        return {"calls": _int(status.get("calls")), "restarts": _int(status.get("restarts"))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionResource:
+    """A session's resource: who owns it, what was asked, and what the operator reports."""
+
+    STATUS: ClassVar[type[SessionStatus]] = SessionStatus
 
     name: str
     owner: str
     """The name of the key that opened it (a label; before keys, AUTH_TOKEN's)."""
     created: datetime
     deleting: bool
-    device: str
     idle_timeout_s: int
     max_lifetime_s: int
     labels: dict[str, str]
     network: dict[str, Any] | None = None
-    """What its browser may reach, as the controller decided it (the agent checks it)."""
-    status: BrowserSessionStatus = field(default_factory=BrowserSessionStatus)
+    """What it may reach, as the controller decided it."""
+    status: SessionStatus = field(default_factory=SessionStatus)
     body: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """The object as it came (its uid and the like, for owner references)."""
 
     @classmethod
-    def parse(cls, body: dict[str, Any]) -> BrowserSessionResource:
+    def parse(cls, body: dict[str, Any]) -> Self:
         meta, spec = _object(body.get("metadata")), _object(body.get("spec"))
         labels = _object(spec.get("labels"))
         network = spec.get("network")
@@ -123,19 +168,24 @@ class BrowserSessionResource:
             owner=str(_object(meta.get("labels")).get(LABEL_KEY) or DEFAULT_KEY),
             created=parse_time(meta.get("creationTimestamp")) or datetime.now(UTC),
             deleting=bool(meta.get("deletionTimestamp")),
-            device=_text(spec.get("device")) or "",
             idle_timeout_s=_int(spec.get("idleTimeoutS")),
             max_lifetime_s=_int(spec.get("maxLifetimeS")),
             labels={str(k): str(v) for k, v in labels.items()},
             network=network if isinstance(network, dict) else None,
-            status=BrowserSessionStatus.parse(body.get("status")),
+            status=cls.STATUS.parse(body.get("status")),
             body=body,
+            **cls.own_fields(spec),
         )
 
-    def with_status(self, patch: dict[str, Any]) -> BrowserSessionResource:
+    @classmethod
+    def own_fields(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        """What a kind's spec adds, read from the raw spec."""
+        return {}
+
+    def with_status(self, patch: dict[str, Any]) -> Self:
         """The resource as it reads once ``patch`` (a merge patch of its status) is written."""
         status = {**_object(self.body.get("status")), **patch}
-        return BrowserSessionResource.parse({**self.body, "status": status})
+        return type(self).parse({**self.body, "status": status})
 
     @property
     def phase(self) -> str | None:
@@ -160,3 +210,26 @@ class BrowserSessionResource:
             self.created + timedelta(seconds=self.max_lifetime_s),
             self.last_used_at + timedelta(seconds=self.idle_timeout_s),
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrowserSessionResource(SessionResource):
+    """A BrowserSession: a session of a browser pod, for one device."""
+
+    STATUS: ClassVar[type[SessionStatus]] = BrowserSessionStatus
+
+    device: str = ""
+    status: BrowserSessionStatus = field(default_factory=BrowserSessionStatus)
+
+    @classmethod
+    def own_fields(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        return {"device": _text(spec.get("device")) or ""}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeContextResource(SessionResource):
+    """A CodeContext: a session of a runner pod that serves one code context."""
+
+    STATUS: ClassVar[type[SessionStatus]] = CodeContextStatus
+
+    status: CodeContextStatus = field(default_factory=CodeContextStatus)

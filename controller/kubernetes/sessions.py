@@ -4,8 +4,8 @@ Creating a session creates a BrowserSession and waits until the operator reports
 Ready (a pod whose browser is configured for the device, its endpoint, the Secret with
 its token); every call then goes straight to that pod over HTTP with the token.  What
 the controller knows of sessions is an informer's cache of the namespace's
-BrowserSessions (list, then watch from it), so any replica serves any session and a
-restarted replica serves them at once.  Use is never written to the API server: the
+BrowserSessions (controller.kubernetes.informer), so any replica serves any session and
+a restarted replica serves them at once.  Use is never written to the API server: the
 agent keeps its idle clock, and the operator reads it when it enforces the idle timeout.
 """
 
@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -41,31 +41,20 @@ from controller.errors import (
 )
 from controller.keys import Caller
 from controller.kubernetes.api import (
-    CustomResource,
     KubeApi,
     KubeNotFound,
     KubernetesError,
-    ObjectWatch,
     load_client,
 )
-from controller.kubernetes.browser_manifests import (
-    EXPIRED,
-    FAILED,
-    GROUP,
-    KIND,
-    PLURAL,
-    READY,
-    VERSION,
-    browser_session,
-    secret_token,
-)
-from controller.kubernetes.resources import BrowserSessionResource
+from controller.kubernetes.browser_manifests import browser_session
+from controller.kubernetes.informer import SessionResources
+from controller.kubernetes.resources import BROWSER_SESSIONS, BrowserSessionResource
+from controller.kubernetes.session_pods import EXPIRED, FAILED, READY
 from controller.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SESSIONS = CustomResource(GROUP, VERSION, PLURAL, KIND)
-FIRST_LIST_TIMEOUT_S = 30.0
+SESSIONS = BROWSER_SESSIONS
 POOL_REFRESH_S = 5.0
 
 
@@ -123,13 +112,9 @@ class KubernetesSessions:
         self.settings = settings
         self.client = client
         self._api = api
-        self._cache: dict[str, BrowserSessionResource] = {}
-        self._listed = asyncio.Event()
-        self._changed: dict[str, asyncio.Event] = {}
-        self._tokens: dict[str, str] = {}
+        self._resources: SessionResources[BrowserSessionResource] | None = None
         self._creating = 0
         self._creating_by: Counter[str] = Counter()
-        self._watch: ObjectWatch | None = None
         self._warm = 0
         self._warm_read = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -139,59 +124,25 @@ class KubernetesSessions:
     def warm_agents(self) -> int:
         return self._warm
 
+    @property
+    def resources(self) -> SessionResources[BrowserSessionResource]:
+        if self._resources is None:
+            if self._api is None:
+                self._api = KubeApi(load_client(), self.settings.browser_namespace)
+            self._resources = SessionResources(self._api, SESSIONS, BrowserSessionResource.parse)
+        return self._resources
+
     async def start(self) -> None:
-        if self._api is None:
-            self._api = KubeApi(load_client(), self.settings.browser_namespace)
         self._loop = asyncio.get_running_loop()
-        self._watch = self._api.watch_custom(SESSIONS, self._from_thread_list, self._from_thread)
-        try:
-            async with asyncio.timeout(FIRST_LIST_TIMEOUT_S):
-                await self._listed.wait()
-        except TimeoutError:
-            log.error("no list of BrowserSessions within %.0fs", FIRST_LIST_TIMEOUT_S)
+        await self.resources.start()
         await self._refresh_pool()
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.stop()
+        if self._resources is not None:
+            self._resources.stop()
         await self.client.close()
 
-    # --- the informer (its callbacks come from the watch's thread) ----------------------
-
-    def _from_thread_list(self, items: list[dict[str, Any]]) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._replace, items)
-
-    def _from_thread(self, event_type: str, body: dict[str, Any]) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._apply, event_type, body)
-
-    def _replace(self, items: list[dict[str, Any]]) -> None:
-        parsed = [BrowserSessionResource.parse(item) for item in items]
-        self._cache = {session.name: session for session in parsed}
-        secrets = {session.status.token_secret for session in parsed}
-        self._tokens = {k: v for k, v in self._tokens.items() if k in secrets}
-        self._listed.set()
-        for event in self._changed.values():
-            event.set()
-
-    def _apply(self, event_type: str, body: dict[str, Any]) -> None:
-        session = BrowserSessionResource.parse(body)
-        name = session.name
-        if event_type == "DELETED":
-            self._cache.pop(name, None)
-            self._tokens.pop(session.status.token_secret or "", None)
-        else:
-            self._cache[name] = session
-        event = self._changed.get(name)
-        if event is not None:
-            event.set()
-
     # --- sessions -----------------------------------------------------------------------
-
-    def _open(self) -> list[BrowserSessionResource]:
-        """Sessions open or being opened, across replicas (this one's creations aside)."""
-        return [s for name, s in self._cache.items() if name not in self._changed and s.open]
 
     async def create(self, request: CreateSessionRequest, caller: Caller) -> CreatedSession:
         with browser_errors():
@@ -200,81 +151,68 @@ class KubernetesSessions:
     async def _create(self, request: CreateSessionRequest, caller: Caller) -> CreatedSession:
         idle, lifetime = checked_timeouts(self.settings, request)
         network = session_network(self.settings, request)
-        open_now = self._open()
+        resources = self.resources
+        open_now = resources.open_sessions()
         own = sum(1 for session in open_now if session.owner == caller.name)
         own += self._creating_by[caller.name]
         check_capacity(self.settings, len(open_now) + self._creating, caller, own)
-        assert self._api is not None
         name = new_session_id()
-        changed = self._changed[name] = asyncio.Event()
         self._creating += 1
         self._creating_by[caller.name] += 1
         try:
-            manifest = browser_session(
-                name,
-                request.device,
-                idle,
-                lifetime,
-                dict(request.labels),
-                network.model_dump(),
-                caller.name,
-            )
-            await self._api.create_custom(SESSIONS, manifest)
-            try:
-                session = await self._until_settled(name, changed)
-                if session.phase != READY:
-                    raise refusal(session)
-                await self._token(session)  # read now, kept for the calls
-            except BaseException:
-                # Refused, timed out, or the caller went away: nobody will use it.
-                await asyncio.shield(self._delete_quietly(name))
-                raise
+            with resources.creating(name):
+                manifest = browser_session(
+                    name,
+                    request.device,
+                    idle,
+                    lifetime,
+                    dict(request.labels),
+                    network.model_dump(),
+                    caller.name,
+                )
+                await resources.api.create_custom(SESSIONS, manifest)
+                try:
+                    session = await resources.until_settled(
+                        name, self.settings.browser_session_start_timeout_s, self._late(name)
+                    )
+                    if session.phase != READY:
+                        raise refusal(session)
+                    await self._token(session)  # read now, kept for the calls
+                except BaseException:
+                    # Refused, timed out, or the caller went away: nobody will use it.
+                    await asyncio.shield(self._delete_quietly(name))
+                    raise
         finally:
             self._creating -= 1
             self._creating_by[caller.name] -= 1
-            self._changed.pop(name, None)
         info = session_info(session)
         log.info("browser session %s opened (%s)", name, info.device)
         return CreatedSession(**info.model_dump(), tabId=session.status.tab_id)
 
-    async def _until_settled(self, name: str, changed: asyncio.Event) -> BrowserSessionResource:
+    def _late(self, name: str) -> Callable[[BrowserSessionResource | None], Exception]:
         timeout_s = self.settings.browser_session_start_timeout_s
-        deadline = time.monotonic() + timeout_s
-        while True:
-            session = self._cache.get(name)
-            if session is not None and session.settled:
-                return session
-            left = deadline - time.monotonic()
-            if left <= 0:
-                reason = session.status.reason if session is not None else None
-                raise BrowserUnavailable(
-                    f"browser session {name} was not ready within {timeout_s:.0f}s "
-                    "(setting BROWSER_SESSION_START_TIMEOUT_S)"
-                    + (f": {reason}" if reason else "; is the operator running?")
-                )
-            changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(left):
-                    await changed.wait()
+
+        def late(session: BrowserSessionResource | None) -> Exception:
+            reason = session.status.reason if session is not None else None
+            return BrowserUnavailable(
+                f"browser session {name} was not ready within {timeout_s:.0f}s "
+                "(setting BROWSER_SESSION_START_TIMEOUT_S)"
+                + (f": {reason}" if reason else "; is the operator running?")
+            )
+
+        return late
 
     async def _delete_quietly(self, name: str) -> None:
-        assert self._api is not None
         try:
-            await self._api.delete_custom(SESSIONS, name)
+            await self.resources.api.delete_custom(SESSIONS, name)
         except KubernetesError as exc:
             log.warning("%s", exc)
 
     async def _token(self, session: BrowserSessionResource) -> str:
-        secret = session.status.token_secret or ""
-        token = self._tokens.get(secret)
-        if token is None:
-            assert self._api is not None
-            try:
-                token = secret_token(await self._api.read_secret(secret))
-            except KubeNotFound:
-                raise Gone(f"browser session {session.name} lost its token Secret") from None
-            self._tokens[secret] = token
-        return token
+        try:
+            return await self.resources.token(session)
+        except KubeNotFound:
+            raise Gone(f"browser session {session.name} lost its token Secret") from None
 
     async def _resource(self, session_id: str, caller: Caller) -> BrowserSessionResource:
         """The caller's session's resource, in whatever phase; NotFound if there is none.
@@ -284,18 +222,8 @@ class KubernetesSessions:
         """
         if not is_session_id(session_id):  # no name the API server would even accept
             raise not_found(session_id)
-        session = self._cache.get(session_id)
-        if session is None or not session.settled:
-            assert self._api is not None
-            try:
-                session = BrowserSessionResource.parse(
-                    await self._api.read_custom(SESSIONS, session_id)
-                )
-            except KubeNotFound:
-                session = None
-        if session is None or session.deleting:
-            raise not_found(session_id)
-        if session.owner != caller.name:
+        session = await self.resources.read(session_id)
+        if session is None or session.owner != caller.name:
             raise not_found(session_id)  # another caller's: as if it did not exist
         return session
 
@@ -318,7 +246,7 @@ class KubernetesSessions:
     def list(self, caller: Caller | None = None) -> list[SessionInfo]:
         infos = [
             session_info(session)
-            for session in self._cache.values()
+            for session in self.resources.cache.values()
             if session.phase == READY
             and not session.deleting
             and (caller is None or session.owner == caller.name)
@@ -335,21 +263,19 @@ class KubernetesSessions:
 
     async def _refresh_pool(self) -> None:
         """The warm pods' count, as the operator publishes it on the pool's ConfigMap."""
-        assert self._api is not None
         try:
-            pool = await self._api.read_config_map(self.settings.browser_pool_owner)
+            pool = await self.resources.api.read_config_map(self.settings.browser_pool_owner)
             self._warm = int((pool.get("data") or {}).get("warmReady", "0"))
         except (KubernetesError, ValueError) as exc:
             log.debug("browser pool state unknown: %s", exc)
         self._warm_read = time.monotonic()
 
     async def delete(self, session_id: str, caller: Caller) -> None:
-        assert self._api is not None
         with browser_errors():
             await self._resource(session_id, caller)  # the caller's, or 404
-            if not await self._api.delete_custom(SESSIONS, session_id):
+            if not await self.resources.api.delete_custom(SESSIONS, session_id):
                 raise not_found(session_id)
-        self._cache.pop(session_id, None)
+        self.resources.forget(session_id)
         log.info("browser session %s closed (deleted)", session_id)
 
     async def call(

@@ -1,4 +1,7 @@
-"""``python -m controller.operator``: the BrowserSession operator, in one namespace.
+"""``python -m controller.operator``: the operator of BrowserSessions and CodeContexts.
+
+Each kind lives in its own namespace (BROWSER_NAMESPACE, KUBERNETES_NAMESPACE), watched
+by one kopf operator.
 
 Standalone (no kopf peering): the chart runs one replica with the Recreate strategy, so
 two operators never run side by side in normal operation, and where they might (a node
@@ -27,15 +30,23 @@ def main() -> None:
     for noisy in ("kopf.objects", "aiohttp.access", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = OperatorSettings()  # type: ignore[call-arg]  # from the environment
-    api = KubeApi(load_client(), settings.browser_namespace, quota="browser.quota")
-    operator = Operator(settings, api, AgentClient())
+    kube = load_client()
+    agents = AgentClient()
+    operators = [
+        Operator(
+            settings.browser_kind(),
+            KubeApi(kube, settings.browser_namespace, quota="browser.quota"),
+            agents,
+        ),
+        Operator(settings.context_kind(), KubeApi(kube, settings.kubernetes_namespace), agents),
+    ]
     registry = kopf.OperatorRegistry()
-    register(registry, operator)
+    register(registry, operators, agents)
     asyncio.run(
         kopf.operator(
             registry=registry,
             standalone=True,
-            namespaces=[settings.browser_namespace],
+            namespaces=sorted({settings.browser_namespace, settings.kubernetes_namespace}),
             liveness_endpoint=f"http://0.0.0.0:{settings.operator_health_port}/healthz",
         )
     )

@@ -3,16 +3,19 @@
 The handlers (controller.operator.handlers) only read, call these, and write what they
 return, so every decision is tested as data: why a pod can no longer serve, what a
 review of a session concludes, how the warm pool must change, and each status written.
+Every kind of session is judged alike; ``what`` names what runs in its pods ("browser",
+"runner") in the reasons given.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from controller.kubernetes.browser_manifests import (
+from controller.kubernetes.context_manifests import LABEL_TEMPLATE
+from controller.kubernetes.resources import SessionResource
+from controller.kubernetes.session_pods import (
     EXPIRED,
     FAILED,
     LABEL_POOL,
@@ -23,11 +26,12 @@ from controller.kubernetes.browser_manifests import (
     format_time,
     parse_time,
 )
-from controller.kubernetes.resources import BrowserSessionResource
 
 LAST_USED_RESOLUTION_S = 10.0
-"""lastUsedAt is rewritten only when it moved at least this much: an active session costs
-one status write per this many seconds, not one per call (nor one per review)."""
+"""lastUsedAt is rewritten only when it moved at least this much, and what the pod reports
+of its use besides (a context's calls) only when it changed and the last write is this
+old: an active session costs one status write per this many seconds, not one per call
+(nor one per review)."""
 
 
 # --- pods ---------------------------------------------------------------------------------
@@ -45,28 +49,28 @@ WAITING_FAILURES = frozenset(
 )
 
 
-def pod_failure(pod: dict[str, Any], event_type: str = "MODIFIED") -> str | None:
-    """Why this browser pod can no longer serve a session, or None while it can."""
+def pod_failure(pod: dict[str, Any], event_type: str = "MODIFIED", *, what: str) -> str | None:
+    """Why this pod can no longer serve a session, or None while it can."""
     meta = pod.get("metadata") or {}
     status = pod.get("status") or {}
     if event_type == "DELETED" or meta.get("deletionTimestamp"):
-        return f"its browser pod {meta.get('name')} was deleted"
+        return f"its {what} pod {meta.get('name')} was deleted"
     for container in status.get("containerStatuses") or []:
         state = container.get("state") or {}
         terminated = state.get("terminated")
         if terminated:
             reason = terminated.get("reason") or "terminated"
             if reason == "OOMKilled":
-                return "the browser ran out of memory (OOMKilled: the pod's memory limit)"
-            return f"the browser exited ({reason}, exit code {terminated.get('exitCode')})"
+                return f"the {what} ran out of memory (OOMKilled: the pod's memory limit)"
+            return f"the {what} exited ({reason}, exit code {terminated.get('exitCode')})"
         waiting = state.get("waiting") or {}
         if waiting.get("reason") in WAITING_FAILURES:
             detail = waiting.get("message", "")
-            return f"the browser pod cannot start: {waiting['reason']}: {detail}"
+            return f"the {what} pod cannot start: {waiting['reason']}: {detail}"
     if status.get("phase") in ("Failed", "Succeeded"):
         why = status.get("reason") or status.get("phase")
         message = status.get("message")
-        return f"its browser pod ended ({why}{': ' + message if message else ''})"
+        return f"its {what} pod ended ({why}{': ' + message if message else ''})"
     return None
 
 
@@ -93,6 +97,17 @@ def created_at(obj: dict[str, Any]) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class PodTemplate:
+    """How one kind's pods are made now (``version`` labels them: a warm pod of another
+    version is stale and replaced)."""
+
+    version: str
+    warm_max_age_s: int
+    user_namespace: bool
+    """Its pods ask for a user namespace (hostUsers: false): the API server must keep it."""
+
+
+@dataclass(frozen=True)
 class PoolPlan:
     create: int
     remove: list[str] = field(default_factory=list)
@@ -105,27 +120,33 @@ def pool_plan(
     ready: set[str],
     target: int,
     now: datetime,
-    max_age_s: int,
+    template: PodTemplate,
     start_timeout_s: float,
+    *,
+    what: str,
 ) -> PoolPlan:
     """How many warm pods to start and which to delete, to keep ``target`` usable ones.
 
-    A warm pod that failed, has waited longer than ``max_age_s``, or never answered
-    within ``start_timeout_s`` is replaced; pods beyond the target (the setting was
-    lowered) go, newest first.
+    A warm pod that failed, was made from another template, has waited longer than the
+    template's ``warm_max_age_s``, or never answered within ``start_timeout_s`` is
+    replaced; pods beyond the target (the setting was lowered) go, newest first.
     """
     keep: list[dict[str, Any]] = []
     reasons: dict[str, str] = {}
+    max_age_s = template.warm_max_age_s
     for pod in pods:
         if not is_warm(pod):
             continue
         name = pod["metadata"]["name"]
-        failure = pod_failure(pod)
+        failure = pod_failure(pod, what=what)
         born = created_at(pod)
         age_s = (now - born).total_seconds() if born is not None else 0.0
+        made_from = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_TEMPLATE, "")
         if failure is not None:
             if not pod["metadata"].get("deletionTimestamp"):
                 reasons[name] = failure
+        elif made_from != template.version:
+            reasons[name] = "made from an older template (the settings changed)"
         elif age_s > max_age_s:
             reasons[name] = f"warm for more than {max_age_s}s"
         elif name not in ready and age_s > start_timeout_s:
@@ -165,18 +186,22 @@ Verdict = Keep | Finish | Remove
 
 
 def review(
-    session: BrowserSessionResource,
+    session: SessionResource,
     now: datetime,
     idle_s: float | None,
     retention_s: int,
     pod: dict[str, Any] | None,
     start_timeout_s: float,
+    *,
+    what: str,
+    usage: dict[str, Any] | None = None,
 ) -> Verdict:
     """One periodic look at a session.
 
-    ``idle_s`` is what its agent reports (None: no answer); ``pod`` is its pod as the
+    ``idle_s`` is what its pod reports (None: no answer); ``pod`` is its pod as the
     operator last saw it (None: there is none), which catches a pod that died while
-    nobody watched.
+    nobody watched.  ``usage``: what the pod reports of its use besides, recorded in
+    the status with lastUsedAt.
     """
     status, phase = session.status, session.phase
     if phase in (FAILED, EXPIRED):
@@ -188,7 +213,7 @@ def review(
         if (now - created).total_seconds() > start_timeout_s:
             return Finish(ended(FAILED, f"not ready within {start_timeout_s:.0f}s", now))
         return Keep()
-    failure = f"its browser pod {status.pod} is gone" if pod is None else pod_failure(pod)
+    failure = f"its {what} pod {status.pod} is gone" if pod is None else pod_failure(pod, what=what)
     if failure is not None:
         return Finish(ended(FAILED, failure, now))
     if now >= created + timedelta(seconds=lifetime):
@@ -199,9 +224,13 @@ def review(
         return Finish(ended(EXPIRED, f"unused for {idle_timeout}s (idleTimeoutS)", now))
     used = now - timedelta(seconds=idle_s)
     recorded = status.last_used_at
+    usage = usage or {}
     if recorded is not None and abs((used - recorded).total_seconds()) < LAST_USED_RESOLUTION_S:
-        return Keep()
-    return Keep({"lastUsedAt": format_time(used)})
+        written = session.body.get("status") or {}
+        changed = any(written.get(name) != value for name, value in usage.items())
+        if not changed or (now - recorded).total_seconds() < LAST_USED_RESOLUTION_S:
+            return Keep()
+    return Keep({"lastUsedAt": format_time(used), **usage})
 
 
 def ended(
@@ -218,31 +247,16 @@ def pending(reason: str) -> dict[str, Any]:
     return {"phase": PENDING, "reason": reason}
 
 
-def ready(pod: str, endpoint: str, configured: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The status of a session whose browser is configured: where it is and what it is."""
+def ready(pod: str, endpoint: str, now: datetime, described: dict[str, Any]) -> dict[str, Any]:
+    """The status of a session whose pod is ready for it: where it is, and what its
+    kind describes of it (a browser's device, viewport and user agent)."""
     return {
         "phase": READY,
         "reason": "",
         "pod": pod,
         "endpoint": endpoint,
         "tokenSecret": pod,
-        "device": configured["device"],
-        "viewport": configured.get("viewport"),
-        "userAgent": configured["userAgent"],
-        "isMobile": bool(configured["isMobile"]),
-        "tabId": configured["tabId"],
+        **described,
         "readyAt": format_time(now),
         "lastUsedAt": format_time(now),
     }
-
-
-def reported_idle_s(health: dict[str, Any]) -> float | None:
-    """The agent's ``idleS`` from its /health reply; None unless a finite count >= 0.
-
-    The pod runs arbitrary pages, so it may claim anything: a malformed figure decides
-    nothing (the lifetime still bounds the session), and none can make it expire early.
-    """
-    idle = health.get("idleS")
-    if isinstance(idle, bool) or not isinstance(idle, int | float):
-        return None
-    return float(idle) if math.isfinite(idle) and idle >= 0 else None

@@ -1,10 +1,12 @@
-"""The operator's browser pods: the warm pool, claims, cold starts and readiness.
+"""The operator's session pods of one kind: the warm pool, claims, cold starts, readiness.
 
 What the pool knows of pods comes from a list at start and then the operator's watch
 (``observe``); what it decides comes from controller.operator.decisions.  A warm pod
-counts as ready once its agent answers ``/health`` with its token, so a claimed pod
+counts as ready once it answers its kind's health path with its token, so a claimed pod
 needs no further wait; the claim itself is one compare-and-swap on the pod, against the
-version read while the pod was warm (browser_manifests.claim_patch).
+version read while the pod was warm (session_pods.claim_patch).  The pool's ConfigMap
+owns the warm pods, and is reread every TEMPLATE_REFRESH_S: a kind may take from it how
+its pods are made (kinds.SessionKind.template).
 """
 
 from __future__ import annotations
@@ -27,19 +29,17 @@ from controller.kubernetes.api import (
     KubeNotFound,
     KubernetesError,
 )
-from controller.kubernetes.browser_manifests import (
-    BROWSERS_SELECTOR,
-    agent_endpoint,
-    browser_pod,
+from controller.kubernetes.context_manifests import TemplateMissing
+from controller.kubernetes.session_pods import (
     claim_patch,
-    new_pod_name,
     new_token,
     owner_reference,
     secret_token,
     token_secret,
 )
 from controller.operator import decisions
-from controller.operator.settings import OperatorSettings
+from controller.operator.decisions import PodTemplate
+from controller.operator.kinds import SessionKind
 from sandbox_common import bearer
 
 log = logging.getLogger(__name__)
@@ -54,22 +54,23 @@ the same CPUs."""
 RETRY_FIRST_S, RETRY_MAX_S = 2.0, 60.0
 """Warm pods that keep failing (a bad image, a missing seccomp profile) are restarted
 after a doubling pause, not in a tight loop."""
+TEMPLATE_REFRESH_S = 10.0
 
 
 class PodFailed(Exception):
     """The pod of a session cannot serve it; the message says why."""
 
 
-class BrowserPool:
-    def __init__(self, settings: OperatorSettings, api: KubeApi, agents: AgentClient) -> None:
-        self._settings = settings
-        self._spec = settings.pod_spec()
+class SessionPool:
+    def __init__(self, kind: SessionKind, api: KubeApi, agents: AgentClient) -> None:
+        self._kind = kind
         self._api = api
         self._agents = agents
         self.pods: dict[str, dict[str, Any]] = {}
         self._ready: set[str] = set()
         self._tokens: dict[str, str] = {}
         self._owner: dict[str, Any] | None = None
+        self._owner_read = 0.0
         self._changed = asyncio.Event()
         self._waiters: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
@@ -89,7 +90,7 @@ class BrowserPool:
             self._tokens.pop(name, None)
         else:
             self.pods[name] = pod
-            if decisions.pod_failure(pod) is not None:
+            if decisions.pod_failure(pod, what=self._kind.pod_noun) is not None:
                 self._ready.discard(name)
         self._changed.set()
         for waiter in self._waiters:
@@ -115,17 +116,29 @@ class BrowserPool:
     # --- the warm pool ------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Read the pool's owner and every browser pod, then keep the pool in the background.
+        """Read the pool's owner and every pod of its kind, then keep the pool in the background.
 
         Listing first means a restarted operator adopts the warm pods it finds instead of
         starting a second pool before its watch has reported them.
         """
-        self._owner = await self._api.read_config_map(self._settings.browser_pool_owner)
-        self._owner.setdefault("apiVersion", "v1")
-        self._owner.setdefault("kind", "ConfigMap")
-        for pod in await self._api.list_pods(BROWSERS_SELECTOR):
+        await self._read_owner()
+        for pod in await self._api.list_pods(self._kind.selector):
             self.pods.setdefault(pod["metadata"]["name"], pod)
-        self._task = asyncio.create_task(self._keep(), name="browser-pool")
+        self._task = asyncio.create_task(self._keep(), name=f"{self._kind.pod_noun}-pool")
+
+    async def _read_owner(self) -> dict[str, Any]:
+        owner = await self._api.read_config_map(self._kind.pool_owner)
+        owner.setdefault("apiVersion", "v1")
+        owner.setdefault("kind", "ConfigMap")
+        self._owner, self._owner_read = owner, time.monotonic()
+        return owner
+
+    async def _template(self) -> PodTemplate:
+        """How pods are made now; TemplateMissing while they cannot be."""
+        owner = self._owner
+        if owner is None or time.monotonic() - self._owner_read > TEMPLATE_REFRESH_S:
+            owner = await self._read_owner()
+        return self._kind.template(owner)
 
     async def stop(self) -> None:
         """Stop keeping the pool; the warm pods stay for the next operator to adopt."""
@@ -139,37 +152,43 @@ class BrowserPool:
         while True:
             try:
                 await self._reconcile()
-            except (ControllerError, KubernetesError) as exc:
-                log.warning("browser pool: %s", exc)
+            except (ControllerError, KubernetesError, TemplateMissing) as exc:
+                log.warning("%s pool: %s", self._kind.pod_noun, exc)
             except Exception:  # the pool must outlive any one failure: logged, retried
-                log.exception("browser pool: reconcile failed")
+                log.exception("%s pool: reconcile failed", self._kind.pod_noun)
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK_S):
                     await self._changed.wait()
 
     async def _reconcile(self) -> None:
-        settings = self._settings
+        kind = self._kind
+        template = await self._template()
         plan = decisions.pool_plan(
             [pod for name, pod in self.pods.items() if name not in self._starting],
             self._ready,
-            settings.browser_warm_agents - len(self._starting),
+            kind.warm_pods - len(self._starting),
             datetime.now(UTC),
-            settings.browser_warm_pod_max_age_s,
-            settings.browser_pod_start_timeout_s,
+            template,
+            kind.start_timeout_s,
+            what=kind.pod_noun,
         )
-        failed = [n for n in plan.remove if decisions.pod_failure(self.pods[n]) is not None]
+        failed = [
+            n
+            for n in plan.remove
+            if decisions.pod_failure(self.pods[n], what=kind.pod_noun) is not None
+        ]
         if failed:
             self._failures += len(failed)
             pause = min(RETRY_FIRST_S * 2 ** (self._failures - 1), RETRY_MAX_S)
             self._create_after = time.monotonic() + pause
         for name in plan.remove:
-            log.info("browser pool: removing %s (%s)", name, plan.reasons[name])
+            log.info("%s pool: removing %s (%s)", kind.pod_noun, name, plan.reasons[name])
             await self.delete(name)
         if time.monotonic() < self._create_after:
             plan = decisions.PoolPlan(create=0)
         for _ in range(plan.create):
-            name = new_pod_name()
+            name = kind.new_pod_name()
             task = asyncio.create_task(self._start_warm(name))
             self._starting[name] = task  # counted at once: the next reconcile sees it
             task.add_done_callback(self._started)
@@ -188,11 +207,11 @@ class BrowserPool:
 
     async def _start_warm(self, name: str) -> None:
         assert self._owner is not None
-        log.info("browser pool: starting warm pod %s", name)
+        log.info("%s pool: starting warm pod %s", self._kind.pod_noun, name)
         try:
             await self._create(name, owner_reference(self._owner), None)
-        except (ControllerError, KubernetesError) as exc:
-            log.warning("browser pool: cannot start a warm pod: %s", exc)
+        except (ControllerError, KubernetesError, TemplateMissing) as exc:
+            log.warning("%s pool: cannot start a warm pod: %s", self._kind.pod_noun, exc)
 
     async def _create(
         self, name: str, owner: dict[str, Any], session: str | None
@@ -202,16 +221,19 @@ class BrowserPool:
         The pod first: the Secret is owned by it, so a crash between the two leaves a pod
         that never answers (the pool removes it) and never a Secret on its own.
         """
+        kind = self._kind
+        template = await self._template()
+        assert self._owner is not None
         token = new_token()
-        manifest = browser_pod(self._spec, name, bearer.digest(token).hex(), owner, session)
+        manifest = kind.pod(self._owner, name, bearer.digest(token).hex(), owner, session)
         try:
-            created = await self._api.create_pod(manifest, what="browser pod")
-            if created.get("spec", {}).get("hostUsers") is not False:
+            created = await self._api.create_pod(manifest, what=f"{kind.pod_noun} pod")
+            if template.user_namespace and created.get("spec", {}).get("hostUsers") is not False:
                 # An API server without user namespaces for pods drops the field silently:
-                # Chromium's sandbox would then make its namespaces on the node itself.
+                # the pod's own sandbox would then make its namespaces on the node itself.
                 raise KubeForbidden(
                     "the cluster does not give pods user namespaces (hostUsers: false was "
-                    "dropped); browser pods are refused rather than run without them"
+                    f"dropped); {kind.pod_noun} pods are refused rather than run without them"
                 )
             await self._api.create_secret(token_secret(created, token))
         except BaseException:
@@ -229,9 +251,13 @@ class BrowserPool:
         if address is None:
             return False
         try:
-            handle = AgentHandle(name, agent_endpoint(address), await self.token(name))
+            handle = AgentHandle(name, self._kind.endpoint(address), await self.token(name))
             await self._agents.request(
-                handle, "GET", "/health", timeout_s=HEALTH_TIMEOUT_S, max_bytes=SMALL_REPLY_BYTES
+                handle,
+                "GET",
+                self._kind.health_path,
+                timeout_s=HEALTH_TIMEOUT_S,
+                max_bytes=SMALL_REPLY_BYTES,
             )
         except (ControllerError, KubernetesError):  # its Secret unreadable, or no answer
             return False
@@ -245,9 +271,7 @@ class BrowserPool:
         ready = len(self._warm_ready())
         if ready == self._published:
             return
-        await self._api.patch_config_map(
-            self._settings.browser_pool_owner, {"data": {"warmReady": str(ready)}}
-        )
+        await self._api.patch_config_map(self._kind.pool_owner, {"data": {"warmReady": str(ready)}})
         self._published = ready
 
     # --- sessions' pods -----------------------------------------------------------------
@@ -292,28 +316,28 @@ class BrowserPool:
 
     async def start_for(self, session: dict[str, Any]) -> dict[str, Any]:
         """A pod of the session's own (cold start), owned by it."""
-        name = new_pod_name()
+        name = self._kind.new_pod_name()
         return await self._create(name, owner_reference(session), session["metadata"]["name"])
 
     async def until_ready(self, name: str) -> str:
         """Wait until the pod's agent answers; its endpoint.  PodFailed if it cannot."""
-        deadline = time.monotonic() + self._settings.browser_pod_start_timeout_s
+        kind = self._kind
+        deadline = time.monotonic() + kind.start_timeout_s
         while True:
             pod = self.pods.get(name)
             if pod is None:
-                raise PodFailed(f"its browser pod {name} is gone")
-            failure = decisions.pod_failure(pod)
+                raise PodFailed(f"its {kind.pod_noun} pod {name} is gone")
+            failure = decisions.pod_failure(pod, what=kind.pod_noun)
             if failure is not None:
                 raise PodFailed(failure)
             if name in self._ready or await self._probe(name):
                 address = decisions.pod_address(pod)
                 if address is not None:
-                    return agent_endpoint(address)
+                    return kind.endpoint(address)
             if time.monotonic() >= deadline:
                 raise PodFailed(
-                    f"its browser pod {name} was not ready within "
-                    f"{self._settings.browser_pod_start_timeout_s:.0f}s "
-                    "(setting BROWSER_POD_START_TIMEOUT_S)"
+                    f"its {kind.pod_noun} pod {name} was not ready within "
+                    f"{kind.start_timeout_s:.0f}s (setting {kind.start_setting})"
                 )
             await self._next_change(0.5)
 

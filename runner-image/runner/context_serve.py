@@ -13,7 +13,8 @@ reaches it at the pod's address:
     POST   /restart      a fresh interpreter; the files stay
     GET    /files        {"files": [{"path", "size"}], "complete"}
     GET|PUT|DELETE /files/PATH   a file's bytes (PUT: the body is the file)
-    GET    /status       {"begun", "busy", "idleS", "calls", "failed"}: the idle clock
+    GET    /status       {"begun", "busy", "idleS", "calls", "restarts", "failed"}: the
+                         idle clock, and what the context has done
 
 One operation at a time: another one meanwhile is a 409 (``busy``).  A file refused is a
 404 (``not_found``) or a 422 naming the rule.  Once the sandbox has failed, every
@@ -29,7 +30,6 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote
 
 from runner.context import ContextSandbox
@@ -48,7 +48,7 @@ from runner.serve import (
     warm_sandbox,
 )
 from runner.supervisor import Sandbox
-from runner.wire import MAX_JOB_BYTES, WireError, decode_job, encode_outcome
+from runner.wire import MAX_JOB_BYTES, WireError, decode_job, encode_call
 from sandbox_common import bearer
 from sandbox_common.egress_account import EgressAccount
 
@@ -90,6 +90,7 @@ class ContextServer:
         self._busy = False
         self._last_used = time.monotonic()
         self._calls = 0
+        self._restarts = 0
         self.begun = asyncio.Event()
         self.finished = asyncio.Event()
         """Set when the context's sandbox has failed: the runner exits."""
@@ -148,6 +149,7 @@ class ContextServer:
             return await self._run(context, body)
         if (method, path) == ("POST", "/restart"):
             await context.restart()
+            self._restarts += 1
             return response(200, b'{"restarted": true}')
         if (method, path) == ("GET", "/files"):
             files, complete = await context.list_files(MAX_LISTED)
@@ -235,10 +237,10 @@ class ContextServer:
             account = self._relay.account = EgressAccount(grant.max_connections, grant.max_bytes)
         result = await context.run(code, stdin, limits, grace_ms)
         self._calls += 1
-        outcome = with_egress(result.outcome, account) if account is not None else result.outcome
-        answer: dict[str, Any] = json.loads(encode_outcome(execution_id, outcome))
-        answer["restarted"] = result.restarted
-        return response(200, json.dumps(answer).encode())
+        self._restarts += result.restarted
+        if account is not None:
+            result = replace(result, outcome=with_egress(result.outcome, account))
+        return response(200, encode_call(execution_id, result))
 
     def _status(self) -> bytes:
         status = {
@@ -246,6 +248,7 @@ class ContextServer:
             "busy": self._busy,
             "idleS": round(time.monotonic() - self._last_used, 3),
             "calls": self._calls,
+            "restarts": self._restarts,
             "failed": self._failure() if self.finished.is_set() else None,
         }
         return response(200, json.dumps(status).encode())

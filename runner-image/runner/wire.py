@@ -41,6 +41,7 @@ from runner.contract import (
     MAX_VIOLATIONS,
     MIB,
     WIRE_VERSION,
+    CallOutcome,
     Denial,
     EgressGrant,
     Harvested,
@@ -139,45 +140,52 @@ def harvest_fields(harvest: HarvestLimits | None) -> dict[str, int] | None:
 
 
 def encode_outcome(execution_id: str, outcome: Outcome) -> bytes:
+    return _dumps(_outcome_document(execution_id, outcome))
+
+
+def encode_call(execution_id: str, call: CallOutcome) -> bytes:
+    """A context call's outcome: an execution's, and whether the interpreter was replaced."""
+    return _dumps({**_outcome_document(execution_id, call.outcome), "restarted": call.restarted})
+
+
+def _outcome_document(execution_id: str, outcome: Outcome) -> dict[str, Any]:
     harvested = outcome.harvested
-    return _dumps(
-        {
-            "version": WIRE_VERSION,
-            "executionId": execution_id,
-            "exitCode": outcome.exit_code,
-            "signal": outcome.signal,
-            "timedOut": outcome.timed_out,
-            "stdout": _b64(outcome.stdout),
-            "stderr": _b64(outcome.stderr),
-            "truncated": {"stdout": outcome.stdout_truncated, "stderr": outcome.stderr_truncated},
-            "durationMs": outcome.duration_ms,
-            "usage": {
-                "cpuUserMs": outcome.cpu_user_ms,
-                "cpuSystemMs": outcome.cpu_system_ms,
-                "maxRssKb": outcome.max_rss_kb,
-                "network": None
-                if outcome.network is None
-                else {
-                    "connections": outcome.network.connections,
-                    "bytesSent": outcome.network.bytes_sent,
-                    "bytesReceived": outcome.network.bytes_received,
-                },
+    return {
+        "version": WIRE_VERSION,
+        "executionId": execution_id,
+        "exitCode": outcome.exit_code,
+        "signal": outcome.signal,
+        "timedOut": outcome.timed_out,
+        "stdout": _b64(outcome.stdout),
+        "stderr": _b64(outcome.stderr),
+        "truncated": {"stdout": outcome.stdout_truncated, "stderr": outcome.stderr_truncated},
+        "durationMs": outcome.duration_ms,
+        "usage": {
+            "cpuUserMs": outcome.cpu_user_ms,
+            "cpuSystemMs": outcome.cpu_system_ms,
+            "maxRssKb": outcome.max_rss_kb,
+            "network": None
+            if outcome.network is None
+            else {
+                "connections": outcome.network.connections,
+                "bytesSent": outcome.network.bytes_sent,
+                "bytesReceived": outcome.network.bytes_received,
             },
-            "denials": [
-                {"kind": d.kind, "target": d.target, "detail": d.detail} for d in outcome.denials
+        },
+        "denials": [
+            {"kind": d.kind, "target": d.target, "detail": d.detail} for d in outcome.denials
+        ],
+        "statusMissing": outcome.status_missing,
+        "setupError": outcome.setup_error,
+        "memoryLimitHit": outcome.memory_limit_hit,
+        "harvest": {
+            "files": [{"path": f.path, "content": _b64(f.content)} for f in harvested.files],
+            "skipped": [
+                {"path": s.path, "reason": s.reason, "size": s.size} for s in harvested.skipped
             ],
-            "statusMissing": outcome.status_missing,
-            "setupError": outcome.setup_error,
-            "memoryLimitHit": outcome.memory_limit_hit,
-            "harvest": {
-                "files": [{"path": f.path, "content": _b64(f.content)} for f in harvested.files],
-                "skipped": [
-                    {"path": s.path, "reason": s.reason, "size": s.size} for s in harvested.skipped
-                ],
-                "error": harvested.error,
-            },
-        }
-    )
+            "error": harvested.error,
+        },
+    }
 
 
 def encode_failure(execution_id: str, failure: Failure) -> bytes:
@@ -398,6 +406,19 @@ def decode_result(raw: bytes, job: Job) -> Outcome | Failure:
     outcome = _outcome(doc, job)
     doc.done()
     return outcome
+
+
+def decode_call(raw: bytes, job: Job) -> CallOutcome:
+    """A context call's outcome (``encode_call``), held to the limits of ``job`` (the
+    call as a job: its id, code and limits)."""
+    doc = _document(raw, outcome_cap(job))
+    execution_id = doc.text("executionId", MAX_ID_CHARS)
+    if execution_id != job.execution_id:
+        raise WireError("executionId", "mismatch", f"answers {execution_id!r}, not this call")
+    restarted = doc.flag("restarted")
+    outcome = _outcome(doc, job)
+    doc.done()
+    return CallOutcome(outcome, restarted)
 
 
 def _outcome(doc: _Object, job: Job) -> Outcome:

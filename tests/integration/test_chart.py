@@ -51,7 +51,10 @@ def test_every_object_lives_in_the_release_or_a_sandbox_namespace(default: list)
             assert obj["metadata"]["name"] in {RUNNERS, BROWSERS}
             continue
         if obj["kind"] == "CustomResourceDefinition":
-            assert obj["metadata"]["name"] == "browsersessions.sandbox-controller.dev"
+            assert obj["metadata"]["name"] in {
+                "browsersessions.sandbox-controller.dev",
+                "codecontexts.sandbox-controller.dev",
+            }
             continue
         if obj["kind"].startswith("ValidatingAdmissionPolicy"):  # the runner pods' shape
             assert obj["metadata"]["name"] == "rel-sandbox-controller-runner-pods"
@@ -61,10 +64,10 @@ def test_every_object_lives_in_the_release_or_a_sandbox_namespace(default: list)
     assert not kinds & {"ClusterRole", "ClusterRoleBinding"}, "no cluster-wide rights"
 
 
-def test_the_controller_may_touch_only_runner_pods_and_leases_in_the_sandbox_namespace(
+def test_the_controller_may_touch_only_runner_pods_leases_and_contexts_in_the_sandbox_namespace(
     default: list,  # type: ignore[type-arg]
 ) -> None:
-    role = one(default, "Role", namespace=RUNNERS)
+    role = one(default, "Role", CONTROLLER, namespace=RUNNERS)
     assert role["rules"] == [
         {
             "apiGroups": [""],
@@ -76,8 +79,22 @@ def test_the_controller_may_touch_only_runner_pods_and_leases_in_the_sandbox_nam
             "resources": ["leases"],
             "verbs": ["create", "delete", "get", "list", "patch"],
         },
+        {
+            "apiGroups": ["sandbox-controller.dev"],
+            "resources": ["codecontexts"],
+            "verbs": ["create", "delete", "get", "list", "watch"],
+        },
+        # The tokens of the context pods, read; and the template they are made from.
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [Settings.model_fields["context_pool_owner"].default],
+            "verbs": ["get", "patch"],
+        },
     ]
-    binding = one(default, "RoleBinding", namespace=RUNNERS)
+    assert one(default, "ConfigMap", "context-pool", RUNNERS)
+    binding = one(default, "RoleBinding", CONTROLLER, namespace=RUNNERS)
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "rel-sandbox-controller", "namespace": "sandbox"}
     ]
@@ -378,11 +395,10 @@ def test_the_controller_is_live_apart_from_ready_and_drained_one_replica_at_a_ti
 
 
 def test_the_crd_outlives_an_uninstall_or_is_left_to_the_operator(default: list) -> None:  # type: ignore[type-arg]
-    crd = one(default, "CustomResourceDefinition")
-    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert (
-        "annotations" not in one(render("crds.keep=false"), "CustomResourceDefinition")["metadata"]
-    )
+    for crd in (o for o in default if o["kind"] == "CustomResourceDefinition"):
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    for crd in (o for o in render("crds.keep=false") if o["kind"] == "CustomResourceDefinition"):
+        assert "annotations" not in crd["metadata"]
     assert not [o for o in render("crds.enabled=false") if o["kind"] == "CustomResourceDefinition"]
 
 
@@ -499,7 +515,7 @@ def test_bad_values_are_refused(values: tuple[str, ...], complaint: str) -> None
 
 
 def test_browser_sessions_are_a_resource_with_a_schema_a_status_and_columns(default: list) -> None:  # type: ignore[type-arg]
-    crd = one(default, "CustomResourceDefinition")
+    crd = one(default, "CustomResourceDefinition", "browsersessions.sandbox-controller.dev")
     assert crd["spec"]["group"] == "sandbox-controller.dev"
     assert crd["spec"]["scope"] == "Namespaced"
     (version,) = crd["spec"]["versions"]
@@ -525,7 +541,7 @@ def test_browser_sessions_are_a_resource_with_a_schema_a_status_and_columns(defa
     ]
 
 
-def test_the_operator_is_one_locked_down_replica_with_rights_only_in_the_browser_namespace(
+def test_the_operator_is_one_locked_down_replica_with_rights_only_in_the_two_namespaces(
     default: list,  # type: ignore[type-arg]
 ) -> None:
     deployment = one(default, "Deployment", OPERATOR)
@@ -542,11 +558,24 @@ def test_the_operator_is_one_locked_down_replica_with_rights_only_in_the_browser
     assert resources == {
         "browsersessions",
         "browsersessions/status",
+        "codecontexts",  # read only: kopf watches every kind in every namespace it has
         "pods",
         "secrets",
         "configmaps",
         "events",
     }
+    contexts = one(default, "Role", OPERATOR, RUNNERS)
+    verbs = {r: set(rule["verbs"]) for rule in contexts["rules"] for r in rule["resources"]}
+    assert verbs["codecontexts/status"] == {"get", "patch"}
+    assert verbs["browsersessions"] == {"get", "list", "watch"}
+    assert "create" not in verbs["codecontexts"]  # the controller's to create
+    for role in (contexts, one(default, "Role", OPERATOR, BROWSERS)):
+        for rule in role["rules"]:
+            if "configmaps" in rule["resources"]:
+                assert rule["resourceNames"] in (["browser-pool"], ["context-pool"])
+    operator = env(deployment)
+    assert operator["KUBERNETES_NAMESPACE"] == RUNNERS
+    assert operator["CONTEXT_WARM_PODS"] == "1"
     # The controller's rights there: sessions, and reading tokens; never pods.
     mine = one(default, "Role", CONTROLLER, BROWSERS)
     assert {r for rule in mine["rules"] for r in rule["resources"]} == {
@@ -595,6 +624,15 @@ def test_browser_pods_hear_only_the_controller_and_the_operator_and_reach_only_p
         "168.63.129.16/32",
     } <= set(block["ipBlock"]["except"])
     assert "ports" not in public
+    # Context pods in the sandbox namespace: heard by both, reaching nothing.
+    contexts = one(default, "NetworkPolicy", "contexts-from-controller", RUNNERS)["spec"]
+    assert contexts["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "code-context"
+    assert contexts["egress"] == []
+    (heard,) = contexts["ingress"]
+    components = {
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for peer in heard["from"]
+    }
+    assert components == {"controller", "operator"}
     extra = render("browser.egress.extraTo[0].podSelector.matchLabels.app=pages")
     spec = one(extra, "NetworkPolicy", "browsers", BROWSERS)["spec"]
     assert spec["egress"][2] == {"to": [{"podSelector": {"matchLabels": {"app": "pages"}}}]}
@@ -674,9 +712,14 @@ def test_names_bring_a_locked_down_proxy_that_only_runner_pods_reach() -> None:
     )
     policy = one(objects, "NetworkPolicy", proxy_name)["spec"]
     (ingress,) = policy["ingress"]
-    assert (
-        ingress["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "runner"
-    )
+    (heard,) = ingress["from"][0]["podSelector"]["matchExpressions"]
+    assert heard == {
+        "key": "app.kubernetes.io/component",
+        "operator": "In",
+        "values": ["runner", "code-context"],  # executions' pods, and contexts'
+    }
+    contexts = one(objects, "NetworkPolicy", "contexts-from-controller")["spec"]
+    assert contexts["egress"] == runners["egress"]
     dns, public, internal = policy["egress"]
     assert {p["port"] for p in dns["ports"]} == {53, "dns", "dns-tcp"}
     assert public["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0"

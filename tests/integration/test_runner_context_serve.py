@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from runner.contract import MIB, InputFile, Job, RunLimits, SandboxLimits
-from runner.wire import encode_job
+from runner.wire import decode_call, encode_job
 
 from tests.integration.test_runner_cli import ServedRunner, image_path  # noqa: F401
 from tests.support import wait_for
@@ -40,6 +40,8 @@ class Context:
         call = {"executionId": "ex-1", "code": code, "timeoutMs": 5000, "graceMs": 500, **fields}
         answer = self.http.post("/run", content=json.dumps(call))
         assert answer.status_code == 200, answer.text
+        # The answer is the wire contract's, as the controller reads it.
+        decode_call(answer.content, Job(call["executionId"], code))
         result: dict[str, Any] = answer.json()
         return result
 
@@ -92,6 +94,8 @@ def test_timeouts_restarts_and_files(context: Context) -> None:
     missing = context.http.get("/files/d/new.bin")
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
     assert context.http.post("/restart").status_code == 200
+    # The interrupted call's restart, and this one: what the operator records.
+    assert context.http.get("/status").json()["restarts"] == 2
 
 
 def test_it_is_the_token_holders_alone_and_refuses_bad_input(image_path: str) -> None:  # noqa: F811

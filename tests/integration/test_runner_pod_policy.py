@@ -13,7 +13,9 @@ import celpy
 import pytest
 from runner.contract import SandboxLimits
 
+from controller.kubernetes.context_manifests import ContextPodTemplate, context_pod
 from controller.kubernetes.manifests import Owner, RunnerPodSpec, runner_pod
+from controller.kubernetes.session_pods import owner_reference
 from controller.pod_scheduling import PodScheduling
 from tests.chart import PINNED, one, refusal, render
 from tests.integration.test_chart import CONTROLLER, RUNNERS, env
@@ -351,3 +353,54 @@ def test_every_widening_of_a_runner_pod_under_gvisor_is_refused(
 
 def test_no_user_namespace_is_refused_without_a_runtime_class() -> None:
     assert "runtimeClassName" in refusal("runner.userNamespace=false")
+
+
+def context_pod_of(chart: list[dict[str, Any]], controller_pod: Pod) -> Pod:
+    """A code context's pod as the operator makes it, from the template the chart's
+    controller publishes (the same runner settings, its longest lifetime)."""
+    settings = env(one(chart, "Deployment", name=CONTROLLER))
+    container = controller_pod["spec"]["containers"][0]
+    spec = RunnerPodSpec(
+        image=container["image"],
+        pull_policy=container["imagePullPolicy"],
+        seccomp_profile=settings["RUNNER_SECCOMP_PROFILE"],
+        mounted=SandboxLimits(),
+        cpu_request="100m",
+        cpu_limit="1",
+        memory_request_mb=128,
+        memory_limit_mb=1152,
+        ephemeral_storage_mb=256,
+        max_idle_s=int(settings["WARM_SANDBOX_MAX_AGE_S"]) + 60,
+    )
+    template = ContextPodTemplate(
+        spec, int(settings["WARM_SANDBOX_MAX_AGE_S"]), int(settings["CONTEXT_MAX_LIFETIME_S"])
+    )
+    warm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p", "uid": "u"}}
+    return context_pod(template, "ctx-0123456789abcdef", "0" * 64, owner_reference(warm))
+
+
+def test_a_context_pod_lives_as_long_as_a_context_may_and_no_longer(
+    chart: list[dict[str, Any]], controller_pod: Pod
+) -> None:
+    pod = context_pod_of(chart, controller_pod)
+    assert "--context" in pod["spec"]["containers"][0]["command"]
+    assert pod["spec"]["activeDeadlineSeconds"] > controller_pod["spec"]["activeDeadlineSeconds"]
+    assert refusals(chart, pod) == []
+    # Claimed: the operator's compare-and-swap relabels it and hands it to its context.
+    claimed = copy.deepcopy(pod)
+    claimed["spec"]["nodeName"] = "node-1"
+    claimed["metadata"]["labels"].update(CLAIM)
+    assert refusals(chart, claimed, operation="UPDATE") == []
+    for widened in (
+        mutate(lambda p: p["spec"].update(activeDeadlineSeconds=30 * 86_400))(pod),
+        # The label that grants the longer deadline grants nothing else.
+        mutate(lambda p: container(p).update(image="docker.io/library/busybox"))(pod),
+    ):
+        assert refusals(chart, widened) != []
+    # A runner pod for one execution does not get a context's deadline.
+    long_lived = copy.deepcopy(controller_pod)
+    long_lived["spec"]["activeDeadlineSeconds"] = pod["spec"]["activeDeadlineSeconds"]
+    assert any("deadline" in message for message in refusals(chart, long_lived))
+
+
+CLAIM = {"sandbox-controller.dev/pool": "claimed", "sandbox-controller.dev/session": "ctx-1"}

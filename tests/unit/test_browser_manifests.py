@@ -9,14 +9,16 @@ from browser_agent.protocol import SessionNetwork
 
 from controller.kubernetes.browser_manifests import (
     AGENT_UID,
-    LABEL_POOL,
-    LABEL_SESSION,
     TOKEN_ENV,
     agent_endpoint,
     browser_pod,
     browser_session,
-    claim_patch,
     new_pod_name,
+)
+from controller.kubernetes.session_pods import (
+    LABEL_POOL,
+    LABEL_SESSION,
+    claim_patch,
     owner_reference,
     secret_token,
     token_secret,

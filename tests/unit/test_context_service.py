@@ -12,6 +12,7 @@ from controller.budget import MemoryBudget
 from controller.contexts.models import ContextExecuteRequest, CreateContextRequest
 from controller.contexts.placement import ContextSpec, LiveContext
 from controller.contexts.service import ContextService
+from controller.contexts.sessions import LocalContextSessions
 from controller.errors import Busy, Gone, InvalidRequest, NotFound, Overloaded, SandboxUnavailable
 from controller.execution.backend import SandboxCheck
 from controller.keys import Caller
@@ -109,7 +110,10 @@ def service(
     check: SandboxCheck = OK,
     **values: Any,
 ) -> ContextService:
-    return ContextService(settings(**values), placement, lambda: check, budget, Metrics())
+    configured = settings(**values)
+    metrics = Metrics()
+    sessions = LocalContextSessions(configured, placement, budget, metrics)
+    return ContextService(configured, sessions, lambda: check, metrics)
 
 
 CREATE = CreateContextRequest.model_validate({})
@@ -147,7 +151,7 @@ async def test_a_call_answers_as_execute_does_and_says_if_it_restarted() -> None
     assert second.restarted is True
     _, limits, grace = placement.opened[0][1].calls[0]
     assert (limits.timeout_ms, grace) == (1234, 50)
-    info = contexts.get(context_id, A).info()
+    info = await contexts.info(context_id, A)
     assert (info.calls, info.restarts) == (2, 1)
 
 
@@ -159,14 +163,14 @@ async def test_a_second_operation_while_one_runs_is_busy() -> None:
     live.hold = True
     first = asyncio.create_task(contexts.execute(context_id, call("x"), A))
     await asyncio.wait_for(live.started.wait(), 5)
-    assert contexts.get(context_id, A).info().busy is True
+    assert (await contexts.info(context_id, A)).busy is True
     with pytest.raises(Busy, match="one at a time"):
         await contexts.execute(context_id, call("y"), A)
     with pytest.raises(Busy):
         await contexts.list_files(context_id, A)
     live.release.set()
     assert (await first).stdout == "x"
-    assert contexts.get(context_id, A).info().busy is False
+    assert (await contexts.info(context_id, A)).busy is False
 
 
 async def test_a_call_on_a_context_deleted_meanwhile_is_gone() -> None:
@@ -194,7 +198,7 @@ async def test_a_failed_sandbox_closes_the_context_and_gives_back_its_memory() -
         await contexts.execute(context_id, call("x"), A)
     assert placement.closed == [placement.opened[0][1]] and budget.held_mb == 0
     with pytest.raises(NotFound):
-        contexts.get(context_id, A)
+        await contexts.info(context_id, A)
 
 
 async def test_a_creation_that_fails_holds_nothing() -> None:
@@ -256,7 +260,7 @@ async def test_stop_closes_every_context() -> None:
     placement = FakePlacement()
     budget = MemoryBudget(4096)
     contexts = service(placement, budget, memory_limit_mb=1024)
-    contexts.start()
+    await contexts.start()
     await contexts.create(CREATE, A)
     await contexts.create(CREATE, B)
     await contexts.stop()

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
-from controller.kubernetes.browser_manifests import LABEL_POOL, LABEL_SESSION, format_time
-from controller.kubernetes.resources import BrowserSessionResource
+from controller.kubernetes.context_manifests import LABEL_TEMPLATE
+from controller.kubernetes.resources import BrowserSessionResource, CodeContextResource
+from controller.kubernetes.session_pods import LABEL_POOL, LABEL_SESSION, format_time
 from controller.operator import decisions
-from controller.operator.decisions import Finish, Keep, Remove
+from controller.operator.decisions import Finish, Keep, PodTemplate, Remove
+from controller.operator.kinds import ContextKind, reported_idle_s
 
 NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 
@@ -26,9 +28,10 @@ def pod(
     phase: str = "Running",
     ip: str | None = "10.244.0.9",
     session: str | None = None,
+    template: str = "v2",
     **status: Any,
 ) -> dict[str, Any]:
-    labels = {LABEL_POOL: "claimed" if session else "warm"}
+    labels = {LABEL_POOL: "claimed" if session else "warm", LABEL_TEMPLATE: template}
     if session:
         labels[LABEL_SESSION] = session
     return {
@@ -92,7 +95,7 @@ def test_why_a_pod_can_no_longer_serve(
     body = pod("brw-1")
     for key, value in change.items():
         body[key] = {**body[key], **value} if key == "metadata" else value
-    failure = decisions.pod_failure(body, event)
+    failure = decisions.pod_failure(body, event, what="browser")
     if expected is None:
         assert failure is None
     else:
@@ -110,8 +113,17 @@ def plan_of(
 ) -> decisions.PoolPlan:
     names = {p["metadata"]["name"] for p in pods}
     return decisions.pool_plan(
-        pods, names if ready is None else ready, target, NOW, max_age_s=600, start_timeout_s=90
+        pods,
+        names if ready is None else ready,
+        target,
+        NOW,
+        TEMPLATE,
+        start_timeout_s=90,
+        what="runner",
     )
+
+
+TEMPLATE = PodTemplate(version="v2", warm_max_age_s=600, user_namespace=True)
 
 
 def test_the_pool_is_filled_up_to_its_target() -> None:
@@ -134,6 +146,15 @@ def test_failed_and_old_warm_pods_are_replaced() -> None:
     assert plan.create == 1
     assert plan.remove == ["failed", "old"]
     assert "warm for more than 600s" in plan.reasons["old"]
+
+
+def test_warm_pods_made_from_another_template_are_replaced() -> None:
+    # The settings changed (a new template published): the warm pods go, claimed ones stay.
+    pods = [pod("stale", template="v1"), pod("unlabelled", template=""), pod("fresh")]
+    pods.append(pod("claimed", template="v1", session="ctx-1"))
+    plan = plan_of(pods, target=2)
+    assert (plan.create, plan.remove) == (1, ["stale", "unlabelled"])
+    assert "older template" in plan.reasons["stale"]
 
 
 def test_a_warm_pod_whose_agent_never_answers_is_replaced() -> None:
@@ -177,10 +198,22 @@ ALIVE = pod("brw-1", session="bs-1")
 
 
 def review(
-    body: dict[str, Any], idle_s: float | None, pod: dict[str, Any] | None = ALIVE
+    body: dict[str, Any],
+    idle_s: float | None,
+    pod: dict[str, Any] | None = ALIVE,
+    usage: dict[str, Any] | None = None,
 ) -> decisions.Verdict:
     session = BrowserSessionResource.parse(body)
-    return decisions.review(session, NOW, idle_s, retention_s=300, pod=pod, start_timeout_s=120)
+    return decisions.review(
+        session,
+        NOW,
+        idle_s,
+        retention_s=300,
+        pod=pod,
+        start_timeout_s=120,
+        what="browser",
+        usage=usage,
+    )
 
 
 def test_a_used_session_is_kept_and_its_last_use_recorded_once() -> None:
@@ -188,6 +221,17 @@ def test_a_used_session_is_kept_and_its_last_use_recorded_once() -> None:
     assert verdict == Keep({"lastUsedAt": stamp(2)})
     again = review(session(lastUsedAt=stamp(9)), idle_s=2.0)
     assert again == Keep(None)  # within the resolution: no write
+    # What the pod reports of its use besides rides on the same write.
+    counted = review(session(lastUsedAt=stamp(30)), idle_s=2.0, usage={"calls": 3})
+    assert counted == Keep({"lastUsedAt": stamp(2), "calls": 3})
+    # Used in a burst (its last use recorded already): what changed is written once the
+    # last write is old enough, and not again while nothing changes.
+    burst = session(lastUsedAt=stamp(12), calls=1)
+    assert review(burst, idle_s=12.0, usage={"calls": 3}) == Keep(
+        {"lastUsedAt": stamp(12), "calls": 3}
+    )
+    assert review(session(lastUsedAt=stamp(12), calls=3), 12.0, usage={"calls": 3}) == Keep()
+    assert review(session(lastUsedAt=stamp(9), calls=1), 9.0, usage={"calls": 4}) == Keep()
 
 
 def test_an_idle_session_expires() -> None:
@@ -243,9 +287,10 @@ def test_statuses_say_what_happened() -> None:
         "isMobile": True,
         "tabId": "t1",
     }
-    ready = decisions.ready("brw-1", "http://10.244.0.9:8080", configured, NOW)
+    ready = decisions.ready("brw-1", "http://10.244.0.9:8080", NOW, configured)
     assert ready["phase"] == "Ready" and ready["tokenSecret"] == "brw-1"
     assert ready["readyAt"] == ready["lastUsedAt"] == "2026-12-02T12:00:00.000Z"
+    assert ready["device"] == "mobile" and ready["tabId"] == "t1"
     assert settled(ready)
     failed = decisions.ended("Failed", "the browser refused", NOW, {"status": 422})
     assert failed == {
@@ -280,4 +325,52 @@ def test_only_a_plain_idle_figure_from_the_agent_counts(
     health: dict[str, Any], expected: float | None
 ) -> None:
     # The pod runs arbitrary pages: what it reports decides nothing unless well formed.
-    assert decisions.reported_idle_s(health) == expected
+    assert reported_idle_s(health) == expected
+
+
+CONTEXTS = ContextKind(
+    namespace="sandbox-runners",
+    pool_owner="context-pool",
+    warm_pods=1,
+    start_timeout_s=60,
+    review_interval_s=2,
+    retention_s=300,
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "idle_s", "recorded"),
+    [
+        ({"idleS": 7, "busy": False, "calls": 2, "restarts": 1}, 7.0, {"calls": 2, "restarts": 1}),
+        # A call under way is use however long it runs: the runner's clock counts from
+        # the end of its last operation, and would idle out a long call.
+        ({"idleS": 900, "busy": True, "calls": 2}, 0.0, {"calls": 2}),
+        # Not set up yet: unused since it was Ready (20 s ago), not since the warm pod
+        # started (the runner's clock).
+        ({"begun": False, "idleS": 3000}, 20.0, {}),
+        # The code in the pod may have taken the runner over: nonsense records nothing.
+        ({"idleS": 1, "calls": -1, "restarts": True}, 1.0, {}),
+        ({"idleS": 1, "calls": "3", "restarts": 2**60}, 1.0, {}),
+    ],
+)
+def test_a_context_runner_reports_its_use(
+    status: dict[str, Any], idle_s: float, recorded: dict[str, int]
+) -> None:
+    ready = CodeContextResource.parse(
+        {"metadata": {"name": "ctx-1"}, "status": {"phase": "Ready", "readyAt": stamp(20)}}
+    )
+    usage = CONTEXTS.usage({"begun": True} | status, ready, NOW)
+    assert (usage.idle_s, usage.status) == (idle_s, recorded)
+
+
+def test_a_context_records_what_its_runner_did() -> None:
+    body = {
+        "metadata": {"name": "ctx-1", "labels": {"sandbox-controller.dev/key": "team-a"}},
+        "spec": {"idleTimeoutS": 60, "maxLifetimeS": 600, "labels": {"a": "b"}},
+        "status": {"phase": "Ready", "calls": 3, "restarts": "x", "pod": "ctx-9"},
+    }
+    context = CodeContextResource.parse(body)
+    assert (context.owner, context.status.calls, context.status.restarts) == ("team-a", 3, 0)
+    later = context.with_status({"calls": 4})
+    assert isinstance(later, CodeContextResource) and later.status.calls == 4
+    assert later.status.pod == "ctx-9"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from runner.contract import (
+    CallOutcome,
     Denial,
     EgressGrant,
     Harvested,
@@ -24,8 +25,10 @@ from runner.contract import (
 from runner.wire import (
     Failure,
     WireError,
+    decode_call,
     decode_job,
     decode_result,
+    encode_call,
     encode_failure,
     encode_job,
     encode_outcome,
@@ -69,6 +72,18 @@ def test_jobs_and_outcomes_round_trip() -> None:
     assert decode_job(encode_job(egress)) == egress
     used = replace(OUTCOME, network=NetworkUsage(connections=2, bytes_sent=10, bytes_received=20))
     assert decode_result(encode_outcome("ex-1", used), JOB) == used
+
+
+def test_context_calls_round_trip_and_say_whether_the_interpreter_was_replaced() -> None:
+    call = Job("call-1", "x", limits=JOB.limits)
+    no_files = replace(OUTCOME, harvested=Harvested())
+    for restarted in (False, True):
+        answer = encode_call("call-1", CallOutcome(no_files, restarted))
+        assert decode_call(answer, call) == CallOutcome(no_files, restarted)
+    with pytest.raises(WireError, match="not this call"):
+        decode_call(encode_call("call-2", CallOutcome(no_files, False)), call)
+    with pytest.raises(WireError, match="restarted"):  # an execution's answer is not a call's
+        decode_call(encode_outcome("call-1", no_files), call)
 
 
 def test_failures_round_trip() -> None:

@@ -68,7 +68,7 @@ async def list_contexts(service: ContextServiceDep, caller: CallerDep) -> Contex
 async def get_context(
     context_id: str, service: ContextServiceDep, caller: CallerDep
 ) -> ContextInfo:
-    return service.get(context_id, caller).info()
+    return await service.info(context_id, caller)
 
 
 @router.delete(

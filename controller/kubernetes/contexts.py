@@ -1,0 +1,442 @@
+"""Code contexts on Kubernetes, as the controller serves them: CodeContext resources.
+
+Opening a context creates a CodeContext and waits until the operator reports it Ready
+(a warm runner pod claimed for it, its endpoint, the Secret with its token); the
+controller then sets the pod's context up itself (POST /context: the files, the limits
+and the egress grant, which never pass through the resource), and every operation goes
+straight to that pod over HTTP with the token.  What the controller knows of contexts
+is an informer's cache (controller.kubernetes.informer), so any replica serves any
+context and a restarted one serves them at once.  The session rules are kept where the
+state is: one operation at a time by the runner (a second one is its 409), use by the
+runner's idle clock, which the operator reads to expire idle contexts and records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from runner.contract import (
+    CallOutcome,
+    ContextFailed,
+    EgressGrant,
+    FileRefused,
+    InputFile,
+    Job,
+    RunLimits,
+)
+from runner.wire import WireError, decode_call, encode_job, outcome_cap
+
+from controller.contexts.models import ContextInfo
+from controller.contexts.placement import ContextSpec, ContextTerms, LiveContext
+from controller.contexts.sessions import CONTEXT, busy, context_kind, failed
+from controller.errors import NotFound, SandboxUnavailable
+from controller.execution.limits import sandbox_limits
+from controller.keys import Caller
+from controller.kubernetes.api import KubeApi, KubeNotFound, KubernetesError, load_client
+from controller.kubernetes.backend import egress_grant, pod_spec, proxy_address
+from controller.kubernetes.context_manifests import (
+    ContextPodTemplate,
+    code_context,
+    template_patch,
+)
+from controller.kubernetes.informer import SessionResources
+from controller.kubernetes.resources import CODE_CONTEXTS, CodeContextResource
+from controller.kubernetes.session_pods import EXPIRED, FAILED, READY
+from controller.metrics import Metrics
+from controller.replies import IDENTITY, ReplyTooLarge, ReplyUndecodable, read_capped
+from controller.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SETUP_TIMEOUT_S = 30.0
+"""The context's setup: its files written into the warm sandbox."""
+OPERATION_TIMEOUT_S = 30.0
+"""A file operation, a restart, a status."""
+CALL_MARGIN_S = 20.0
+"""Past a call's timeout and grace: the interpreter's replacement, the answer."""
+START_MARGIN_S = 30.0
+"""Past the pod's start-up: the operator's claim and status write."""
+SMALL_REPLY_BYTES = 64 * 1024
+LIST_REPLY_BYTES = 32 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def context_errors() -> Iterator[None]:
+    """The Kubernetes API's failures as context operations report them (503)."""
+    try:
+        yield
+    except KubernetesError as exc:
+        raise SandboxUnavailable(exc.message) from exc
+
+
+def context_info(context: CodeContextResource, live: dict[str, Any] | None = None) -> ContextInfo:
+    """The public record of a Ready CodeContext: what its resource says, and what its
+    runner said just now (``live``: its /status, when asked)."""
+    status = context.status
+    calls, restarts, busy_now = status.calls, status.restarts, False
+    last_used = context.last_used_at
+    if live is not None:
+        calls = _count(live.get("calls"), calls)
+        restarts = _count(live.get("restarts"), restarts)
+        busy_now = live.get("busy") is True
+        idle = live.get("idleS")
+        if isinstance(idle, int | float) and not isinstance(idle, bool) and 0 <= idle < 1e9:
+            last_used = max(last_used, datetime.now(UTC) - timedelta(seconds=idle))
+    end = context.created + timedelta(seconds=context.max_lifetime_s)
+    allowed = (context.network or {}).get("allowedDomains")
+    return ContextInfo(
+        contextId=context.name,
+        labels=dict(context.labels),
+        allowedDomains=[str(d) for d in allowed] if isinstance(allowed, list) else [],
+        createdAt=context.created,
+        lastUsedAt=last_used,
+        expiresAt=end
+        if busy_now
+        else min(end, last_used + timedelta(seconds=context.idle_timeout_s)),
+        idleTimeoutS=context.idle_timeout_s,
+        maxLifetimeS=context.max_lifetime_s,
+        calls=calls,
+        restarts=restarts,
+        busy=busy_now,
+    )
+
+
+def _count(value: Any, otherwise: int) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+    return value if ok else otherwise
+
+
+class RemoteContext:
+    """A context's runner pod, for one operation: its answers as a LiveContext's."""
+
+    def __init__(self, http: httpx.AsyncClient, endpoint: str, token: str, context_id: str) -> None:
+        self._http, self._endpoint, self._context_id = http, endpoint, context_id
+        self._headers = {**IDENTITY, "Authorization": f"Bearer {token}"}
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        timeout_s: float = OPERATION_TIMEOUT_S,
+        max_bytes: int = SMALL_REPLY_BYTES,
+    ) -> bytes:
+        """The body of a 200; the runner's refusals as the contract's exceptions."""
+        try:
+            async with (
+                asyncio.timeout(timeout_s),
+                self._http.stream(
+                    method,
+                    self._endpoint + path,
+                    content=content,
+                    headers=self._headers,
+                    timeout=httpx.Timeout(timeout_s, connect=5.0),
+                ) as response,
+            ):
+                status = response.status_code
+                # A refusal is a short message, whatever the answer it stands for may be.
+                body = await read_capped(
+                    response, max_bytes if status == 200 else SMALL_REPLY_BYTES
+                )
+        except ReplyTooLarge:
+            raise FileRefused("max_bytes", f"larger than {max_bytes} bytes") from None
+        except ReplyUndecodable as exc:
+            raise SandboxUnavailable(f"the context's runner sent {exc}") from None
+        except TimeoutError:
+            raise SandboxUnavailable(
+                f"the context's runner did not answer within {timeout_s:.0f}s"
+            ) from None
+        except httpx.TransportError as exc:
+            raise ContextFailed(f"its runner pod stopped answering ({type(exc).__name__})") from exc
+        if status == 200:
+            return body
+        code, message = _refusal(body)
+        if status == 409 and code == "busy":
+            raise busy(self._context_id)
+        if status == 503:
+            raise ContextFailed(message)
+        if status in (404, 422) and code is not None:
+            raise FileRefused(code, message)
+        raise SandboxUnavailable(f"the context's runner answered {status}: {message}")
+
+    async def setup(self, job: Job) -> None:
+        await self.request("POST", "/context", content=encode_job(job), timeout_s=SETUP_TIMEOUT_S)
+
+    async def run(
+        self, code: str, stdin: str | None, limits: RunLimits, grace_ms: int, call_id: str
+    ) -> CallOutcome:
+        call = {
+            "executionId": call_id,
+            "code": code,
+            "stdin": stdin,
+            "timeoutMs": limits.timeout_ms,
+            "graceMs": grace_ms,
+        }
+        job = Job(call_id, code, stdin, limits=limits)
+        raw = await self.request(
+            "POST",
+            "/run",
+            content=json.dumps(call).encode(),
+            timeout_s=(limits.timeout_ms + grace_ms) / 1000 + CALL_MARGIN_S,
+            max_bytes=outcome_cap(job),
+        )
+        try:
+            return decode_call(raw, job)
+        except WireError as exc:
+            raise SandboxUnavailable(f"the context's runner answered nonsense: {exc}") from None
+
+    async def restart(self) -> None:
+        await self.request("POST", "/restart")
+
+    async def list_files(self, max_entries: int) -> tuple[list[tuple[str, int]], bool]:
+        raw = await self.request("GET", "/files", max_bytes=LIST_REPLY_BYTES)
+        try:
+            listed = json.loads(raw)
+            files = [(str(f["path"]), int(f["size"])) for f in listed["files"]]
+            complete = listed["complete"] is True
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            raise SandboxUnavailable(f"the context's runner listed nonsense: {exc}") from None
+        return files[:max_entries], complete and len(files) <= max_entries
+
+    async def read_file(self, path: str, max_bytes: int) -> bytes:
+        return await self.request("GET", "/files/" + quote(path), max_bytes=max_bytes)
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        await self.request("PUT", "/files/" + quote(path), content=data)
+
+    async def delete(self, path: str) -> None:
+        await self.request("DELETE", "/files/" + quote(path))
+
+    async def status(self) -> dict[str, Any] | None:
+        """The runner's /status, or None when it does not give one."""
+        try:
+            reply = json.loads(await self.request("GET", "/status", timeout_s=3.0))
+        except (ContextFailed, FileRefused, SandboxUnavailable, ValueError, RecursionError):
+            return None
+        return reply if isinstance(reply, dict) else None
+
+
+def _refusal(body: bytes) -> tuple[str | None, str]:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None, body[:200].decode(errors="replace")
+    if not isinstance(document, dict):
+        return None, str(document)[:200]
+    code = document.get("error")
+    message = str(document.get("message") or document.get("detail") or "")[:500]
+    return (code if isinstance(code, str) else None), message
+
+
+class KubernetesContexts:
+    """Contexts as CodeContext resources in KUBERNETES_NAMESPACE, with the runner pods."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self, settings: Settings, api: KubeApi | None = None, metrics: Metrics | None = None
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self._api = api
+        self._resources: SessionResources[CodeContextResource] | None = None
+        self._http = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(30.0, connect=5.0))
+        self._kind = context_kind(settings)
+        self._creating = 0
+        self._creating_by: Counter[str] = Counter()
+        self._egress_address = ""
+
+    @property
+    def resources(self) -> SessionResources[CodeContextResource]:
+        if self._resources is None:
+            if self._api is None:
+                self._api = KubeApi(load_client(), self.settings.kubernetes_namespace)
+            self._resources = SessionResources(self._api, CODE_CONTEXTS, CodeContextResource.parse)
+        return self._resources
+
+    async def start(self) -> None:
+        settings = self.settings
+        await self.resources.start()
+        template = ContextPodTemplate(
+            pod_spec(settings), settings.warm_sandbox_max_age_s, settings.context_max_lifetime_s
+        )
+        try:
+            await self.resources.api.patch_config_map(
+                settings.context_pool_owner, template_patch(template)
+            )
+        except KubernetesError as exc:  # the operator keeps the last one published
+            log.error("cannot publish the context pods' template: %s", exc)
+        if settings.network_ceiling.allows_anything:
+            try:
+                self._egress_address = await proxy_address(settings.egress_proxy)
+            except (OSError, ValueError) as exc:
+                log.error("no egress proxy for code contexts: %s", exc)
+
+    async def stop(self) -> None:
+        """Contexts stay: they are the cluster's, served again by the next replica."""
+        if self._resources is not None:
+            self._resources.stop()
+        await self._http.aclose()
+
+    # --- the contexts ----------------------------------------------------------------
+
+    async def open(self, spec: ContextSpec, terms: ContextTerms, caller: Caller) -> ContextInfo:
+        resources = self.resources
+        open_now = resources.open_sessions()
+        own = sum(1 for context in open_now if context.owner == caller.name)
+        own += self._creating_by[caller.name]
+        self._kind.check_capacity(len(open_now) + self._creating, caller, own)
+        grant = self._grant(spec, terms)
+        name = spec.context_id
+        self._creating += 1
+        self._creating_by[caller.name] += 1
+        try:
+            with resources.creating(name), context_errors():
+                manifest = code_context(
+                    name,
+                    terms.idle_timeout_s,
+                    terms.max_lifetime_s,
+                    dict(terms.labels),
+                    ContextTerms.allowed_domains(spec.network) if spec.network else None,
+                    caller.name,
+                )
+                await resources.api.create_custom(CODE_CONTEXTS, manifest)
+                try:
+                    context = await resources.until_settled(
+                        name, self.settings.runner_pod_start_timeout_s + START_MARGIN_S, self._late
+                    )
+                    if context.phase != READY:
+                        raise SandboxUnavailable(
+                            f"code context {name} could not start: {context.status.reason}"
+                        )
+                    remote = await self._remote(context)
+                    await remote.setup(self._setup_job(spec, grant))
+                except BaseException:
+                    # Refused, timed out, or the caller went away: nobody will use it.
+                    await asyncio.shield(self._delete_quietly(name))
+                    raise
+        finally:
+            self._creating -= 1
+            self._creating_by[caller.name] -= 1
+        return context_info(context)
+
+    def _late(self, context: CodeContextResource | None) -> Exception:
+        reason = context.status.reason if context is not None else None
+        timeout_s = self.settings.runner_pod_start_timeout_s + START_MARGIN_S
+        return SandboxUnavailable(
+            f"the code context was not ready within {timeout_s:.0f}s "
+            "(setting RUNNER_POD_START_TIMEOUT_S)"
+            + (f": {reason}" if reason else "; is the operator running?")
+        )
+
+    def _grant(self, spec: ContextSpec, terms: ContextTerms) -> EgressGrant | None:
+        """The context's egress grant, for its whole life (and the start before it)."""
+        if spec.network is None:
+            return None
+        if not self._egress_address:
+            raise SandboxUnavailable("no egress proxy is reachable for the context's network")
+        settings = self.settings
+        deadline = (
+            time.time()
+            + settings.runner_pod_start_timeout_s
+            + START_MARGIN_S
+            + terms.max_lifetime_s
+        )
+        return egress_grant(settings, self._egress_address, spec.context_id, spec.network, deadline)
+
+    def _setup_job(self, spec: ContextSpec, grant: EgressGrant | None) -> Job:
+        return Job(
+            execution_id=spec.context_id,
+            code="",
+            files=tuple(InputFile(path, data) for path, data in spec.files),
+            sandbox=sandbox_limits(self.settings),
+            limits=spec.limits,
+            egress=grant,
+        )
+
+    async def _delete_quietly(self, name: str) -> None:
+        try:
+            await self.resources.api.delete_custom(CODE_CONTEXTS, name)
+        except KubernetesError as exc:
+            log.warning("%s", exc)
+
+    async def _remote(self, context: CodeContextResource) -> RemoteContext:
+        try:
+            token = await self.resources.token(context)
+        except KubeNotFound:
+            raise failed(context.name, "its runner pod's token Secret is gone") from None
+        endpoint = context.status.endpoint or ""
+        return RemoteContext(self._http, endpoint, token, context.name)
+
+    async def _resource(self, context_id: str, caller: Caller) -> CodeContextResource:
+        """The caller's context's resource, in whatever phase; NotFound if there is none."""
+        if not CONTEXT.is_id(context_id):  # no name the API server would even accept
+            raise CONTEXT.not_found(context_id)
+        with context_errors():
+            context = await self.resources.read(context_id)
+        if context is None or context.owner != caller.name:
+            raise CONTEXT.not_found(context_id)  # another caller's: as if it did not exist
+        return context
+
+    async def _usable(self, context_id: str, caller: Caller) -> CodeContextResource:
+        context = await self._resource(context_id, caller)
+        reason = context.status.reason
+        if context.phase == FAILED:
+            raise failed(context_id, reason or "its runner pod failed")
+        if context.phase == EXPIRED:
+            raise NotFound(f"code context {context_id!r} expired: {reason}")
+        if context.phase != READY:
+            raise NotFound(f"code context {context_id!r} is still starting")
+        return context
+
+    def list(self, caller: Caller | None = None) -> list[ContextInfo]:
+        infos = [
+            context_info(context)
+            for context in self.resources.cache.values()
+            if context.phase == READY
+            and not context.deleting
+            and (caller is None or context.owner == caller.name)
+        ]
+        return sorted(infos, key=lambda info: info.createdAt)
+
+    async def info(self, context_id: str, caller: Caller) -> ContextInfo:
+        context = await self._usable(context_id, caller)
+        with context_errors():
+            remote = await self._remote(context)
+        return context_info(context, await remote.status())
+
+    async def close(self, context_id: str, caller: Caller) -> None:
+        with context_errors():
+            await self._resource(context_id, caller)  # the caller's, or 404
+            if not await self.resources.api.delete_custom(CODE_CONTEXTS, context_id):
+                raise CONTEXT.not_found(context_id)
+        self.resources.forget(context_id)
+        self.metrics.contexts_closed.labels("deleted").inc()
+        log.info("code context %s closed (deleted)", context_id)
+
+    @contextlib.asynccontextmanager
+    async def operating(self, context_id: str, caller: Caller) -> AsyncIterator[LiveContext]:
+        context = await self._usable(context_id, caller)
+        with context_errors():
+            remote = await self._remote(context)
+        try:
+            yield remote
+        except ContextFailed as exc:
+            # The runner failed (it exits, and the operator marks the context Failed) or
+            # its pod is gone: 410 either way, with the operator's reason if it has one.
+            with contextlib.suppress(SandboxUnavailable, NotFound):
+                now = await self._resource(context_id, caller)
+                if now.phase in (FAILED, EXPIRED) and now.status.reason:
+                    raise failed(context_id, now.status.reason) from None
+            raise failed(context_id, str(exc)) from None

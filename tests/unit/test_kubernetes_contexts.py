@@ -1,0 +1,130 @@
+"""What the controller makes of a CodeContext and of its runner pod's answers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import httpx
+import pytest
+from runner.contract import CallOutcome, ContextFailed, FileRefused, Outcome, RunLimits
+from runner.wire import encode_call
+
+from controller.errors import Busy, NotFound, SandboxUnavailable
+from controller.keys import Defaults
+from controller.kubernetes.api import KubeApi
+from controller.kubernetes.contexts import KubernetesContexts, RemoteContext, context_info
+from controller.kubernetes.resources import CodeContextResource
+from controller.settings import Settings
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+BODY = {
+    "metadata": {
+        "name": "ctx-0123456789abcdef0123",
+        "creationTimestamp": (NOW - timedelta(seconds=100)).isoformat(),
+        "labels": {"sandbox-controller.dev/key": "default"},
+    },
+    "spec": {
+        "idleTimeoutS": 60,
+        "maxLifetimeS": 600,
+        "labels": {"who": "a"},
+        "network": {"allowedDomains": ["pypi.org", "*.example.org"]},
+    },
+    "status": {
+        "phase": "Ready",
+        "calls": 4,
+        "lastUsedAt": (NOW - timedelta(seconds=30)).isoformat(),
+    },
+}
+
+
+def test_the_record_comes_from_the_resource_and_from_the_runner_when_asked() -> None:
+    context = CodeContextResource.parse(BODY)
+    recorded = context_info(context)
+    assert (recorded.calls, recorded.busy, recorded.labels) == (4, False, {"who": "a"})
+    assert recorded.allowedDomains == ["pypi.org", "*.example.org"]
+    assert recorded.expiresAt == NOW + timedelta(seconds=30)  # last use + idle timeout
+    live = context_info(context, {"calls": 6, "restarts": 1, "busy": False, "idleS": 2})
+    assert (live.calls, live.restarts) == (6, 1)
+    assert abs((live.lastUsedAt - NOW).total_seconds()) < 5
+    # A call under way holds it open: only its lifetime ends it then.
+    busy = context_info(context, {"busy": True, "calls": "x"})
+    assert busy.busy is True and busy.calls == 4
+    assert busy.expiresAt == context.created + timedelta(seconds=600)
+
+
+class NoApi:
+    """An API server that must not be asked."""
+
+    async def read_custom(self, resource: Any, name: str) -> dict[str, Any]:
+        raise AssertionError(f"asked for {name}")
+
+    async def delete_custom(self, resource: Any, name: str) -> bool:
+        raise AssertionError(f"asked to delete {name}")
+
+
+@pytest.mark.parametrize("context_id", ["..", "ctx-1", "CTX-" + "a" * 20, "x" * 300])
+async def test_what_cannot_be_a_context_id_is_a_404_without_asking_the_api_server(
+    context_id: str,
+) -> None:
+    settings = Settings(_env_file=None, auth_token="a" * 32)  # type: ignore[call-arg]
+    contexts = KubernetesContexts(settings, cast(KubeApi, NoApi()))
+    caller = Defaults(4, 32, 4).caller()
+    with pytest.raises(NotFound):
+        await contexts.info(context_id, caller)
+    with pytest.raises(NotFound):
+        await contexts.close(context_id, caller)
+    with pytest.raises(NotFound):
+        async with contexts.operating(context_id, caller):
+            pass
+
+
+def runner(answer: httpx.Response | Exception) -> RemoteContext:
+    def handle(request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == "Bearer t0ken"
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    return RemoteContext(http, "http://10.244.0.9:8080", "t0ken", "ctx-1")
+
+
+def refusal(status: int, code: str | None, message: str = "no") -> httpx.Response:
+    body: dict[str, Any] = {"message": message} | ({"error": code} if code else {})
+    return httpx.Response(status, content=json.dumps(body).encode())
+
+
+@pytest.mark.parametrize(
+    ("answer", "raised", "rule"),
+    [
+        (refusal(409, "busy"), Busy, None),
+        (refusal(503, None, "the context failed: it ended"), ContextFailed, None),
+        (refusal(404, "not_found"), FileRefused, "not_found"),
+        (refusal(422, "not_possible", "Permission denied"), FileRefused, "not_possible"),
+        (refusal(401, None), SandboxUnavailable, None),
+        (httpx.Response(200, content=b"x" * 100), FileRefused, "max_bytes"),
+        (httpx.ConnectError("refused"), ContextFailed, None),
+        (httpx.ReadError("reset"), ContextFailed, None),
+    ],
+)
+async def test_a_runners_answers_are_the_contexts_errors(
+    answer: httpx.Response | Exception, raised: type[Exception], rule: str | None
+) -> None:
+    with pytest.raises(raised) as caught:
+        await runner(answer).read_file("f.txt", 10)
+    if rule is not None:
+        assert isinstance(caught.value, FileRefused) and caught.value.rule == rule
+
+
+async def test_a_call_is_read_by_the_wire_contract() -> None:
+    outcome = Outcome(0, None, False, b"42\n", b"", False, False, 1.5)
+    answered = runner(
+        httpx.Response(200, content=encode_call("call-1", CallOutcome(outcome, True)))
+    )
+    call = await answered.run("print(42)", None, RunLimits(timeout_ms=1000), 200, "call-1")
+    assert call == CallOutcome(outcome, True)
+    other = runner(httpx.Response(200, content=encode_call("call-2", CallOutcome(outcome, False))))
+    with pytest.raises(SandboxUnavailable, match="nonsense"):
+        await other.run("print(42)", None, RunLimits(timeout_ms=1000), 200, "call-1")
