@@ -171,7 +171,15 @@ class RemoteContext:
         raise SandboxUnavailable(f"the context's runner answered {status}: {message}")
 
     async def setup(self, job: Job) -> None:
-        await self.request("POST", "/context", content=encode_job(job), timeout_s=SETUP_TIMEOUT_S)
+        """Set the claimed pod up for the context; FileRefused for its files' rules."""
+        try:
+            await self.request(
+                "POST", "/context", content=encode_job(job), timeout_s=SETUP_TIMEOUT_S
+            )
+        except FileRefused as exc:
+            if exc.rule in ("bad_setup", "begun"):  # not the files': the pod's, or ours
+                raise SandboxUnavailable(f"the context's runner refused its setup: {exc}") from None
+            raise
 
     async def run(
         self, code: str, stdin: str | None, limits: RunLimits, grace_ms: int, call_id: str

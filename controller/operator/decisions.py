@@ -92,6 +92,11 @@ def is_warm(pod: dict[str, Any]) -> bool:
     return labels.get(LABEL_POOL) == WARM and LABEL_SESSION not in labels
 
 
+def made_from(pod: dict[str, Any]) -> str:
+    """The version of the template the pod was made from ("" for none)."""
+    return str(((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_TEMPLATE, ""))
+
+
 def created_at(obj: dict[str, Any]) -> datetime | None:
     return parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
 
@@ -141,11 +146,10 @@ def pool_plan(
         failure = pod_failure(pod, what=what)
         born = created_at(pod)
         age_s = (now - born).total_seconds() if born is not None else 0.0
-        made_from = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_TEMPLATE, "")
         if failure is not None:
             if not pod["metadata"].get("deletionTimestamp"):
                 reasons[name] = failure
-        elif made_from != template.version:
+        elif made_from(pod) != template.version:
             reasons[name] = "made from an older template (the settings changed)"
         elif age_s > max_age_s:
             reasons[name] = f"warm for more than {max_age_s}s"

@@ -71,6 +71,9 @@ class SessionPool:
         self._tokens: dict[str, str] = {}
         self._owner: dict[str, Any] | None = None
         self._owner_read = 0.0
+        self._version: str | None = None
+        """The current template's (None until one is known): a warm pod of another
+        version is never claimed, and is replaced."""
         self._changed = asyncio.Event()
         self._waiters: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
@@ -109,8 +112,14 @@ class SessionPool:
             self._waiters.discard(waiter)
 
     def _warm_ready(self) -> list[str]:
-        """Ready warm pods, oldest first."""
-        names = [n for n in self._ready if n in self.pods and decisions.is_warm(self.pods[n])]
+        """Ready warm pods made from the current template, oldest first."""
+        names = [
+            n
+            for n in self._ready
+            if n in self.pods
+            and decisions.is_warm(self.pods[n])
+            and (self._version is None or decisions.made_from(self.pods[n]) == self._version)
+        ]
         return sorted(names, key=lambda n: decisions.created_at(self.pods[n]) or datetime.now(UTC))
 
     # --- the warm pool ------------------------------------------------------------------
@@ -138,7 +147,9 @@ class SessionPool:
         owner = self._owner
         if owner is None or time.monotonic() - self._owner_read > TEMPLATE_REFRESH_S:
             owner = await self._read_owner()
-        return self._kind.template(owner)
+        template = self._kind.template(owner)
+        self._version = template.version
+        return template
 
     async def stop(self) -> None:
         """Stop keeping the pool; the warm pods stay for the next operator to adopt."""
@@ -296,6 +307,7 @@ class SessionPool:
         the version read while it was warm: if anything (another session) wrote the pod
         since, the API server refuses the claim (409) and the next candidate is tried.
         """
+        await self._template()  # the current one: a pod of an older one is not handed out
         snapshots = [copy.deepcopy(self.pods[name]) for name in self._warm_ready()]
         for warm in snapshots:
             name = warm["metadata"]["name"]

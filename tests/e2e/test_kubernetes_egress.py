@@ -156,3 +156,38 @@ def test_a_browser_session_is_held_to_the_same_names_by_its_agent(networked: Ing
     wider = networked.client.post(sessions, json={"network": {"allowedDomains": ["github.com"]}})
     assert wider.status_code == 422
     assert wider.json()["details"][0]["field"] == "network.allowedDomains[0]"
+
+
+def test_a_context_is_held_to_its_names_on_every_call(networked: Ingress) -> None:
+    """A context's grant is signed for its lifetime and given to its pod once; each call
+    is accounted and reported on its own, and nothing but the proxy leads out."""
+    created = networked.client.post(
+        "/contexts", json={"network": {"allowedDomains": ["files.test"]}}
+    )
+    assert created.status_code == 201, created.text
+    context = created.json()["contextId"]
+    assert created.json()["allowedDomains"] == ["files.test"]
+    calls = f"/contexts/{context}/execute"
+    try:
+        first = networked.client.post(calls, json={"code": fetch("files.test", "other.test")})
+        assert first.status_code == 200, first.text
+        lines = first.json()["stdout"].splitlines()
+        assert lines[0] == f"hello files.test:{PORT}", first.json()
+        assert f"other.test:{PORT}" in refusals(first.json())
+        direct = networked.client.post(
+            calls,
+            json={
+                "code": "import socket\ntry:\n"
+                f"    socket.create_connection(('{BRIDGE}', {PORT}), timeout=2)\n"
+                "    print('REACHED')\nexcept OSError as exc:\n    print('failed')\n"
+            },
+        )
+        assert direct.json()["stdout"] == "failed\n", direct.json()
+        assert f"{BRIDGE}:{PORT}" in refusals(direct.json())
+        # The violations are per call: a clean call reports none.
+        clean = networked.client.post(calls, json={"code": fetch("files.test")})
+        assert clean.json()["violations"] == [], clean.json()
+    finally:
+        networked.client.delete(f"/contexts/{context}")
+    wider = networked.client.post("/contexts", json={"network": {"allowedDomains": ["github.com"]}})
+    assert wider.status_code == 422
