@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -261,8 +260,6 @@ class KubernetesContexts:
         self._resources: SessionResources[CodeContextResource] | None = None
         self._http = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(30.0, connect=5.0))
         self._kind = context_kind(settings)
-        self._creating = 0
-        self._creating_by: Counter[str] = Counter()
         self._egress_address = ""
 
     @property
@@ -301,42 +298,32 @@ class KubernetesContexts:
 
     async def open(self, spec: ContextSpec, terms: ContextTerms, caller: Caller) -> ContextInfo:
         resources = self.resources
-        open_now = resources.open_sessions()
-        own = sum(1 for context in open_now if context.owner == caller.name)
-        own += self._creating_by[caller.name]
-        self._kind.check_capacity(len(open_now) + self._creating, caller, own)
         grant = self._grant(spec, terms)
         name = spec.context_id
-        self._creating += 1
-        self._creating_by[caller.name] += 1
-        try:
-            with resources.creating(name), context_errors():
-                manifest = code_context(
-                    name,
-                    terms.idle_timeout_s,
-                    terms.max_lifetime_s,
-                    dict(terms.labels),
-                    ContextTerms.allowed_domains(spec.network) if spec.network else None,
-                    caller.name,
+        with resources.creating(name, caller, self._kind), context_errors():
+            manifest = code_context(
+                name,
+                terms.idle_timeout_s,
+                terms.max_lifetime_s,
+                dict(terms.labels),
+                ContextTerms.allowed_domains(spec.network) if spec.network else None,
+                caller.name,
+            )
+            await resources.api.create_custom(CODE_CONTEXTS, manifest)
+            try:
+                context = await resources.until_settled(
+                    name, self.settings.runner_pod_start_timeout_s + START_MARGIN_S, self._late
                 )
-                await resources.api.create_custom(CODE_CONTEXTS, manifest)
-                try:
-                    context = await resources.until_settled(
-                        name, self.settings.runner_pod_start_timeout_s + START_MARGIN_S, self._late
+                if context.phase != READY:
+                    raise SandboxUnavailable(
+                        f"code context {name} could not start: {context.status.reason}"
                     )
-                    if context.phase != READY:
-                        raise SandboxUnavailable(
-                            f"code context {name} could not start: {context.status.reason}"
-                        )
-                    remote = await self._remote(context)
-                    await remote.setup(self._setup_job(spec, grant))
-                except BaseException:
-                    # Refused, timed out, or the caller went away: nobody will use it.
-                    await asyncio.shield(self._delete_quietly(name))
-                    raise
-        finally:
-            self._creating -= 1
-            self._creating_by[caller.name] -= 1
+                remote = await self._remote(context)
+                await remote.setup(self._setup_job(spec, grant))
+            except BaseException:
+                # Refused, timed out, or the caller went away: nobody will use it.
+                await asyncio.shield(self._delete_quietly(name))
+                raise
         return context_info(context)
 
     def _late(self, context: CodeContextResource | None) -> Exception:

@@ -15,12 +15,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from controller.keys import Caller
 from controller.kubernetes.api import KubeApi, KubeNotFound, ObjectWatch
 from controller.kubernetes.resources import SessionResource
 from controller.kubernetes.session_pods import CustomResource, secret_token
+from controller.sessions.registry import SessionKind
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ class SessionResources(Generic[R]):
         self.cache: dict[str, R] = {}
         self._listed = asyncio.Event()
         self._changed: dict[str, asyncio.Event] = {}
+        """This replica's creations in flight, by name."""
+        self._creating_by: Counter[str] = Counter()
         self._tokens: dict[str, str] = {}
         self._watch: ObjectWatch | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -101,13 +106,21 @@ class SessionResources(Generic[R]):
         return [s for name, s in self.cache.items() if name not in self._changed and s.open]
 
     @contextlib.contextmanager
-    def creating(self, name: str) -> Iterator[None]:
-        """While ``name`` is being created by this replica (``until_settled`` waits)."""
+    def creating(self, name: str, caller: Caller, kind: SessionKind) -> Iterator[None]:
+        """While ``name`` is being created by this replica for ``caller``: it counts
+        against ``kind``'s caps (429 when one is full: the open sessions of every
+        replica, and this one's creations in flight), and ``until_settled`` waits."""
+        open_now = self.open_sessions()
+        own = sum(1 for session in open_now if session.owner == caller.name)
+        own += self._creating_by[caller.name]
+        kind.check_capacity(len(open_now) + len(self._changed), caller, own)
         self._changed[name] = asyncio.Event()
+        self._creating_by[caller.name] += 1
         try:
             yield
         finally:
             self._changed.pop(name, None)
+            self._creating_by[caller.name] -= 1
 
     async def until_settled(
         self, name: str, timeout_s: float, late: Callable[[R | None], Exception]

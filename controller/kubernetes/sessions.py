@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,7 +24,7 @@ from controller.browser.backend import AgentHandle
 from controller.browser.client import AgentClient
 from controller.browser.models import CreatedSession, CreateSessionRequest, SessionInfo, Viewport
 from controller.browser.service import (
-    check_capacity,
+    browser_kind,
     checked_timeouts,
     not_found,
     session_network,
@@ -113,8 +112,6 @@ class KubernetesSessions:
         self.client = client
         self._api = api
         self._resources: SessionResources[BrowserSessionResource] | None = None
-        self._creating = 0
-        self._creating_by: Counter[str] = Counter()
         self._warm = 0
         self._warm_read = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -152,39 +149,29 @@ class KubernetesSessions:
         idle, lifetime = checked_timeouts(self.settings, request)
         network = session_network(self.settings, request)
         resources = self.resources
-        open_now = resources.open_sessions()
-        own = sum(1 for session in open_now if session.owner == caller.name)
-        own += self._creating_by[caller.name]
-        check_capacity(self.settings, len(open_now) + self._creating, caller, own)
         name = new_session_id()
-        self._creating += 1
-        self._creating_by[caller.name] += 1
-        try:
-            with resources.creating(name):
-                manifest = browser_session(
-                    name,
-                    request.device,
-                    idle,
-                    lifetime,
-                    dict(request.labels),
-                    network.model_dump(),
-                    caller.name,
+        with resources.creating(name, caller, browser_kind(self.settings)):
+            manifest = browser_session(
+                name,
+                request.device,
+                idle,
+                lifetime,
+                dict(request.labels),
+                network.model_dump(),
+                caller.name,
+            )
+            await resources.api.create_custom(SESSIONS, manifest)
+            try:
+                session = await resources.until_settled(
+                    name, self.settings.browser_session_start_timeout_s, self._late(name)
                 )
-                await resources.api.create_custom(SESSIONS, manifest)
-                try:
-                    session = await resources.until_settled(
-                        name, self.settings.browser_session_start_timeout_s, self._late(name)
-                    )
-                    if session.phase != READY:
-                        raise refusal(session)
-                    await self._token(session)  # read now, kept for the calls
-                except BaseException:
-                    # Refused, timed out, or the caller went away: nobody will use it.
-                    await asyncio.shield(self._delete_quietly(name))
-                    raise
-        finally:
-            self._creating -= 1
-            self._creating_by[caller.name] -= 1
+                if session.phase != READY:
+                    raise refusal(session)
+                await self._token(session)  # read now, kept for the calls
+            except BaseException:
+                # Refused, timed out, or the caller went away: nobody will use it.
+                await asyncio.shield(self._delete_quietly(name))
+                raise
         info = session_info(session)
         log.info("browser session %s opened (%s)", name, info.device)
         return CreatedSession(**info.model_dump(), tabId=session.status.tab_id)

@@ -324,37 +324,21 @@ def _register_kind(registry: kopf.OperatorRegistry, operator: Operator) -> None:
     def ours(namespace: str | None, **_: Any) -> bool:
         return namespace == kind.namespace
 
-    @kopf.on.resume(
-        resource.group,
-        resource.version,
-        resource.plural,
-        registry=registry,
-        id=f"open-{resource.plural}",
-        when=ours,
-        backoff=1,
-        timeout=start_timeout,
-    )
-    @kopf.on.create(
-        resource.group,
-        resource.version,
-        resource.plural,
-        registry=registry,
-        id=f"open-{resource.plural}",
-        when=ours,
-        backoff=1,
-        timeout=start_timeout,
-    )
+    names = (resource.group, resource.version, resource.plural)
+    opening: dict[str, Any] = {
+        "registry": registry,
+        "id": f"open-{resource.plural}",
+        "when": ours,
+        "backoff": 1,
+        "timeout": start_timeout,
+    }
+
+    @kopf.on.resume(*names, **opening)
+    @kopf.on.create(*names, **opening)
     async def opened(body: kopf.Body, **_: Any) -> None:
         await operator.open(dict(body))
 
-    @kopf.on.event(
-        resource.group,
-        resource.version,
-        resource.plural,
-        registry=registry,
-        id=f"see-{resource.plural}",
-        when=ours,
-    )
+    @kopf.on.event(*names, registry=registry, id=f"see-{resource.plural}", when=ours)
     async def session_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         operator.session_changed(type or "ADDED", dict(body))
 

@@ -177,3 +177,49 @@ def delete_ignoring_absent(delete: Callable[[], object]) -> None:
     except ApiException as exc:
         if exc.status != 404:
             raise
+
+
+class SessionResources:
+    """One kind of session resource (BrowserSessions, CodeContexts) in its namespace,
+    and the pods that serve them, as a test reads them."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, plural: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.namespace, self.plural = namespace, plural
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        """The resource, or None once it is gone."""
+        try:
+            body: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                "sandbox-controller.dev", "v1", self.namespace, self.plural, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return body
+
+    def pod_of(self, name: str) -> str:
+        body = self.get(name)
+        assert body is not None
+        return str(body["status"]["pod"])
+
+    def pod_gone(self, pod_name: str) -> bool:
+        """Deleted, or being deleted and no longer running."""
+        try:
+            pod = self.core.read_namespaced_pod(pod_name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return pod.metadata.deletion_timestamp is not None and pod.status.phase != "Running"
+
+    def secret_exists(self, name: str) -> bool:
+        try:
+            self.core.read_namespaced_secret(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True

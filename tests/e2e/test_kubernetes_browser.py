@@ -15,6 +15,7 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.conftest import Cluster
+from tests.e2e.kube import SessionResources
 from tests.e2e.release import (
     BROWSER_NAMESPACE,
     RELEASE_NAMESPACE,
@@ -28,7 +29,7 @@ from tests.support import wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 B = "/browser/sessions"
-GROUP, VERSION, PLURAL = "sandbox-controller.dev", "v1", "browsersessions"
+PLURAL = "browsersessions"
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +42,8 @@ def pages(cluster: Cluster) -> Iterator[InClusterPages]:
 
 
 @pytest.fixture
-def custom(cluster: Cluster) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(cluster.api)
+def sessions(cluster: Cluster) -> SessionResources:
+    return SessionResources(cluster.api, BROWSER_NAMESPACE, PLURAL)
 
 
 def create(release: Ingress, **body: Any) -> dict[str, Any]:
@@ -61,44 +62,6 @@ def session(release: Ingress) -> Iterator[str]:
 
 def navigate(release: Ingress, sid: str, url: str, **fields: Any) -> httpx.Response:
     return release.client.post(f"{B}/{sid}/navigate", json={"url": url, **fields})
-
-
-def resource(custom: client.CustomObjectsApi, sid: str) -> dict[str, Any] | None:
-    try:
-        body: dict[str, Any] = custom.get_namespaced_custom_object(
-            GROUP, VERSION, BROWSER_NAMESPACE, PLURAL, sid
-        )
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return body
-
-
-def pod_of(custom: client.CustomObjectsApi, sid: str) -> str:
-    body = resource(custom, sid)
-    assert body is not None
-    return str(body["status"]["pod"])
-
-
-def exists(read: Any) -> bool:
-    try:
-        read()
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
-
-
-def pod_gone(core: client.CoreV1Api, name: str) -> bool:
-    try:
-        pod = core.read_namespaced_pod(name, BROWSER_NAMESPACE)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return True
-        raise
-    return pod.metadata.deletion_timestamp is not None and pod.status.phase != "Running"
 
 
 def test_the_whole_browser_api_against_an_in_cluster_page(
@@ -148,7 +111,7 @@ def test_device_emulation(
 
 
 def test_a_bad_device_is_a_422_and_leaves_nothing(
-    release: Ingress, custom: client.CustomObjectsApi
+    release: Ingress, sessions: SessionResources
 ) -> None:
     refused = release.client.post(B, json={"device": "Nokia 3310"})
     assert refused.status_code == 422, refused.text
@@ -157,8 +120,8 @@ def test_a_bad_device_is_a_422_and_leaves_nothing(
         lambda: (
             not [
                 s
-                for s in custom.list_namespaced_custom_object(
-                    GROUP, VERSION, BROWSER_NAMESPACE, PLURAL
+                for s in sessions.custom.list_namespaced_custom_object(
+                    "sandbox-controller.dev", "v1", BROWSER_NAMESPACE, PLURAL
                 )["items"]
                 if s["spec"]["device"] == "Nokia 3310"
             ]
@@ -202,16 +165,16 @@ def test_another_namespaces_pod_is_out_of_reach(
 
 
 def test_deleting_a_session_removes_its_pod_and_secret(
-    release: Ingress, custom: client.CustomObjectsApi, core: client.CoreV1Api
+    release: Ingress, sessions: SessionResources
 ) -> None:
     sid = create(release)["sessionId"]
-    pod = pod_of(custom, sid)
-    assert exists(lambda: core.read_namespaced_secret(pod, BROWSER_NAMESPACE))
+    pod = sessions.pod_of(sid)
+    assert sessions.secret_exists(pod)
     assert release.client.delete(f"{B}/{sid}").status_code == 204
     assert release.client.get(f"{B}/{sid}").status_code == 404
-    wait_for(lambda: pod_gone(core, pod), timeout_s=60, what=f"pod {pod} to go")
+    wait_for(lambda: sessions.pod_gone(pod), timeout_s=60, what=f"pod {pod} to go")
     wait_for(
-        lambda: not exists(lambda: core.read_namespaced_secret(pod, BROWSER_NAMESPACE)),
+        lambda: not sessions.secret_exists(pod),
         timeout_s=60,
         what=f"secret {pod} to go",
     )
@@ -221,12 +184,11 @@ def test_deleting_a_session_removes_its_pod_and_secret(
 def test_idle_timeout_and_lifetime_end_the_session_and_its_pod(
     release: Ingress,
     pages: InClusterPages,
-    custom: client.CustomObjectsApi,
-    core: client.CoreV1Api,
+    sessions: SessionResources,
     limit: dict[str, int],
 ) -> None:
     sid = create(release, **limit)["sessionId"]
-    pod = pod_of(custom, sid)
+    pod = sessions.pod_of(sid)
     # Used meanwhile (only the lifetime can end it then), or left alone.
     deadline = time.monotonic() + 30
     while release.client.get(f"{B}/{sid}").status_code == 200 and time.monotonic() < deadline:
@@ -236,17 +198,17 @@ def test_idle_timeout_and_lifetime_end_the_session_and_its_pod(
     gone = release.client.get(f"{B}/{sid}")
     assert gone.status_code == 404, gone.text
     assert "expired" in gone.json()["message"]
-    body = resource(custom, sid)
+    body = sessions.get(sid)
     assert body is not None and body["status"]["phase"] == "Expired"
-    wait_for(lambda: pod_gone(core, pod), timeout_s=60, what=f"pod {pod} to go")
+    wait_for(lambda: sessions.pod_gone(pod), timeout_s=60, what=f"pod {pod} to go")
 
 
 def test_a_session_whose_pod_is_deleted_fails_with_a_reason(
-    release: Ingress, custom: client.CustomObjectsApi, core: client.CoreV1Api
+    release: Ingress, sessions: SessionResources, core: client.CoreV1Api
 ) -> None:
     sid = create(release)["sessionId"]
     try:
-        pod = pod_of(custom, sid)
+        pod = sessions.pod_of(sid)
         core.delete_namespaced_pod(pod, BROWSER_NAMESPACE, grace_period_seconds=0)
 
         def failed() -> bool:
@@ -256,11 +218,11 @@ def test_a_session_whose_pod_is_deleted_fails_with_a_reason(
         gone = release.client.get(f"{B}/{sid}/tabs")
         assert gone.status_code == 410
         assert "was deleted" in gone.json()["message"]
-        body = resource(custom, sid)
+        body = sessions.get(sid)
         assert body is not None and body["status"]["phase"] == "Failed"
         # The token goes with the pod (the Secret is the pod's), though the session stays.
         wait_for(
-            lambda: not exists(lambda: core.read_namespaced_secret(pod, BROWSER_NAMESPACE)),
+            lambda: not sessions.secret_exists(pod),
             timeout_s=60,
             what=f"secret {pod} to go",
         )

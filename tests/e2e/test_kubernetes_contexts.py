@@ -14,19 +14,19 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.conftest import Cluster
+from tests.e2e.kube import SessionResources
 from tests.e2e.release import SANDBOX_NAMESPACE, Ingress, wait_healthy
-from tests.e2e.test_kubernetes_browser import delete_pods, exists, running
+from tests.e2e.test_kubernetes_browser import delete_pods, running
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 C = "/contexts"
-GROUP, VERSION, PLURAL = "sandbox-controller.dev", "v1", "codecontexts"
 
 
 @pytest.fixture
-def custom(cluster: Cluster) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(cluster.api)
+def contexts(cluster: Cluster) -> SessionResources:
+    return SessionResources(cluster.api, SANDBOX_NAMESPACE, "codecontexts")
 
 
 def create(release: Ingress, **body: Any) -> str:
@@ -49,41 +49,13 @@ def run(release: Ingress, context_id: str, code: str) -> dict[str, Any]:
     return result
 
 
-def resource(custom: client.CustomObjectsApi, name: str) -> dict[str, Any] | None:
-    try:
-        body: dict[str, Any] = custom.get_namespaced_custom_object(
-            GROUP, VERSION, SANDBOX_NAMESPACE, PLURAL, name
-        )
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return body
-
-
-def pod_of(custom: client.CustomObjectsApi, context_id: str) -> str:
-    body = resource(custom, context_id)
-    assert body is not None
-    return str(body["status"]["pod"])
-
-
-def pod_gone(core: client.CoreV1Api, name: str) -> bool:
-    try:
-        pod = core.read_namespaced_pod(name, SANDBOX_NAMESPACE)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return True
-        raise
-    return pod.metadata.deletion_timestamp is not None
-
-
 def test_a_context_is_a_resource_and_a_runner_pod_of_its_own(
-    release: Ingress, custom: client.CustomObjectsApi, core: client.CoreV1Api, context: str
+    release: Ingress, contexts: SessionResources, core: client.CoreV1Api, context: str
 ) -> None:
-    body = resource(custom, context)
+    body = contexts.get(context)
     assert body is not None and body["status"]["phase"] == "Ready"
     assert body["metadata"]["labels"]["sandbox-controller.dev/key"]  # the key's name only
-    pod = core.read_namespaced_pod(pod_of(custom, context), SANDBOX_NAMESPACE)
+    pod = core.read_namespaced_pod(contexts.pod_of(context), SANDBOX_NAMESPACE)
     assert pod.metadata.labels["app.kubernetes.io/component"] == "code-context"
     assert pod.metadata.owner_references[0].name == context
     assert "--context" in pod.spec.containers[0].command
@@ -92,7 +64,7 @@ def test_a_context_is_a_resource_and_a_runner_pod_of_its_own(
     assert run(release, context, "print(x + 1)")["stdout"] == "42\n"
     # The operator records what the runner did, on its next look.
     wait_for(
-        lambda: (resource(custom, context) or {}).get("status", {}).get("calls") == 2,
+        lambda: (contexts.get(context) or {}).get("status", {}).get("calls") == 2,
         timeout_s=30,
         what="the calls recorded on the CodeContext",
     )
@@ -101,26 +73,26 @@ def test_a_context_is_a_resource_and_a_runner_pod_of_its_own(
 
 
 def test_deleting_a_context_removes_its_pod_and_secret(
-    release: Ingress, custom: client.CustomObjectsApi, core: client.CoreV1Api
+    release: Ingress, contexts: SessionResources
 ) -> None:
     context_id = create(release)
-    pod = pod_of(custom, context_id)
-    assert exists(lambda: core.read_namespaced_secret(pod, SANDBOX_NAMESPACE))
+    pod = contexts.pod_of(context_id)
+    assert contexts.secret_exists(pod)
     assert release.client.delete(f"{C}/{context_id}").status_code == 204
     assert release.client.get(f"{C}/{context_id}").status_code == 404
-    wait_for(lambda: pod_gone(core, pod), timeout_s=60, what=f"pod {pod} to go")
+    wait_for(lambda: contexts.pod_gone(pod), timeout_s=60, what=f"pod {pod} to go")
     wait_for(
-        lambda: not exists(lambda: core.read_namespaced_secret(pod, SANDBOX_NAMESPACE)),
+        lambda: not contexts.secret_exists(pod),
         timeout_s=60,
         what=f"secret {pod} to go",
     )
 
 
 def test_an_idle_context_expires_and_its_pod_goes(
-    release: Ingress, custom: client.CustomObjectsApi, core: client.CoreV1Api
+    release: Ingress, contexts: SessionResources
 ) -> None:
     context_id = create(release, idleTimeoutS=3)
-    pod = pod_of(custom, context_id)
+    pod = contexts.pod_of(context_id)
     try:
         wait_for(
             lambda: release.client.get(f"{C}/{context_id}").status_code == 404,
@@ -129,9 +101,9 @@ def test_an_idle_context_expires_and_its_pod_goes(
         )
         gone = release.client.get(f"{C}/{context_id}")
         assert "expired" in gone.json()["message"], gone.text
-        body = resource(custom, context_id)
+        body = contexts.get(context_id)
         assert body is not None and body["status"]["phase"] == "Expired"
-        wait_for(lambda: pod_gone(core, pod), timeout_s=60, what=f"pod {pod} to go")
+        wait_for(lambda: contexts.pod_gone(pod), timeout_s=60, what=f"pod {pod} to go")
     finally:
         release.client.delete(f"{C}/{context_id}")
 
@@ -149,13 +121,13 @@ def test_a_long_call_is_use_not_idleness(release: Ingress) -> None:
 
 
 def test_a_context_whose_pod_is_deleted_fails_with_a_reason(
-    release: Ingress, custom: client.CustomObjectsApi, core: client.CoreV1Api
+    release: Ingress, contexts: SessionResources, core: client.CoreV1Api
 ) -> None:
     context_id = create(release)
     try:
         run(release, context_id, "x = 1")
         core.delete_namespaced_pod(
-            pod_of(custom, context_id), SANDBOX_NAMESPACE, grace_period_seconds=0
+            contexts.pod_of(context_id), SANDBOX_NAMESPACE, grace_period_seconds=0
         )
         wait_for(
             lambda: release.client.get(f"{C}/{context_id}").status_code == 410,
@@ -165,7 +137,7 @@ def test_a_context_whose_pod_is_deleted_fails_with_a_reason(
         gone = release.client.post(f"{C}/{context_id}/execute", json={"code": "print(x)"})
         assert gone.status_code == 410, gone.text
         assert "was deleted" in gone.json()["message"]
-        body = resource(custom, context_id)
+        body = contexts.get(context_id)
         assert body is not None and body["status"]["phase"] == "Failed"
     finally:
         release.client.delete(f"{C}/{context_id}")
