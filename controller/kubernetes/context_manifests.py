@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from controller.kubernetes.manifests import (
     APP,
@@ -43,9 +43,9 @@ class ContextPodTemplate:
     """What the controller publishes for the operator: how context pods are made."""
 
     pod: RunnerPodSpec
-    warm_max_age_s: int
+    warm_max_age_s: Annotated[int, Field(ge=1, le=86_400)]
     """A warm pod unclaimed this long is replaced (its runner exits a minute later)."""
-    max_lifetime_s: int
+    max_lifetime_s: Annotated[int, Field(ge=1, le=604_800)]
     """The longest lifetime a context may have (CONTEXT_MAX_LIFETIME_S)."""
 
     @property
@@ -73,7 +73,7 @@ def encode_template(template: ContextPodTemplate) -> bytes:
 
 def published_template(pool: dict[str, Any]) -> ContextPodTemplate:
     """The template on the pool's ConfigMap; TemplateMissing when there is none that
-    reads (strictly: a field of the wrong type is no template)."""
+    reads (strictly: a field of the wrong type, or out of its bounds, is no template)."""
     raw = (pool.get("data") or {}).get(TEMPLATE_KEY)
     if not isinstance(raw, str):
         raise TemplateMissing("no controller has published how to make context pods yet")

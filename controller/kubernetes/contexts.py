@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,10 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from runner.context import LIST_ANSWER_BYTES
 from runner.contract import (
+    MAX_PATH_CHARS,
+    SERVING_REFUSALS,
     CallOutcome,
     ContextFailed,
     EgressGrant,
@@ -66,7 +70,11 @@ CALL_MARGIN_S = 20.0
 START_MARGIN_S = 30.0
 """Past the pod's start-up: the operator's claim and status write."""
 SMALL_REPLY_BYTES = 64 * 1024
-LIST_REPLY_BYTES = 32 * 1024 * 1024
+LIST_REPLY_BYTES = LIST_ANSWER_BYTES + 1024 * 1024
+"""A listing as the runner sends it: its keeper's answer (bounded), and the JSON around
+each entry."""
+RULE = re.compile(r"[a-z_]{1,40}")
+JSON_TEXT = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
 @contextlib.contextmanager
@@ -130,8 +138,15 @@ class RemoteContext:
         content: bytes | None = None,
         timeout_s: float = OPERATION_TIMEOUT_S,
         max_bytes: int = SMALL_REPLY_BYTES,
+        file: bool = False,
     ) -> bytes:
-        """The body of a 200; the runner's refusals as the contract's exceptions."""
+        """The body of a 200; the runner's refusals as the contract's exceptions.
+
+        A pod the code may have taken over answers this: only an operation on a file
+        (``file``) can be refused as FileRefused, which its route answers 404 or 422;
+        any other refusal, and any answer too large, is the platform's (503).
+        """
+        status = 0
         try:
             async with (
                 asyncio.timeout(timeout_s),
@@ -149,7 +164,9 @@ class RemoteContext:
                     response, max_bytes if status == 200 else SMALL_REPLY_BYTES
                 )
         except ReplyTooLarge:
-            raise FileRefused("max_bytes", f"larger than {max_bytes} bytes") from None
+            if file and status == 200:
+                raise FileRefused("max_bytes", f"larger than {max_bytes} bytes") from None
+            raise SandboxUnavailable("the context's runner sent an answer too large") from None
         except ReplyUndecodable as exc:
             raise SandboxUnavailable(f"the context's runner sent {exc}") from None
         except TimeoutError:
@@ -157,7 +174,9 @@ class RemoteContext:
                 f"the context's runner did not answer within {timeout_s:.0f}s"
             ) from None
         except httpx.TransportError as exc:
-            raise ContextFailed(f"its runner pod stopped answering ({type(exc).__name__})") from exc
+            raise RunnerUnreachable(
+                f"the context's runner pod did not answer ({type(exc).__name__})"
+            ) from exc
         if status == 200:
             return body
         code, message = _refusal(body)
@@ -165,20 +184,17 @@ class RemoteContext:
             raise busy(self._context_id)
         if status == 503:
             raise ContextFailed(message)
-        if status in (404, 422) and code is not None:
+        is_rule = code is not None and code not in SERVING_REFUSALS and RULE.fullmatch(code)
+        if file and status in (404, 422) and is_rule:
+            assert code is not None
             raise FileRefused(code, message)
         raise SandboxUnavailable(f"the context's runner answered {status}: {message}")
 
     async def setup(self, job: Job) -> None:
         """Set the claimed pod up for the context; FileRefused for its files' rules."""
-        try:
-            await self.request(
-                "POST", "/context", content=encode_job(job), timeout_s=SETUP_TIMEOUT_S
-            )
-        except FileRefused as exc:
-            if exc.rule in ("bad_setup", "begun"):  # not the files': the pod's, or ours
-                raise SandboxUnavailable(f"the context's runner refused its setup: {exc}") from None
-            raise
+        await self.request(
+            "POST", "/context", content=encode_job(job), timeout_s=SETUP_TIMEOUT_S, file=True
+        )
 
     async def run(
         self, code: str, stdin: str | None, limits: RunLimits, grace_ms: int, call_id: str
@@ -207,31 +223,58 @@ class RemoteContext:
         await self.request("POST", "/restart")
 
     async def list_files(self, max_entries: int) -> tuple[list[tuple[str, int]], bool]:
-        raw = await self.request("GET", "/files", max_bytes=LIST_REPLY_BYTES)
-        try:
-            listed = json.loads(raw)
-            files = [(str(f["path"]), int(f["size"])) for f in listed["files"]]
-            complete = listed["complete"] is True
-        except (ValueError, TypeError, KeyError, RecursionError) as exc:
-            raise SandboxUnavailable(f"the context's runner listed nonsense: {exc}") from None
-        return files[:max_entries], complete and len(files) <= max_entries
+        raw = await self.request("GET", f"/files?max={max_entries}", max_bytes=LIST_REPLY_BYTES)
+        return listing(raw, max_entries)
 
     async def read_file(self, path: str, max_bytes: int) -> bytes:
-        return await self.request("GET", "/files/" + quote(path), max_bytes=max_bytes)
+        return await self.request("GET", "/files/" + quote(path), max_bytes=max_bytes, file=True)
 
     async def write_file(self, path: str, data: bytes) -> None:
-        await self.request("PUT", "/files/" + quote(path), content=data)
+        await self.request("PUT", "/files/" + quote(path), content=data, file=True)
 
     async def delete(self, path: str) -> None:
-        await self.request("DELETE", "/files/" + quote(path))
+        await self.request("DELETE", "/files/" + quote(path), file=True)
 
     async def status(self) -> dict[str, Any] | None:
         """The runner's /status, or None when it does not give one."""
         try:
             reply = json.loads(await self.request("GET", "/status", timeout_s=3.0))
-        except (ContextFailed, FileRefused, SandboxUnavailable, ValueError, RecursionError):
+        except (ContextFailed, SandboxUnavailable, ValueError, RecursionError):
             return None
         return reply if isinstance(reply, dict) else None
+
+
+def listing(raw: bytes, max_entries: int) -> tuple[list[tuple[str, int]], bool]:
+    """A runner's file listing, read strictly and within its bounds: at most
+    ``max_entries`` entries, each a path and a size."""
+    # Its structure, its texts aside: one list, and an object per entry at most.  A
+    # reply of empty objects or lists would cost the controller far more memory than its
+    # bytes, so it is refused before it is parsed.
+    structure = JSON_TEXT.sub(b'""', raw)
+    if structure.count(b"[") > 1 or structure.count(b"{") > max_entries + 1:
+        raise SandboxUnavailable("the context's runner listed more files than asked")
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not a number")
+
+    try:
+        listed = json.loads(raw, parse_constant=refuse)
+        files = []
+        for entry in listed["files"]:
+            path, size = entry["path"], entry["size"]
+            if not isinstance(path, str) or not 0 < len(path) <= MAX_PATH_CHARS:
+                raise ValueError("a path is a text of 1 to MAX_PATH_CHARS characters")
+            if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < 2**63:
+                raise ValueError("a size is a count of bytes")
+            files.append((path, size))
+        complete = listed["complete"] is True
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
+        raise SandboxUnavailable(f"the context's runner listed nonsense: {exc}") from None
+    return files[:max_entries], complete and len(files) <= max_entries
+
+
+class RunnerUnreachable(SandboxUnavailable):
+    """The context's pod did not answer at all: gone, or not yet known to be."""
 
 
 def _refusal(body: bytes) -> tuple[str | None, str]:
@@ -258,7 +301,13 @@ class KubernetesContexts:
         self.metrics = metrics or Metrics()
         self._api = api
         self._resources: SessionResources[CodeContextResource] | None = None
-        self._http = httpx.AsyncClient(trust_env=False, timeout=httpx.Timeout(30.0, connect=5.0))
+        # No pool to wait for (each context's calls are one at a time, and its runner
+        # closes each connection): a call never queues behind another context's.
+        self._http = httpx.AsyncClient(
+            trust_env=False,
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+        )
         self._kind = context_kind(settings)
         self._egress_address = ""
 
@@ -428,10 +477,14 @@ class KubernetesContexts:
         try:
             yield remote
         except ContextFailed as exc:
-            # The runner failed (it exits, and the operator marks the context Failed) or
-            # its pod is gone: 410 either way, with the operator's reason if it has one.
+            # The runner says its sandbox failed: it exits, and the operator marks the
+            # context Failed (its reason, once written, is what later callers read).
+            raise failed(context_id, str(exc)) from None
+        except RunnerUnreachable:
+            # Gone (the operator may know why already), or a moment's trouble: only
+            # the resource can tell, and the caller may retry the second.
             with contextlib.suppress(SandboxUnavailable, NotFound):
                 now = await self._resource(context_id, caller)
-                if now.phase in (FAILED, EXPIRED) and now.status.reason:
-                    raise failed(context_id, now.status.reason) from None
-            raise failed(context_id, str(exc)) from None
+                if now.phase in (FAILED, EXPIRED):
+                    raise failed(context_id, now.status.reason or "its runner pod ended") from None
+            raise

@@ -199,13 +199,14 @@ def review(
     *,
     what: str,
     usage: dict[str, Any] | None = None,
+    failure: str | None = None,
 ) -> Verdict:
     """One periodic look at a session.
 
     ``idle_s`` is what its pod reports (None: no answer); ``pod`` is its pod as the
     operator last saw it (None: there is none), which catches a pod that died while
     nobody watched.  ``usage``: what the pod reports of its use besides, recorded in
-    the status with lastUsedAt.
+    the status with lastUsedAt; ``failure``: why its report says it cannot be used.
     """
     status, phase = session.status, session.phase
     if phase in (FAILED, EXPIRED):
@@ -217,7 +218,10 @@ def review(
         if (now - created).total_seconds() > start_timeout_s:
             return Finish(ended(FAILED, f"not ready within {start_timeout_s:.0f}s", now))
         return Keep()
-    failure = f"its {what} pod {status.pod} is gone" if pod is None else pod_failure(pod, what=what)
+    if failure is None:
+        failure = (
+            f"its {what} pod {status.pod} is gone" if pod is None else pod_failure(pod, what=what)
+        )
     if failure is not None:
         return Finish(ended(FAILED, failure, now))
     if now >= created + timedelta(seconds=lifetime):

@@ -216,6 +216,7 @@ class Operator:
             self.start_deadline_s,
             what=kind.pod_noun,
             usage=usage.status,
+            failure=usage.failure,
         )
         if isinstance(verdict, decisions.Remove):
             log.info("%s %s: retention over, deleting it", kind.noun, name)

@@ -33,6 +33,10 @@ from controller.kubernetes.session_pods import CustomResource, pods_selector
 from controller.operator.decisions import PodTemplate
 
 CONFIGURE_TIMEOUT_S = 30.0
+SETUP_DEADLINE_S = 120
+"""A context's controller sets its pod up at once when it is Ready (its files take
+seconds): past this, the controller that asked is gone, and the context fails rather
+than hold a pod until its idle timeout."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class Usage:
     idle_s: float | None
     status: dict[str, Any]
     """Fields of the session's status that record it (written with lastUsedAt)."""
+    failure: str | None = None
+    """Why the session can no longer be used, when its pod's report says so."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -240,10 +246,14 @@ class ContextKind(SessionKind):
     def usage(self, reply: dict[str, Any], session: SessionResource, now: datetime) -> Usage:
         if reply.get("begun") is not True:
             # Claimed, and not set up yet by its controller (or never will be, if that
-            # one went away): unused since it was Ready.  The runner's own clock counts
-            # from its start, warm in the pool.
-            ready_at = session.status.ready_at or session.created
-            return Usage(max((now - ready_at).total_seconds(), 0.0), {})
+            # one went away): unused since it was Ready (the runner's own clock counts
+            # from its start, warm in the pool), until its setup deadline.
+            if reply.get("busy") is True:
+                return Usage(0.0, {})  # being set up now
+            waited = max((now - (session.status.ready_at or session.created)).total_seconds(), 0)
+            if waited > SETUP_DEADLINE_S:
+                return Usage(None, {}, f"not set up by a controller within {SETUP_DEADLINE_S}s")
+            return Usage(waited, {})
         # A call under way is use, however long it runs (the runner's clock counts
         # from the end of the last operation).
         idle = 0.0 if reply.get("busy") is True else reported_idle_s(reply)

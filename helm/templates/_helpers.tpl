@@ -4,6 +4,11 @@
 {{- printf "%s-sandbox-controller" .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The operator's Deployment and service account. */}}
+{{- define "sandbox.operatorName" -}}
+{{- printf "%s-operator" (include "sandbox.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "sandbox.labels" -}}
 app.kubernetes.io/name: sandbox-controller
 app.kubernetes.io/instance: {{ .Release.Name }}

@@ -11,7 +11,7 @@ reaches it at the pod's address:
     POST   /run          {"executionId", "code", "stdin"?, "timeoutMs", "graceMs"}: the
                          call's outcome (runner.wire), with "restarted"
     POST   /restart      a fresh interpreter; the files stay
-    GET    /files        {"files": [{"path", "size"}], "complete"}
+    GET    /files[?max=N]  {"files": [{"path", "size"}], "complete"}: N at most
     GET|PUT|DELETE /files/PATH   a file's bytes (PUT: the body is the file)
     GET    /status       {"begun", "busy", "idleS", "calls", "restarts", "failed"}: the
                          idle clock, and what the context has done
@@ -30,7 +30,7 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from runner.context import ContextSandbox
 from runner.contract import MAX_TIMEOUT_MS, ContextFailed, FileRefused, Job
@@ -55,6 +55,15 @@ from sandbox_common.egress_account import EgressAccount
 MAX_GRACE_MS = 60_000
 MAX_LISTED = 100_000
 MAX_FILE_BYTES = MAX_JOB_BYTES
+
+
+def _most_listed(path: str) -> int:
+    """The ``max`` of ``/files?max=N`` (1 to MAX_LISTED; MAX_LISTED when not given)."""
+    query = parse_qs(path.partition("?")[2])
+    asked = query.get("max", [str(MAX_LISTED)])[-1]
+    if not asked.isdigit() or not 1 <= int(asked) <= MAX_LISTED:
+        raise _Answer(422, f"max is a count from 1 to {MAX_LISTED}", "bad_call")
+    return int(asked)
 
 
 class _Answer(Exception):
@@ -151,8 +160,8 @@ class ContextServer:
             await context.restart()
             self._restarts += 1
             return response(200, b'{"restarted": true}')
-        if (method, path) == ("GET", "/files"):
-            files, complete = await context.list_files(MAX_LISTED)
+        if method == "GET" and path.split("?")[0] == "/files":
+            files, complete = await context.list_files(_most_listed(path))
             listed = [{"path": p, "size": s} for p, s in files]
             return response(200, json.dumps({"files": listed, "complete": complete}).encode())
         if path.startswith("/files/"):

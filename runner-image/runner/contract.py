@@ -192,6 +192,11 @@ class ContextFailed(Exception):
     """The context's sandbox broke down or broke the protocol: the context is over."""
 
 
+SERVING_REFUSALS = frozenset({"busy", "bad_call", "bad_setup", "begun", "not_begun"})
+"""The ``error`` codes of ``serve --context``'s own refusals (runner.context_serve): any
+other code it answers is a file operation's rule (FileRefused)."""
+
+
 class FileRefused(Exception):
     """A file operation the sandbox refused; ``rule`` names why."""
 

@@ -90,6 +90,9 @@ def test_timeouts_restarts_and_files(context: Context) -> None:
     assert context.http.put("/files/d/new.bin", content=b"\x00\x01").status_code == 200
     listed = context.http.get("/files").json()
     assert {f["path"] for f in listed["files"]} == {"f.txt", "d/new.bin"}
+    one = context.http.get("/files?max=1").json()  # as many as the controller shows
+    assert (len(one["files"]), one["complete"]) == (1, False)
+    assert context.http.get("/files?max=0").json()["error"] == "bad_call"
     assert context.http.delete("/files/d").status_code == 200
     missing = context.http.get("/files/d/new.bin")
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")

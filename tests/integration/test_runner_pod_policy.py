@@ -63,14 +63,23 @@ def pinned_pod(pinned_chart: list[dict[str, Any]]) -> Pod:
     return pod_of(pinned_chart)
 
 
-def refusals(chart: list[dict[str, Any]], pod: Pod, operation: str = "CREATE") -> list[str]:
+CONTROLLER_USER = "system:serviceaccount:sandbox:rel-sandbox-controller"
+OPERATOR_USER = "system:serviceaccount:sandbox:rel-sandbox-controller-operator"
+
+
+def refusals(
+    chart: list[dict[str, Any]],
+    pod: Pod,
+    operation: str = "CREATE",
+    user: str = CONTROLLER_USER,
+) -> list[str]:
     """The messages of the policy's validations that ``pod`` fails, when created (or
     updated: ``operation``)."""
     policy = one(chart, "ValidatingAdmissionPolicy")
     environment = celpy.Environment()
     activation: dict[str, Any] = {
         "object": celpy.json_to_cel(pod),
-        "request": celpy.json_to_cel({"operation": operation}),
+        "request": celpy.json_to_cel({"operation": operation, "userInfo": {"username": user}}),
     }
     variables = {}
     for variable in policy["spec"].get("variables", []):
@@ -385,22 +394,28 @@ def test_a_context_pod_lives_as_long_as_a_context_may_and_no_longer(
     pod = context_pod_of(chart, controller_pod)
     assert "--context" in pod["spec"]["containers"][0]["command"]
     assert pod["spec"]["activeDeadlineSeconds"] > controller_pod["spec"]["activeDeadlineSeconds"]
-    assert refusals(chart, pod) == []
+    assert refusals(chart, pod, user=OPERATOR_USER) == []
     # Claimed: the operator's compare-and-swap relabels it and hands it to its context.
     claimed = copy.deepcopy(pod)
     claimed["spec"]["nodeName"] = "node-1"
     claimed["metadata"]["labels"].update(CLAIM)
-    assert refusals(chart, claimed, operation="UPDATE") == []
+    assert refusals(chart, claimed, operation="UPDATE", user=OPERATOR_USER) == []
     for widened in (
         mutate(lambda p: p["spec"].update(activeDeadlineSeconds=30 * 86_400))(pod),
         # The label that grants the longer deadline grants nothing else.
         mutate(lambda p: container(p).update(image="docker.io/library/busybox"))(pod),
     ):
-        assert refusals(chart, widened) != []
+        assert refusals(chart, widened, user=OPERATOR_USER) != []
+    # Only the operator makes or changes one: a controller (compromised, say) that
+    # labels a pod so, to keep a runner image running for hours, is refused.
+    for operation in ("CREATE", "UPDATE"):
+        refused = refusals(chart, pod, operation=operation, user=CONTROLLER_USER)
+        assert "a code context's pod is the operator's to make and to change" in refused
     # A runner pod for one execution does not get a context's deadline.
     long_lived = copy.deepcopy(controller_pod)
     long_lived["spec"]["activeDeadlineSeconds"] = pod["spec"]["activeDeadlineSeconds"]
     assert any("deadline" in message for message in refusals(chart, long_lived))
+    assert any("deadline" in message for message in refusals(chart, long_lived, user=OPERATOR_USER))
 
 
 CLAIM = {"sandbox-controller.dev/pool": "claimed", "sandbox-controller.dev/session": "ctx-1"}

@@ -14,7 +14,13 @@ from runner.wire import encode_call
 from controller.errors import Busy, NotFound, SandboxUnavailable
 from controller.keys import Defaults
 from controller.kubernetes.api import KubeApi
-from controller.kubernetes.contexts import KubernetesContexts, RemoteContext, context_info
+from controller.kubernetes.contexts import (
+    KubernetesContexts,
+    RemoteContext,
+    RunnerUnreachable,
+    context_info,
+    listing,
+)
 from controller.kubernetes.resources import CodeContextResource
 from controller.settings import Settings
 
@@ -107,8 +113,10 @@ def refusal(status: int, code: str | None, message: str = "no") -> httpx.Respons
         (refusal(422, "not_possible", "Permission denied"), FileRefused, "not_possible"),
         (refusal(401, None), SandboxUnavailable, None),
         (httpx.Response(200, content=b"x" * 100), FileRefused, "max_bytes"),
-        (httpx.ConnectError("refused"), ContextFailed, None),
-        (httpx.ReadError("reset"), ContextFailed, None),
+        (refusal(422, "busy"), SandboxUnavailable, None),  # the protocol's, not a rule
+        (refusal(422, "Not A Rule!"), SandboxUnavailable, None),
+        (httpx.ConnectError("refused"), RunnerUnreachable, None),
+        (httpx.ReadError("reset"), RunnerUnreachable, None),
     ],
 )
 async def test_a_runners_answers_are_the_contexts_errors(
@@ -130,3 +138,48 @@ async def test_a_call_is_read_by_the_wire_contract() -> None:
     other = runner(httpx.Response(200, content=encode_call("call-2", CallOutcome(outcome, False))))
     with pytest.raises(SandboxUnavailable, match="nonsense"):
         await other.run("print(42)", None, RunLimits(timeout_ms=1000), 200, "call-1")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        refusal(422, "not_found"),  # a file's rule, from an operation on no file
+        refusal(404, "path_protected"),
+        httpx.Response(200, content=b"x" * (64 * 1024 + 1)),  # a status that large
+    ],
+)
+async def test_only_a_file_operation_is_refused_as_a_file(answer: httpx.Response) -> None:
+    """What the pod answers a call, a restart or a listing with is never a file's 404 or
+    422 (the code may have taken the pod over): it is the platform's 503."""
+    with pytest.raises(SandboxUnavailable):
+        await runner(answer).restart()
+    with pytest.raises(SandboxUnavailable):
+        await runner(answer).request("GET", "/status")
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        # 20 entries where 3 were asked for: refused before parsing (each empty object
+        # would cost the controller ~100 bytes of memory for its 3).
+        (b'{"files": [' + b",".join([b"{}"] * 20) + b'], "complete": true}', "more files"),
+        (b'{"files": [' + b",".join([b"[]"] * 20) + b'], "complete": true}', "more files"),
+        # Brackets and braces in the paths are the paths'.
+        (b'{"files": [{"path": "a", "size": Infinity}], "complete": true}', "nonsense"),
+        (b'{"files": [{"path": "a", "size": -1}], "complete": true}', "nonsense"),
+        (b'{"files": [{"path": "", "size": 1}], "complete": true}', "nonsense"),
+        (b'{"files": [{"path": 7, "size": 1}], "complete": true}', "nonsense"),
+        (b'{"files": [{"path": "a", "size": 1.5}], "complete": true}', "nonsense"),
+    ],
+)
+def test_a_listing_is_read_strictly_and_within_its_bounds(raw: bytes, why: str) -> None:
+    with pytest.raises(SandboxUnavailable, match=why):
+        listing(raw, 3)
+
+
+def test_a_listing_says_when_it_is_not_whole() -> None:
+    raw = b'{"files": [{"path": "a", "size": 1}, {"path": "b/c", "size": 0}], "complete": true}'
+    assert listing(raw, 2) == ([("a", 1), ("b/c", 0)], True)
+    odd = b'{"files": [{"path": "[{\\"x\\" ]]{", "size": 3}], "complete": true}'
+    assert listing(odd, 1) == ([('[{"x" ]]{', 3)], True)
+    assert listing(raw.replace(b"true", b"false"), 2) == ([("a", 1), ("b/c", 0)], False)

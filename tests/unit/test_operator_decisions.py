@@ -363,6 +363,33 @@ def test_a_context_runner_reports_its_use(
     assert (usage.idle_s, usage.status) == (idle_s, recorded)
 
 
+def test_a_context_never_set_up_fails_at_its_setup_deadline() -> None:
+    """Its controller went away between Ready and the setup: it fails, rather than hold
+    a pod (and count against its key) until its idle timeout."""
+
+    def ready(seconds_ago: float) -> CodeContextResource:
+        status = {"phase": "Ready", "readyAt": stamp(seconds_ago), "pod": "ctx-9"}
+        return CodeContextResource.parse({"metadata": {"name": "ctx-1"}, "status": status})
+
+    waiting = CONTEXTS.usage({"begun": False, "idleS": 5000}, ready(60), NOW)
+    assert (waiting.idle_s, waiting.failure) == (60.0, None)
+    setting_up = CONTEXTS.usage({"begun": False, "busy": True}, ready(600), NOW)
+    assert (setting_up.idle_s, setting_up.failure) == (0.0, None)
+    orphaned = CONTEXTS.usage({"begun": False}, ready(121), NOW)
+    assert orphaned.failure is not None and "not set up" in orphaned.failure
+    verdict = decisions.review(
+        ready(121),
+        NOW,
+        orphaned.idle_s,
+        retention_s=300,
+        pod=pod("ctx-9", session="ctx-1"),
+        start_timeout_s=120,
+        what="runner",
+        failure=orphaned.failure,
+    )
+    assert isinstance(verdict, Finish) and verdict.status["phase"] == "Failed"
+
+
 def test_a_context_records_what_its_runner_did() -> None:
     body = {
         "metadata": {"name": "ctx-1", "labels": {"sandbox-controller.dev/key": "team-a"}},
