@@ -33,10 +33,10 @@ def pinned_chart() -> list[dict[str, Any]]:
     return render(*PINNED)
 
 
-def pod_of(chart: list[dict[str, Any]]) -> Pod:
-    """The runner pod the chart's controller would build, from the chart's own settings."""
+def runner_spec(chart: list[dict[str, Any]]) -> RunnerPodSpec:
+    """What the chart's controller makes runner pods with, from the chart's own settings."""
     settings = env(one(chart, "Deployment", name=CONTROLLER))
-    spec = RunnerPodSpec(
+    return RunnerPodSpec(
         image=settings["RUNNER_IMAGE"],
         pull_policy=settings["RUNNER_IMAGE_PULL_POLICY"],
         seccomp_profile=settings["RUNNER_SECCOMP_PROFILE"],
@@ -46,10 +46,15 @@ def pod_of(chart: list[dict[str, Any]]) -> Pod:
         memory_request_mb=128,
         memory_limit_mb=1152,
         ephemeral_storage_mb=256,
-        max_idle_s=660,
+        max_idle_s=int(settings["WARM_SANDBOX_MAX_AGE_S"]) + 60,
         scheduling=PodScheduling.model_validate_json(settings["RUNNER_POD_SCHEDULING"]),
         user_namespace=settings["RUNNER_USER_NAMESPACE"] == "true",
     )
+
+
+def pod_of(chart: list[dict[str, Any]]) -> Pod:
+    """The runner pod the chart's controller would build."""
+    spec = runner_spec(chart)
     return runner_pod(spec, "sbx-0123456789abcdef", "0" * 64, Owner("replica", "lease", "uid"))
 
 
@@ -364,25 +369,14 @@ def test_no_user_namespace_is_refused_without_a_runtime_class() -> None:
     assert "runtimeClassName" in refusal("runner.userNamespace=false")
 
 
-def context_pod_of(chart: list[dict[str, Any]], controller_pod: Pod) -> Pod:
+def context_pod_of(chart: list[dict[str, Any]]) -> Pod:
     """A code context's pod as the operator makes it, from the template the chart's
     controller publishes (the same runner settings, its longest lifetime)."""
     settings = env(one(chart, "Deployment", name=CONTROLLER))
-    container = controller_pod["spec"]["containers"][0]
-    spec = RunnerPodSpec(
-        image=container["image"],
-        pull_policy=container["imagePullPolicy"],
-        seccomp_profile=settings["RUNNER_SECCOMP_PROFILE"],
-        mounted=SandboxLimits(),
-        cpu_request="100m",
-        cpu_limit="1",
-        memory_request_mb=128,
-        memory_limit_mb=1152,
-        ephemeral_storage_mb=256,
-        max_idle_s=int(settings["WARM_SANDBOX_MAX_AGE_S"]) + 60,
-    )
     template = ContextPodTemplate(
-        spec, int(settings["WARM_SANDBOX_MAX_AGE_S"]), int(settings["CONTEXT_MAX_LIFETIME_S"])
+        runner_spec(chart),
+        int(settings["WARM_SANDBOX_MAX_AGE_S"]),
+        int(settings["CONTEXT_MAX_LIFETIME_S"]),
     )
     warm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p", "uid": "u"}}
     return context_pod(template, "ctx-0123456789abcdef", "0" * 64, owner_reference(warm))
@@ -391,7 +385,7 @@ def context_pod_of(chart: list[dict[str, Any]], controller_pod: Pod) -> Pod:
 def test_a_context_pod_lives_as_long_as_a_context_may_and_no_longer(
     chart: list[dict[str, Any]], controller_pod: Pod
 ) -> None:
-    pod = context_pod_of(chart, controller_pod)
+    pod = context_pod_of(chart)
     assert "--context" in pod["spec"]["containers"][0]["command"]
     assert pod["spec"]["activeDeadlineSeconds"] > controller_pod["spec"]["activeDeadlineSeconds"]
     assert refusals(chart, pod, user=OPERATOR_USER) == []
