@@ -55,6 +55,8 @@ RETRY_FIRST_S, RETRY_MAX_S = 2.0, 60.0
 """Warm pods that keep failing (a bad image, a missing seccomp profile) are restarted
 after a doubling pause, not in a tight loop."""
 TEMPLATE_REFRESH_S = 10.0
+"""How stale the pool's ConfigMap may be when pods are made from it: a new template
+(the controller's settings changed) reaches the warm pods within this."""
 
 
 class PodFailed(Exception):
