@@ -112,8 +112,9 @@ def pod_spec(settings: Settings) -> RunnerPodSpec:
 
 @contextlib.contextmanager
 def sandbox_errors() -> Iterator[None]:
-    """The Kubernetes API's failures as executions report them: the one place where they
-    become the product's error (503 ``sandbox_unavailable``, the cause in its message)."""
+    """The Kubernetes API's failures as executions and code contexts report them: the
+    one place where they become the product's error (503 ``sandbox_unavailable``, the
+    cause in its message)."""
     try:
         yield
     except KubernetesError as exc:

@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -46,14 +46,19 @@ from controller.errors import NotFound, SandboxUnavailable
 from controller.execution.limits import sandbox_limits
 from controller.keys import Caller
 from controller.kubernetes.api import KubeApi, KubeNotFound, KubernetesError, load_client
-from controller.kubernetes.backend import egress_grant, pod_spec, proxy_address
+from controller.kubernetes.backend import egress_grant, pod_spec, proxy_address, sandbox_errors
 from controller.kubernetes.context_manifests import (
     ContextPodTemplate,
     code_context,
     template_patch,
 )
 from controller.kubernetes.informer import SessionResources
-from controller.kubernetes.resources import CODE_CONTEXTS, CodeContextResource
+from controller.kubernetes.resources import (
+    CODE_CONTEXTS,
+    CodeContextResource,
+    reported_count,
+    reported_idle_s,
+)
 from controller.kubernetes.session_pods import EXPIRED, FAILED, READY
 from controller.metrics import Metrics
 from controller.replies import IDENTITY, ReplyTooLarge, ReplyUndecodable, read_capped
@@ -77,15 +82,6 @@ RULE = re.compile(r"[a-z_]{1,40}")
 JSON_TEXT = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
-@contextlib.contextmanager
-def context_errors() -> Iterator[None]:
-    """The Kubernetes API's failures as context operations report them (503)."""
-    try:
-        yield
-    except KubernetesError as exc:
-        raise SandboxUnavailable(exc.message) from exc
-
-
 def context_info(context: CodeContextResource, live: dict[str, Any] | None = None) -> ContextInfo:
     """The public record of a Ready CodeContext: what its resource says, and what its
     runner said just now (``live``: its /status, when asked)."""
@@ -93,11 +89,15 @@ def context_info(context: CodeContextResource, live: dict[str, Any] | None = Non
     calls, restarts, busy_now = status.calls, status.restarts, False
     last_used = context.last_used_at
     if live is not None:
-        calls = _count(live.get("calls"), calls)
-        restarts = _count(live.get("restarts"), restarts)
+        live_calls, live_restarts = (
+            reported_count(live.get("calls")),
+            reported_count(live.get("restarts")),
+        )
+        calls = calls if live_calls is None else live_calls
+        restarts = restarts if live_restarts is None else live_restarts
         busy_now = live.get("busy") is True
-        idle = live.get("idleS")
-        if isinstance(idle, int | float) and not isinstance(idle, bool) and 0 <= idle < 1e9:
+        idle = reported_idle_s(live)
+        if idle is not None and idle < 1e9:  # beyond, no date
             last_used = max(last_used, datetime.now(UTC) - timedelta(seconds=idle))
     end = context.created + timedelta(seconds=context.max_lifetime_s)
     allowed = (context.network or {}).get("allowedDomains")
@@ -116,11 +116,6 @@ def context_info(context: CodeContextResource, live: dict[str, Any] | None = Non
         restarts=restarts,
         busy=busy_now,
     )
-
-
-def _count(value: Any, otherwise: int) -> int:
-    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
-    return value if ok else otherwise
 
 
 class RemoteContext:
@@ -349,7 +344,7 @@ class KubernetesContexts:
         resources = self.resources
         grant = self._grant(spec, terms)
         name = spec.context_id
-        with resources.creating(name, caller, self._kind), context_errors():
+        with resources.creating(name, caller, self._kind), sandbox_errors():
             manifest = code_context(
                 name,
                 terms.idle_timeout_s,
@@ -371,7 +366,7 @@ class KubernetesContexts:
                 await remote.setup(self._setup_job(spec, grant))
             except BaseException:
                 # Refused, timed out, or the caller went away: nobody will use it.
-                await asyncio.shield(self._delete_quietly(name))
+                await asyncio.shield(resources.delete_quietly(name))
                 raise
         return context_info(context)
 
@@ -409,12 +404,6 @@ class KubernetesContexts:
             egress=grant,
         )
 
-    async def _delete_quietly(self, name: str) -> None:
-        try:
-            await self.resources.api.delete_custom(CODE_CONTEXTS, name)
-        except KubernetesError as exc:
-            log.warning("%s", exc)
-
     async def _remote(self, context: CodeContextResource) -> RemoteContext:
         try:
             token = await self.resources.token(context)
@@ -427,7 +416,7 @@ class KubernetesContexts:
         """The caller's context's resource, in whatever phase; NotFound if there is none."""
         if not CONTEXT.is_id(context_id):  # no name the API server would even accept
             raise CONTEXT.not_found(context_id)
-        with context_errors():
+        with sandbox_errors():
             context = await self.resources.read(context_id)
         if context is None or context.owner != caller.name:
             raise CONTEXT.not_found(context_id)  # another caller's: as if it did not exist
@@ -456,12 +445,12 @@ class KubernetesContexts:
 
     async def info(self, context_id: str, caller: Caller) -> ContextInfo:
         context = await self._usable(context_id, caller)
-        with context_errors():
+        with sandbox_errors():
             remote = await self._remote(context)
         return context_info(context, await remote.status())
 
     async def close(self, context_id: str, caller: Caller) -> None:
-        with context_errors():
+        with sandbox_errors():
             await self._resource(context_id, caller)  # the caller's, or 404
             if not await self.resources.api.delete_custom(CODE_CONTEXTS, context_id):
                 raise CONTEXT.not_found(context_id)
@@ -472,7 +461,7 @@ class KubernetesContexts:
     @contextlib.asynccontextmanager
     async def operating(self, context_id: str, caller: Caller) -> AsyncIterator[LiveContext]:
         context = await self._usable(context_id, caller)
-        with context_errors():
+        with sandbox_errors():
             remote = await self._remote(context)
         try:
             yield remote

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from controller.keys import Caller
-from controller.kubernetes.api import KubeApi, KubeNotFound, ObjectWatch
+from controller.kubernetes.api import KubeApi, KubeNotFound, KubernetesError, ObjectWatch
 from controller.kubernetes.resources import SessionResource
 from controller.kubernetes.session_pods import CustomResource, secret_token
 from controller.sessions.registry import SessionKind
@@ -162,6 +162,14 @@ class SessionResources(Generic[R]):
             token = secret_token(await self.api.read_secret(secret))
             self._tokens[secret] = token
         return token
+
+    async def delete_quietly(self, name: str) -> None:
+        """Delete a resource nobody will use (a creation that failed), logging a failure
+        rather than hiding the one at hand; its pod and Secret go with it."""
+        try:
+            await self.api.delete_custom(self.resource, name)
+        except KubernetesError as exc:
+            log.warning("%s", exc)
 
     def forget(self, name: str) -> None:
         self.cache.pop(name, None)

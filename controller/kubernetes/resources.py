@@ -10,6 +10,7 @@ every session has (``SessionResource``), and what each kind adds.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
@@ -44,6 +45,25 @@ def _int(value: Any, default: int = 0) -> int:
 
 def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def reported_count(value: Any) -> int | None:
+    """A count a session's pod reports (calls, restarts); None unless a plain int >= 0."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+    return value if ok else None
+
+
+def reported_idle_s(reply: dict[str, Any]) -> float | None:
+    """A pod's ``idleS``; None unless a finite count >= 0.
+
+    The pod runs the caller's code or pages, so it may claim anything: a malformed figure
+    decides nothing (the lifetime still bounds the session), and none can make it
+    expire early.
+    """
+    idle = reply.get("idleS")
+    if isinstance(idle, bool) or not isinstance(idle, int | float):
+        return None
+    return float(idle) if math.isfinite(idle) and idle >= 0 else None
 
 
 @dataclass(frozen=True)

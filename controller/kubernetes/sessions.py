@@ -170,7 +170,7 @@ class KubernetesSessions:
                 await self._token(session)  # read now, kept for the calls
             except BaseException:
                 # Refused, timed out, or the caller went away: nobody will use it.
-                await asyncio.shield(self._delete_quietly(name))
+                await asyncio.shield(resources.delete_quietly(name))
                 raise
         info = session_info(session)
         log.info("browser session %s opened (%s)", name, info.device)
@@ -188,12 +188,6 @@ class KubernetesSessions:
             )
 
         return late
-
-    async def _delete_quietly(self, name: str) -> None:
-        try:
-            await self.resources.api.delete_custom(SESSIONS, name)
-        except KubernetesError as exc:
-            log.warning("%s", exc)
 
     async def _token(self, session: BrowserSessionResource) -> str:
         try:

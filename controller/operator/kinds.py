@@ -9,7 +9,6 @@ and what a session's pod is told before it is Ready.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,8 @@ from controller.kubernetes.resources import (
     BrowserSessionResource,
     CodeContextResource,
     SessionResource,
+    reported_count,
+    reported_idle_s,
 )
 from controller.kubernetes.session_pods import CustomResource, pods_selector
 from controller.operator.decisions import PodTemplate
@@ -111,24 +112,6 @@ class SessionKind(ABC):
         self, agents: AgentClient, handle: AgentHandle, session: SessionResource
     ) -> dict[str, Any]:
         """Prepare a claimed pod for ``session``; the status fields that describe it."""
-
-
-def reported_idle_s(reply: dict[str, Any]) -> float | None:
-    """A pod's ``idleS``; None unless a finite count >= 0.
-
-    The pod runs the caller's code or pages, so it may claim anything: a malformed figure
-    decides nothing (the lifetime still bounds the session), and none can make it
-    expire early.
-    """
-    idle = reply.get("idleS")
-    if isinstance(idle, bool) or not isinstance(idle, int | float):
-        return None
-    return float(idle) if math.isfinite(idle) and idle >= 0 else None
-
-
-def _count(value: Any) -> int | None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
-    return value if ok else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -260,7 +243,7 @@ class ContextKind(SessionKind):
         recorded = {
             field: count
             for field in ("calls", "restarts")
-            if (count := _count(reply.get(field))) is not None
+            if (count := reported_count(reply.get(field))) is not None
         }
         return Usage(idle, recorded)
 

@@ -53,6 +53,7 @@ def test_the_record_comes_from_the_resource_and_from_the_runner_when_asked() -> 
     assert recorded.expiresAt == NOW + timedelta(seconds=30)  # last use + idle timeout
     live = context_info(context, {"calls": 6, "restarts": 1, "busy": False, "idleS": 2})
     assert (live.calls, live.restarts) == (6, 1)
+    assert context_info(context, {"calls": 0}).calls == 0  # the runner's word, even 0
     # Used 2 s ago, as the runner says: later than the operator last recorded.
     since = datetime.now(UTC) - live.lastUsedAt
     assert timedelta(seconds=2) <= since < timedelta(seconds=5)

@@ -8,11 +8,15 @@ from typing import Any
 import pytest
 
 from controller.kubernetes.context_manifests import LABEL_TEMPLATE
-from controller.kubernetes.resources import BrowserSessionResource, CodeContextResource
+from controller.kubernetes.resources import (
+    BrowserSessionResource,
+    CodeContextResource,
+    reported_idle_s,
+)
 from controller.kubernetes.session_pods import LABEL_POOL, LABEL_SESSION, format_time
 from controller.operator import decisions
 from controller.operator.decisions import Finish, Keep, PodTemplate, Remove
-from controller.operator.kinds import ContextKind, reported_idle_s
+from controller.operator.kinds import ContextKind
 
 NOW = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 
