@@ -465,6 +465,13 @@ class Settings(BrowserSessionRules, SandboxNamespaceRules, NetworkRules):
         description="Captured bytes per stream; the rest is discarded and "
         "the stream is flagged in `truncated`.",
     )
+    results_limit_bytes: int = Field(
+        RUN.results_bytes,
+        ge=1024,
+        le=64 * MIB,
+        description="Rich results of one execution or call together (displayed values, "
+        "figures); what does not fit is listed in `skippedResults`.",
+    )
 
     # --- sandbox placement ---------------------------------------------------------------
     sandbox_python: str | None = Field(

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 from browser_agent.protocol import ConfigureRequest
 from fastapi import FastAPI
-from runner.contract import Job, Outcome
+from runner.contract import EventSink, Job, Outcome, OutputChunk
 
 from controller.app import create_app
 from controller.browser.backend import AgentHandle
@@ -79,13 +79,23 @@ class FakeExecutionBackend:
     async def stop(self) -> None:
         self.stopped = True
 
-    async def run(self, job: Job, caller: str) -> Outcome:
+    async def run(self, job: Job, caller: str, events: EventSink | None = None) -> Outcome:
+        """The fake's outcome; its output and results told to ``events`` first, as a
+        sandbox tells them while it runs."""
         self.jobs.append(job)
         self.running += 1
         try:
             if self.gate is not None:
                 await self.gate.wait()
-            return self.outcome(job)
+            outcome = self.outcome(job)
+            if events is not None:
+                for stream in ("stdout", "stderr"):
+                    data = getattr(outcome, stream)
+                    if data:
+                        events(OutputChunk(stream, data, 0.0))
+                for result in outcome.results:
+                    events(result)
+            return outcome
         finally:
             self.running -= 1
 

@@ -5,6 +5,8 @@
     with Client("http://localhost:8080", token) as client:
         result = client.execute("print(2 + 2)")
         print(result.stdout, result.exit_code)
+        for event in client.stream("for i in range(3): print(i)"):  # as it happens
+            print(event)  # Output, Result, Violation; last, the ExecutionResult
         with client.context() as ctx:  # an interpreter that keeps its state
             ctx.run("total = 40")
             print(ctx.run("print(total + 2)").stdout)
@@ -37,7 +39,9 @@ from sandbox_client.models import (  # noqa: E402
     ContextResult,
     ExecutionResult,
     InputFile,
+    Output,
     OutputFile,
+    Result,
     Violation,
     WorkspaceFile,
 )
@@ -59,8 +63,10 @@ __all__ = [
     "InputFile",
     "InvalidRequest",
     "NotFound",
+    "Output",
     "OutputFile",
     "Overloaded",
+    "Result",
     "SandboxClientError",
     "ServiceUnavailable",
     "TransportError",

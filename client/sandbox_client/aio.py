@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -19,11 +19,13 @@ import httpx
 
 from sandbox_client.contexts import AsyncContext
 from sandbox_client.errors import ApiError, SandboxClientError, TransportError, api_error
-from sandbox_client.models import ExecutionResult, InputFile
+from sandbox_client.events import R, events_of
+from sandbox_client.models import ExecutionResult, InputFile, Output, Result, Violation
 
 DEFAULT_RUN_MS = 10_000
 """What the service runs code for when a request gives no timeout (its DEFAULT_TIMEOUT_MS)."""
 RETRIED = frozenset({429, 503})
+EVENT_STREAM = "text/event-stream"
 
 
 def _setting(given: str | None, variable: str) -> str:
@@ -111,6 +113,42 @@ class AsyncClient:
             return response
         raise AssertionError("unreachable")  # the last attempt returned or raised
 
+    async def events(
+        self, path: str, body: dict[str, Any], last: Callable[[dict[str, Any]], R], run_s: float
+    ) -> AsyncIterator[Output | Result | Violation | R]:
+        """POST ``body`` asking for a stream; its events as they come, ``last`` reading
+        the final answer.  A 429 or 503 before the run begins is tried again, as by
+        ``request``; any other error answer raises ApiError."""
+        timeout = httpx.Timeout(self.request_timeout_s + run_s, connect=self.request_timeout_s)
+        for attempt in range(self.retries + 1):
+            try:
+                async with self._http.stream(
+                    "POST", path, json=body, headers={"Accept": EVENT_STREAM}, timeout=timeout
+                ) as response:
+                    if response.status_code in RETRIED and attempt < self.retries:
+                        await response.aread()
+                        await asyncio.sleep(self._retry_wait(response, attempt))
+                        continue
+                    if response.status_code >= 400:
+                        text = (await response.aread()).decode(errors="replace")
+                        try:
+                            error_body = response.json()
+                        except ValueError:
+                            error_body = None
+                        raise api_error(response.status_code, error_body, text[:200])
+                    if not response.headers.get("content-type", "").startswith(EVENT_STREAM):
+                        await response.aread()  # a service that does not stream
+                        yield last(response.json())
+                        return
+                    async for event in events_of(response, last):
+                        yield event
+                    return
+            except httpx.TimeoutException:
+                raise TransportError(f"POST {path}: nothing within {timeout.read:.0f} s") from None
+            except httpx.TransportError as exc:
+                raise TransportError(f"cannot reach {self.base_url}: {exc}") from None
+        raise AssertionError("unreachable")  # the last attempt returned or raised
+
     async def delete(self, path: str) -> None:
         """DELETE what ``path`` names; already gone (404, 410) is done."""
         try:
@@ -147,28 +185,44 @@ class AsyncClient:
         network: list[str] | None = None,
         upload_url: str | None = None,
         upload_token: str | None = None,
+        figure_formats: Iterable[str] | None = None,
     ) -> ExecutionResult:
         """Run ``code``; its failure is in the result, the platform's raises.
 
         ``network``: the names this run may reach, within the deployment's allowed ones
-        (None: all of them; []: none).
+        (None: all of them; []: none).  ``figure_formats``: what matplotlib figures come
+        back as in ``results`` (default ``image/png``; ``image/svg+xml`` too).
         """
-        body: dict[str, Any] = {"code": code, "files": [f.wire() for f in files]}
-        if stdin is not None:
-            body["stdin"] = stdin
-        if timeout_ms is not None:
-            body["timeoutMs"] = timeout_ms
-        if network is not None:
-            body["network"] = {"allowedDomains": list(network)}
-        if upload_url is not None:
-            body["fileUploadUrl"] = upload_url
-            if upload_token is not None:
-                body["uploadToken"] = upload_token
+        body = execute_body(
+            code, files, stdin, timeout_ms, network, upload_url, upload_token, figure_formats
+        )
         run_s = (timeout_ms or DEFAULT_RUN_MS) / 1000
         response = await self.request(
             "POST", "/execute", json=body, timeout_s=self.request_timeout_s + run_s
         )
         return ExecutionResult.from_json(response.json())
+
+    async def stream(
+        self,
+        code: str,
+        *,
+        files: Iterable[InputFile] = (),
+        stdin: str | None = None,
+        timeout_ms: int | None = None,
+        network: list[str] | None = None,
+        upload_url: str | None = None,
+        upload_token: str | None = None,
+        figure_formats: Iterable[str] | None = None,
+    ) -> AsyncIterator[Output | Result | Violation | ExecutionResult]:
+        """Run ``code`` as ``execute`` does, yielding what it prints (``Output``), shows
+        (``Result``) and is refused (``Violation``) as it happens; the last item is the
+        ``ExecutionResult``.  Leaving the loop early ends the run."""
+        body = execute_body(
+            code, files, stdin, timeout_ms, network, upload_url, upload_token, figure_formats
+        )
+        run_s = (timeout_ms or DEFAULT_RUN_MS) / 1000
+        async for event in self.events("/execute", body, ExecutionResult.from_json, run_s):
+            yield event
 
     def context(
         self,
@@ -207,6 +261,33 @@ class AsyncClient:
         if idle_timeout_s is not None:
             body["idleTimeoutS"] = idle_timeout_s
         return AsyncBrowserSession(self, body)
+
+
+def execute_body(
+    code: str,
+    files: Iterable[InputFile],
+    stdin: str | None,
+    timeout_ms: int | None,
+    network: list[str] | None,
+    upload_url: str | None,
+    upload_token: str | None,
+    figure_formats: Iterable[str] | None,
+) -> dict[str, Any]:
+    """An /execute request's body, with only the fields given."""
+    body: dict[str, Any] = {"code": code, "files": [f.wire() for f in files]}
+    if stdin is not None:
+        body["stdin"] = stdin
+    if timeout_ms is not None:
+        body["timeoutMs"] = timeout_ms
+    if network is not None:
+        body["network"] = {"allowedDomains": list(network)}
+    if upload_url is not None:
+        body["fileUploadUrl"] = upload_url
+        if upload_token is not None:
+            body["uploadToken"] = upload_token
+    if figure_formats is not None:
+        body["figureFormats"] = list(figure_formats)
+    return body
 
 
 class AsyncBrowserSession:

@@ -7,8 +7,10 @@
     sandbox-controller browse URL [--device D] [--screenshot out.png] [--content out.html]
 
 ``SANDBOX_URL`` and ``SANDBOX_TOKEN`` say where and as whom.  ``exec`` prints the code's
-stdout and stderr as they were and exits with its exit code (124 when it timed out,
-128 + N when signal N ended it); a failure of the platform exits 125 with its message.
+stdout and stderr as they are written (the run is streamed) and exits with its exit code
+(124 when it timed out, 128 + N when signal N ended it); a failure of the platform exits
+125 with its message.  Rich results are shown as a notebook would have them: an image
+(a matplotlib figure, say) is saved under ``--out``, any other result is printed as text.
 """
 
 from __future__ import annotations
@@ -21,13 +23,20 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from sandbox_client import __version__
 from sandbox_client.errors import SandboxClientError
-from sandbox_client.models import ExecutionResult, InputFile
+from sandbox_client.models import (
+    ContextResult,
+    ExecutionResult,
+    InputFile,
+    Output,
+    Result,
+    Violation,
+)
 from sandbox_client.sync import Client
 
 PLATFORM_FAILED = 125
@@ -154,6 +163,60 @@ def save_files(result: ExecutionResult, out: Path) -> None:
         target.write_bytes(file.content)
 
 
+IMAGES = ("image/png", "image/svg+xml")
+
+
+class Shown:
+    """A streamed run shown as it happens: output written at once, each displayed object
+    once all its representations are in (saved if it has an image, else printed)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.stderr = ""
+        self._display: list[Result] = []
+
+    def show(
+        self, events: Iterable[Output | Result | Violation | ExecutionResult]
+    ) -> ExecutionResult:
+        result = None
+        for event in events:  # to the end: the stream is then closed, not left open
+            if isinstance(event, Output):
+                self._flush()
+                stream = sys.stdout if event.stream == "stdout" else sys.stderr
+                stream.write(event.text)
+                stream.flush()
+                if event.stream == "stderr":
+                    self.stderr += event.text
+            elif isinstance(event, Result):
+                if self._display and self._display[0].display != event.display:
+                    self._flush()
+                self._display.append(event)
+            elif isinstance(event, ExecutionResult):
+                self._flush()
+                # What the answer's stderr has beyond what streamed: the sandbox's notes.
+                sys.stderr.write(event.stderr[len(self.stderr) :])
+                result = event
+        if result is None:
+            raise SandboxClientError("the stream ended without the run's result")
+        return result
+
+    def _flush(self) -> None:
+        shown, self._display = self._display, []
+        images = [r for r in shown if r.type in IMAGES]
+        if images:
+            self.out.mkdir(parents=True, exist_ok=True)
+            target = self.out / f"result-{images[0].display}{images[0].extension}"
+            target.write_bytes(images[0].content)
+            print(
+                f"[result {images[0].display}: {images[0].type} saved as {target}]", file=sys.stderr
+            )
+            return
+        text = next((r.data for r in shown if r.type == "text/plain"), None)
+        if text is not None:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+
+
 def exit_status(result: ExecutionResult) -> int:
     if result.timed_out:
         return TIMED_OUT
@@ -169,17 +232,15 @@ def run_exec(args: argparse.Namespace) -> int:
         stdin = sys.stdin.read() if args.stdin == "-" else Path(args.stdin).read_text()
     if args.context is not None:
         return run_in_context(args.context, code, stdin, args)
-    with Client() as client, progress("running"):
-        result = client.execute(
+    with Client() as client:
+        events = client.stream(
             code,
             files=input_files(args.file),
             stdin=stdin,
             timeout_ms=args.timeout,
             network=args.network,
         )
-    sys.stdout.write(result.stdout)
-    sys.stdout.flush()
-    sys.stderr.write(result.stderr)
+        result = Shown(args.out).show(events)
     if result.files:
         save_files(result, args.out)
     return exit_status(result)
@@ -189,12 +250,9 @@ def run_in_context(context_id: str, code: str, stdin: str | None, args: argparse
     with Client() as client, client.context(context_id=context_id) as context:
         for file in input_files(args.file):
             context.files.write(file.path, file.content)
-        with progress("running"):
-            result = context.run(code, stdin=stdin, timeout_ms=args.timeout)
-    sys.stdout.write(result.stdout)
-    sys.stdout.flush()
-    sys.stderr.write(result.stderr)
-    if result.restarted:
+        events = context.stream(code, stdin=stdin, timeout_ms=args.timeout)
+        result = Shown(args.out).show(events)
+    if isinstance(result, ContextResult) and result.restarted:
         print("[the context's interpreter was restarted: its variables are gone]", file=sys.stderr)
     return exit_status(result)
 

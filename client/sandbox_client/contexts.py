@@ -8,12 +8,13 @@ async with client.context() as ctx:
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sandbox_client.errors import SandboxClientError
-from sandbox_client.models import ContextResult, WorkspaceFile
+from sandbox_client.models import ContextResult, Output, Result, Violation, WorkspaceFile
 
 if TYPE_CHECKING:
     from sandbox_client.aio import AsyncClient
@@ -22,6 +23,24 @@ DEFAULT_RUN_MS = 10_000
 """What the service runs a call for when it gives no timeout (its DEFAULT_TIMEOUT_MS)."""
 RESTART_ALLOWANCE_S = 15.0
 """A call past its timeout may still be interrupted, and its interpreter restarted."""
+
+
+def run_s(timeout_ms: int | None) -> float:
+    """How long a call may take: its timeout, and what its interrupt may add."""
+    return (timeout_ms or DEFAULT_RUN_MS) / 1000 + RESTART_ALLOWANCE_S
+
+
+def call_body(
+    code: str, stdin: str | None, timeout_ms: int | None, figure_formats: Iterable[str] | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code}
+    if stdin is not None:
+        body["stdin"] = stdin
+    if timeout_ms is not None:
+        body["timeoutMs"] = timeout_ms
+    if figure_formats is not None:
+        body["figureFormats"] = list(figure_formats)
+    return body
 
 
 class AsyncContext:
@@ -66,24 +85,39 @@ class AsyncContext:
         return f"/contexts/{self.context_id}{rest}"
 
     async def run(
-        self, code: str, *, stdin: str | None = None, timeout_ms: int | None = None
+        self,
+        code: str,
+        *,
+        stdin: str | None = None,
+        timeout_ms: int | None = None,
+        figure_formats: Iterable[str] | None = None,
     ) -> ContextResult:
         """Run ``code`` in the context; its failure is in the result, the platform's
         raises (a ``409``: another call on this context is running)."""
-        body: dict[str, Any] = {"code": code}
-        if stdin is not None:
-            body["stdin"] = stdin
-        if timeout_ms is not None:
-            body["timeoutMs"] = timeout_ms
-        wait = (
-            self._client.request_timeout_s
-            + (timeout_ms or DEFAULT_RUN_MS) / 1000
-            + RESTART_ALLOWANCE_S
-        )
+        body = call_body(code, stdin, timeout_ms, figure_formats)
+        wait = self._client.request_timeout_s + run_s(timeout_ms)
         response = await self._client.request(
             "POST", self.path("/execute"), json=body, timeout_s=wait
         )
         return ContextResult.from_json(response.json())
+
+    async def stream(
+        self,
+        code: str,
+        *,
+        stdin: str | None = None,
+        timeout_ms: int | None = None,
+        figure_formats: Iterable[str] | None = None,
+    ) -> AsyncIterator[Output | Result | Violation | ContextResult]:
+        """Run ``code`` as ``run`` does, yielding its output, results and violations as
+        they happen; the last item is the ``ContextResult``.  Leaving the loop early
+        interrupts the call (KeyboardInterrupt in the code); the context stays."""
+        body = call_body(code, stdin, timeout_ms, figure_formats)
+        events = self._client.events(
+            self.path("/execute"), body, ContextResult.from_json, run_s(timeout_ms)
+        )
+        async for event in events:
+            yield event
 
     async def restart(self) -> None:
         """A fresh interpreter: the variables are gone, the files stay."""

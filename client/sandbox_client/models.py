@@ -35,6 +35,52 @@ class Violation:
 
 
 @dataclass(frozen=True)
+class Result:
+    """A rich result: one representation of an object the code displayed (the value of
+    its trailing expression, ``display(obj)``, a matplotlib figure)."""
+
+    type: str
+    """``text/plain``, ``text/html``, ``image/png``, ``image/svg+xml``, ``application/json``,
+    ``text/markdown`` or ``text/latex``."""
+    data: str
+    """Text; base64 for ``image/png`` (``content`` decodes it); JSON text for JSON."""
+    display: int
+    """Which displayed object it represents: one object may come in several types."""
+
+    @property
+    def content(self) -> bytes:
+        """The representation's bytes (an image decoded from base64, text as UTF-8)."""
+        if self.type == "image/png":
+            return base64.b64decode(self.data)
+        return self.data.encode()
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS.get(self.type, ".txt")
+
+
+EXTENSIONS = {
+    "image/png": ".png",
+    "image/svg+xml": ".svg",
+    "text/html": ".html",
+    "application/json": ".json",
+    "text/markdown": ".md",
+    "text/latex": ".tex",
+    "text/plain": ".txt",
+}
+
+
+@dataclass(frozen=True)
+class Output:
+    """Output of a streamed run as it was written (``stream``: stdout or stderr)."""
+
+    stream: str
+    text: str
+    timestamp: float | None
+    """When the service read it: milliseconds since the epoch."""
+
+
+@dataclass(frozen=True)
 class OutputFile:
     """A file the code wrote, returned inline."""
 
@@ -58,6 +104,10 @@ class ExecutionResult:
     files: list[OutputFile] = field(default_factory=list)
     uploads: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
+    results: list[Result] = field(default_factory=list)
+    """Rich results in the order they were displayed."""
+    skipped_results: list[dict[str, Any]] = field(default_factory=list)
+    """Results not returned (over the size limit, invalid), each with ``reason``."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     """The whole answer, for fields this client does not model."""
 
@@ -87,6 +137,11 @@ class ExecutionResult:
             ],
             uploads=list(body.get("uploads", [])),
             usage=dict(body.get("usage") or {}),
+            results=[
+                Result(str(r["type"]), str(r["data"]), int(r["display"]))
+                for r in body.get("results", [])
+            ],
+            skipped_results=list(body.get("skippedResults", [])),
             raw=body,
         )
 

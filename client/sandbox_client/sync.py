@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
 from sandbox_client.aio import AsyncBrowserSession, AsyncClient
 from sandbox_client.contexts import AsyncContext, AsyncContextFiles
-from sandbox_client.models import ContextResult, ExecutionResult, InputFile, WorkspaceFile
+from sandbox_client.models import (
+    ContextResult,
+    ExecutionResult,
+    InputFile,
+    Output,
+    Result,
+    Violation,
+    WorkspaceFile,
+)
 
 T = TypeVar("T")
 
@@ -32,6 +40,18 @@ class _Loop:
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(work, self.loop).result()
+
+    def iterate(self, events: AsyncIterator[T]) -> Iterator[T]:
+        """The items of ``events``, each waited for; leaving early closes it (on the loop)."""
+        try:
+            while True:
+                try:
+                    yield self.run(_next(events))
+                except StopAsyncIteration:
+                    return
+        finally:
+            if not self.loop.is_closed():  # left early: the stream is closed (its run ends)
+                self.run(_close(events))
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -80,6 +100,7 @@ class Client:
         network: list[str] | None = None,
         upload_url: str | None = None,
         upload_token: str | None = None,
+        figure_formats: Iterable[str] | None = None,
     ) -> ExecutionResult:
         """See AsyncClient.execute."""
         return self._loop.run(
@@ -91,8 +112,15 @@ class Client:
                 network=network,
                 upload_url=upload_url,
                 upload_token=upload_token,
+                figure_formats=figure_formats,
             )
         )
+
+    def stream(
+        self, code: str, **options: Any
+    ) -> Iterator[Output | Result | Violation | ExecutionResult]:
+        """See AsyncClient.stream: the same options, its events as they come."""
+        return self._loop.iterate(self._async.stream(code, **options))
 
     def context(
         self,
@@ -132,6 +160,16 @@ class Client:
 
 async def _make(base_url: str | None, token: str | None, options: dict[str, Any]) -> AsyncClient:
     return AsyncClient(base_url, token, **options)  # its connections belong to this loop
+
+
+async def _next(events: AsyncIterator[T]) -> T:
+    return await anext(events)
+
+
+async def _close(events: AsyncIterator[T]) -> None:
+    close = getattr(events, "aclose", None)
+    if close is not None:
+        await close()
 
 
 class BrowserSession:
@@ -224,10 +262,15 @@ class Context:
     def close(self) -> None:
         self._loop.run(self._context.close())
 
-    def run(
-        self, code: str, *, stdin: str | None = None, timeout_ms: int | None = None
-    ) -> ContextResult:
-        return self._loop.run(self._context.run(code, stdin=stdin, timeout_ms=timeout_ms))
+    def run(self, code: str, **options: Any) -> ContextResult:
+        """See AsyncContext.run (``stdin``, ``timeout_ms``, ``figure_formats``)."""
+        return self._loop.run(self._context.run(code, **options))
+
+    def stream(
+        self, code: str, **options: Any
+    ) -> Iterator[Output | Result | Violation | ContextResult]:
+        """See AsyncContext.stream: its events as they come."""
+        return self._loop.iterate(self._context.stream(code, **options))
 
     def restart(self) -> None:
         self._loop.run(self._context.restart())

@@ -190,6 +190,29 @@ def openapi(app: FastAPI) -> dict[str, Any]:
     return document
 
 
+STREAMED = {
+    "text/event-stream": {
+        "schema": {
+            "type": "string",
+            "description": "With `Accept: text/event-stream`: Server-Sent Events as the run "
+            "goes. `stdout` and `stderr` ({text, timestamp}), `result` ({type, data, "
+            "display}) and `violation` ({kind, target, detail}) as they happen, then "
+            "`done` (exactly the JSON answer of a call without streaming) or `error` "
+            "({status, error, message}) if the platform failed after the run began. A "
+            "comment line every 15 s keeps a quiet stream open; closing it ends the run.",
+        },
+        "example": 'event: stdout\ndata: {"text":"4\\n","timestamp":1796689701749.6}\n\n'
+        'event: done\ndata: {"executionId":"ex-...","exitCode":0,...}\n\n',
+    }
+}
+"""The streamed form of a run's 200 (controller.api.streaming)."""
+
+
+def ran(description: str) -> dict[str, Any]:
+    """The 200 of an operation that runs code: its JSON answer, or its stream."""
+    return {"description": description, "content": STREAMED}
+
+
 def public(operation: dict[str, Any]) -> dict[str, Any]:
     """``openapi_extra`` of an operation that needs no token."""
     return {**operation, "security": []}

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from runner.context import ContextSandbox
-from runner.contract import CallOutcome, RunLimits
+from runner.contract import CallOutcome, EventSink
 from runner.egress import with_egress
 
-from controller.contexts.placement import ContextSpec, LiveContext
+from controller.contexts.placement import ContextCall, ContextSpec, LiveContext
 from controller.egress.channel import EgressChannel
 from controller.execution.local import LocalBackend
 
@@ -30,16 +30,20 @@ class LocalContext:
     ) -> None:
         self.sandbox, self.channel, self._backend = sandbox, channel, backend
 
-    async def run(
-        self, code: str, stdin: str | None, limits: RunLimits, grace_ms: int, call_id: str
-    ) -> CallOutcome:
+    async def run(self, call: ContextCall, events: EventSink | None = None) -> CallOutcome:
         account = None
         if self.channel is not None:
-            account = self._backend.new_run(self.channel, call_id)
-        call = await self.sandbox.run(code, stdin, self._backend.run_limits(limits), grace_ms)
+            account = self._backend.new_run(self.channel, call.call_id)
+        limits = self._backend.run_limits(call.limits)
+        ran = await self.sandbox.run(
+            call.code, call.stdin, limits, call.grace_ms, call.figures, events
+        )
         if account is None:
-            return call
-        return replace(call, outcome=with_egress(call.outcome, account))
+            return ran
+        return replace(ran, outcome=with_egress(ran.outcome, account))
+
+    async def interrupt(self) -> None:
+        await self.sandbox.interrupt()
 
     async def restart(self) -> None:
         await self.sandbox.restart()

@@ -7,7 +7,12 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 from runner.contract import MAX_TIMEOUT_MS
 
-from controller.execution.models import ExecuteResponse, InputFiles
+from controller.execution.models import (
+    ExecuteResponse,
+    FigureFormats,
+    InputFiles,
+    figure_formats_field,
+)
 from controller.network import NetworkRequest
 from controller.sessions.models import IdleTimeout, Labels, Lifetime
 
@@ -71,6 +76,7 @@ class ContextExecuteRequest(BaseModel):
         "within CONTEXT_INTERRUPT_GRACE_MS, the interpreter is restarted.",
     )
     stdin: str | None = Field(None, description="Text given to this call on standard input.")
+    figureFormats: FigureFormats = figure_formats_field()
 
 
 class ContextExecuteResponse(ExecuteResponse):

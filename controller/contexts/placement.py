@@ -12,11 +12,14 @@ either.  What a live context raises: ``ContextFailed`` (the sandbox is gone: 410
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from runner.contract import CallOutcome, RunLimits
+from runner.contract import CallOutcome, EventSink, RunLimits
 
 from controller.contexts.models import ContextInfo
 from controller.errors import SandboxUnavailable
@@ -52,13 +55,29 @@ class ContextTerms:
         return [("*." if p.wildcard else "") + p.name for p in allowed]
 
 
+@dataclass(frozen=True)
+class ContextCall:
+    """One call on a context: what to run, under which limits."""
+
+    code: str
+    stdin: str | None
+    limits: RunLimits
+    grace_ms: int
+    """How long an interrupted call may take to stop before its interpreter is replaced."""
+    call_id: str
+    """The call's id: its answer's ``executionId``, what the ask-callback is told."""
+    figures: tuple[str, ...] = ("image/png",)
+
+
 class LiveContext(Protocol):
     """A context's sandbox, as the service uses it: one operation at a time."""
 
-    async def run(
-        self, code: str, stdin: str | None, limits: RunLimits, grace_ms: int, call_id: str
-    ) -> CallOutcome:
-        """One call; ``call_id`` is what the network's ask-callback is told."""
+    async def run(self, call: ContextCall, events: EventSink | None = None) -> CallOutcome:
+        """One call; ``events`` is told its output, results and violations as they
+        happen."""
+
+    async def interrupt(self) -> None:
+        """Interrupt the call that runs now, as at its timeout; its answer still comes."""
 
     async def restart(self) -> None: ...
 
@@ -69,6 +88,22 @@ class LiveContext(Protocol):
     async def write_file(self, path: str, data: bytes) -> None: ...
 
     async def delete(self, path: str) -> None: ...
+
+
+async def to_the_end(context: LiveContext, call: Awaitable[CallOutcome]) -> CallOutcome:
+    """``call`` on ``context``, run to its end.  Cancelled (a streamed call's caller went
+    away), the call is interrupted as at its timeout, and awaited: the context is left
+    free and usable once the code has stopped (or its interpreter been replaced, past the
+    grace), in either placement; then the cancellation goes on."""
+    running = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        if not running.done():
+            await context.interrupt()
+            with contextlib.suppress(Exception):
+                await running  # bounded: the grace, then a restart
+        raise
 
 
 class ContextPlacement(Protocol):

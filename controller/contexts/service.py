@@ -9,6 +9,7 @@ expiry, one operation at a time), are the ``ContextSessions``' (controller.conte
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -25,7 +26,13 @@ from controller.contexts.models import (
     ContextInfo,
     CreateContextRequest,
 )
-from controller.contexts.placement import ContextSessions, ContextSpec, ContextTerms
+from controller.contexts.placement import (
+    ContextCall,
+    ContextSessions,
+    ContextSpec,
+    ContextTerms,
+    to_the_end,
+)
 from controller.contexts.sessions import CONTEXT
 from controller.errors import (
     Busy,
@@ -36,6 +43,7 @@ from controller.errors import (
     SandboxUnavailable,
 )
 from controller.execution.backend import SandboxCheck
+from controller.execution.events import RunEvents
 from controller.execution.limits import check_code, check_input_bytes, run_limits
 from controller.execution.results import response_for
 from controller.execution.service import new_execution_id
@@ -118,51 +126,73 @@ class ContextService:
     # --- operations ------------------------------------------------------------------
 
     async def execute(
-        self, context_id: str, request: ContextExecuteRequest, caller: Caller
+        self,
+        context_id: str,
+        request: ContextExecuteRequest,
+        caller: Caller,
+        events: RunEvents | None = None,
     ) -> ContextExecuteResponse:
+        """One call on the caller's context; ``events`` is told when it begins, then its
+        output, results and violations as they happen (a streamed call).  Cancelled, the
+        call is interrupted as at its timeout, and the context stays (Counted.run)."""
         started = time.perf_counter()
         label = "error"
         try:
-            response = await self._execute(context_id, request, caller)
+            response = await self._execute(context_id, request, caller, events)
             label = call_outcome(response)
             return response
         except ControllerError as exc:
             label = {InvalidRequest: "invalid", Busy: "busy", Gone: "gone"}.get(type(exc), "error")
+            raise
+        except asyncio.CancelledError:
+            label = "disconnected"  # a streamed call's caller went away: the call ends
             raise
         finally:
             self.metrics.context_calls.labels(label, caller.name).inc()
             self.metrics.context_call_seconds.observe(time.perf_counter() - started)
 
     async def _execute(
-        self, context_id: str, request: ContextExecuteRequest, caller: Caller
+        self,
+        context_id: str,
+        request: ContextExecuteRequest,
+        caller: Caller,
+        events: RunEvents | None,
     ) -> ContextExecuteResponse:
         settings = self.settings
         check_code(settings, request.code, request.stdin)
         limits = run_limits(settings, request.timeoutMs or settings.default_timeout_ms)
         call_id = new_execution_id()
         async with self._sessions.operating(context_id, caller) as context:
-            call = await context.run(
-                request.code, request.stdin, limits, settings.context_interrupt_grace_ms, call_id
+            if events is not None:
+                events.started()
+            call = ContextCall(
+                request.code,
+                request.stdin,
+                limits,
+                settings.context_interrupt_grace_ms,
+                call_id,
+                tuple(request.figureFormats),
             )
+            ran = await to_the_end(context, context.run(call, events))
         stopped = (
             "interrupted, and its interpreter restarted when it had not stopped "
             f"{settings.context_interrupt_grace_ms} ms later (CONTEXT_INTERRUPT_GRACE_MS),"
-            if call.restarted
+            if ran.restarted
             else "interrupted (KeyboardInterrupt)"
         )
-        response = response_for(call_id, call.outcome, limits.timeout_ms, stopped)
+        response = response_for(call_id, ran.outcome, limits.timeout_ms, stopped)
         for violation in response.violations:
             self.metrics.violations.labels(violation.kind).inc()
         log.info(
             "context %s call %s exit=%s timed_out=%s restarted=%s duration_ms=%.1f",
             context_id,
             call_id,
-            call.outcome.exit_code,
-            call.outcome.timed_out,
-            call.restarted,
-            call.outcome.duration_ms,
+            ran.outcome.exit_code,
+            ran.outcome.timed_out,
+            ran.restarted,
+            ran.outcome.duration_ms,
         )
-        return ContextExecuteResponse(**response.model_dump(), restarted=call.restarted)
+        return ContextExecuteResponse(**response.model_dump(), restarted=ran.restarted)
 
     async def restart(self, context_id: str, caller: Caller) -> ContextInfo:
         async with self._sessions.operating(context_id, caller) as context:

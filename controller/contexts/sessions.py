@@ -16,11 +16,12 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from runner.contract import CallOutcome, ContextFailed, RunLimits
+from runner.contract import CallOutcome, ContextFailed, EventSink
 
 from controller.budget import MemoryBudget
 from controller.contexts.models import ContextInfo
 from controller.contexts.placement import (
+    ContextCall,
     ContextPlacement,
     ContextSpec,
     ContextTerms,
@@ -57,13 +58,14 @@ class Counted:
         self.calls = 0
         self.restarts = 0
 
-    async def run(
-        self, code: str, stdin: str | None, limits: RunLimits, grace_ms: int, call_id: str
-    ) -> CallOutcome:
-        call = await self.live.run(code, stdin, limits, grace_ms, call_id)
+    async def run(self, call: ContextCall, events: EventSink | None = None) -> CallOutcome:
+        ran = await self.live.run(call, events)
         self.calls += 1
-        self.restarts += call.restarted
-        return call
+        self.restarts += ran.restarted
+        return ran
+
+    async def interrupt(self) -> None:
+        await self.live.interrupt()
 
     async def restart(self) -> None:
         await self.live.restart()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from runner.contract import Job, Outcome
+from runner.contract import EventSink, Job, Outcome
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class ExecutionBackend(Protocol):
     async def stop(self) -> None:
         """Kill everything the backend started."""
 
-    async def run(self, job: Job, caller: str) -> Outcome:
+    async def run(self, job: Job, caller: str, events: EventSink | None = None) -> Outcome:
         """Run one job in a fresh sandbox for the caller whose key is named ``caller``
-        (Kubernetes labels the pod with it); raise SandboxUnavailable on platform failure."""
+        (Kubernetes labels the pod with it); raise SandboxUnavailable on platform failure.
+        ``events`` is told the run's output, results and violations as they happen."""

@@ -76,6 +76,7 @@ def run_limits(settings: Settings, timeout_ms: int) -> RunLimits:
         max_file_bytes=settings.max_file_size_mb * MIB,
         max_open_files=settings.max_open_files,
         output_bytes=settings.output_limit_bytes,
+        results_bytes=settings.results_limit_bytes,
     )
 
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from runner.cgroup import SANDBOX_TASKS, CgroupError, SandboxCgroups
-from runner.contract import MIB, Job, Outcome, RunLimits
+from runner.contract import MIB, EventSink, Job, Outcome, RunLimits
 from runner.egress import new_egress_dir, with_egress
 from runner.launch import SETUP_ERRORS, SandboxCommand, sandbox_command
 from runner.supervisor import Sandbox, SandboxError
@@ -255,12 +255,12 @@ class LocalBackend:
         except (SandboxError, PoolClosed) as exc:
             raise SandboxUnavailable(f"sandbox failed: {exc}") from exc
 
-    async def run(self, job: Job, caller: str) -> Outcome:
+    async def run(self, job: Job, caller: str, events: EventSink | None = None) -> Outcome:
         sandbox = await self._take(caller)
         try:
             if job.network is None:
-                return await self._run_in(sandbox, job)
-            return await self._run_with_egress(sandbox, job, caller)
+                return await self._run_in(sandbox, job, events)
+            return await self._run_with_egress(sandbox, job, caller, events)
         finally:
             self._pool.retire(sandbox)
             # Refill once this response is on its way: starting a sandbox costs CPU
@@ -317,23 +317,25 @@ class LocalBackend:
             gate.ask = AskedOnce(self._ask, run_id)
         return gate.account
 
-    async def _run_with_egress(self, sandbox: Sandbox, job: Job, caller: str) -> Outcome:
+    async def _run_with_egress(
+        self, sandbox: Sandbox, job: Job, caller: str, events: EventSink | None = None
+    ) -> Outcome:
         """Run ``job`` with its own egress channel open; the proxy's refusals become the
         execution's ``network`` violations, whatever program made the connection."""
         assert job.network is not None
         channel = await self.open_egress(sandbox, job.network, caller, job.execution_id)
         try:
-            outcome = await self._run_in(sandbox, job)
+            outcome = await self._run_in(sandbox, job, events)
         finally:
             await channel.close()
         assert channel.gate.account is not None
         return with_egress(outcome, channel.gate.account)
 
-    async def _run_in(self, sandbox: Sandbox, job: Job) -> Outcome:
+    async def _run_in(self, sandbox: Sandbox, job: Job, events: EventSink | None = None) -> Outcome:
         if self._cgroups is not None:
             job = replace(job, limits=nproc_backstop(job.limits))
         try:
-            return await sandbox.run(job)
+            return await sandbox.run(job, events)
         finally:
             sandbox.kill()  # now: the response does not wait for the teardown
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from runner.contract import MAX_PATH_CHARS, MAX_TIMEOUT_MS
+from runner.contract import FIGURE_TYPES, MAX_PATH_CHARS, MAX_TIMEOUT_MS
 from runner.policy import PathRefused, input_path, path_conflict
 
 from controller.network import NetworkRequest
@@ -73,6 +73,31 @@ def distinct(files: list[InputFile]) -> list[InputFile]:
 InputFiles = Annotated[list[InputFile], AfterValidator(distinct)]
 """Files for the workspace, no two of them written to the same place."""
 
+FigureType = Literal["image/png", "image/svg+xml"]
+assert set(get_args(FigureType)) == set(FIGURE_TYPES)  # the contract's, in the schema
+
+
+def each_once(formats: list[FigureType]) -> list[FigureType]:
+    if len(set(formats)) != len(formats):
+        raise PydanticCustomError("unique_items", "each format at most once")
+    return formats
+
+
+FigureFormats = Annotated[list[FigureType], Field(min_length=1), AfterValidator(each_once)]
+
+
+def png_only() -> list[FigureType]:
+    return ["image/png"]
+
+
+def figure_formats_field() -> FigureFormats:
+    """The request field that says what matplotlib figures come back as."""
+    return Field(
+        default_factory=png_only,
+        description="What matplotlib figures the code leaves open (or shows) come back as "
+        "in `results`: `image/png`, `image/svg+xml`, or both.",
+    )
+
 
 class ExecuteRequest(BaseModel):
     """What a caller asks to run.  Unknown fields and wrong types are refused (422)."""
@@ -102,6 +127,7 @@ class ExecuteRequest(BaseModel):
         description="Narrows the deployment's allowed domains for this run (omitted: all "
         "of them; with none allowed, the sandbox has no network at all).",
     )
+    figureFormats: FigureFormats = figure_formats_field()
 
 
 class Violation(BaseModel):
@@ -133,6 +159,36 @@ class Usage(BaseModel):
     peakMemoryKb: int | None
     network: NetworkUsage | None = Field(
         None, description="Through the egress proxy; null when no domain was allowed."
+    )
+
+
+class Result(BaseModel):
+    """One representation of an object the code displayed: the value of its trailing
+    expression, `display(obj)`, or a matplotlib figure."""
+
+    type: str = Field(
+        description="text/plain, text/html, text/markdown, text/latex, application/json, "
+        "image/png or image/svg+xml"
+    )
+    data: str = Field(
+        description="The representation: text; base64 for image/png; the JSON text for "
+        "application/json."
+    )
+    display: int = Field(
+        description="Which displayed object it represents (0, 1, ...): one object can "
+        "come in several types, the richest a client can show is the one to show."
+    )
+
+
+class SkippedResult(BaseModel):
+    """A representation that is not returned, and why."""
+
+    type: str | None
+    display: int | None
+    size: int | None = Field(description="Its size in characters, when known.")
+    reason: str = Field(
+        description="too_large (over RESULTS_LIMIT_BYTES for the run), invalid (not what "
+        "its type says), or too_many"
     )
 
 
@@ -190,6 +246,12 @@ class ExecuteResponse(BaseModel):
     uploads: list[Upload]
     files: list[OutputFile] = Field(description="Files returned inline (no fileUploadUrl).")
     skippedFiles: list[SkippedFile]
+    results: list[Result] = Field(
+        default_factory=list,
+        description="Rich results in the order they were displayed (the trailing "
+        "expression's value last but for figures left open, which come after it).",
+    )
+    skippedResults: list[SkippedResult] = Field(default_factory=list)
     _inline: list[Inline] = PrivateAttr(default_factory=list)
 
     def set_inline(self, files: list[Inline]) -> None:

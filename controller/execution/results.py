@@ -10,6 +10,8 @@ from runner.contract import Outcome
 from controller.execution.models import (
     ExecuteResponse,
     NetworkUsage,
+    Result,
+    SkippedResult,
     Truncated,
     Usage,
     Violation,
@@ -146,4 +148,9 @@ def response_for(
         uploads=[],
         files=[],
         skippedFiles=[],
+        results=[Result(type=r.type, data=r.data, display=r.display) for r in outcome.results],
+        skippedResults=[
+            SkippedResult(type=s.type, display=s.display, size=s.size, reason=s.reason)
+            for s in outcome.skipped_results
+        ],
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -15,6 +16,7 @@ from controller.errors import ControllerError, InvalidRequest, Overloaded, Sandb
 from controller.execution import delivery
 from controller.execution.admission import Admission
 from controller.execution.backend import ExecutionBackend, SandboxCheck
+from controller.execution.events import RunEvents
 from controller.execution.limits import (
     check_code,
     check_input_bytes,
@@ -144,18 +146,26 @@ class ExecutionService:
             limits=run_limits(settings, request.timeoutMs or settings.default_timeout_ms),
             harvest=harvest_limits(settings),
             network=execution_policy(settings.network_ceiling, request.network),
+            figures=tuple(request.figureFormats),
         )
 
-    async def execute(self, request: ExecuteRequest, caller: Caller) -> ExecuteResponse:
-        """Run ``request`` for ``caller``, within its limits and the deployment's."""
+    async def execute(
+        self, request: ExecuteRequest, caller: Caller, events: RunEvents | None = None
+    ) -> ExecuteResponse:
+        """Run ``request`` for ``caller``, within its limits and the deployment's;
+        ``events`` is told when it begins, then its output, results and violations as
+        they happen (a streamed execution).  Cancelled, the run ends at once."""
         started = time.perf_counter()
         outcome_label = "error"
         try:
-            response = await self._execute(request, caller, started)
+            response = await self._execute(request, caller, started, events)
             outcome_label = outcome_of(response)
             return response
         except ControllerError as exc:
             outcome_label = REFUSALS.get(type(exc), "error")
+            raise
+        except asyncio.CancelledError:
+            outcome_label = "disconnected"  # a streamed execution's caller went away
             raise
         finally:
             metrics = self.metrics
@@ -163,7 +173,7 @@ class ExecutionService:
             metrics.total_seconds.observe(time.perf_counter() - started)
 
     async def _execute(
-        self, request: ExecuteRequest, caller: Caller, started: float
+        self, request: ExecuteRequest, caller: Caller, started: float, events: RunEvents | None
     ) -> ExecuteResponse:
         if not self.check.ok:  # fail closed, whatever the backend
             raise SandboxUnavailable(f"sandbox unavailable: {self.check.detail}")
@@ -176,7 +186,9 @@ class ExecutionService:
         async with self.admission.slot(caller):
             slotted = time.perf_counter()
             metrics.queue_seconds.observe(slotted - started)
-            outcome = await self._backend.run(job, caller.name)
+            if events is not None:
+                events.started()
+            outcome = await self._backend.run(job, caller.name, events)
             metrics.run_seconds.observe(time.perf_counter() - slotted)
             if outcome.setup_error:
                 raise InvalidRequest("files", "writable", outcome.setup_error)

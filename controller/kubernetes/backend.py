@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from runner.contract import MIB, EgressGrant, Job, Outcome
-from runner.wire import Failure, WireError, decode_result, encode_job, outcome_cap
+from runner.contract import MIB, EgressGrant, EventSink, Job, Outcome
+from runner.wire import Failure, WireError, decode_result, encode_job
 
 from controller.egress.grants import sign
 from controller.errors import SandboxUnavailable
@@ -47,8 +47,9 @@ from controller.kubernetes.manifests import (
     replica_lease,
 )
 from controller.kubernetes.runners import RunnerPod, RunnerPods
+from controller.kubernetes.streamed import read_streamed
 from controller.pool import Backoff, PoolClosed, WarmPool
-from controller.replies import IDENTITY, ReplyTooLarge, ReplyUndecodable, read_capped
+from controller.replies import IDENTITY, ReplyTooLarge, ReplyUndecodable
 from controller.settings import Settings
 from sandbox_common import resolver
 from sandbox_common.domains import DomainPolicy
@@ -215,7 +216,7 @@ class KubernetesBackend:
             with sandbox_errors():
                 runner = await self._pods.start()
                 try:
-                    outcome = await self._run_in(runner, job, "self-test")
+                    outcome = await self._run_in(runner, job, "self-test", None)
                 finally:
                     await self._pods.delete(runner)
         except (SandboxUnavailable, _NotDelivered) as exc:
@@ -228,11 +229,11 @@ class KubernetesBackend:
             f" MiB, cpu {self._settings.runner_cpu_limit})",
         )
 
-    async def run(self, job: Job, caller: str) -> Outcome:
+    async def run(self, job: Job, caller: str, events: EventSink | None = None) -> Outcome:
         with sandbox_errors():
-            return await self._run(job, caller)
+            return await self._run(job, caller, events)
 
-    async def _run(self, job: Job, caller: str) -> Outcome:
+    async def _run(self, job: Job, caller: str, events: EventSink | None) -> Outcome:
         if self._pool is None:
             raise SandboxUnavailable("the Kubernetes backend was not started")
         for _ in range(DELIVERY_ATTEMPTS):
@@ -246,7 +247,7 @@ class KubernetesBackend:
             except PoolClosed as exc:
                 raise SandboxUnavailable(str(exc)) from exc
             try:
-                return await self._run_in(runner, job, caller)
+                return await self._run_in(runner, job, caller, events)
             except _NotDelivered as exc:
                 log.warning("runner pod %s could not take a job: %s", runner.name, exc)
             finally:
@@ -270,7 +271,9 @@ class KubernetesBackend:
         )
         return replace(job, network=None, egress=grant)
 
-    async def _run_in(self, runner: RunnerPod, job: Job, caller: str) -> Outcome:
+    async def _run_in(
+        self, runner: RunnerPod, job: Job, caller: str, events: EventSink | None
+    ) -> Outcome:
         """Send the job to the pod and read its answer with the contract's caps."""
         assert self._api is not None
         api = self._api
@@ -283,11 +286,11 @@ class KubernetesBackend:
             ),
         )
         try:
-            return await self._exchange(runner, job)
+            return await self._exchange(runner, job, events)
         finally:
             labelling.cancel()
 
-    async def _exchange(self, runner: RunnerPod, job: Job) -> Outcome:
+    async def _exchange(self, runner: RunnerPod, job: Job, events: EventSink | None) -> Outcome:
         job = self._with_grant(job)
         timeout = job.limits.timeout_ms / 1000 + ANSWER_MARGIN_S
         try:
@@ -303,7 +306,7 @@ class KubernetesBackend:
                     timeout=httpx.Timeout(timeout, connect=5.0),
                 ) as response,
             ):
-                raw = await read_capped(response, outcome_cap(job))
+                raw = await read_streamed(response, job, events)
         except TimeoutError:
             raise SandboxUnavailable(
                 f"runner pod {runner.name} did not answer within {timeout:g} s"

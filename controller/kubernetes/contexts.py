@@ -32,15 +32,15 @@ from runner.contract import (
     CallOutcome,
     ContextFailed,
     EgressGrant,
+    EventSink,
     FileRefused,
     InputFile,
     Job,
-    RunLimits,
 )
-from runner.wire import WireError, decode_call, encode_job, outcome_cap
+from runner.wire import Failure, WireError, decode_call, encode_job
 
 from controller.contexts.models import ContextInfo
-from controller.contexts.placement import ContextSpec, ContextTerms, LiveContext
+from controller.contexts.placement import ContextCall, ContextSpec, ContextTerms, LiveContext
 from controller.contexts.sessions import CONTEXT, busy, context_kind, failed
 from controller.errors import NotFound, SandboxUnavailable
 from controller.execution.limits import sandbox_limits
@@ -60,6 +60,7 @@ from controller.kubernetes.resources import (
     reported_idle_s,
 )
 from controller.kubernetes.session_pods import EXPIRED, FAILED, READY
+from controller.kubernetes.streamed import read_streamed
 from controller.metrics import Metrics
 from controller.replies import IDENTITY, ReplyTooLarge, ReplyUndecodable, read_capped
 from controller.settings import Settings
@@ -134,12 +135,15 @@ class RemoteContext:
         timeout_s: float = OPERATION_TIMEOUT_S,
         max_bytes: int = SMALL_REPLY_BYTES,
         file: bool = False,
+        streamed: tuple[Job, EventSink | None] | None = None,
     ) -> bytes:
         """The body of a 200; the runner's refusals as the contract's exceptions.
 
         A pod the code may have taken over answers this: only an operation on a file
         (``file``) can be refused as FileRefused, which its route answers 404 or 422;
-        any other refusal, and any answer too large, is the platform's (503).
+        any other refusal, and any answer too large, is the platform's (503).  A call
+        (``streamed``: its job and its events) is answered with its events, passed on as
+        they come, and then its outcome's line, which is what this returns.
         """
         status = 0
         try:
@@ -154,10 +158,13 @@ class RemoteContext:
                 ) as response,
             ):
                 status = response.status_code
-                # A refusal is a short message, whatever the answer it stands for may be.
-                body = await read_capped(
-                    response, max_bytes if status == 200 else SMALL_REPLY_BYTES
-                )
+                if status == 200 and streamed is not None:
+                    body = await read_streamed(response, *streamed)
+                else:
+                    # A refusal is a short message, whatever the answer it stands for is.
+                    body = await read_capped(
+                        response, max_bytes if status == 200 else SMALL_REPLY_BYTES
+                    )
         except ReplyTooLarge:
             if file and status == 200:
                 raise FileRefused("max_bytes", f"larger than {max_bytes} bytes") from None
@@ -191,28 +198,38 @@ class RemoteContext:
             "POST", "/context", content=encode_job(job), timeout_s=SETUP_TIMEOUT_S, file=True
         )
 
-    async def run(
-        self, code: str, stdin: str | None, limits: RunLimits, grace_ms: int, call_id: str
-    ) -> CallOutcome:
-        call = {
-            "executionId": call_id,
-            "code": code,
-            "stdin": stdin,
+    async def run(self, call: ContextCall, events: EventSink | None = None) -> CallOutcome:
+        limits = call.limits
+        body = {
+            "executionId": call.call_id,
+            "code": call.code,
+            "stdin": call.stdin,
             "timeoutMs": limits.timeout_ms,
-            "graceMs": grace_ms,
+            "graceMs": call.grace_ms,
+            "figures": list(call.figures),
         }
-        job = Job(call_id, code, stdin, limits=limits)
+        job = Job(call.call_id, call.code, call.stdin, limits=limits)
         raw = await self.request(
             "POST",
             "/run",
-            content=json.dumps(call).encode(),
-            timeout_s=(limits.timeout_ms + grace_ms) / 1000 + CALL_MARGIN_S,
-            max_bytes=outcome_cap(job),
+            content=json.dumps(body).encode(),
+            timeout_s=(limits.timeout_ms + call.grace_ms) / 1000 + CALL_MARGIN_S,
+            streamed=(job, events),
         )
         try:
-            return decode_call(raw, job)
+            answer = decode_call(raw, job)
         except WireError as exc:
             raise SandboxUnavailable(f"the context's runner answered nonsense: {exc}") from None
+        if isinstance(answer, Failure):
+            if answer.code == "context_failed":
+                raise ContextFailed(answer.message)
+            raise SandboxUnavailable(f"the context's runner failed: {answer.message}")
+        return answer
+
+    async def interrupt(self) -> None:
+        """The call that runs now, interrupted (its answer comes on its own exchange)."""
+        with contextlib.suppress(ContextFailed, SandboxUnavailable, RunnerUnreachable):
+            await self.request("POST", "/interrupt", timeout_s=3.0)
 
     async def restart(self) -> None:
         await self.request("POST", "/restart")

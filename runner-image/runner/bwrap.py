@@ -29,6 +29,7 @@ SANDBOX_CODE = {
     "stub.py": "stub.pyc",
     "sandbox_files.py": "_sandbox_files.pyc",
     "kernel.py": "_kernel.pyc",
+    "display.py": "_display.pyc",
 }
 STUB_NAME = "stub.pyc"
 EGRESS_DIR = "@EGRESS_DIR@"
@@ -77,6 +78,7 @@ def bwrap_argv(
     limits: SandboxLimits,
     host: HostFacts,
     status_fd: str,
+    events_fd: str,
     seccomp_fd: str | None = None,
 ) -> list[str]:
     """The full argv that starts the stub inside a fresh sandbox.
@@ -84,8 +86,9 @@ def bwrap_argv(
     Order matters to bubblewrap: mounts are made in argument order, and the root is made
     read-only last so that nothing outside the workspace, /tmp and /dev/shm is writable.
     ``status_fd`` is the stub's status descriptor as text (a number, or a placeholder that
-    the caller replaces once the pipe exists); ``seccomp_fd``, likewise, the descriptor
-    bubblewrap reads the seccomp program from (see runner.seccomp).
+    the caller replaces once the pipe exists); ``events_fd``, likewise, the code's events
+    (rich results, violations as they happen: runner.display); ``seccomp_fd``, the
+    descriptor bubblewrap reads the seccomp program from (see runner.seccomp).
     """
     if host.gvisor and seccomp_fd is None:
         # Without --disable-userns, the filter is all that refuses nested namespaces.
@@ -182,6 +185,7 @@ def bwrap_argv(
         "-S",
         f"{SUPPORT_MOUNT}/{STUB_NAME}",
         status_fd,
+        events_fd,
         *([egress_option()] if layout.egress else []),
         *layout.preload,
     ]

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from runner.cgroup import oom_kills
-from runner.contract import Job, Outcome, SandboxLimits
+from runner.contract import EventSink, Job, Outcome, SandboxLimits
 from runner.launch import READY_TIMEOUT_S, SETUP_ERRORS, RunnerOptions
 from runner.policy import DEFAULT_HOST_ID
 from runner.supervisor import Sandbox, SandboxError
@@ -99,10 +99,12 @@ def options_from(args: argparse.Namespace) -> RunnerOptions:
     )
 
 
-async def run_counting_oom_kills(sandbox: Sandbox, job: Job) -> Outcome:
+async def run_counting_oom_kills(
+    sandbox: Sandbox, job: Job, events: EventSink | None = None
+) -> Outcome:
     """Run ``job``, noting whether this process's memory cgroup (a pod's) killed part of it."""
     before = oom_kills()
-    outcome = await sandbox.run(job)
+    outcome = await sandbox.run(job, events)
     after = oom_kills()
     if before is not None and after is not None and after > before:
         outcome = replace(outcome, memory_limit_hit=True)

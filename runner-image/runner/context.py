@@ -18,12 +18,15 @@ import os
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from runner.coalesce import coalesced
 from runner.contract import (
     MAX_VIOLATIONS,
     CallOutcome,
     ContextFailed,
+    EventSink,
     FileRefused,
     Outcome,
+    OutputChunk,
     RunLimits,
 )
 from runner.policy import egress_view
@@ -34,6 +37,7 @@ from runner.protocol import (
     int_or_none,
     parse_status,
 )
+from runner.results import EventsReader, now_ms
 from runner.supervisor import Sandbox, message
 
 MAX_ANSWER_BYTES = 256 * 1024
@@ -53,9 +57,11 @@ class _Capture(PipeReader):
     belongs to no call.  A call's start discards what is there.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, stream: str) -> None:
         self._chunks: list[bytes] = []
         self._room = 0
+        self._stream = stream
+        self._sink: EventSink | None = None
         self.truncated = False
         super().__init__(loop, fd)
         self._pause()
@@ -67,6 +73,8 @@ class _Capture(PipeReader):
         if data:
             self._chunks.append(data)
             self._room -= len(data)
+            if self._sink is not None:
+                self._sink(OutputChunk(self._stream, data, now_ms()))
 
     def _pause(self) -> None:
         if self._fd >= 0:
@@ -79,10 +87,11 @@ class _Capture(PipeReader):
             if not self.read_once():
                 return
 
-    def start(self, cap: int) -> None:
-        self._room = 0
+    def start(self, cap: int, sink: EventSink | None = None) -> None:
+        self._room, self._sink = 0, None
         self._read_waiting()  # written between calls: no call's
         self._chunks, self._room, self.truncated = [], cap, False
+        self._sink = sink
         if self._fd >= 0:
             self._loop.add_reader(self._fd, self.read_once)
 
@@ -90,6 +99,7 @@ class _Capture(PipeReader):
         """What the call wrote: everything it wrote before it ended is in the pipe."""
         self._read_waiting()
         self._pause()
+        self._sink = None
         data, truncated = b"".join(self._chunks), self.truncated
         self._chunks, self._room, self.truncated = [], 0, False
         return data, truncated
@@ -183,14 +193,16 @@ class ContextSandbox:
         """Take over ``sandbox`` (started, warm, never used)."""
         loop = asyncio.get_running_loop()
         self.sandbox = sandbox
-        stdin, stdout, stderr, status = sandbox.hand_over()
+        stdin, stdout, stderr, status, events = sandbox.hand_over()
         self._requests = stdin
         os.set_blocking(stdin, False)
-        self._stdout = _Capture(loop, stdout)
-        self._stderr = _Capture(loop, stderr)
+        self._stdout = _Capture(loop, stdout, "stdout")
+        self._stderr = _Capture(loop, stderr, "stderr")
+        self._events = EventsReader(loop, events)
         self._answers = _Answers(loop, status, self._broken)
         self._loop = loop
         self._writable: asyncio.Future[None] | None = None
+        self._running = False
         self.failed: str | None = None
         """Why the context is over, once it is."""
 
@@ -219,13 +231,22 @@ class ContextSandbox:
             self._fail("the sandbox did not become a context")
 
     async def run(
-        self, code: str, stdin: str | None, limits: RunLimits, grace_ms: int
+        self,
+        code: str,
+        stdin: str | None,
+        limits: RunLimits,
+        grace_ms: int,
+        figures: tuple[str, ...] = ("image/png",),
+        events: EventSink | None = None,
     ) -> CallOutcome:
-        """One call: its output, how it ended, and whether the interpreter was replaced."""
+        """One call: its output, how it ended, and whether the interpreter was replaced.
+        ``events`` is told the output, results and violations as they are read."""
         group = self.sandbox.cgroup
         before = group.usage() if group is not None else None
-        self._stdout.start(limits.output_bytes)
-        self._stderr.start(limits.output_bytes)
+        sink = coalesced(events, self._loop)
+        self._stdout.start(limits.output_bytes, sink)
+        self._stderr.start(limits.output_bytes, sink)
+        self._events.start(limits.results_bytes, sink)
         idle = None
         if group is not None and group.idle_class is not None:
             group.make_normal()
@@ -237,13 +258,19 @@ class ContextSandbox:
             "stdin": stdin,
             "timeoutMs": limits.timeout_ms,
             "graceMs": grace_ms,
+            "resultsBytes": limits.results_bytes,
+            "figures": list(figures),
         }
         try:
             # Past the timeout and the grace, a restart: the keeper's own deadline is
             # the one that counts; this one only catches a keeper that stopped.
             backstop = (limits.timeout_ms + grace_ms) / 1000 + OPERATION_TIMEOUT_S
+            self._running = True
             answer = await self._exchange(request, backstop)
         finally:
+            self._running = False
+            if sink is not None:
+                sink.flush()  # no timer of this call outlives it
             if idle is not None:
                 idle.cancel()
             if group is not None and group.idle_class is not None:
@@ -251,6 +278,9 @@ class ContextSandbox:
         duration_ms = (self._loop.time() - started) * 1000
         stdout, stdout_truncated = self._stdout.finish()
         stderr, stderr_truncated = self._stderr.finish()
+        results = self._events.finish()
+        if sink is not None:
+            sink.flush()  # everything told before the outcome exists
         after = group.usage() if group is not None else None
 
         def more(name: str) -> bool:
@@ -274,8 +304,21 @@ class ContextSandbox:
             denials=denials_from(answer.get("violations")),
             memory_limit_hit=more("oom_kills"),
             process_limit_hit=more("tasks_refused"),
+            results=tuple(results.results),
+            skipped_results=tuple(results.skipped),
         )
         return CallOutcome(outcome, answer.get("restarted") is True)
+
+    async def interrupt(self) -> None:
+        """Interrupt the call that runs now, as at its timeout (its caller went away): it
+        gets KeyboardInterrupt, and the interpreter is restarted if it does not stop.  The
+        call's answer comes as usual; with no call running, nothing happens."""
+        if not self._running or self.failed is not None or self._writable is not None:
+            return  # no call, over, or the call itself is still being sent: its timeout will do
+        try:
+            await self._send(message({"op": "interrupt"}))
+        except (ContextFailed, OSError):
+            return
 
     async def restart(self) -> None:
         answer = await self._exchange({"op": "restart"}, OPERATION_TIMEOUT_S)
@@ -389,7 +432,7 @@ class ContextSandbox:
         closes the sandbox itself (Sandbox.close: its cgroup, its reaping)."""
         self.failed = self.failed or "closed"
         self.sandbox.kill()
-        for reader in (self._stdout, self._stderr, self._answers):
+        for reader in (self._stdout, self._stderr, self._events, self._answers):
             reader.close()
         if self._requests >= 0:
             self._loop.remove_writer(self._requests)

@@ -8,8 +8,12 @@ reaches it at the pod's address:
     GET    /ready        200 while the sandbox lives (no token; it says nothing else)
     POST   /context      the setup, once: a job document (runner.wire) whose files, limits
                          and egress grant the context keeps (its code is not run)
-    POST   /run          {"executionId", "code", "stdin"?, "timeoutMs", "graceMs"}: the
-                         call's outcome (runner.wire), with "restarted"
+    POST   /run          {"executionId", "code", "stdin"?, "timeoutMs", "graceMs",
+                         "figures"?}: the call's events as they happen, a line each, then
+                         its outcome's line (runner.wire), with "restarted"; or, when the
+                         context fails meanwhile, a failure's line (``context_failed``)
+    POST   /interrupt    the call that runs now is interrupted as at its timeout (its
+                         caller went away); answered at once, even while busy
     POST   /restart      a fresh interpreter; the files stay
     GET    /files[?max=N]  {"files": [{"path", "size"}], "complete"}: N at most
     GET|PUT|DELETE /files/PATH   a file's bytes (PUT: the body is the file)
@@ -33,7 +37,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
 from runner.context import ContextSandbox
-from runner.contract import MAX_TIMEOUT_MS, ContextFailed, FileRefused, Job
+from runner.contract import FIGURE_TYPES, MAX_TIMEOUT_MS, ContextFailed, FileRefused, Job
 from runner.egress import EgressRelay, with_egress
 from runner.launch import RunnerOptions
 from runner.serve import (
@@ -41,6 +45,7 @@ from runner.serve import (
     HEAD_LIMIT,
     Request,
     ServeOptions,
+    StreamedAnswer,
     error,
     read_head,
     response,
@@ -48,7 +53,14 @@ from runner.serve import (
     warm_sandbox,
 )
 from runner.supervisor import Sandbox
-from runner.wire import MAX_JOB_BYTES, WireError, decode_job, encode_call
+from runner.wire import (
+    MAX_JOB_BYTES,
+    Failure,
+    WireError,
+    decode_job,
+    encode_call,
+    encode_failure,
+)
 from sandbox_common import bearer
 from sandbox_common.egress_account import EgressAccount
 
@@ -111,7 +123,7 @@ class ContextServer:
                 answer = error(400, "malformed request")
             else:
                 try:
-                    answer = await self._dispatch(request, reader)
+                    answer = await self._dispatch(request, reader, writer)
                 except _Answer as refused:
                     answer = refused.bytes()
             writer.write(answer)
@@ -120,7 +132,9 @@ class ContextServer:
         finally:
             writer.close()
 
-    async def _dispatch(self, request: Request, reader: asyncio.StreamReader) -> bytes:
+    async def _dispatch(
+        self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes:
         method, path = request.method, request.path
         if (method, path) == ("GET", "/ready"):
             ready = self._sandbox.alive and not self.finished.is_set()
@@ -130,6 +144,10 @@ class ContextServer:
             raise _Answer(401, f"bearer token {verdict.value}")
         if (method, path) == ("GET", "/status"):
             return self._status()
+        if (method, path) == ("POST", "/interrupt"):
+            if self._context is not None and self._busy:
+                await self._context.interrupt()
+            return response(200, b"{}")
         if self.finished.is_set():
             raise _Answer(503, f"the context failed: {self._failure()}")
         if self._busy:
@@ -137,7 +155,7 @@ class ContextServer:
         body = await self._body(request, reader) if method in ("POST", "PUT") else b""
         self._busy = True  # no await between the check and here
         try:
-            return await self._route(method, path, body)
+            return await self._route(method, path, body, writer)
         except ContextFailed as exc:
             self.finished.set()
             raise _Answer(503, f"the context failed: {exc}") from None
@@ -148,14 +166,16 @@ class ContextServer:
             self._busy = False
             self._last_used = time.monotonic()
 
-    async def _route(self, method: str, path: str, body: bytes) -> bytes:
+    async def _route(
+        self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter
+    ) -> bytes:
         if (method, path) == ("POST", "/context"):
             return await self._begin(body)
         context = self._context
         if context is None:
             raise _Answer(409, "the context has not been set up (POST /context)", "not_begun")
         if (method, path) == ("POST", "/run"):
-            return await self._run(context, body)
+            return await self._run(context, body, writer)
         if (method, path) == ("POST", "/restart"):
             await context.restart()
             self._restarts += 1
@@ -222,21 +242,26 @@ class ContextServer:
         self.begun.set()
         return response(200, b'{"ready": true}')
 
-    async def _run(self, context: ContextSandbox, body: bytes) -> bytes:
+    async def _run(
+        self, context: ContextSandbox, body: bytes, writer: asyncio.StreamWriter
+    ) -> bytes:
         assert self._setup is not None
         try:
             call = json.loads(body)
             execution_id = str(call["executionId"])[:64]
             code, stdin = call["code"], call.get("stdin")
             timeout_ms, grace_ms = int(call["timeoutMs"]), int(call["graceMs"])
+            figures = tuple(call.get("figures") or ("image/png",))
             if not isinstance(code, str) or not (stdin is None or isinstance(stdin, str)):
                 raise TypeError("code and stdin are text")
+            if not figures or not set(figures) <= set(FIGURE_TYPES):
+                raise ValueError(f"figures are some of {', '.join(FIGURE_TYPES)}")
             if not (0 < timeout_ms <= MAX_TIMEOUT_MS and 0 < grace_ms <= MAX_GRACE_MS):
                 raise ValueError("timeoutMs or graceMs out of range")
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             raise _Answer(
                 422,
-                f"a call is {{executionId, code, stdin?, timeoutMs, graceMs}}: {exc}",
+                f"a call is {{executionId, code, stdin?, timeoutMs, graceMs, figures?}}: {exc}",
                 "bad_call",
             ) from None
         limits = replace(self._setup.limits, timeout_ms=timeout_ms)
@@ -244,12 +269,18 @@ class ContextServer:
         if self._relay is not None:
             grant = self._relay.grant
             account = self._relay.account = EgressAccount(grant.max_connections, grant.max_bytes)
-        result = await context.run(code, stdin, limits, grace_ms)
+        answer = StreamedAnswer(writer)
+        try:
+            result = await context.run(code, stdin, limits, grace_ms, figures, answer)
+        except ContextFailed as exc:
+            self.finished.set()
+            failure = Failure("context_failed", f"the context failed: {exc}")
+            return answer.last(encode_failure(execution_id, failure))
         self._calls += 1
         self._restarts += result.restarted
         if account is not None:
             result = replace(result, outcome=with_egress(result.outcome, account))
-        return response(200, encode_call(execution_id, result))
+        return answer.last(encode_call(execution_id, result))
 
     def _status(self) -> bytes:
         status = {

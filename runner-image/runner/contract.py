@@ -13,6 +13,7 @@ from these records, so the two cannot disagree.  Limits are split by when they a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sandbox_common.domains import DomainPolicy
@@ -28,6 +29,24 @@ MAX_SKIPPED = 1000
 MAX_PATH_CHARS = 1024
 MAX_REASON_CHARS = 40
 MAX_ERROR_CHARS = 500
+MAX_RESULTS = 100
+"""Representations a run may return (an object displayed gives one per MIME type)."""
+MAX_SKIPPED_RESULTS = MAX_RESULTS + 1
+"""Those it may list as not returned: as many, and one for events dropped past its caps."""
+RESULT_TYPES = frozenset(
+    {
+        "text/plain",
+        "text/html",
+        "text/markdown",
+        "text/latex",
+        "application/json",
+        "image/png",
+        "image/svg+xml",
+    }
+)
+"""The MIME types a result may have (runner.display makes them, runner.results checks)."""
+FIGURE_TYPES = ("image/png", "image/svg+xml")
+"""What matplotlib figures may be returned as."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,8 @@ class RunLimits:
     max_open_files: int = 256
     output_bytes: int = 1 * MIB
     """Captured bytes per stream (stdout, stderr); the rest is discarded."""
+    results_bytes: int = 4 * MIB
+    """The rich results' data together (runner.display); what does not fit is reported."""
 
     def rlimits(self) -> dict[str, int]:
         """The rlimits the stub applies to the code's process, in the stub's names."""
@@ -98,6 +119,8 @@ class Job:
     egress: EgressGrant | None = None
     """How a runner pod reaches the egress proxy for this job (Kubernetes placement:
     the proxy holds the policy, signed into the grant; ``network`` stays None there)."""
+    figures: tuple[str, ...] = ("image/png",)
+    """What matplotlib figures are returned as (FIGURE_TYPES)."""
 
     @property
     def reaches_proxy(self) -> bool:
@@ -149,6 +172,45 @@ class Denial:
 
 
 @dataclass(frozen=True)
+class RichResult:
+    """One representation of an object the code displayed (runner.display)."""
+
+    type: str
+    """A MIME type of RESULT_TYPES."""
+    data: str
+    """Text; base64 for an image other than SVG; the JSON text for application/json."""
+    display: int
+    """Which displayed object it represents (0, 1, ...): one object, many types."""
+
+
+@dataclass(frozen=True)
+class SkippedResult:
+    """A representation that is not returned, and why: ``too_large`` (over the run's
+    results budget), ``invalid`` (not what its type says) or ``too_many``."""
+
+    type: str | None
+    display: int | None
+    size: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class OutputChunk:
+    """Output as it was read from the sandbox (within the stream's cap)."""
+
+    stream: str
+    """``stdout`` or ``stderr``."""
+    data: bytes
+    at: float
+    """When it was read: milliseconds since the epoch."""
+
+
+Event = OutputChunk | RichResult | Denial
+"""What a run reports while it runs, in the order it happened."""
+EventSink = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How one execution ended, as seen from outside the sandbox."""
 
@@ -176,6 +238,8 @@ class Outcome:
     harvested: Harvested = field(default_factory=Harvested)
     network: NetworkUsage | None = None
     """What went through the egress proxy (filled in by the placement that runs it)."""
+    results: tuple[RichResult, ...] = ()
+    skipped_results: tuple[SkippedResult, ...] = ()
 
 
 @dataclass(frozen=True)

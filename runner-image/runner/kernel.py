@@ -7,12 +7,16 @@ is), and does the workspace's file operations itself.  Protocol with the supervi
 (runner.context, outside):
 
 - requests arrive on stdin, each a 4-byte length and a ``marshal`` document:
-  ``{"op": "run", "code", "stdin", "timeoutMs", "graceMs"}``, ``{"op": "restart"}``,
+  ``{"op": "run", "code", "stdin", "timeoutMs", "graceMs", "resultsBytes", "figures"}``,
+  ``{"op": "restart"}``,
   ``{"op": "list", "maxEntries"}``, ``{"op": "read", "path", "maxBytes"}``,
   ``{"op": "write", "path", "data"}``, ``{"op": "delete", "path"}``;
 - each is answered on the status descriptor by one JSON line, followed by ``size``
   bytes when it says so (a file read).  An operation refused is ``{"error": RULE,
   "message": ...}``.
+
+While a call runs, the keeper also takes ``{"op": "interrupt"}`` (its caller went away):
+the call is then treated as one past its timeout, at once.
 
 A call that outlives its timeout gets SIGINT (``KeyboardInterrupt`` in the code); if it
 has not ended ``graceMs`` later, everything in the sandbox but the keeper is killed and
@@ -69,6 +73,8 @@ class Keeper:
         self.workspace = str(setup["workspace"])
         self.protected = frozenset(str(p).rstrip("/") for p in setup["protected"])  # type: ignore[attr-defined]
         self.max_violations = int(setup["maxViolations"])  # type: ignore[call-overload]
+        self.events_fd = -1
+        """Where each interpreter reports its results and violations as they happen."""
 
     def answer(self, message: dict[str, object], data: bytes = b"") -> None:
         view = memoryview(self.stub._json(message).encode() + b"\n" + data)
@@ -116,7 +122,9 @@ class Keeper:
         """A fresh interpreter: everything running now is killed; the files stay."""
         self.kill_all()
         self.child.close()
-        pid, job_w, violations_r = self.stub._fork_child(self.status_fd, self.forwarder)
+        pid, job_w, violations_r = self.stub._fork_child(
+            self.status_fd, self.forwarder, self.events_fd
+        )
         self.child = Child(pid, job_w, violations_r)
         self.stub._send_message(job_w, self.setup)
 
@@ -139,7 +147,12 @@ class Keeper:
         timeout_s = int(request["timeoutMs"]) / 1000  # type: ignore[call-overload]
         grace_s = int(request["graceMs"]) / 1000  # type: ignore[call-overload]
         deadline = time.monotonic() + timeout_s
-        call = {"code": request["code"], "stdin": request.get("stdin")}
+        call = {
+            "code": request["code"],
+            "stdin": request.get("stdin"),
+            "resultsBytes": request.get("resultsBytes"),
+            "figures": request.get("figures"),
+        }
         taken = self._send_call(call, deadline)
         sent = taken == "sent"
         interrupted = taken == "late"  # it would not take the call within its timeout
@@ -148,9 +161,16 @@ class Keeper:
         try:
             while sent:
                 which = self.wait(
-                    {self.child.violations_r: "reports", pidfd: "child"},
+                    {self.child.violations_r: "reports", pidfd: "child", 0: "request"},
                     max(0.0, deadline - time.monotonic()),
                 )
+                if which == "request":
+                    asked = self.stub._read_message(0)
+                    if asked is None:  # the supervisor is gone: so is the sandbox, soon
+                        break
+                    if asked.get("op") == "interrupt" and not interrupted:
+                        deadline = time.monotonic()  # as at the timeout, now
+                    continue
                 if which == "reports":
                     more, ended = self._read_reports()
                     reports += more
@@ -289,6 +309,8 @@ class Keeper:
             if request is None:
                 return
             op = request.get("op")
+            if op == "interrupt":
+                continue  # for a call that has ended meanwhile: nothing to interrupt
             if op == "run":
                 self.answer(self.run(request))
             elif op == "restart":
@@ -319,12 +341,17 @@ def _done_line(reports: bytes) -> list[bytes] | None:
 
 
 def interpret(
-    stub: types.ModuleType, setup: dict[str, object], job_fd: int, reports_fd: int
+    stub: types.ModuleType,
+    setup: dict[str, object],
+    job_fd: int,
+    reports_fd: int,
+    events_fd: int,
 ) -> None:
     """The interpreter process: runs each call's code in one ``__main__``.  Never returns.
 
     Each call ends with ``D exit user system rss`` on ``reports_fd`` (after the code's
-    output is flushed), where the code's violations are reported too.
+    output is flushed, and the figures it left open shown), where the code's violations
+    are reported too; its results and violations go to ``events_fd`` as they happen.
     """
     import resource
 
@@ -338,7 +365,7 @@ def interpret(
     stub._apply_limits(limits if isinstance(limits, dict) else {})
     os.chdir(str(setup["workspace"]))
     seen: set[tuple[str, str]] = set()
-    sys.addaudithook(stub._violation_hook(reports_fd, setup, seen))
+    sys.addaudithook(stub._violation_hook(reports_fd, setup, seen, events_fd))
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = __builtins__
     sys.modules["__main__"] = main
@@ -354,7 +381,9 @@ def interpret(
         stub._install_stdin(stdin if isinstance(stdin, str) else None)
         sys.stdin = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
         before = _cpu(resource)
-        exit_code = _run(stub, main, str(call["code"]))
+        display = stub._start_display(events_fd, call)
+        exit_code = _run(stub, main, str(call["code"]), display)
+        display.show_figures()
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
             try:
                 if stream is not None:
@@ -381,12 +410,18 @@ def _cpu(resource: types.ModuleType) -> tuple[float, float]:
     return own.ru_utime + waited.ru_utime, own.ru_stime + waited.ru_stime
 
 
-def _run(stub: types.ModuleType, main: types.ModuleType, code: str) -> int:
-    """One call's code in the context's ``__main__``: its exit code, as ``python -c``'s."""
+def _run(
+    stub: types.ModuleType, main: types.ModuleType, code: str, display: types.ModuleType
+) -> int:
+    """One call's code in the context's ``__main__``: its exit code, as ``python -c``'s;
+    the value of a trailing expression is shown (runner.display)."""
     try:
         try:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            exec(compile(code, "<string>", "exec"), main.__dict__)
+            body, last = display.split(compile(code, "<string>", "exec", stub._ONLY_AST), code)
+            exec(compile(body, "<string>", "exec"), main.__dict__)
+            if last is not None:
+                display.show_value(eval(compile(last, "<string>", "eval"), main.__dict__))  # noqa: S307
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
     except SystemExit as exc:  # ends the call, not the context

@@ -24,6 +24,7 @@ READY_TIMEOUT_S = 30.0
 # What preparing a sandbox can fail with: a missing interpreter, an unwritable directory.
 SETUP_ERRORS = (OSError, RuntimeError, subprocess.SubprocessError, ValueError)
 STATUS_FD = "@STATUS_FD@"
+EVENTS_FD = "@EVENTS_FD@"
 SECCOMP_FD = "@SECCOMP_FD@"
 
 
@@ -69,6 +70,7 @@ class SandboxCommand:
         return Sandbox(
             argv,
             status_fd_placeholder=STATUS_FD,
+            events_fd_placeholder=EVENTS_FD,
             mounted=self.mounted,
             view=self.view,
             fd_data=self.fd_data,
@@ -103,7 +105,12 @@ def sandbox_command(
     )
     program = filter_program()
     argv = bwrap_argv(
-        layout, mounted, probe_host(layout), STATUS_FD, seccomp_fd=SECCOMP_FD if program else None
+        layout,
+        mounted,
+        probe_host(layout),
+        STATUS_FD,
+        EVENTS_FD,
+        seccomp_fd=SECCOMP_FD if program else None,
     )
     return SandboxCommand(
         argv, {SECCOMP_FD: program} if program else {}, mounted, sandbox_view(visible), host_ids

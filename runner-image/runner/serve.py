@@ -7,8 +7,9 @@ pod's address, never through the API server:
     GET  /ready   200 while the sandbox is warm and unclaimed, else 503 (readiness probe;
                   no token: it says nothing but that)
     POST /run     ``Authorization: Bearer <token>``; the body is a job (runner.wire); the
-                  answer is its outcome (200), or a failure (422 bad job, 500 sandbox
-                  failed); then the runner exits, and the pod with it
+                  answer (200) streams the run's events as they happen, one line each,
+                  and ends with its outcome's line, or its failure's (the sandbox
+                  failed); a bad job is a 422; then the runner exits, and the pod with it
 
 The token's SHA-256 comes from the environment (the pod spec holds only the digest, so
 reading the pod reveals no credential).  One job, once: a second ``/run`` gets 409.  A
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.cli import run_counting_oom_kills
-from runner.contract import Job, Outcome, SandboxLimits
+from runner.contract import Event, EventSink, Job, Outcome, SandboxLimits
 from runner.egress import EgressRelay, new_egress_dir, sandbox_group, with_egress
 from runner.launch import READY_TIMEOUT_S, SETUP_ERRORS, RunnerOptions
 from runner.supervisor import Sandbox, SandboxError
@@ -40,6 +41,7 @@ from runner.wire import (
     Failure,
     WireError,
     decode_job,
+    encode_event,
     encode_failure,
     encode_outcome,
 )
@@ -127,6 +129,30 @@ def error(status: int, message: str) -> bytes:
     return response(status, json.dumps({"error": REASONS[status], "message": message}).encode())
 
 
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+    b"Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
+)
+
+
+class StreamedAnswer:
+    """A 200 whose body is a run's events, a line each as they happen (runner.wire's
+    ``event``), and then its last line: the outcome, or the failure.  The body ends
+    with the connection (no length is known ahead)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        writer.write(STREAM_HEAD)
+
+    def __call__(self, event: Event) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(encode_event(event) + b"\n")
+
+    def last(self, line: bytes) -> bytes:
+        """The body's last line, for the caller to write."""
+        return line + b"\n"
+
+
 class OneJobServer:
     """Serves the readiness probe and exactly one job on a warm sandbox."""
 
@@ -152,7 +178,7 @@ class OneJobServer:
             if request is None:
                 answer = error(400, "malformed request")
             else:
-                answer, ran = await self._dispatch(request, reader)
+                answer, ran = await self._dispatch(request, reader, writer)
             writer.write(answer)
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
@@ -161,8 +187,11 @@ class OneJobServer:
             if ran:
                 self.finished.set()
 
-    async def _dispatch(self, request: Request, reader: asyncio.StreamReader) -> tuple[bytes, bool]:
-        """The answer, and whether the one job ran (and the sandbox is spent)."""
+    async def _dispatch(
+        self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[bytes, bool]:
+        """The answer (what is left of it, once it streams), and whether the one job ran
+        (and the sandbox is spent)."""
         if request.path == "/ready" and request.method == "GET":
             ready = self._sandbox.alive and not self.claimed
             return response(200 if ready else 503, json.dumps({"ready": ready}).encode()), False
@@ -184,16 +213,17 @@ class OneJobServer:
         except _Refused as refused:
             self.claimed = False  # the sandbox is untouched: it can still take a job
             return refused.answer, False
+        answer = StreamedAnswer(writer)
         try:
-            outcome = await self._run(job)
+            outcome = await self._run(job, answer)
         except SandboxError as exc:
             failure = Failure("sandbox_failed", str(exc))
-            return response(500, encode_failure(job.execution_id, failure)), True
-        return response(200, encode_outcome(job.execution_id, outcome)), True
+            return answer.last(encode_failure(job.execution_id, failure)), True
+        return answer.last(encode_outcome(job.execution_id, outcome)), True
 
-    async def _run(self, job: Job) -> Outcome:
+    async def _run(self, job: Job, events: EventSink) -> Outcome:
         if job.egress is None:
-            return await run_counting_oom_kills(self._sandbox, job)
+            return await run_counting_oom_kills(self._sandbox, job, events)
         relay = EgressRelay(job.egress)
         directory = self._egress_dir
         assert directory is not None  # a job with egress was refused without one (_read_job)
@@ -202,7 +232,7 @@ class OneJobServer:
         except OSError as exc:
             raise SandboxError(f"cannot open the execution's egress socket: {exc}") from exc
         try:
-            outcome = await run_counting_oom_kills(self._sandbox, job)
+            outcome = await run_counting_oom_kills(self._sandbox, job, events)
         finally:
             await relay.close()
         return with_egress(outcome, relay.account)

@@ -1,11 +1,14 @@
 """Runs inside the sandbox: waits for one job, runs it in a child process, reports how it ended.
 
-This file is started by bubblewrap before any request arrives (``python3 -I stub.py FD``),
+This file is started by bubblewrap before any request arrives (``python3 -I stub.py FD
+EVENTS``),
 so the interpreter start-up is paid ahead of time.  Protocol with the supervisor:
 
 - the job arrives on stdin as one ``marshal`` document (from the trusted supervisor; it
   is built in, so no JSON module with its regular-expression engine is imported here),
   after its length (4 bytes, big-endian);
+- fd ``EVENTS`` (the events pipe) is the code's process's own: rich results and the
+  violations it meets, one line each as they happen (see _display);
 - fd ``FD`` (the status pipe) carries ``ready\\n`` once the interpreter is warm, then
   one JSON line describing how the child ended (exit status, resource usage, violations).
   The child's violation records are passed on as strings, unparsed: the supervisor
@@ -144,9 +147,10 @@ def _apply_limits(limits: dict[str, int]) -> None:
 
 
 def _violation_hook(
-    fd: int, job: dict[str, object], seen: set[tuple[str, str]] | None = None
+    fd: int, job: dict[str, object], seen: set[tuple[str, str]] | None = None, events_fd: int = -1
 ) -> object:
-    """Build an audit hook that reports denied operations on ``fd`` (one JSON line each).
+    """Build an audit hook that reports denied operations on ``fd`` (one JSON line each),
+    and as they happen on ``events_fd`` (``{"violation": ...}``: streamed to the caller).
 
     What is hidden, writable and protected comes with the job (runner.policy.sandbox_view).
     Each (kind, target) is reported once while it is in ``seen`` (a context empties it
@@ -169,6 +173,8 @@ def _violation_hook(
         direct = "network denied: the sandbox has no network access"
         lookup = "network denied: name resolution is not available in the sandbox"
     seen = set() if seen is None else seen
+    # The events pipe's one writer (its lock keeps long lines whole), in the code's process.
+    events = getattr(sys.modules.get("_display"), "CHANNEL", None) if events_fd >= 0 else None
     abspath = os.path.abspath
     fspath = os.fsdecode
 
@@ -182,6 +188,8 @@ def _violation_hook(
             os.write(fd, line.encode() + b"\n")
         except OSError:
             pass
+        if events is not None:
+            events.write_line('{"violation":' + line + "}")
 
     def under(path: str, roots: tuple[str, ...]) -> bool:
         return any(path == r or path.startswith(r + "/") for r in roots)
@@ -264,7 +272,7 @@ def _first_to_go_when_out_of_memory() -> None:
         pass
 
 
-def _run_child(job_fd: int, violations_fd: int) -> None:
+def _run_child(job_fd: int, violations_fd: int, events_fd: int) -> None:
     """The user's code: becomes ``python -c CODE`` as closely as possible.  Never returns.
 
     This process was forked while the sandbox warmed up and waits here for the job, so
@@ -274,7 +282,7 @@ def _run_child(job_fd: int, violations_fd: int) -> None:
     job = _read_job(job_fd)
     if job.get("context"):
         kernel = _beside("_kernel")
-        kernel.interpret(sys.modules[__name__], job, job_fd, violations_fd)
+        kernel.interpret(sys.modules[__name__], job, job_fd, violations_fd, events_fd)
     os.close(job_fd)
     # The baseline lets the parent report the code's CPU time, not the warm-up's.
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -287,15 +295,20 @@ def _run_child(job_fd: int, violations_fd: int) -> None:
     limits = job.get("limits")
     _apply_limits(limits if isinstance(limits, dict) else {})
     os.chdir(str(job["workspace"]))
-    sys.addaudithook(_violation_hook(violations_fd, job))  # type: ignore[arg-type]
+    display = _start_display(events_fd, job)
+    sys.addaudithook(_violation_hook(violations_fd, job, None, events_fd))  # type: ignore[arg-type]
 
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = __builtins__
     sys.modules["__main__"] = main
     sys.argv = ["-c"]
     sys.path.insert(0, "")  # as `python -c` does: modules in the workspace are importable
+    code = str(job["code"])
     try:
-        exec(compile(str(job["code"]), "<string>", "exec"), main.__dict__)
+        body, last = display.split(compile(code, "<string>", "exec", _ONLY_AST), code)
+        exec(compile(body, "<string>", "exec"), main.__dict__)
+        if last is not None:
+            display.show_value(eval(compile(last, "<string>", "eval"), main.__dict__))  # noqa: S307
         exit_code = 0
     except SystemExit as exc:
         exit_code = _exit_code(exc.code)
@@ -304,7 +317,25 @@ def _run_child(job_fd: int, violations_fd: int) -> None:
         tb = exc.__traceback__.tb_next if exc.__traceback__ else None
         sys.excepthook(type(exc), exc.with_traceback(tb), tb)
         exit_code = 1
+    display.show_figures()  # figures the code left open are its results, as in a notebook
     _finish(main, exit_code)
+
+
+_ONLY_AST = 0x400  # ast.PyCF_ONLY_AST, without importing ast
+
+
+def _start_display(events_fd: int, job: dict[str, object]) -> types.ModuleType:
+    """The code's process's display machinery (_display), started for this run: results
+    up to the job's budget on ``events_fd``, standard output flushed line by line so that
+    what is printed streams out as it is printed."""
+    display = sys.modules["_display"]
+    display.CHANNEL.start(events_fd, int(job.get("resultsBytes") or 0), job.get("figures"))  # type: ignore[call-overload]
+    display.install()
+    try:
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        pass
+    return display
 
 
 def _exit_code(code: object) -> int:
@@ -586,7 +617,9 @@ def _beside(name: str) -> types.ModuleType:
         del sys.path[0]
 
 
-def _fork_child(status_fd: int, forwarder: _Forwarder | None) -> tuple[int, int, int]:
+def _fork_child(
+    status_fd: int, forwarder: _Forwarder | None, events_fd: int
+) -> tuple[int, int, int]:
     """Fork the process that will run the code: (its pid, its job pipe, its violations).
 
     The child waits for its job (_run_child); it keeps none of this process's descriptors.
@@ -601,21 +634,23 @@ def _fork_child(status_fd: int, forwarder: _Forwarder | None) -> tuple[int, int,
         os.close(status_fd)
         os.close(job_w)
         os.close(violations_r)
-        _run_child(job_r, violations_w)
+        _run_child(job_r, violations_w, events_fd)
     os.close(job_r)
     os.close(violations_w)
     return pid, job_w, violations_r
 
 
 def main() -> None:
-    status_fd = int(sys.argv[1])
-    os.set_inheritable(status_fd, False)
+    status_fd, events_fd = int(sys.argv[1]), int(sys.argv[2])
+    for fd in (status_fd, events_fd):  # never passed on to what the code starts
+        os.set_inheritable(fd, False)
     here = os.path.dirname(os.path.abspath(sys.argv[0]))
     sandbox_files = _beside("_sandbox_files")
+    _beside("_display")
     _site(os.path.join(here, SITE_CONFIG))
     _seed(os.path.join(here, "tmp-seed"), "/tmp")
-    options = [a for a in sys.argv[2:] if a.startswith(EGRESS_OPTION)]
-    _preload([a for a in sys.argv[2:] if not a.startswith(EGRESS_OPTION)])
+    options = [a for a in sys.argv[3:] if a.startswith(EGRESS_OPTION)]
+    _preload([a for a in sys.argv[3:] if not a.startswith(EGRESS_OPTION)])
     forwarder = None
     if options:  # --egress=SOCKET:PORT (runner.bwrap): this sandbox may be given a domain
         socket_path, _, port = options[0][len(EGRESS_OPTION) :].rpartition(":")
@@ -624,7 +659,7 @@ def main() -> None:
     # every page just by running a collection (copy-on-write after fork).
     gc.disable()
     gc.freeze()
-    pid, job_w, violations_r = _fork_child(status_fd, forwarder)
+    pid, job_w, violations_r = _fork_child(status_fd, forwarder, events_fd)
     os.write(status_fd, b"ready\n")
     job = _read_job()
     workspace = str(job["workspace"])
@@ -642,8 +677,11 @@ def main() -> None:
         kernel = _beside("_kernel")
         child = kernel.Child(pid, job_w, violations_r)
         stub = sys.modules[__name__]
-        kernel.Keeper(stub, job, status_fd, child, forwarder, sandbox_files).serve()
+        keeper = kernel.Keeper(stub, job, status_fd, child, forwarder, sandbox_files)
+        keeper.events_fd = events_fd  # each interpreter it forks reports there
+        keeper.serve()
         return
+    os.close(events_fd)  # the code's process has its own
     _send_job(job_w, job)
     timeout_ms = job.get("timeoutMs")
     timed_out = _wait(pid, timeout_ms if isinstance(timeout_ms, int) else None, forwarder)

@@ -17,9 +17,22 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from runner.cgroup import CgroupError, SandboxCgroup, enter_argv
-from runner.contract import MAX_ERROR_CHARS, MAX_VIOLATIONS, Harvested, Job, Outcome, SandboxLimits
+from runner.coalesce import coalesced
+from runner.contract import (
+    MAX_ERROR_CHARS,
+    MAX_VIOLATIONS,
+    EventSink,
+    Harvested,
+    HarvestLimits,
+    Job,
+    Outcome,
+    OutputChunk,
+    RunLimits,
+    SandboxLimits,
+)
 from runner.policy import SANDBOX_ENV, egress_view
 from runner.protocol import (
     PipeReader,
@@ -28,6 +41,7 @@ from runner.protocol import (
     float_or_none,
     int_or_none,
 )
+from runner.results import EventsReader, now_ms
 from runner.wire import harvest_fields
 from sandbox_common.processes import exit_future
 
@@ -43,11 +57,20 @@ class SandboxError(Exception):
 
 
 class _CappedReader(PipeReader):
-    """Keeps at most ``cap`` bytes of a pipe and notes whether more came."""
+    """Keeps at most ``cap`` bytes of a pipe and notes whether more came; each piece
+    kept goes to ``sink`` as it is read (an ``OutputChunk`` of ``stream``)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, cap: int) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fd: int,
+        cap: int,
+        stream: str = "",
+        sink: EventSink | None = None,
+    ) -> None:
         self._cap = cap
         self._chunks: list[bytes] = []
+        self._stream, self._sink = stream, sink
         self.kept = 0
         self.truncated = False
         super().__init__(loop, fd)
@@ -60,6 +83,8 @@ class _CappedReader(PipeReader):
         if data:
             self._chunks.append(data)
             self.kept += len(data)
+            if self._sink is not None:
+                self._sink(OutputChunk(self._stream, data, now_ms()))
 
     def drain(self) -> None:
         """Read what is already in the pipe, without waiting for the writers to finish.
@@ -98,12 +123,14 @@ class Sandbox:
         argv: Sequence[str],
         *,
         status_fd_placeholder: str,
+        events_fd_placeholder: str,
         mounted: SandboxLimits,
         view: dict[str, object],
         fd_data: dict[str, bytes] | None = None,
         cgroup: SandboxCgroup | None = None,
     ) -> None:
-        """Start the sandbox now (``argv`` from runner.launch).
+        """Start the sandbox now (``argv`` from runner.launch; its placeholders replaced by
+        the descriptors of the stub's status pipe and the code's events pipe).
 
         ``mounted``: the limits ``argv`` mounts the sandbox with; ``view``: what the stub
         is told of the policy with each job (runner.policy.sandbox_view).  ``fd_data``
@@ -120,34 +147,35 @@ class Sandbox:
         stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
         stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
         stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+        events_r, events_w = os.pipe2(os.O_CLOEXEC)
         inputs = {name: _pipe_with(data) for name, data in (fd_data or {}).items()}
-        argv = [
-            str(status_w) if a == status_fd_placeholder else str(inputs.get(a, a)) for a in argv
-        ]
+        placed = {status_fd_placeholder: str(status_w), events_fd_placeholder: str(events_w)}
+        argv = [placed.get(a) or str(inputs.get(a, a)) for a in argv]
         try:
             self._proc = subprocess.Popen(
                 argv,
                 stdin=stdin_r,
                 stdout=stdout_w,
                 stderr=stderr_w,
-                pass_fds=(status_w, *inputs.values()),
+                pass_fds=(status_w, events_w, *inputs.values()),
                 env=dict(SANDBOX_ENV),
                 start_new_session=True,
             )
         except OSError as exc:
-            for fd in (status_r, stdin_w, stdout_r, stderr_r):
+            for fd in (status_r, stdin_w, stdout_r, stderr_r, events_r):
                 os.close(fd)
             if cgroup is not None:
                 cgroup.remove()
             raise SandboxError(f"cannot start bubblewrap: {exc}") from exc
         finally:
-            for fd in (status_w, stdin_r, stdout_w, stderr_w, *inputs.values()):
+            for fd in (status_w, stdin_r, stdout_w, stderr_w, events_w, *inputs.values()):
                 os.close(fd)
         self._loop = loop
         self.mounted = mounted
         self._view = view
         self._stdin_fd, self._stdout_fd, self._stderr_fd = stdin_w, stdout_r, stderr_r
         self._status = StatusReader(loop, status_r)
+        self._events = EventsReader(loop, events_r)
         self._exited = exit_future(loop, self._proc)
         self.used = False
 
@@ -174,11 +202,12 @@ class Sandbox:
             text = b""
         return text.decode("utf-8", "replace").strip() or "bubblewrap exited"
 
-    async def run(self, job: Job) -> Outcome:
+    async def run(self, job: Job, events: EventSink | None = None) -> Outcome:
         """Hand the job to the sandbox and collect how it ended.  Single use.
 
         The stub applies the timeout itself (so that it can still collect the files);
         this side waits a grace period longer and then kills everything regardless.
+        ``events`` is told the output, results and violations as they are read.
         """
         if self.used:
             raise SandboxError("a sandbox runs exactly one job")
@@ -188,9 +217,65 @@ class Sandbox:
             )
         self.used = True
         limits, harvest = job.limits, job.harvest
-        stdout = _CappedReader(self._loop, self._take("_stdout_fd"), limits.output_bytes)
-        stderr = _CappedReader(self._loop, self._take("_stderr_fd"), limits.output_bytes)
+        sink = coalesced(events, self._loop)
+        stdout = _CappedReader(
+            self._loop, self._take("_stdout_fd"), limits.output_bytes, "stdout", sink
+        )
+        stderr = _CappedReader(
+            self._loop, self._take("_stderr_fd"), limits.output_bytes, "stderr", sink
+        )
+        self._events.start(limits.results_bytes, sink)
         self._status.limits = harvest
+        try:
+            status, harvested, backstop, duration_ms = await self._collect(job, limits, harvest)
+        except BaseException:  # cancelled (the caller went away): the sandbox ends now
+            self.kill()
+            for reader in (stdout, stderr):
+                reader.close()
+            self._events.close()
+            if sink is not None:
+                sink.flush()
+            raise
+        for reader in (stdout, stderr):
+            reader.drain()
+            reader.close()
+        results = self._events.finish()
+        self._events.close()
+        if sink is not None:
+            sink.flush()  # everything told before the outcome exists
+        status = status or {}
+        timed_out = backstop or status.get("timedOut") is True
+        setup_error = status.get("setupError")
+        # The whole execution's figures, where it has a cgroup: its peak counts every
+        # process and the tmpfs pages written, not the largest process alone.
+        usage = self._cgroup.usage() if self._cgroup is not None else None
+        peak_kb = usage.peak_bytes // 1024 if usage and usage.peak_bytes is not None else None
+        return Outcome(
+            exit_code=None if timed_out else int_or_none(status.get("exitCode")),
+            signal=None if timed_out else int_or_none(status.get("signal")),
+            timed_out=timed_out,
+            stdout=stdout.data(),
+            stderr=stderr.data(),
+            stdout_truncated=stdout.truncated,
+            stderr_truncated=stderr.truncated,
+            duration_ms=round(duration_ms, 3),
+            cpu_user_ms=float_or_none(status.get("cpuUserMs")),
+            cpu_system_ms=float_or_none(status.get("cpuSystemMs")),
+            max_rss_kb=peak_kb if peak_kb is not None else int_or_none(status.get("maxRssKb")),
+            denials=denials_from(status.get("violations")),
+            status_missing=not timed_out and not status,
+            setup_error=str(setup_error)[:MAX_ERROR_CHARS] if setup_error is not None else None,
+            memory_limit_hit=bool(usage and usage.oom_kills),
+            process_limit_hit=bool(usage and usage.tasks_refused),
+            harvested=harvested,
+            results=tuple(results.results),
+            skipped_results=tuple(results.skipped),
+        )
+
+    async def _collect(
+        self, job: Job, limits: RunLimits, harvest: HarvestLimits | None
+    ) -> tuple[dict[str, Any] | None, Harvested, bool, float]:
+        """Send the job; its status, its files, whether the backstop ended it, its time."""
         # The stub's own format (marshal: built in, nothing to import inside the sandbox).
         payload = message(
             {
@@ -201,6 +286,8 @@ class Sandbox:
                 "files": [(f.path, f.content) for f in job.files],
                 "limits": limits.rlimits(),
                 "timeoutMs": limits.timeout_ms,
+                "resultsBytes": limits.results_bytes,
+                "figures": list(job.figures),
                 "harvest": harvest_fields(harvest),
                 **(egress_view() if job.reaches_proxy else {}),
             }
@@ -238,35 +325,7 @@ class Sandbox:
                 harvested = Harvested(error=f"files not collected within {HARVEST_TIMEOUT_S}s")
         # The run is over: whatever is left in the sandbox dies now.
         self.kill()
-        for reader in (stdout, stderr):
-            reader.drain()
-            reader.close()
-        status = status or {}
-        timed_out = backstop or status.get("timedOut") is True
-        setup_error = status.get("setupError")
-        # The whole execution's figures, where it has a cgroup: its peak counts every
-        # process and the tmpfs pages written, not the largest process alone.
-        usage = self._cgroup.usage() if self._cgroup is not None else None
-        peak_kb = usage.peak_bytes // 1024 if usage and usage.peak_bytes is not None else None
-        return Outcome(
-            exit_code=None if timed_out else int_or_none(status.get("exitCode")),
-            signal=None if timed_out else int_or_none(status.get("signal")),
-            timed_out=timed_out,
-            stdout=stdout.data(),
-            stderr=stderr.data(),
-            stdout_truncated=stdout.truncated,
-            stderr_truncated=stderr.truncated,
-            duration_ms=round(duration_ms, 3),
-            cpu_user_ms=float_or_none(status.get("cpuUserMs")),
-            cpu_system_ms=float_or_none(status.get("cpuSystemMs")),
-            max_rss_kb=peak_kb if peak_kb is not None else int_or_none(status.get("maxRssKb")),
-            denials=denials_from(status.get("violations")),
-            status_missing=not timed_out and not status,
-            setup_error=str(setup_error)[:MAX_ERROR_CHARS] if setup_error is not None else None,
-            memory_limit_hit=bool(usage and usage.oom_kills),
-            process_limit_hit=bool(usage and usage.tasks_refused),
-            harvested=harvested,
-        )
+        return status, harvested, backstop, duration_ms
 
     @property
     def view(self) -> dict[str, object]:
@@ -277,10 +336,10 @@ class Sandbox:
     def cgroup(self) -> SandboxCgroup | None:
         return self._cgroup
 
-    def hand_over(self) -> tuple[int, int, int, int]:
-        """Its stdin, stdout, stderr and status descriptors, now the caller's to use and
-        close (a code context talks to the stub itself: runner.context).  Single use, as
-        ``run``; ``kill`` and ``close`` still end the sandbox."""
+    def hand_over(self) -> tuple[int, int, int, int, int]:
+        """Its stdin, stdout, stderr, status and events descriptors, now the caller's to
+        use and close (a code context talks to the stub itself: runner.context).  Single
+        use, as ``run``; ``kill`` and ``close`` still end the sandbox."""
         if self.used:
             raise SandboxError("this sandbox was already used")
         self.used = True
@@ -289,6 +348,7 @@ class Sandbox:
             self._take("_stdout_fd"),
             self._take("_stderr_fd"),
             self._status.detach(),
+            self._events.detach(),
         )
 
     def _take(self, name: str) -> int:
@@ -331,6 +391,7 @@ class Sandbox:
         after the kill (call again later).  Safe to call more than once."""
         self.kill()
         self._status.close()
+        self._events.close()
         for name in ("_stdin_fd", "_stdout_fd", "_stderr_fd"):
             fd = self._take(name)
             if fd >= 0:

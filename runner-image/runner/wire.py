@@ -10,16 +10,23 @@ refused whole, since only a broken or tampered runner sends them.
     job      {version, executionId, code, stdin, files: [{path, content}],
               sandbox: {workspaceBytes, tmpBytes},
               limits: {timeoutMs, memoryBytes, maxProcesses, maxFileBytes, maxOpenFiles,
-                       outputBytes},
+                       outputBytes, resultsBytes},
               harvest: {maxFiles, maxFileBytes, maxTotalBytes} | null,
-              egress: {proxy, token, maxConnections, maxBytes} | null}
+              egress: {proxy, token, maxConnections, maxBytes} | null,
+              figures: [MIME]}
     outcome  {version, executionId, exitCode, signal, timedOut, stdout, stderr (base64),
               truncated: {stdout, stderr}, durationMs,
               usage: {cpuUserMs, cpuSystemMs, maxRssKb,
                       network: {connections, bytesSent, bytesReceived} | null},
               denials: [{kind, target, detail}], statusMissing, setupError, memoryLimitHit,
-              harvest: {files: [{path, content}], skipped: [{path, reason, size}], error}}
+              harvest: {files: [{path, content}], skipped: [{path, reason, size}], error},
+              results: [{type, data, display}], skippedResults: [{type, display, size,
+              reason}]}
     failure  {version, executionId, failure: {code, message}}   the runner itself failed
+    event    {event: "stdout"|"stderr", data (base64), at} | {event: "result", type, data,
+              display} | {event: "violation", kind, target, detail}
+             what a run reports while it runs: a runner streams them, one line each,
+             before the line of its outcome
 """
 
 from __future__ import annotations
@@ -32,10 +39,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from runner.contract import (
+    FIGURE_TYPES,
     MAX_ERROR_CHARS,
     MAX_PATH_CHARS,
     MAX_REASON_CHARS,
+    MAX_RESULTS,
     MAX_SKIPPED,
+    MAX_SKIPPED_RESULTS,
     MAX_TIMEOUT_MS,
     MAX_VIOLATION_CHARS,
     MAX_VIOLATIONS,
@@ -44,6 +54,7 @@ from runner.contract import (
     CallOutcome,
     Denial,
     EgressGrant,
+    Event,
     Harvested,
     HarvestedFile,
     HarvestLimits,
@@ -51,11 +62,15 @@ from runner.contract import (
     Job,
     NetworkUsage,
     Outcome,
+    OutputChunk,
+    RichResult,
     RunLimits,
     SandboxLimits,
     SkippedFile,
+    SkippedResult,
 )
 from runner.policy import PathRefused, input_path
+from runner.results import ResultsBudget
 
 MAX_JOB_BYTES = 64 * MIB
 """Largest job document a runner accepts (code, stdin and input files, base64)."""
@@ -114,6 +129,7 @@ def encode_job(job: Job) -> bytes:
                 "maxFileBytes": job.limits.max_file_bytes,
                 "maxOpenFiles": job.limits.max_open_files,
                 "outputBytes": job.limits.output_bytes,
+                "resultsBytes": job.limits.results_bytes,
             },
             "harvest": harvest_fields(job.harvest),
             "egress": None
@@ -124,6 +140,7 @@ def encode_job(job: Job) -> bytes:
                 "maxConnections": job.egress.max_connections,
                 "maxBytes": job.egress.max_bytes,
             },
+            "figures": list(job.figures),
         }
     )
 
@@ -185,7 +202,35 @@ def _outcome_document(execution_id: str, outcome: Outcome) -> dict[str, Any]:
             ],
             "error": harvested.error,
         },
+        "results": [
+            {"type": r.type, "data": r.data, "display": r.display} for r in outcome.results
+        ],
+        "skippedResults": [
+            {"type": s.type, "display": s.display, "size": s.size, "reason": s.reason}
+            for s in outcome.skipped_results
+        ],
     }
+
+
+def encode_event(event: Event) -> bytes:
+    """One event of a run, as a runner streams it (one line each)."""
+    if isinstance(event, OutputChunk):
+        document: dict[str, Any] = {
+            "event": event.stream,
+            "data": _b64(event.data),
+            "at": event.at,
+        }
+    elif isinstance(event, RichResult):
+        document = {"event": "result", "type": event.type, "data": event.data}
+        document["display"] = event.display
+    else:
+        document = {
+            "event": "violation",
+            "kind": event.kind,
+            "target": event.target,
+            "detail": event.detail,
+        }
+    return _dumps(document)
 
 
 def encode_failure(execution_id: str, failure: Failure) -> bytes:
@@ -288,6 +333,20 @@ class _Object:
             raise WireError(self._name(key), "max_bytes", f"at most {max_bytes} bytes")
         return decoded
 
+    def figures(self, key: str) -> tuple[str, ...]:
+        """What figures are returned as: one or more of FIGURE_TYPES, each once."""
+        value = self._get(key)
+        if (
+            not isinstance(value, list)
+            or not value
+            or len(set(value)) != len(value)
+            or not all(isinstance(v, str) and v in FIGURE_TYPES for v in value)
+        ):
+            raise WireError(
+                self._name(key), "figure_types", f"one or more of {', '.join(FIGURE_TYPES)}"
+            )
+        return tuple(value)
+
     def nested(self, key: str) -> _Object:
         return _Object(self._get(key), self._name(key))
 
@@ -310,14 +369,18 @@ class _Object:
         return tuple(decoded)
 
 
-def _document(raw: bytes, max_bytes: int) -> _Object:
+def _document_unversioned(raw: bytes, max_bytes: int) -> _Object:
     if len(raw) > max_bytes:
         raise WireError("document", "max_bytes", f"at most {max_bytes} bytes")
     try:
         value = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise WireError("document", "json_invalid", f"not valid JSON: {exc}") from None
-    document = _Object(value, "")
+    return _Object(value, "")
+
+
+def _document(raw: bytes, max_bytes: int) -> _Object:
+    document = _document_unversioned(raw, max_bytes)
     version = document.integer("version", 0, 1 << 31)
     if version != WIRE_VERSION:
         raise WireError("version", "unsupported", f"version {version}; this runner speaks 1")
@@ -358,6 +421,7 @@ def decode_job(raw: bytes, max_bytes: int = MAX_JOB_BYTES) -> Job:
         max_file_bytes=limits_obj.integer("maxFileBytes", 1),
         max_open_files=limits_obj.integer("maxOpenFiles", 16),
         output_bytes=limits_obj.integer("outputBytes", 1),
+        results_bytes=limits_obj.integer("resultsBytes"),
     )
     limits_obj.done()
     harvest_obj = doc.optional_nested("harvest")
@@ -379,14 +443,19 @@ def decode_job(raw: bytes, max_bytes: int = MAX_JOB_BYTES) -> Job:
             max_bytes=egress_obj.integer("maxBytes", 1),
         )
         egress_obj.done()
+    figures = doc.figures("figures")
     doc.done()
-    return Job(execution_id, code, stdin, files, sandbox, limits, harvest, egress=egress)
+    return Job(
+        execution_id, code, stdin, files, sandbox, limits, harvest, egress=egress, figures=figures
+    )
 
 
 def outcome_cap(job: Job) -> int:
     """The largest outcome document ``job`` can have: its output and files, base64, plus room."""
     files = job.harvest.max_total_bytes if job.harvest else 0
-    return (2 * job.limits.output_bytes + files) * 4 // 3 + 4 * MIB
+    # A result's text may grow sixfold as JSON (\u escapes); its skipped ones add a line each.
+    results = 6 * job.limits.results_bytes + MAX_RESULTS * 200
+    return (2 * job.limits.output_bytes + files) * 4 // 3 + results + 4 * MIB
 
 
 def decode_result(raw: bytes, job: Job) -> Outcome | Failure:
@@ -395,26 +464,41 @@ def decode_result(raw: bytes, job: Job) -> Outcome | Failure:
     execution_id = doc.text("executionId", MAX_ID_CHARS)
     if execution_id != job.execution_id:
         raise WireError("executionId", "mismatch", f"answers {execution_id!r}, not this job")
-    failure_obj = doc.nested("failure") if doc.has("failure") else None
-    if failure_obj is not None:
-        failure = Failure(
-            failure_obj.text("code", 64), failure_obj.text("message", MAX_ERROR_CHARS)
-        )
-        failure_obj.done()
-        doc.done()
-        return failure
+    if doc.has("failure"):
+        return _failure(doc)
     outcome = _outcome(doc, job)
     doc.done()
     return outcome
 
 
-def decode_call(raw: bytes, job: Job) -> CallOutcome:
-    """A context call's outcome (``encode_call``), held to the limits of ``job`` (the
-    call as a job: its id, code and limits)."""
+def _failure(doc: _Object) -> Failure:
+    failure_obj = doc.nested("failure")
+    failure = Failure(failure_obj.text("code", 64), failure_obj.text("message", MAX_ERROR_CHARS))
+    failure_obj.done()
+    doc.done()
+    return failure
+
+
+def is_event_line(line: bytes) -> bool:
+    """Whether a line of a streamed answer is an event (``encode_event``'s), not its last."""
+    return line.startswith(b'{"event":')
+
+
+def streamed_parts(body: bytes) -> tuple[list[bytes], bytes]:
+    """A whole streamed answer: its event lines, and its last line (the outcome)."""
+    lines = body.rstrip(b"\n").split(b"\n")
+    return lines[:-1], lines[-1]
+
+
+def decode_call(raw: bytes, job: Job) -> CallOutcome | Failure:
+    """A context call's outcome (``encode_call``) or its failure, held to the limits of
+    ``job`` (the call as a job: its id, code and limits)."""
     doc = _document(raw, outcome_cap(job))
     execution_id = doc.text("executionId", MAX_ID_CHARS)
     if execution_id != job.execution_id:
         raise WireError("executionId", "mismatch", f"answers {execution_id!r}, not this call")
+    if doc.has("failure"):
+        return _failure(doc)
     restarted = doc.flag("restarted")
     outcome = _outcome(doc, job)
     doc.done()
@@ -480,6 +564,7 @@ def _outcome(doc: _Object, job: Job) -> Outcome:
     )
     error = harvest.optional_text("error", MAX_ERROR_CHARS)
     harvest.done()
+    results, skipped_results = _results(doc, job)
     return Outcome(
         exit_code=exit_code,
         signal=signal,
@@ -498,4 +583,64 @@ def _outcome(doc: _Object, job: Job) -> Outcome:
         memory_limit_hit=memory_limit_hit,
         harvested=Harvested(files, skipped, error),
         network=network,
+        results=results,
+        skipped_results=skipped_results,
     )
+
+
+MAX_DISPLAYS = 1 << 20
+
+
+def _results(doc: _Object, job: Job) -> tuple[tuple[RichResult, ...], tuple[SkippedResult, ...]]:
+    """The outcome's results, each checked as the sandbox's were (runner.results), and
+    together within the job's budget: a runner that sends one that fails is broken."""
+    budget = ResultsBudget(job.limits.results_bytes)
+
+    def result(o: _Object) -> RichResult:
+        display = o.integer("display", 0, MAX_DISPLAYS)
+        mime, data = o.text("type", 100), o.text("data", job.limits.results_bytes)
+        kept = budget.add(display, mime, data)
+        if kept is None:
+            refused = budget.skipped[-1].reason if budget.skipped else "invalid"
+            raise o.refuse("data", refused, f"a {mime} result the job cannot have ({refused})")
+        return kept
+
+    results = doc.items("results", MAX_RESULTS, result)
+    skipped = doc.items(
+        "skippedResults",
+        MAX_SKIPPED_RESULTS,
+        lambda o: SkippedResult(
+            o.optional_text("type", 100),
+            o.optional_integer("display", 0, MAX_DISPLAYS),
+            o.optional_integer("size"),
+            o.text("reason", MAX_REASON_CHARS),
+        ),
+    )
+    return results, skipped
+
+
+def decode_event(raw: bytes, job: Job) -> Event:
+    """One streamed event, held to ``job``'s limits (a chunk within its output cap, a
+    result that the sandbox could have sent); WireError for anything else."""
+    doc = _document_unversioned(raw, job.limits.results_bytes * 6 + 2 * job.limits.output_bytes)
+    kind = doc.text("event", 20)
+    event: Event
+    if kind in ("stdout", "stderr"):
+        event = OutputChunk(kind, doc.data("data", job.limits.output_bytes), doc.number("at"))
+    elif kind == "result":
+        display = doc.integer("display", 0, MAX_DISPLAYS)
+        mime, data = doc.text("type", 100), doc.text("data", job.limits.results_bytes)
+        kept = ResultsBudget(job.limits.results_bytes).add(display, mime, data)
+        if kept is None:
+            raise doc.refuse("data", "invalid", f"not a result the job can have ({mime})")
+        event = kept
+    elif kind == "violation":
+        event = Denial(
+            doc.text("kind", MAX_VIOLATION_CHARS),
+            doc.text("target", MAX_VIOLATION_CHARS),
+            doc.text("detail", MAX_VIOLATION_CHARS),
+        )
+    else:
+        raise doc.refuse("event", "unknown", f"no event {kind[:20]!r}")
+    doc.done()
+    return event

@@ -6,12 +6,21 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sandbox_client import Client, InputFile, InvalidRequest, NotFound
+from sandbox_client import (
+    Client,
+    ExecutionResult,
+    InputFile,
+    InvalidRequest,
+    NotFound,
+    Output,
+    Result,
+)
 from tests.pages import PageServer
 from tests.support import ServiceProcess
 
@@ -175,6 +184,36 @@ def test_the_cli_runs_a_script_as_if_it_ran_here(svc: ServiceProcess, tmp_path: 
         [str(CLI), "exec", "-"], input="1", capture_output=True, text=True, env=wrong, timeout=60
     )
     assert denied.returncode == 125 and "401 unauthorized" in denied.stderr
+
+
+def test_a_streamed_run_yields_as_it_happens_and_ends_with_its_result(client: Client) -> None:
+    code = "import time\nprint('one', flush=True)\ntime.sleep(1.5)\ndisplay('shown')\n6 * 7"
+    arrived: list[tuple[float, object]] = []
+    for event in client.stream(code):
+        arrived.append((time.monotonic(), event))
+    first_at, first = arrived[0]
+    assert first == Output("stdout", "one\n", first.timestamp)  # type: ignore[union-attr]
+    last_at, last = arrived[-1]
+    assert isinstance(last, ExecutionResult) and last_at - first_at > 1.0
+    results = [e for _, e in arrived if isinstance(e, Result)]
+    assert [(r.display, r.data) for r in results] == [(0, "'shown'"), (1, "42")]
+    assert last.results == results and last.stdout == "one\n"
+    # Leaving early ends the run; the client stays usable.
+    for event in client.stream("import time\nprint('x', flush=True)\ntime.sleep(60)"):
+        assert isinstance(event, Output)
+        break
+    assert client.execute("print(1)").stdout == "1\n"
+
+
+def test_the_cli_saves_image_results_and_prints_the_rest(
+    svc: ServiceProcess, tmp_path: Path
+) -> None:
+    code = "import matplotlib.pyplot as plt\nprint('plotting')\nplt.plot([1, 2])\n'done'"
+    done = run_cli(svc, "exec", "-", "--out", "got", stdin=code, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "plotting\n'done'\n"
+    saved = tmp_path / "got" / "result-1.png"
+    assert saved.read_bytes().startswith(b"\x89PNG") and str(saved.name) in done.stderr
 
 
 def test_the_cli_browses(svc: ServiceProcess, pages: PageServer, tmp_path: Path) -> None:

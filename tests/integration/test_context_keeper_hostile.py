@@ -63,6 +63,7 @@ class StandIn:
         self.answer_r, answer_w = os.pipe2(os.O_CLOEXEC)
         self.stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
         self.stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+        self.events_r, events_w = os.pipe2(os.O_CLOEXEC)
         self.process = subprocess.Popen(
             [sys.executable, "-c", KEEPER, mode, str(answer_w)],
             stdin=request_r,
@@ -70,12 +71,12 @@ class StandIn:
             stderr=stderr_w,
             pass_fds=(answer_w,),
         )
-        for fd in (request_r, answer_w, stdout_w, stderr_w):
+        for fd in (request_r, answer_w, stdout_w, stderr_w, events_w):
             os.close(fd)
         self.killed = asyncio.Event()
 
-    def hand_over(self) -> tuple[int, int, int, int]:
-        return self.request_w, self.stdout_r, self.stderr_r, self.answer_r
+    def hand_over(self) -> tuple[int, int, int, int, int]:
+        return self.request_w, self.stdout_r, self.stderr_r, self.answer_r, self.events_r
 
     @property
     def alive(self) -> bool:

@@ -4,3 +4,4 @@ from tests.contract.api import *  # noqa: F403
 from tests.contract.contexts import *  # noqa: F403
 from tests.contract.files import *  # noqa: F403
 from tests.contract.sandbox import *  # noqa: F403
+from tests.contract.streaming import *  # noqa: F403

@@ -20,7 +20,7 @@ from dataclasses import replace
 import httpx
 import pytest
 from runner.contract import EgressGrant, Job, Outcome
-from runner.wire import decode_result, encode_job
+from runner.wire import decode_result, encode_job, streamed_parts
 
 from controller.egress.grants import sign
 from sandbox_common.domains import DomainPolicy, parse_patterns
@@ -82,7 +82,7 @@ def run_with_grant(image_path: str, work: Job, grant: EgressGrant) -> Outcome:
         sent = replace(work, egress=grant)
         response = runner.post(encode_job(sent), token)
         assert response.status_code == 200, response.text
-        result = decode_result(response.content, sent)
+        result = decode_result(streamed_parts(response.content)[1], sent)
         assert isinstance(result, Outcome), result
         return result
     finally:

@@ -25,10 +25,11 @@ from runner.contract import (
     InputFile,
     Job,
     Outcome,
+    OutputChunk,
     RunLimits,
     SandboxLimits,
 )
-from runner.wire import Failure, decode_result, encode_job
+from runner.wire import Failure, decode_event, decode_result, encode_job, streamed_parts
 
 from tests.support import ROOT, free_port, traversable_tempdir, wait_for
 
@@ -220,7 +221,12 @@ def test_served_runner_takes_exactly_one_job_then_exits(served: tuple[ServedRunn
     answer = runner.post(encode_job(the_job), token)
 
     assert answer.status_code == 200, answer.text
-    result = decode_result(answer.content, the_job)
+    events, last = streamed_parts(answer.content)
+    chunks = [decode_event(line, the_job) for line in events]
+    assert [(c.stream, c.data) for c in chunks if isinstance(c, OutputChunk)] == [
+        ("stdout", b"42\n")
+    ]
+    result = decode_result(last, the_job)
     assert isinstance(result, Outcome)
     assert result.stdout == b"42\n"
     assert runner.proc.wait(10) == 0  # one job, then the runner (and its pod) ends
@@ -238,7 +244,7 @@ def test_served_runner_refuses_bad_jobs_and_stays_usable(
 
     the_job = job("print('still here')")
     answer = runner.post(encode_job(the_job), token)
-    result = decode_result(answer.content, the_job)
+    result = decode_result(streamed_parts(answer.content)[1], the_job)
     assert isinstance(result, Outcome)
     assert result.stdout == b"still here\n"
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from runner.contract import MIB, InputFile, Job, RunLimits, SandboxLimits
-from runner.wire import decode_call, encode_job
+from runner.wire import decode_call, decode_event, encode_job, streamed_parts
 
 from tests.integration.test_runner_cli import ServedRunner, image_path  # noqa: F401
 from tests.support import wait_for
@@ -40,9 +40,14 @@ class Context:
         call = {"executionId": "ex-1", "code": code, "timeoutMs": 5000, "graceMs": 500, **fields}
         answer = self.http.post("/run", content=json.dumps(call))
         assert answer.status_code == 200, answer.text
-        # The answer is the wire contract's, as the controller reads it.
-        decode_call(answer.content, Job(call["executionId"], code))
-        result: dict[str, Any] = answer.json()
+        # The answer is the wire contract's, as the controller reads it: the call's events,
+        # a line each, then its outcome's line.
+        events, last = streamed_parts(answer.content)
+        the_call = Job(call["executionId"], code)
+        for line in events:
+            decode_event(line, the_call)
+        decode_call(last, the_call)
+        result: dict[str, Any] = json.loads(last)
         return result
 
 

@@ -38,7 +38,7 @@ LIMITS = SandboxLimits(workspace_bytes=1000, tmp_bytes=2000)
 
 @pytest.fixture
 def argv() -> list[str]:
-    return bwrap_argv(LAYOUT, LIMITS, HOST, status_fd="7")
+    return bwrap_argv(LAYOUT, LIMITS, HOST, status_fd="7", events_fd="8")
 
 
 def pairs(argv: list[str], flag: str) -> list[tuple[str, str]]:
@@ -60,13 +60,13 @@ def test_every_namespace_is_unshared_including_the_network(argv: list[str]) -> N
 
 
 def test_under_gvisor_the_network_namespace_is_made_before_bubblewrap(argv: list[str]) -> None:
-    gvisor = bwrap_argv(LAYOUT, LIMITS, replace(HOST, gvisor=True), "7", seccomp_fd="9")
+    gvisor = bwrap_argv(LAYOUT, LIMITS, replace(HOST, gvisor=True), "7", "8", seccomp_fd="9")
     first = len(NETWORK_NAMESPACE_FIRST)
     assert tuple(gvisor[:first]) == NETWORK_NAMESPACE_FIRST and gvisor[first] == BWRAP
     assert NETWORK_NAMESPACE_FIRST[-1] == "--" and "--net" in NETWORK_NAMESPACE_FIRST
     # bubblewrap makes every other namespace; nested ones are the seccomp filter's to
     # refuse (runner.seccomp); the rest of the command is the same.
-    with_filter = bwrap_argv(LAYOUT, LIMITS, HOST, "7", seccomp_fd="9")
+    with_filter = bwrap_argv(LAYOUT, LIMITS, HOST, "7", "8", seccomp_fd="9")
     assert gvisor[first:] == [
         a for a in with_filter if a not in ("--unshare-net", "--disable-userns")
     ]
@@ -80,7 +80,7 @@ def test_under_gvisor_no_seccomp_filter_means_no_sandbox() -> None:
     # Nested namespaces are the filter's alone to refuse there (a machine it has no
     # table for gets none): fail closed rather than start a sandbox that may make them.
     with pytest.raises(ValueError, match="needs the seccomp filter"):
-        bwrap_argv(LAYOUT, LIMITS, replace(HOST, gvisor=True), status_fd="7")
+        bwrap_argv(LAYOUT, LIMITS, replace(HOST, gvisor=True), status_fd="7", events_fd="8")
 
 
 def test_gvisor_is_told_by_the_kernel_release_it_reports() -> None:
@@ -133,7 +133,7 @@ def test_workspace_and_tmp_are_sized_tmpfs_and_root_is_read_only_last(argv: list
 def test_the_stub_runs_isolated_with_the_status_fd(argv: list[str]) -> None:
     assert argv[0] == BWRAP
     command = argv[argv.index("--") + 1 :]
-    assert command == [LAYOUT.python, "-I", "-S", "/.sandbox/stub.pyc", "7"]
+    assert command == [LAYOUT.python, "-I", "-S", "/.sandbox/stub.pyc", "7", "8"]
 
 
 def test_launcher_drops_root_to_the_sandbox_ids() -> None:
@@ -167,12 +167,12 @@ def test_an_egress_sandbox_mounts_its_own_directory_read_only_and_keeps_the_netw
     argv: list[str],
 ) -> None:
     assert EGRESS_DIR not in argv and not any(a.startswith("--egress=") for a in argv)
-    egress = bwrap_argv(replace(LAYOUT, egress=True), LIMITS, HOST, status_fd="7")
+    egress = bwrap_argv(replace(LAYOUT, egress=True), LIMITS, HOST, status_fd="7", events_fd="8")
     assert (EGRESS_DIR, EGRESS_MOUNT) in pairs(egress, "--ro-bind")
     assert "--unshare-net" in egress and "--share-net" not in egress
     # The mount comes before the root is made read-only; the stub learns where to forward.
     assert egress.index(EGRESS_DIR) < egress.index("--remount-ro")
     assert (
-        egress[egress.index(STUB_PATH) + 2]
+        egress[egress.index(STUB_PATH) + 3]
         == f"--egress={EGRESS_MOUNT}/{EGRESS_SOCKET}:{EGRESS_PORT}"
     )

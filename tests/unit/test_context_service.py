@@ -6,11 +6,18 @@ import asyncio
 from typing import Any
 
 import pytest
-from runner.contract import CallOutcome, ContextFailed, FileRefused, Outcome, RunLimits
+from runner.contract import (
+    CallOutcome,
+    ContextFailed,
+    EventSink,
+    FileRefused,
+    Outcome,
+    RunLimits,
+)
 
 from controller.budget import MemoryBudget
 from controller.contexts.models import ContextExecuteRequest, CreateContextRequest
-from controller.contexts.placement import ContextSpec, LiveContext
+from controller.contexts.placement import ContextCall, ContextSpec, LiveContext
 from controller.contexts.service import ContextService
 from controller.contexts.sessions import LocalContextSessions
 from controller.errors import Busy, Gone, InvalidRequest, NotFound, Overloaded, SandboxUnavailable
@@ -46,17 +53,21 @@ class FakeContext:
         self.files: dict[str, bytes] = {}
         self.calls: list[tuple[str, RunLimits, int]] = []
         self.started = asyncio.Event()
+        self.interrupted = False
 
-    async def run(
-        self, code: str, stdin: str | None, limits: RunLimits, grace_ms: int, call_id: str
-    ) -> CallOutcome:
-        self.calls.append((code, limits, grace_ms))
+    async def run(self, call: ContextCall, events: EventSink | None = None) -> CallOutcome:
+        self.calls.append((call.code, call.limits, call.grace_ms))
         self.started.set()
         if self.hold:
             await self.release.wait()
         if self.fail is not None:
             raise self.fail
+        code = call.code
         return CallOutcome(outcome(stdout=code.encode()), restarted=code == "restart me")
+
+    async def interrupt(self) -> None:
+        self.interrupted = True
+        self.release.set()  # a held call stops, as code does on KeyboardInterrupt
 
     async def restart(self) -> None:
         pass
@@ -290,3 +301,39 @@ async def test_a_call_keeps_executes_size_rules() -> None:
     )
     with pytest.raises(InvalidRequest, match="MAX_INPUT_BYTES"):
         await contexts.create(too_big, A)
+
+
+async def test_a_cancelled_call_is_interrupted_and_the_context_stays() -> None:
+    placement = FakePlacement()
+    contexts = service(placement)
+    context_id = (await contexts.create(CREATE, A)).contextId
+    live = placement.opened[0][1]
+    live.hold = True
+    running = asyncio.create_task(contexts.execute(context_id, call("x"), A))
+    await asyncio.wait_for(live.started.wait(), 5)
+    running.cancel()  # what a streamed call's caller going away does
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert live.interrupted is True
+    info = await contexts.info(context_id, A)
+    assert (info.busy, info.calls) == (False, 1)  # the interrupted call ended, and counts
+    live.hold = False
+    assert (await contexts.execute(context_id, call("again"), A)).stdout == "again"
+    assert placement.closed == []
+
+
+async def test_a_streamed_call_is_told_when_it_begins() -> None:
+    placement = FakePlacement()
+    contexts = service(placement)
+    context_id = (await contexts.create(CREATE, A)).contextId
+    told: list[str] = []
+
+    class Events:
+        def started(self) -> None:
+            told.append("started")
+
+        def __call__(self, event: object) -> None:
+            told.append("event")
+
+    await contexts.execute(context_id, call("x"), A, Events())
+    assert told == ["started"]  # the fake context reports no events of its own

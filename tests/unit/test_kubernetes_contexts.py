@@ -8,9 +8,18 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from runner.contract import CallOutcome, ContextFailed, FileRefused, Outcome, RunLimits
-from runner.wire import encode_call
+from runner.contract import (
+    CallOutcome,
+    ContextFailed,
+    Event,
+    FileRefused,
+    Outcome,
+    OutputChunk,
+    RunLimits,
+)
+from runner.wire import Failure, encode_call, encode_event, encode_failure
 
+from controller.contexts.placement import ContextCall
 from controller.errors import Busy, NotFound, SandboxUnavailable
 from controller.keys import Defaults
 from controller.kubernetes.api import KubeApi
@@ -134,11 +143,24 @@ async def test_a_call_is_read_by_the_wire_contract() -> None:
     answered = runner(
         httpx.Response(200, content=encode_call("call-1", CallOutcome(outcome, True)))
     )
-    call = await answered.run("print(42)", None, RunLimits(timeout_ms=1000), 200, "call-1")
-    assert call == CallOutcome(outcome, True)
+    the_call = ContextCall("print(42)", None, RunLimits(timeout_ms=1000), 200, "call-1")
+    assert await answered.run(the_call) == CallOutcome(outcome, True)
     other = runner(httpx.Response(200, content=encode_call("call-2", CallOutcome(outcome, False))))
     with pytest.raises(SandboxUnavailable, match="nonsense"):
-        await other.run("print(42)", None, RunLimits(timeout_ms=1000), 200, "call-1")
+        await other.run(the_call)
+
+
+async def test_a_calls_events_come_before_its_outcome_and_a_failure_is_the_contexts() -> None:
+    outcome = Outcome(0, None, False, b"42\n", b"", False, False, 1.5)
+    chunk = OutputChunk("stdout", b"42\n", 1.0)
+    streamed = encode_event(chunk) + b"\n" + encode_call("call-1", CallOutcome(outcome, False))
+    the_call = ContextCall("print(42)", None, RunLimits(timeout_ms=1000), 200, "call-1")
+    seen: list[Event] = []
+    assert await runner(httpx.Response(200, content=streamed)).run(the_call, seen.append)
+    assert seen == [chunk]
+    failed = encode_failure("call-1", Failure("context_failed", "the context failed: gone"))
+    with pytest.raises(ContextFailed, match="gone"):
+        await runner(httpx.Response(200, content=failed)).run(the_call)
 
 
 @pytest.mark.parametrize(

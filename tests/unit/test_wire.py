@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 from typing import Any
@@ -11,6 +12,7 @@ from runner.contract import (
     CallOutcome,
     Denial,
     EgressGrant,
+    Event,
     Harvested,
     HarvestedFile,
     HarvestLimits,
@@ -18,20 +20,28 @@ from runner.contract import (
     Job,
     NetworkUsage,
     Outcome,
+    OutputChunk,
+    RichResult,
     RunLimits,
     SandboxLimits,
     SkippedFile,
+    SkippedResult,
 )
 from runner.wire import (
     Failure,
     WireError,
     decode_call,
+    decode_event,
     decode_job,
     decode_result,
     encode_call,
+    encode_event,
     encode_failure,
     encode_job,
     encode_outcome,
+    is_event_line,
+    outcome_cap,
+    streamed_parts,
 )
 
 JOB = Job(
@@ -221,7 +231,100 @@ def test_the_outcome_decoder_holds_the_runner_to_the_jobs_limits(
 
 
 def test_an_outcome_too_large_for_its_job_is_refused_before_parsing() -> None:
-    huge = outcome_document(stderr="A" * (5 << 20))
+    huge = outcome_document(stderr="A" * (outcome_cap(JOB) + 1))
     with pytest.raises(WireError) as refused:
         decode_result(huge, JOB)
     assert (refused.value.field, refused.value.rule) == ("document", "max_bytes")
+
+
+# --- rich results and streamed events --------------------------------------------------
+
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 8).decode()
+WITH_RESULTS = replace(
+    OUTCOME,
+    results=(RichResult("text/plain", "<Figure>", 0), RichResult("image/png", PNG, 0)),
+    skipped_results=(SkippedResult("text/html", 0, 99, "too_large"),),
+)
+
+
+def test_results_travel_with_the_outcome() -> None:
+    job = replace(JOB, limits=replace(JOB.limits, results_bytes=1000))
+    assert decode_result(encode_outcome("ex-1", WITH_RESULTS), job) == WITH_RESULTS
+
+
+@pytest.mark.parametrize(
+    ("result", "rule"),
+    [
+        (RichResult("image/png", "bm90IGEgcG5n", 0), "invalid"),
+        (RichResult("text/x-evil", "x", 0), "invalid"),
+        (RichResult("text/plain", "x" * 990, 0), "too_large"),  # its framing counts too
+    ],
+)
+def test_a_runner_that_sends_a_result_its_sandbox_could_not_is_refused(
+    result: RichResult, rule: str
+) -> None:
+    job = replace(JOB, limits=replace(JOB.limits, results_bytes=1000))
+    with pytest.raises(WireError) as refused:
+        decode_result(encode_outcome("ex-1", replace(OUTCOME, results=(result,))), job)
+    assert (refused.value.field, refused.value.rule) == ("results[0].data", rule)
+
+
+def test_a_job_says_what_figures_come_back_as() -> None:
+    job = replace(JOB, figures=("image/svg+xml", "image/png"))
+    assert decode_job(encode_job(job)) == job
+    for bad in ([], ["image/gif"], ["image/png", "image/png"], "image/png"):
+        document = json.loads(encode_job(JOB))
+        document["figures"] = bad
+        with pytest.raises(WireError) as refused:
+            decode_job(json.dumps(document).encode())
+        assert (refused.value.field, refused.value.rule) == ("figures", "figure_types")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        OutputChunk("stdout", b"\xff\x00 raw bytes", 1796689481153.096),
+        OutputChunk("stderr", b"err", 0.0),
+        RichResult("image/png", PNG, 3),
+        Denial("network", "example.com:443", "denied"),
+    ],
+)
+def test_an_event_is_decoded_as_it_was_encoded(event: Event) -> None:
+    job = replace(JOB, limits=replace(JOB.limits, output_bytes=100, results_bytes=1000))
+    line = encode_event(event)
+    assert is_event_line(line) and b"\n" not in line
+    assert decode_event(line, job) == event
+
+
+@pytest.mark.parametrize(
+    ("document", "field", "rule"),
+    [
+        (
+            {"event": "stdout", "data": base64.b64encode(b"x" * 11).decode(), "at": 1},
+            "data",
+            "max_bytes",
+        ),
+        ({"event": "stdout", "data": "eA==", "at": -1}, "at", "type"),
+        ({"event": "result", "type": "image/png", "data": "eA==", "display": 0}, "data", "invalid"),
+        ({"event": "exit", "code": 0}, "event", "unknown"),
+        ({"event": "stderr", "data": "eA==", "at": 1, "more": 1}, "more", "unknown_field"),
+    ],
+)
+def test_an_event_that_breaks_the_contract_is_refused(
+    document: dict[str, Any], field: str, rule: str
+) -> None:
+    with pytest.raises(WireError) as refused:
+        decode_event(json.dumps(document).encode(), JOB)
+    assert (refused.value.field, refused.value.rule) == (field, rule)
+
+
+def test_a_streamed_answer_is_its_events_then_its_last_line() -> None:
+    body = (
+        encode_event(OutputChunk("stdout", b"x", 1.0))
+        + b"\n"
+        + encode_outcome("ex-1", OUTCOME)
+        + b"\n"
+    )
+    events, last = streamed_parts(body)
+    assert [decode_event(line, JOB) for line in events] == [OutputChunk("stdout", b"x", 1.0)]
+    assert decode_result(last, JOB) == OUTCOME

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Path, Request, Response
 
 from controller.api.body import parse_body
 from controller.api.deps import CallerDep, ContextServiceDep
-from controller.api.openapi import CONTEXT_CALL, WITH_BODY, body_schema, errors
+from controller.api.openapi import CONTEXT_CALL, WITH_BODY, body_schema, errors, ran
 from controller.api.routes.execute import body_limits
+from controller.api.streaming import EventStream, streamed, wants_stream
 from controller.bodies.specs import CONTEXT_EXECUTE, CREATE_CONTEXT
 from controller.contexts.models import (
     ContextExecuteRequest,
@@ -94,10 +95,14 @@ async def delete_context(
         examples={
             "Define": {"code": "import math\nradius = 2"},
             "Use": {"code": "print(math.pi * radius ** 2)"},
+            "A chart, as SVG": {
+                "code": "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])",
+                "figureFormats": ["image/svg+xml"],
+            },
         },
     ),
     responses={
-        200: {"description": "How the call ended; a failing call is a result too."},
+        200: ran("How the call ended; a failing call is a result too."),
         **errors(*CONTEXT_CALL, *WITH_BODY),
     },
 )
@@ -105,6 +110,9 @@ async def execute_in_context(
     context_id: str, request: Request, service: ContextServiceDep, caller: CallerDep
 ) -> Response:
     body = await parse_body(request, CONTEXT_EXECUTE)
+    if wants_stream(request):
+        events = EventStream()
+        return await streamed(service.execute(context_id, body, caller, events), events)
     result = await service.execute(context_id, body, caller)
     return Response(result.model_dump_json(), media_type="application/json")
 

@@ -11,8 +11,10 @@ from controller.api.openapi import (
     WITH_BODY,
     body_schema,
     errors,
+    ran,
     response_example,
 )
+from controller.api.streaming import EventStream, streamed, wants_stream
 from controller.bodies.shape import Limit, Limits
 from controller.bodies.specs import EXECUTE
 from controller.execution.limits import request_size_rules
@@ -35,6 +37,8 @@ RESULT_EXAMPLE = {
     "uploads": [],
     "files": [],
     "skippedFiles": [],
+    "results": [{"type": "text/plain", "data": "6", "display": 0}],
+    "skippedResults": [],
 }
 response_example("/execute", "post", 200, RESULT_EXAMPLE)
 
@@ -63,6 +67,9 @@ def body_limits(settings: Settings) -> Limits:
                 "stdin": "hello",
                 "timeoutMs": 5000,
             },
+            "A value and a chart": {
+                "code": "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nsum([1, 3, 2])"
+            },
             "One allowed name": {
                 "code": "import urllib.request\n"
                 "print(urllib.request.urlopen('https://api.github.com').status)",
@@ -71,12 +78,15 @@ def body_limits(settings: Settings) -> Limits:
         },
     ),
     responses={
-        200: {"description": "How the code ended; a failing program is a result too."},
+        200: ran("How the code ended; a failing program is a result too."),
         **errors(*AUTHENTICATED, *WITH_BODY, 429, 503),
     },
 )
 async def execute(request: Request, service: ExecutionServiceDep, caller: CallerDep) -> Response:
     body = await parse_body(request, EXECUTE, body_limits(service.settings))
+    if wants_stream(request):
+        events = EventStream()
+        return await streamed(service.execute(body, caller, events), events)
     result = await service.execute(body, caller)
     # Serialized once, here: the model is built from our own values, so the second
     # validation pass FastAPI would make over a returned model is skipped.
