@@ -50,7 +50,8 @@ def frame(name: str, data: bytes) -> bytes:
 
 
 def _json(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    # "replace": text that reached here unchecked still cannot break the stream.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace")
 
 
 class Answer(Protocol):
@@ -108,7 +109,17 @@ class EventStream:
 
 
 def last_frame(task: asyncio.Task[Any]) -> bytes:
-    """The ``done`` or ``error`` event of a finished run."""
+    """The ``done`` or ``error`` event of a finished run; never raises (the stream must
+    end whatever the run left)."""
+    try:
+        return _last_frame(task)
+    except Exception:
+        log.exception("a streamed run's answer could not be sent")
+        body = {"status": 500, "error": "internal_error", "message": "internal error"}
+        return frame("error", _json(body))
+
+
+def _last_frame(task: asyncio.Task[Any]) -> bytes:
     if task.cancelled():
         return frame("error", _json({"status": 499, "error": "cancelled", "message": "cancelled"}))
     exc = task.exception()
@@ -170,9 +181,10 @@ class EventStreamResponse(Response):
             pass
         finally:
             gone.cancel()
-        # The caller went away before the end: the run is cancelled, which ends an
-        # execution (its sandbox killed, its slot freed) and interrupts a context's call.
-        self._task.cancel()
+            # Unless it has ended, the caller went away before the end: the run is
+            # cancelled, which ends an execution (its sandbox killed, its slot freed) and
+            # interrupts a context's call.
+            self._task.cancel()
 
     async def _until_disconnected(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":

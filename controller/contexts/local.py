@@ -42,7 +42,9 @@ class LocalContext:
             return ran
         return replace(ran, outcome=with_egress(ran.outcome, account))
 
-    async def interrupt(self) -> None:
+    async def interrupt(self, call_id: str) -> None:
+        # The sandbox's pipe keeps order: an interrupt reaches its keeper before any later
+        # call, and one for a call that has ended is ignored there.
         await self.sandbox.interrupt()
 
     async def restart(self) -> None:

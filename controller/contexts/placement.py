@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -76,8 +75,8 @@ class LiveContext(Protocol):
         """One call; ``events`` is told its output, results and violations as they
         happen."""
 
-    async def interrupt(self) -> None:
-        """Interrupt the call that runs now, as at its timeout; its answer still comes."""
+    async def interrupt(self, call_id: str) -> None:
+        """Interrupt that call if it runs now, as at its timeout; its answer still comes."""
 
     async def restart(self) -> None: ...
 
@@ -90,19 +89,22 @@ class LiveContext(Protocol):
     async def delete(self, path: str) -> None: ...
 
 
-async def to_the_end(context: LiveContext, call: Awaitable[CallOutcome]) -> CallOutcome:
+async def to_the_end(
+    context: LiveContext, call: ContextCall, events: EventSink | None
+) -> CallOutcome:
     """``call`` on ``context``, run to its end.  Cancelled (a streamed call's caller went
     away), the call is interrupted as at its timeout, and awaited: the context is left
     free and usable once the code has stopped (or its interpreter been replaced, past the
     grace), in either placement; then the cancellation goes on."""
-    running = asyncio.ensure_future(call)
+    running = asyncio.ensure_future(context.run(call, events))
     try:
         return await asyncio.shield(running)
     except asyncio.CancelledError:
         if not running.done():
-            await context.interrupt()
-            with contextlib.suppress(Exception):
-                await running  # bounded: the grace, then a restart
+            await asyncio.shield(context.interrupt(call.call_id))
+        while not running.done():  # bounded: the grace, then a restart
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(running)  # cancelled again: the call still ends first
         raise
 
 

@@ -173,7 +173,7 @@ class ContextService:
                 call_id,
                 tuple(request.figureFormats),
             )
-            ran = await to_the_end(context, context.run(call, events))
+            ran = await to_the_end(context, call, events)
         stopped = (
             "interrupted, and its interpreter restarted when it had not stopped "
             f"{settings.context_interrupt_grace_ms} ms later (CONTEXT_INTERRUPT_GRACE_MS),"

@@ -64,8 +64,8 @@ class Counted:
         self.restarts += ran.restarted
         return ran
 
-    async def interrupt(self) -> None:
-        await self.live.interrupt()
+    async def interrupt(self, call_id: str) -> None:
+        await self.live.interrupt(call_id)
 
     async def restart(self) -> None:
         await self.live.restart()

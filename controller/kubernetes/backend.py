@@ -47,7 +47,7 @@ from controller.kubernetes.manifests import (
     replica_lease,
 )
 from controller.kubernetes.runners import RunnerPod, RunnerPods
-from controller.kubernetes.streamed import read_streamed
+from controller.kubernetes.streamed import EventRelay, read_streamed
 from controller.pool import Backoff, PoolClosed, WarmPool
 from controller.replies import IDENTITY, ReplyTooLarge, ReplyUndecodable
 from controller.settings import Settings
@@ -292,6 +292,7 @@ class KubernetesBackend:
 
     async def _exchange(self, runner: RunnerPod, job: Job, events: EventSink | None) -> Outcome:
         job = self._with_grant(job)
+        relay = EventRelay(job, events)
         timeout = job.limits.timeout_ms / 1000 + ANSWER_MARGIN_S
         try:
             # One deadline for the whole exchange: a pod that trickles its answer a byte at
@@ -306,7 +307,7 @@ class KubernetesBackend:
                     timeout=httpx.Timeout(timeout, connect=5.0),
                 ) as response,
             ):
-                raw = await read_streamed(response, job, events)
+                raw = await read_streamed(response, relay)
         except TimeoutError:
             raise SandboxUnavailable(
                 f"runner pod {runner.name} did not answer within {timeout:g} s"
@@ -316,7 +317,7 @@ class KubernetesBackend:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise _NotDelivered(f"{type(exc).__name__}: {exc}") from exc
         except httpx.TransportError as exc:
-            return await self._lost(runner, job, exc)
+            return await self._lost(runner, job, exc, relay)
         try:
             result = decode_result(raw, job)
         except WireError as exc:
@@ -325,9 +326,12 @@ class KubernetesBackend:
             raise SandboxUnavailable(f"runner pod {runner.name}: {result.code}: {result.message}")
         return result
 
-    async def _lost(self, runner: RunnerPod, job: Job, exc: Exception) -> Outcome:
+    async def _lost(
+        self, runner: RunnerPod, job: Job, exc: Exception, relay: EventRelay
+    ) -> Outcome:
         """The pod stopped answering mid-run.  If its memory limit killed it, that is the
-        code's doing (a result); anything else is the platform's (an error)."""
+        code's doing (a result, with the output it streamed until then); anything else is
+        the platform's (an error)."""
         assert self._api is not None
         for pod in await self._api.list_pods(fields=f"metadata.name={runner.name}"):
             runner.observe("MODIFIED", pod)
@@ -336,8 +340,8 @@ class KubernetesBackend:
                 exit_code=None,
                 signal=9,
                 timed_out=False,
-                stdout=b"",
-                stderr=b"",
+                stdout=bytes(relay.output["stdout"]),
+                stderr=bytes(relay.output["stderr"]),
                 stdout_truncated=False,
                 stderr_truncated=False,
                 duration_ms=0.0,

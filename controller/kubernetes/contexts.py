@@ -60,7 +60,7 @@ from controller.kubernetes.resources import (
     reported_idle_s,
 )
 from controller.kubernetes.session_pods import EXPIRED, FAILED, READY
-from controller.kubernetes.streamed import read_streamed
+from controller.kubernetes.streamed import EventRelay, read_streamed
 from controller.metrics import Metrics
 from controller.replies import IDENTITY, ReplyTooLarge, ReplyUndecodable, read_capped
 from controller.settings import Settings
@@ -135,15 +135,15 @@ class RemoteContext:
         timeout_s: float = OPERATION_TIMEOUT_S,
         max_bytes: int = SMALL_REPLY_BYTES,
         file: bool = False,
-        streamed: tuple[Job, EventSink | None] | None = None,
+        streamed: EventRelay | None = None,
     ) -> bytes:
         """The body of a 200; the runner's refusals as the contract's exceptions.
 
         A pod the code may have taken over answers this: only an operation on a file
         (``file``) can be refused as FileRefused, which its route answers 404 or 422;
         any other refusal, and any answer too large, is the platform's (503).  A call
-        (``streamed``: its job and its events) is answered with its events, passed on as
-        they come, and then its outcome's line, which is what this returns.
+        (``streamed``: its events' relay) is answered with its events, passed on as they
+        come, and then its outcome's line, which is what this returns.
         """
         status = 0
         try:
@@ -159,7 +159,7 @@ class RemoteContext:
             ):
                 status = response.status_code
                 if status == 200 and streamed is not None:
-                    body = await read_streamed(response, *streamed)
+                    body = await read_streamed(response, streamed)
                 else:
                     # A refusal is a short message, whatever the answer it stands for is.
                     body = await read_capped(
@@ -214,7 +214,7 @@ class RemoteContext:
             "/run",
             content=json.dumps(body).encode(),
             timeout_s=(limits.timeout_ms + call.grace_ms) / 1000 + CALL_MARGIN_S,
-            streamed=(job, events),
+            streamed=EventRelay(job, events),
         )
         try:
             answer = decode_call(raw, job)
@@ -226,10 +226,11 @@ class RemoteContext:
             raise SandboxUnavailable(f"the context's runner failed: {answer.message}")
         return answer
 
-    async def interrupt(self) -> None:
-        """The call that runs now, interrupted (its answer comes on its own exchange)."""
+    async def interrupt(self, call_id: str) -> None:
+        """That call, interrupted if it runs now (its answer comes on its own exchange)."""
+        body = json.dumps({"executionId": call_id}).encode()
         with contextlib.suppress(ContextFailed, SandboxUnavailable, RunnerUnreachable):
-            await self.request("POST", "/interrupt", timeout_s=3.0)
+            await self.request("POST", "/interrupt", content=body, timeout_s=3.0)
 
     async def restart(self) -> None:
         await self.request("POST", "/restart")

@@ -95,6 +95,11 @@ class _Capture(PipeReader):
         if self._fd >= 0:
             self._loop.add_reader(self._fd, self.read_once)
 
+    def stop(self) -> None:
+        """The call broke off: nothing more is read for it, or told."""
+        self._pause()
+        self._chunks, self._room, self._sink = [], 0, None
+
     def finish(self) -> tuple[bytes, bool]:
         """What the call wrote: everything it wrote before it ended is in the pipe."""
         self._read_waiting()
@@ -267,6 +272,10 @@ class ContextSandbox:
             backstop = (limits.timeout_ms + grace_ms) / 1000 + OPERATION_TIMEOUT_S
             self._running = True
             answer = await self._exchange(request, backstop)
+        except BaseException:  # the context failed (or the wait was cancelled)
+            for reader in (self._stdout, self._stderr, self._events):
+                reader.stop()  # nothing more is told for this call
+            raise
         finally:
             self._running = False
             if sink is not None:

@@ -12,8 +12,9 @@ reaches it at the pod's address:
                          "figures"?}: the call's events as they happen, a line each, then
                          its outcome's line (runner.wire), with "restarted"; or, when the
                          context fails meanwhile, a failure's line (``context_failed``)
-    POST   /interrupt    the call that runs now is interrupted as at its timeout (its
-                         caller went away); answered at once, even while busy
+    POST   /interrupt    {"executionId"}: that call, if it runs now, is interrupted as at
+                         its timeout (its caller went away); answered at once, even while
+                         busy
     POST   /restart      a fresh interpreter; the files stay
     GET    /files[?max=N]  {"files": [{"path", "size"}], "complete"}: N at most
     GET|PUT|DELETE /files/PATH   a file's bytes (PUT: the body is the file)
@@ -109,6 +110,8 @@ class ContextServer:
         self._setup: Job | None = None
         self._relay: EgressRelay | None = None
         self._busy = False
+        self._calling: str | None = None
+        """The id of the call that runs now."""
         self._last_used = time.monotonic()
         self._calls = 0
         self._restarts = 0
@@ -145,7 +148,11 @@ class ContextServer:
         if (method, path) == ("GET", "/status"):
             return self._status()
         if (method, path) == ("POST", "/interrupt"):
-            if self._context is not None and self._busy:
+            try:
+                asked = json.loads(await self._body(request, reader)).get("executionId")
+            except (ValueError, AttributeError, RecursionError):
+                raise _Answer(422, "an interrupt is {executionId}", "bad_call") from None
+            if self._context is not None and self._calling is not None and asked == self._calling:
                 await self._context.interrupt()
             return response(200, b"{}")
         if self.finished.is_set():
@@ -270,12 +277,15 @@ class ContextServer:
             grant = self._relay.grant
             account = self._relay.account = EgressAccount(grant.max_connections, grant.max_bytes)
         answer = StreamedAnswer(writer)
+        self._calling = execution_id
         try:
             result = await context.run(code, stdin, limits, grace_ms, figures, answer)
         except ContextFailed as exc:
             self.finished.set()
             failure = Failure("context_failed", f"the context failed: {exc}")
             return answer.last(encode_failure(execution_id, failure))
+        finally:
+            self._calling = None
         self._calls += 1
         self._restarts += result.restarted
         if account is not None:

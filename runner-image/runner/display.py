@@ -90,12 +90,17 @@ def _flush_streams() -> None:
 
 
 def send(representations: dict[str, str]) -> None:
-    """One displayed object: what fits the budget is sent, the rest named with its size."""
+    """One displayed object: what fits the budget is sent, the rest named with its size.
+
+    The budget is counted in what the line holds (the data escaped as JSON, as it is
+    read outside), so that what fits here is never too long for the reader there.
+    """
     kept, omitted = [], []
     for mime, data in representations.items():
-        if len(data) + len(mime) + 8 <= CHANNEL.room:
-            CHANNEL.room -= len(data) + len(mime) + 8
-            kept.append(f"{_quoted(mime)}:{_quoted(data)}")
+        quoted = _quoted(data) if len(data) + len(mime) + 8 <= CHANNEL.room else ""
+        if quoted and len(quoted) + len(mime) + 8 <= CHANNEL.room:
+            CHANNEL.room -= len(quoted) + len(mime) + 8
+            kept.append(f"{_quoted(mime)}:{quoted}")
         else:
             omitted.append(f"{_quoted(mime)}:{len(data)}")
     line = '{"result":{' + ",".join(kept) + "}"

@@ -192,13 +192,28 @@ def denials_from(value: object) -> tuple[Denial, ...]:
             item = json.loads(line) if isinstance(line, str) and len(line) < 4096 else None
         except ValueError:
             continue
-        if isinstance(item, dict):
-            found.append(
-                Denial(
-                    *(
-                        str(item.get(k, ""))[:MAX_VIOLATION_CHARS]
-                        for k in ("kind", "target", "detail")
-                    )
-                )
-            )
+        denial = denial_of(item)
+        if denial is not None:
+            found.append(denial)
     return tuple(found)
+
+
+def denial_of(item: object) -> Denial | None:
+    """A violation record (a JSON object written inside), as a Denial; None if it is none."""
+    if not isinstance(item, dict):
+        return None
+    return Denial(
+        *(text_of(str(item.get(k, ""))[:MAX_VIOLATION_CHARS]) for k in ("kind", "target", "detail"))
+    )
+
+
+def text_of(value: str) -> str:
+    """``value`` as text every encoder takes: a lone surrogate (JSON's ``\\ud800`` decodes to
+    one, and UTF-8 cannot hold it) becomes U+FFFD, as invalid output bytes do."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value

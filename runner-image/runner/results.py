@@ -18,21 +18,23 @@ import time
 
 from runner.contract import (
     MAX_RESULTS,
-    MAX_VIOLATION_CHARS,
     MAX_VIOLATIONS,
     RESULT_TYPES,
-    Denial,
     EventSink,
     RichResult,
     SkippedResult,
 )
-from runner.protocol import PipeReader, int_or_none
+from runner.protocol import PipeReader, denial_of, int_or_none, text_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LINE_SLACK = 64 * 1024
 """What a line may hold beyond the budget left: its JSON framing, a violation."""
 MAX_LINES = 4 * (MAX_RESULTS + MAX_VIOLATIONS)
 """Lines a run may write: a flood of empty ones costs a line's work each, so it ends here."""
+PIPE_READS = 8
+"""Reads that empty the pipe between runs: a few chunks (its writers wait beyond), however
+fast the code's background work writes; what is left counts against the next run."""
+MAX_SIZE = 1 << 50
 
 
 def result_refusal(mime: str, data: str) -> str | None:
@@ -76,7 +78,7 @@ class ResultsBudget:
         if not isinstance(mime, str) or not isinstance(data, str):
             self.skip(None, display, None, "invalid")
             return None
-        mime = mime[:100]
+        mime, data = text_of(mime[:100]), text_of(data)
         if len(self.results) >= MAX_RESULTS:
             self.skip(mime, display, len(data), "too_many")
             return None
@@ -120,8 +122,9 @@ class EventsReader(PipeReader):
     def start(self, most: int, sink: EventSink | None) -> None:
         """A run begins: results up to ``most`` bytes; what was written before is not its."""
         self._running = False
-        while self.read_once():  # written between runs: nobody's, dropped
-            pass
+        for _ in range(PIPE_READS):  # written between runs: nobody's, dropped
+            if not self.read_once():
+                break
         self._running = True
         self._line, self._overflowed, self._violations = bytearray(), False, 0
         self._lines_left = MAX_LINES
@@ -130,6 +133,11 @@ class EventsReader(PipeReader):
         self.budget = ResultsBudget(most)
         if self._fd >= 0:
             self._loop.add_reader(self._fd, self.read_once)
+
+    def stop(self) -> None:
+        """The run broke off: nothing more is read for it, or told."""
+        self._pause()
+        self._running, self._sink = False, None
 
     def finish(self) -> ResultsBudget:
         """The run's results: what it wrote before it ended is in the pipe already."""
@@ -173,27 +181,31 @@ class EventsReader(PipeReader):
         if "violation" in record:
             self._violation(record["violation"])
             return
-        bundle, omitted = record.get("result"), record.get("omitted")
+        bundle, omitted = record.get("result"), record.get("omitted") or {}
         budget = self.budget
         display = budget.displays
         budget.displays += 1
-        if not isinstance(bundle, dict) or not isinstance(omitted, (dict, type(None))):
+        if (
+            not isinstance(bundle, dict)
+            or not isinstance(omitted, dict)
+            or len(bundle) + len(omitted) > len(RESULT_TYPES)  # one object, each type once
+        ):
             budget.skip(None, display, None, "invalid")
             return
         for mime, data in bundle.items():
             result = budget.add(display, mime, data)
             if result is not None and self._sink is not None:
                 self._sink(result)
-        for mime, size in (omitted or {}).items():
-            budget.skip(str(mime)[:100], display, int_or_none(size), "too_large")
+        for mime, size in omitted.items():
+            said = int_or_none(size)
+            known = said if said is not None and 0 <= said <= MAX_SIZE else None
+            budget.skip(text_of(str(mime)[:100]), display, known, "too_large")
 
     def _violation(self, value: object) -> None:
-        if not isinstance(value, dict) or self._violations >= MAX_VIOLATIONS:
+        denial = denial_of(value)
+        if denial is None or self._violations >= MAX_VIOLATIONS:
             return
         self._violations += 1
-        denial = Denial(
-            *(str(value.get(k, ""))[:MAX_VIOLATION_CHARS] for k in ("kind", "target", "detail"))
-        )
         if self._sink is not None:
             self._sink(denial)
 

@@ -142,14 +142,16 @@ class StreamedAnswer:
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
+        self._ended = False
         writer.write(STREAM_HEAD)
 
     def __call__(self, event: Event) -> None:
-        if not self._writer.is_closing():
+        if not self._ended and not self._writer.is_closing():
             self._writer.write(encode_event(event) + b"\n")
 
     def last(self, line: bytes) -> bytes:
-        """The body's last line, for the caller to write."""
+        """The body's last line, for the caller to write: no event is written after it."""
+        self._ended = True
         return line + b"\n"
 
 

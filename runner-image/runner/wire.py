@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -70,6 +71,7 @@ from runner.contract import (
     SkippedResult,
 )
 from runner.policy import PathRefused, input_path
+from runner.protocol import text_of
 from runner.results import ResultsBudget
 
 MAX_JOB_BYTES = 64 * MIB
@@ -291,9 +293,16 @@ class _Object:
         return None if value is None else self._integer(key, value, low, high)
 
     def _number(self, key: str, value: object) -> float:
+        refused = WireError(self._name(key), "type", "must be a finite non-negative number")
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise WireError(self._name(key), "type", "must be a non-negative number")
-        return float(value)
+            raise refused
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise refused from None
+        if not math.isfinite(number):  # NaN and Infinity: not JSON, and not a time
+            raise refused
+        return number
 
     def number(self, key: str) -> float:
         return self._number(key, self._get(key))
@@ -458,6 +467,18 @@ def outcome_cap(job: Job) -> int:
     return (2 * job.limits.output_bytes + files) * 4 // 3 + results + 4 * MIB
 
 
+EVENT_FRAMING = 200
+"""What one streamed event may add to its data: its JSON and its base64's growth."""
+
+
+def events_cap(job: Job) -> int:
+    """The most a runner may stream before its outcome for ``job``: its output (in pieces
+    merged per 20 ms, runner.coalesce), its results and violations, each framed."""
+    pieces = 2 * (job.limits.timeout_ms // 20 + 2) + MAX_RESULTS + MAX_VIOLATIONS
+    output = 2 * job.limits.output_bytes * 4 // 3
+    return output + 6 * job.limits.results_bytes + pieces * EVENT_FRAMING + MIB
+
+
 def decode_result(raw: bytes, job: Job) -> Outcome | Failure:
     """The runner's answer to ``job``: its outcome or its failure, held to the job's limits."""
     doc = _document(raw, outcome_cap(job))
@@ -535,9 +556,9 @@ def _outcome(doc: _Object, job: Job) -> Outcome:
         "denials",
         MAX_VIOLATIONS,
         lambda o: Denial(
-            o.text("kind", MAX_VIOLATION_CHARS),
-            o.text("target", MAX_VIOLATION_CHARS),
-            o.text("detail", MAX_VIOLATION_CHARS),
+            text_of(o.text("kind", MAX_VIOLATION_CHARS)),
+            text_of(o.text("target", MAX_VIOLATION_CHARS)),
+            text_of(o.text("detail", MAX_VIOLATION_CHARS)),
         ),
     )
     status_missing = doc.flag("statusMissing")
@@ -610,7 +631,7 @@ def _results(doc: _Object, job: Job) -> tuple[tuple[RichResult, ...], tuple[Skip
         "skippedResults",
         MAX_SKIPPED_RESULTS,
         lambda o: SkippedResult(
-            o.optional_text("type", 100),
+            text_of(o.optional_text("type", 100) or "") or None,
             o.optional_integer("display", 0, MAX_DISPLAYS),
             o.optional_integer("size"),
             o.text("reason", MAX_REASON_CHARS),
@@ -636,9 +657,9 @@ def decode_event(raw: bytes, job: Job) -> Event:
         event = kept
     elif kind == "violation":
         event = Denial(
-            doc.text("kind", MAX_VIOLATION_CHARS),
-            doc.text("target", MAX_VIOLATION_CHARS),
-            doc.text("detail", MAX_VIOLATION_CHARS),
+            text_of(doc.text("kind", MAX_VIOLATION_CHARS)),
+            text_of(doc.text("target", MAX_VIOLATION_CHARS)),
+            text_of(doc.text("detail", MAX_VIOLATION_CHARS)),
         )
     else:
         raise doc.refuse("event", "unknown", f"no event {kind[:20]!r}")

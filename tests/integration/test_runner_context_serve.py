@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from runner.contract import MIB, InputFile, Job, RunLimits, SandboxLimits
+from runner.contract import MIB, InputFile, Job, OutputChunk, RunLimits, SandboxLimits
 from runner.wire import decode_call, decode_event, encode_job, streamed_parts
 
 from tests.integration.test_runner_cli import ServedRunner, image_path  # noqa: F401
@@ -149,3 +149,34 @@ def test_a_second_operation_meanwhile_is_busy(context: Context) -> None:
         assert (second.status_code, second.json()["error"]) == (409, "busy")
         assert running.result(30).status_code == 200
     assert context.http.get("/files").status_code == 200
+
+
+def test_an_interrupt_reaches_only_the_call_it_names(context: Context) -> None:
+    assert context.begin().status_code == 200
+    context.run("kept = 'yes'")
+    call = {
+        "executionId": "ex-slow",
+        "code": "import time\nprint('started', flush=True)\ntime.sleep(30)",
+        "timeoutMs": 60_000,
+        "graceMs": 500,
+    }
+    with (
+        httpx.Client(base_url=context.runner.url, headers=context.http.headers) as other,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,  # the slow call's own thread
+    ):
+        running = pool.submit(other.post, "/run", content=json.dumps(call))
+        wait_for(lambda: context.http.get("/status").json()["busy"], what="the call under way")
+        for wrong in ({"executionId": "ex-other"}, {}):
+            assert context.http.post("/interrupt", content=json.dumps(wrong)).status_code == 200
+        assert context.http.get("/status").json()["busy"] is True  # not that call: it runs on
+        assert context.http.post("/interrupt", content=b"[").status_code == 422
+        named = context.http.post("/interrupt", content=json.dumps({"executionId": "ex-slow"}))
+        assert named.status_code == 200
+        answer = running.result(30)
+    events, last = streamed_parts(answer.content)
+    result = json.loads(last)
+    assert (result["timedOut"], result["restarted"]) == (True, False)  # KeyboardInterrupt
+    assert "KeyboardInterrupt" in base64.b64decode(result["stderr"]).decode()
+    chunks = [decode_event(line, Job("ex-slow", "")) for line in events]
+    assert OutputChunk("stdout", b"started\n", chunks[0].at) in chunks  # type: ignore[union-attr]
+    assert text(context.run("print(kept)")) == "yes\n"  # the context and its state stay

@@ -65,7 +65,7 @@ class FakeContext:
         code = call.code
         return CallOutcome(outcome(stdout=code.encode()), restarted=code == "restart me")
 
-    async def interrupt(self) -> None:
+    async def interrupt(self, call_id: str) -> None:
         self.interrupted = True
         self.release.set()  # a held call stops, as code does on KeyboardInterrupt
 

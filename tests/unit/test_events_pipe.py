@@ -110,3 +110,21 @@ async def test_a_flood_of_empty_lines_ends_at_the_line_limit() -> None:
     assert seen == []
     assert budget.skipped[-1] == SkippedResult(None, None, None, "too_large")
     assert len(budget.skipped) == MAX_RESULTS + 1  # the empty lines' own, capped
+
+
+async def test_text_that_no_encoder_takes_is_made_safe_and_sizes_are_bounded() -> None:
+    lines = [
+        b'{"result": {"text/plain": "a\\ud800b"}}\n',  # a lone surrogate, JSON-escaped
+        b'{"violation": {"kind": "network", "target": "\\udfff", "detail": "x"}}\n',
+        b'{"result": {}, "omitted": {"text/html": -5, "image/png": 10000000000000000000}}\n',
+        b'{"result": {"text/plain": "1", "text/html": "2", "text/latex": "3", "text/markdown":'
+        b' "4", "application/json": "5", "image/png": "6", "image/svg+xml": "7"},'
+        b' "omitted": {"text/x": 1}}\n',
+    ]
+    seen, budget = await read(lines)
+    for event in seen:
+        for text in vars(event).values():
+            if isinstance(text, str):
+                text.encode("utf-8")  # no lone surrogate left anywhere
+    assert [s.size for s in budget.skipped[:2]] == [None, None]
+    assert budget.skipped[-1] == SkippedResult(None, 2, None, "invalid")  # more than 7 types

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 from runner.contract import Denial, Event, Job, Outcome, OutputChunk, RichResult, RunLimits
-from runner.wire import encode_event, encode_outcome
+from runner.wire import encode_event, encode_outcome, events_cap
 
-from controller.kubernetes.streamed import read_streamed
+from controller.kubernetes.streamed import EventRelay, read_streamed
 from controller.replies import ReplyTooLarge, ReplyUndecodable
 
 JOB = Job("ex-1", "x", limits=RunLimits(output_bytes=4, results_bytes=100))
@@ -35,7 +35,7 @@ async def answered(body: bytes, headers: dict[str, str] | None = None) -> tuple[
         httpx.AsyncClient(transport=transport) as client,
         client.stream("POST", "http://runner.test/run") as response,
     ):
-        return await read_streamed(response, JOB, seen.append), seen
+        return await read_streamed(response, EventRelay(JOB, seen.append)), seen
 
 
 def lines(*events: Event) -> bytes:
@@ -86,3 +86,18 @@ async def test_a_line_past_the_caps_is_refused_before_it_ends() -> None:
 async def test_a_compressed_answer_is_refused() -> None:
     with pytest.raises(ReplyUndecodable, match="gzip"):
         await answered(OUTCOME, {"content-encoding": "gzip"})
+
+
+async def test_events_past_what_an_honest_runner_sends_end_the_answer() -> None:
+    # Each event is small and within the rules; together they are more than the job's.
+    violation = encode_event(Denial("network", "x:1", "no")) + b"\n"
+    flood = violation * (events_cap(JOB) // len(violation) + 1)
+    with pytest.raises(ReplyTooLarge):
+        await answered(flood + OUTCOME)
+
+
+async def test_what_a_lost_run_streamed_is_kept() -> None:
+    relay = EventRelay(JOB, None)
+    relay.relay(encode_event(OutputChunk("stdout", b"ab", 1.0)))
+    relay.relay(encode_event(OutputChunk("stdout", b"cde", 2.0)))  # past the cap of 4
+    assert bytes(relay.output["stdout"]) == b"ab"

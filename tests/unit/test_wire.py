@@ -305,6 +305,7 @@ def test_an_event_is_decoded_as_it_was_encoded(event: Event) -> None:
             "max_bytes",
         ),
         ({"event": "stdout", "data": "eA==", "at": -1}, "at", "type"),
+        ({"event": "stdout", "data": "eA==", "at": 10**400}, "at", "type"),
         ({"event": "result", "type": "image/png", "data": "eA==", "display": 0}, "data", "invalid"),
         ({"event": "exit", "code": 0}, "event", "unknown"),
         ({"event": "stderr", "data": "eA==", "at": 1, "more": 1}, "more", "unknown_field"),
@@ -328,3 +329,13 @@ def test_a_streamed_answer_is_its_events_then_its_last_line() -> None:
     events, last = streamed_parts(body)
     assert [decode_event(line, JOB) for line in events] == [OutputChunk("stdout", b"x", 1.0)]
     assert decode_result(last, JOB) == OUTCOME
+
+
+def test_a_time_that_is_not_a_finite_number_is_refused() -> None:
+    for raw in (
+        b'{"event": "stdout", "data": "eA==", "at": NaN}',
+        b'{"event": "stdout", "data": "eA==", "at": Infinity}',
+    ):
+        with pytest.raises(WireError) as refused:
+            decode_event(raw, JOB)
+        assert (refused.value.field, refused.value.rule) == ("at", "type")
