@@ -10,6 +10,8 @@ the same run.
    interleaved, each after the warm pools are full again.  The target: p50 within 10 %.
 
     .venv/bin/python bench/stream_bench.py [--requests 200] [--baseline REV]
+    .venv/bin/python bench/stream_bench.py --url http://10.244.0.1 --token-file FILE
+        (1. only, against a running service: the Kubernetes installation's Ingress, say)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the shared service launcher is in tests/
@@ -41,10 +44,16 @@ def p50(samples_ms: list[float]) -> float:
 
 
 class Api:
-    def __init__(self, service: ServiceProcess) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=60)
-        self.headers = {"Authorization": f"Bearer {service.token}"}
+    def __init__(self, url: str, token: str, warm: int = 2) -> None:
+        parsed = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parsed.hostname or "", parsed.port, timeout=60)
+        self.headers = {"Authorization": f"Bearer {token}"}
         self.answered: dict[str, Any] = {}
+        self.warm = warm
+
+    @classmethod
+    def of(cls, service: ServiceProcess) -> Api:
+        return cls(service.base_url, service.token)
 
     def whole(self, code: str) -> float:
         """Milliseconds to the whole answer of a run without streaming."""
@@ -76,7 +85,8 @@ class Api:
         while True:
             self.conn.request("GET", "/health", headers=self.headers)
             health: dict[str, Any] = json.loads(self.conn.getresponse().read())
-            if health["executions"]["warmSandboxes"] >= 2 and not health["executions"]["admitted"]:
+            executions = health["executions"]
+            if executions["warmSandboxes"] >= self.warm and not executions["admitted"]:
                 return
             time.sleep(0.002)
 
@@ -118,7 +128,7 @@ def machinery(n: int, revision: str) -> None:
         old = baseline_service(revision, worktree)
         new = ServiceProcess(warm_pool_size="2")
         try:
-            before, after = Api(old), Api(new)
+            before, after = Api.of(old), Api.of(new)
             for api in (before, after):  # warm both: the first runs fill caches
                 for _ in range(5):
                     api.whole("print(2+2)")
@@ -149,10 +159,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--baseline", default=DEFAULT_BASELINE)
+    parser.add_argument("--url", help="a running service instead (streaming only)")
+    parser.add_argument("--token-file", type=Path)
+    parser.add_argument("--warm", type=int, default=1, help="its warm sandboxes or pods")
     args = parser.parse_args()
+    if args.url:
+        token = args.token_file.read_text().strip() if args.token_file else ""
+        streaming(Api(args.url, token, args.warm), args.requests)
+        return
     service = ServiceProcess(warm_pool_size="2")
     try:
-        streaming(Api(service), args.requests)
+        streaming(Api.of(service), args.requests)
     finally:
         service.stop()
     machinery(args.requests, args.baseline)

@@ -16,6 +16,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from controller.api.streaming import KEEPALIVE_S
+
 REF = "#/components/schemas/{model}"
 BEARER = "bearerAuth"
 
@@ -199,7 +201,8 @@ STREAMED = {
             "display}) and `violation` ({kind, target, detail}) as they happen, then "
             "`done` (exactly the JSON answer of a call without streaming) or `error` "
             "({status, error, message}) if the platform failed after the run began. A "
-            "comment line every 15 s keeps a quiet stream open; closing it ends the run.",
+            f"comment line every {KEEPALIVE_S:g} s keeps a quiet stream open; closing it "
+            "ends the run.",
         },
         "example": 'event: stdout\ndata: {"text":"4\\n","timestamp":1796689701749.6}\n\n'
         'event: done\ndata: {"executionId":"ex-...","exitCode":0,...}\n\n',

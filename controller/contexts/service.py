@@ -134,7 +134,7 @@ class ContextService:
     ) -> ContextExecuteResponse:
         """One call on the caller's context; ``events`` is told when it begins, then its
         output, results and violations as they happen (a streamed call).  Cancelled, the
-        call is interrupted as at its timeout, and the context stays (Counted.run)."""
+        call is interrupted as at its timeout, and the context stays (placement.to_the_end)."""
         started = time.perf_counter()
         label = "error"
         try:

@@ -110,11 +110,18 @@ def send(representations: dict[str, str]) -> None:
 
 
 def display(*objects: object) -> None:
-    """Show each object as a result, as a notebook's ``display`` does."""
+    """Show each object as a result, as a notebook's ``display`` does.  A figure shown is
+    closed, so that the end of the run does not show it again."""
     for obj in objects:
         representations = represent(obj)
         if representations:
             send(representations)
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None and _is_figure(obj):
+            try:
+                pyplot.close(obj)
+            except Exception:  # noqa: S110 - a figure pyplot does not know stays open
+                pass
 
 
 def represent(obj: object) -> dict[str, str]:

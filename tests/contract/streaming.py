@@ -235,3 +235,9 @@ def test_unknown_figure_formats_are_refused(api: Api, bad: list[str]) -> None:
     response = api.client.post("/execute", json={"code": "1", "figureFormats": bad})
     assert response.status_code == 422
     assert response.json()["details"][0]["field"].startswith("figureFormats")
+
+
+def test_a_figure_as_the_trailing_value_is_shown_once(api: Api) -> None:
+    code = "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([1, 2])\nfig"
+    result = api.execute(code)
+    assert [r["type"] for r in result["results"]] == ["text/plain", "image/png"]
