@@ -129,9 +129,14 @@ class BodyIntake:
         deadline = asyncio.get_running_loop().time() + self.timeout_s
         response_started = False
         in_lane = False
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal received, held, in_lane
+            nonlocal received, held, in_lane, body_done
+            if body_done:
+                # The body is in: what is left to receive is the disconnect, which a
+                # streamed answer waits for as long as it runs (no body deadline).
+                return await receive()
             try:
                 async with asyncio.timeout_at(deadline):
                     if not in_lane and max(held, received) > LARGE_BYTES:
@@ -148,9 +153,11 @@ class BodyIntake:
                     if refusal := self.budget.take(name, received - held, held):
                         raise _Refused(refusal)
                     held = received
-                if in_lane and not message.get("more_body", False):
-                    in_lane = False  # all in: the next large body may come
-                    self.lanes.release(name)
+                if not message.get("more_body", False):
+                    body_done = True
+                    if in_lane:
+                        in_lane = False  # all in: the next large body may come
+                        self.lanes.release(name)
             return message
 
         async def tracking_send(message: Message) -> None:

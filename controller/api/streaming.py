@@ -187,5 +187,9 @@ class EventStreamResponse(Response):
             self._task.cancel()
 
     async def _until_disconnected(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except Exception:  # not a disconnect: the stream goes on, unwatched
+            log.exception("a streamed run's connection could not be watched")
+            await asyncio.Event().wait()

@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.contract.contexts import context, run  # noqa: F401 - the fixture too
 from tests.contract.target import Api
-from tests.support import TIME_SCALE
+from tests.support import TIME_SCALE, wait_for
 
 STREAM = {"Accept": "text/event-stream"}
 # What differs between two runs of the same code (and nothing else may).
@@ -241,3 +242,36 @@ def test_a_figure_as_the_trailing_value_is_shown_once(api: Api) -> None:
     code = "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([1, 2])\nfig"
     result = api.execute(code)
     assert [r["type"] for r in result["results"]] == ["text/plain", "image/png"]
+
+
+# --- a context's calls ---------------------------------------------------------------
+
+
+def test_a_context_call_streams_and_ends_with_its_answer(api: Api, context: str) -> None:  # noqa: F811
+    code = "import time\nprint('one', flush=True)\ntime.sleep(2)\ntotal = 40 + 2\ntotal"
+    received = stream(api, f"/contexts/{context}/execute", {"code": code})
+    first = next(r for r in received if r.name == "stdout")
+    assert received[-1].at - first.at > 1.5
+    done = done_of(received)
+    assert done["stdout"] == text_of(received, "stdout") == "one\n"
+    assert done["results"] == [{"type": "text/plain", "data": "42", "display": 0}]
+    assert done["restarted"] is False
+    assert run(api, context, "total")["results"][0]["data"] == "42"  # the state is kept
+
+
+def test_a_context_call_whose_caller_goes_away_is_interrupted(api: Api, context: str) -> None:  # noqa: F811
+    run(api, context, "kept = 'yes'")
+    code = "import time\nprint('started', flush=True)\ntime.sleep(60)"
+    path = f"/contexts/{context}/execute"
+    with api.client.stream("POST", path, json={"code": code}, headers=STREAM) as response:
+        assert next(events_of(response)).name == "stdout"
+    # Interrupted (KeyboardInterrupt), not killed: free again soon, its state kept.
+    wait_for(lambda: not api.client.get(f"/contexts/{context}").json()["busy"], 5)
+    result = run(api, context, "print(kept)")
+    assert (result["stdout"], result["restarted"]) == ("yes\n", False)
+
+
+def test_figures_of_a_context_call_come_back_and_are_closed(api: Api, context: str) -> None:  # noqa: F811
+    first = run(api, context, "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nNone")
+    assert [r["type"] for r in first["results"]] == ["text/plain", "image/png"]
+    assert run(api, context, "len(plt.get_fignums())")["results"][0]["data"] == "0"

@@ -154,3 +154,16 @@ def evict_the_idle(strict: ServiceProcess) -> None:
         working.close()
         for sock in idle:
             sock.close()
+
+
+def test_a_streamed_run_outlives_the_bodys_deadline() -> None:
+    # The body must arrive within REQUEST_BODY_TIMEOUT_S; the answer may take as long as
+    # the run does, and a streamed one waits for the disconnect all that time.
+    with ServiceProcess(request_body_timeout_s="1") as svc:
+        code = "import time\nprint('one', flush=True)\ntime.sleep(2.5)\nprint('two')"
+        with svc.client.stream(
+            "POST", "/execute", json={"code": code}, headers={"Accept": "text/event-stream"}
+        ) as response:
+            lines = list(response.iter_lines())
+    assert "event: done" in lines
+    assert lines.count("event: stdout") == 2
