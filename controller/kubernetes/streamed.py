@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
-from runner.coalesce import Coalesced
+from runner.coalesce import coalesced
 from runner.contract import (
     MAX_VIOLATIONS,
     Denial,
@@ -40,7 +40,7 @@ class EventRelay:
 
     def __init__(self, job: Job, events: EventSink | None) -> None:
         self.job = job
-        self._events = Coalesced(events, asyncio.get_running_loop()) if events else None
+        self._events = coalesced(events, asyncio.get_running_loop())
         self.output = {"stdout": bytearray(), "stderr": bytearray()}
         """The output passed on (or that would have been): at most the job's cap each."""
         self._results = ResultsBudget(job.limits.results_bytes)

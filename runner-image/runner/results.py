@@ -56,7 +56,8 @@ def result_refusal(mime: str, data: str) -> str | None:
 
 
 def result_size(mime: str, data: str) -> int:
-    """What a representation counts against a results budget (as runner.display counts)."""
+    """What a representation counts against a results budget, decoded: never more than
+    runner.display counted for it (the same, with its text escaped as JSON)."""
     return len(data) + len(mime) + 8
 
 
